@@ -1,0 +1,7 @@
+"""`python -m collab` is the `collab` command."""
+
+import sys
+
+from collab.cli import main
+
+sys.exit(main())

@@ -1,0 +1,299 @@
+"""The ASGI application: WebSocket endpoint, REST API, static web client.
+
+The only module that imports FastAPI/Starlette. Everything is built in
+`create_app(settings)`; there is no module-level state.
+
+Connection discipline for /ws/{document}: accept -> validate the name -> join
+the room -> one receive loop and one writer task per connection -> whichever
+ends first ends the connection -> leave the room and close in `finally`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import FastAPI, HTTPException, Path, Request, Response, WebSocket
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+from starlette.websockets import WebSocketDisconnect
+
+from collab import __version__
+from collab.config import Settings
+from collab.content import render_content
+from collab.errors import CloseCode, MessageTooBig, ProtocolError, UnsupportedData
+from collab.peer import Peer, PeerLimits, PeerState
+from collab.protocol import DOCUMENT_NAME_PATTERN, decode_message, is_valid_document_name
+from collab.registry import LifecyclePolicy, RoomRegistry
+from collab.room import Room
+from collab.sql_store import SqlStore, redact_url
+from collab.writer import UpdateWriter
+
+logger = logging.getLogger(__name__)
+
+_MAX_CLOSE_REASON_BYTES = 123  # RFC 6455 5.5: a control frame payload is at most 125 bytes
+
+
+@dataclass
+class Services:
+    """What the endpoints share; lives on `app.state.services` for the app's lifetime."""
+
+    settings: Settings
+    store: SqlStore
+    writer: UpdateWriter
+    registry: RoomRegistry
+    peer_limits: PeerLimits
+
+
+class WebSocketTransport:
+    """Adapts Starlette's WebSocket to the `Transport` a `Peer` needs."""
+
+    def __init__(self, websocket: WebSocket) -> None:
+        self._websocket = websocket
+
+    async def send_bytes(self, data: bytes) -> None:
+        await self._websocket.send_bytes(data)
+
+    async def close(self, code: int, reason: str) -> None:
+        encoded = reason.encode()[:_MAX_CLOSE_REASON_BYTES]
+        await self._websocket.close(code, encoded.decode(errors="ignore"))
+
+
+# -- response models (they make the OpenAPI schema accurate) ----------------
+
+
+class ErrorBody(BaseModel):
+    detail: str
+
+
+class Health(BaseModel):
+    status: str
+    version: str
+    database: str
+
+
+class DocumentSummary(BaseModel):
+    name: str
+    created_at: datetime | None = Field(description="None for a live document not yet stored")
+    updated_at: datetime | None
+    size_bytes: int = Field(description="Latest snapshot plus the update log after it")
+    live_connections: int
+
+
+class DocumentContent(BaseModel):
+    name: str
+    content: dict[str, Any] = Field(
+        description=(
+            "Each root by inferred type: Y.Map -> object, Y.Text -> string, "
+            "Y.Array -> list, nested types recursively; an empty root -> ''."
+        )
+    )
+
+
+DocumentName = Annotated[
+    str, Path(pattern=DOCUMENT_NAME_PATTERN, description="1-128 of A-Z a-z 0-9 . _ : -")
+]
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}}
+
+
+def _timestamp(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = SqlStore(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+        await store.open()
+        writer = UpdateWriter(
+            store,
+            max_batch_ops=settings.write_batch_max_ops,
+            max_pending_ops=settings.write_backlog_max_ops,
+        )
+        registry = RoomRegistry(
+            store,
+            writer,
+            LifecyclePolicy(
+                grace_s=settings.room_grace_s,
+                compact_after_updates=settings.compact_after_updates,
+                compact_after_s=settings.compact_after_s,
+                janitor_interval_s=settings.janitor_interval_s,
+            ),
+        )
+        app.state.services = Services(
+            settings=settings,
+            store=store,
+            writer=writer,
+            registry=registry,
+            peer_limits=PeerLimits(
+                max_queue_messages=settings.send_queue_messages,
+                max_queue_bytes=settings.send_queue_bytes,
+                keepalive_interval_s=settings.keepalive_interval_s,
+                close_timeout_s=settings.close_timeout_s,
+            ),
+        )
+        writer_task = asyncio.create_task(writer.run(), name="update writer")
+        janitor_task = asyncio.create_task(registry.run_janitor(), name="janitor")
+        logger.info("collab %s ready; database %s", __version__, redact_url(settings.database_url))
+        try:
+            yield
+        finally:
+            janitor_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await janitor_task
+            await asyncio.wait_for(registry.close(), settings.shutdown_timeout_s)
+            await writer.close(writer_task, settings.shutdown_timeout_s)
+            await store.close()
+            logger.info("collab stopped; %d transactions committed", writer.commits)
+
+    app = FastAPI(
+        title="collab",
+        version=__version__,
+        summary="Yjs-compatible collaborative document server",
+        lifespan=lifespan,
+    )
+
+    def services(request: Request) -> Services:
+        return request.app.state.services  # type: ignore[no-any-return]
+
+    @app.get("/healthz", response_model=Health, tags=["ops"])
+    async def healthz(request: Request) -> Health:
+        await services(request).store.ping()
+        return Health(status="ok", version=__version__, database="ok")
+
+    @app.get("/api/documents", response_model=list[DocumentSummary], tags=["documents"])
+    async def list_documents(request: Request) -> list[DocumentSummary]:
+        svc = services(request)
+        summaries = {
+            info.name: DocumentSummary(
+                name=info.name,
+                created_at=_timestamp(info.created_at),
+                updated_at=_timestamp(info.updated_at),
+                size_bytes=info.size_bytes,
+                live_connections=svc.registry.live_connections(info.name),
+            )
+            for info in await svc.store.list_documents()
+        }
+        for name, room in svc.registry.rooms.items():
+            if name not in summaries and room.peers:
+                summaries[name] = DocumentSummary(
+                    name=name,
+                    created_at=None,
+                    updated_at=None,
+                    size_bytes=0,
+                    live_connections=len(room.peers),
+                )
+        return [summaries[name] for name in sorted(summaries)]
+
+    @app.get(
+        "/api/documents/{name}",
+        response_model=DocumentContent,
+        responses=_NOT_FOUND,
+        tags=["documents"],
+    )
+    async def get_document(name: DocumentName, request: Request) -> DocumentContent:
+        state = await services(request).registry.read_state(name)
+        if state is None:
+            raise HTTPException(404, f"document {name!r} not found")
+        content = await asyncio.to_thread(render_content, state)
+        return DocumentContent(name=name, content=content)
+
+    @app.delete("/api/documents/{name}", status_code=204, responses=_NOT_FOUND, tags=["documents"])
+    async def delete_document(name: DocumentName, request: Request) -> Response:
+        if not await services(request).registry.delete(name):
+            raise HTTPException(404, f"document {name!r} not found")
+        return Response(status_code=204)
+
+    @app.websocket("/ws/{name}")
+    async def websocket_endpoint(websocket: WebSocket, name: str) -> None:
+        # Accept first, so a refusal carries a close code and reason the client can read.
+        await websocket.accept()
+        if not is_valid_document_name(name):
+            logger.warning("refused connection: bad document name %r", name[:200])
+            await websocket.close(
+                CloseCode.BAD_DOCUMENT_NAME,
+                "bad document name: use 1-128 of A-Z a-z 0-9 . _ : -",
+            )
+            return
+        await _serve_peer(websocket, name, websocket.app.state.services)
+
+    if settings.web_dir.is_dir():
+        app.mount("/", StaticFiles(directory=settings.web_dir, html=True), name="web")
+    return app
+
+
+async def _serve_peer(websocket: WebSocket, name: str, svc: Services) -> None:
+    peer = Peer(WebSocketTransport(websocket), name, svc.peer_limits)
+    try:
+        room = await svc.registry.join(name, peer)
+    except Exception:  # task boundary: this client is told; the others are untouched
+        logger.exception("doc=%s peer=%d could not join", name, peer.id)
+        await peer_close_now(peer, CloseCode.INTERNAL_ERROR, "could not load the document")
+        return
+    logger.info("doc=%s peer=%d connected (%d in room)", name, peer.id, len(room.peers))
+    writer = asyncio.create_task(peer.run_writer(), name=f"peer {peer.id} writer")
+    reader = asyncio.create_task(_receive_loop(websocket, peer, room, svc), name=f"peer {peer.id}")
+    try:
+        await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        svc.registry.leave(room, peer)
+        for task in (writer, reader):
+            task.cancel()
+        for task, result in zip(
+            (writer, reader),
+            await asyncio.gather(writer, reader, return_exceptions=True),
+            strict=True,
+        ):
+            if isinstance(result, WebSocketDisconnect | OSError):
+                peer.state = PeerState.CLOSED  # the socket went away under a send
+            elif isinstance(result, Exception):
+                logger.error(
+                    "doc=%s peer=%d %s failed", name, peer.id, task.get_name(), exc_info=result
+                )
+                peer.close(CloseCode.INTERNAL_ERROR, "internal error")
+        await peer.finish()
+        logger.info(
+            "doc=%s peer=%d disconnected (code %s%s)",
+            name,
+            peer.id,
+            int(peer.close_code) if peer.close_code else "-",
+            f", {peer.close_reason}" if peer.close_reason else "",
+        )
+
+
+async def peer_close_now(peer: Peer, code: CloseCode, reason: str) -> None:
+    peer.close(code, reason)
+    await peer.finish()
+
+
+async def _receive_loop(websocket: WebSocket, peer: Peer, room: Room, svc: Services) -> None:
+    """Read frames until the client leaves or breaks the protocol."""
+    max_bytes = svc.settings.max_message_bytes
+    writer = svc.writer
+    try:
+        while peer.is_open:
+            event = await websocket.receive()
+            if event["type"] == "websocket.disconnect":
+                peer.state = PeerState.CLOSED  # the client is gone: no close frame to send
+                return
+            data = event.get("bytes")
+            if data is None:
+                raise UnsupportedData("text frames are not part of the Yjs protocol; send binary")
+            if len(data) > max_bytes:
+                raise MessageTooBig(f"message of {len(data)} bytes exceeds {max_bytes}")
+            if room.handle(peer, decode_message(data)) is not None and writer.pending_ops:
+                await writer.wait_for_capacity()
+    except ProtocolError as exc:
+        logger.warning(
+            "doc=%s peer=%d protocol error, closing with %d: %s",
+            peer.document,
+            peer.id,
+            exc.close_code,
+            exc.reason,
+        )
+        peer.close(exc.close_code, exc.reason)

@@ -1,0 +1,110 @@
+"""Command line: `collab serve` (the default) runs the server.
+
+Flags override COLLAB_* variables, which override defaults (see config.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+import uvicorn
+
+from collab import __version__
+from collab.app import create_app
+from collab.config import Settings
+from collab.sql_store import redact_url
+
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="collab", description="Yjs-compatible collaboration server"
+    )
+    parser.add_argument("--version", action="version", version=f"collab {__version__}")
+    commands = parser.add_subparsers(dest="command")
+    serve = commands.add_parser("serve", help="run the server (default)")
+    add_serve_arguments(serve)
+    return parser
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help="interface to bind (COLLAB_HOST, default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="TCP port (COLLAB_PORT, default 1234)")
+    parser.add_argument(
+        "--database",
+        dest="database_url",
+        metavar="URL",
+        help="SQLAlchemy URL (COLLAB_DATABASE_URL)",
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="COLLAB_LOG_LEVEL, default info",
+    )
+    parser.add_argument(
+        "--sqlite-synchronous",
+        choices=["NORMAL", "FULL", "EXTRA"],
+        help="FULL also survives power loss (COLLAB_SQLITE_SYNCHRONOUS, default NORMAL)",
+    )
+    parser.add_argument("--room-grace", dest="room_grace_s", type=float, metavar="SECONDS")
+    parser.add_argument("--compact-after-updates", type=int, metavar="N")
+    parser.add_argument("--compact-after", dest="compact_after_s", type=float, metavar="SECONDS")
+    parser.add_argument("--max-message-bytes", type=int, metavar="BYTES")
+
+
+def serve(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT)
+    logger = logging.getLogger("collab")
+    logger.info(
+        "collab %s starting: http://%s:%d (WebSocket ws://%s:%d/ws/{document}), database %s",
+        __version__,
+        settings.host,
+        settings.port,
+        settings.host,
+        settings.port,
+        redact_url(settings.database_url),
+    )
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        log_level=settings.log_level,
+        ws="websockets-sansio",
+        # One byte over our own limit, so an oversized message reaches our check
+        # (and its log line) instead of being cut off inside the library.
+        ws_max_size=settings.max_message_bytes + 1,
+        # y-websocket clients keep the socket alive themselves; protocol pings stay on
+        # so half-open TCP connections are noticed.
+        ws_ping_interval=20.0,
+        ws_ping_timeout=20.0,
+        timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
+    )
+    uvicorn.Server(config).run()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0].startswith("-") and argv[0] not in {"-h", "--help", "--version"}):
+        argv.insert(0, "serve")  # `collab --port 8000` means `collab serve --port 8000`
+    args = parser.parse_args(argv)
+    command = args.command or "serve"
+    if command == "serve":
+        options = {k: v for k, v in vars(args).items() if k != "command"}
+        try:
+            settings = Settings.load(**options)
+        except ValueError as exc:
+            parser.error(str(exc))
+        serve(settings)
+        return 0
+    parser.error(f"unknown command {command!r}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

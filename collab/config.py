@@ -1,0 +1,92 @@
+"""Settings: the one place configuration is read (CLI flags > COLLAB_* variables > defaults).
+
+Every field can be set by the environment variable `COLLAB_<FIELD NAME IN CAPS>`;
+the README's configuration table lists them. Nothing else in collab reads the
+environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "COLLAB_"
+DEFAULT_WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 1234
+    database_url: str = "sqlite+aiosqlite:///./data/collab.db"
+    log_level: str = "info"
+    # SQLite only: NORMAL survives a killed process; FULL also survives power loss.
+    sqlite_synchronous: str = "NORMAL"
+    # A room stays in memory this long after its last client leaves.
+    room_grace_s: float = 30.0
+    # Compaction: snapshot a room after this many updates, or this long after its
+    # first uncompacted update, whichever comes first (and on unload and shutdown).
+    compact_after_updates: int = 1000
+    compact_after_s: float = 300.0
+    janitor_interval_s: float = 1.0
+    # Largest WebSocket message accepted (bytes); larger ones close with 1009.
+    max_message_bytes: int = 32 * 1024 * 1024
+    # Per-connection outbox bound; a client over it is disconnected (4004).
+    send_queue_messages: int = 2000
+    send_queue_bytes: int = 64 * 1024 * 1024
+    # An idle connection hears a no-op awareness message this often (y-websocket
+    # drops a socket that hears nothing for 30 s).
+    keepalive_interval_s: float = 15.0
+    close_timeout_s: float = 5.0
+    # Group commit: most ops in one transaction; receive loops wait above the backlog.
+    write_batch_max_ops: int = 2000
+    write_backlog_max_ops: int = 50000
+    shutdown_timeout_s: float = 30.0
+    web_dir: Path = field(default=DEFAULT_WEB_DIR)
+
+    def __post_init__(self) -> None:
+        if self.sqlite_synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+            raise ValueError(
+                f"sqlite_synchronous must be OFF/NORMAL/FULL/EXTRA, not {self.sqlite_synchronous!r}"
+            )
+        for name in (
+            "compact_after_updates",
+            "max_message_bytes",
+            "send_queue_messages",
+            "write_batch_max_ops",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then COLLAB_* variables, then explicit overrides that are not None."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = environ.get(ENV_PREFIX + f.name.upper())
+            if raw is not None and raw != "":
+                values[f.name] = _convert(f, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _convert(f: dataclasses.Field[Any], raw: str) -> Any:
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "Path":
+            return Path(raw)
+    except ValueError as exc:
+        raise ValueError(f"{ENV_PREFIX}{f.name.upper()}={raw!r}: not a valid {kind}") from exc
+    return raw

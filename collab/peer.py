@@ -1,0 +1,148 @@
+"""One connected client: its bounded outbox and the task that drains it.
+
+Owns the only code that awaits a client's socket. The room calls `send()`, which
+never blocks: it appends to the outbox or, when the outbox is over its bound,
+closes this peer with `SLOW_CONSUMER`. The peer re-syncs when it reconnects, so
+dropping its queue loses nothing; the others never wait for it.
+
+Lifecycle: OPEN --close()--> CLOSING --(transport closed)--> CLOSED. `close()` is
+idempotent; the first code and reason win.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections import deque
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from collab.errors import CloseCode
+from collab.protocol import KEEPALIVE_MESSAGE
+
+logger = logging.getLogger(__name__)
+
+_peer_ids = itertools.count(1)
+
+
+class Transport(Protocol):
+    """What a peer needs from a connection; the WebSocket adapter in app.py satisfies it."""
+
+    async def send_bytes(self, data: bytes) -> None: ...
+
+    async def close(self, code: int, reason: str) -> None: ...
+
+
+class PeerState(StrEnum):
+    OPEN = "open"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class PeerLimits:
+    max_queue_messages: int = 2000
+    max_queue_bytes: int = 64 * 1024 * 1024
+    keepalive_interval_s: float = 15.0
+    close_timeout_s: float = 5.0
+
+
+class Peer:
+    def __init__(self, transport: Transport, document: str, limits: PeerLimits) -> None:
+        self.id = next(_peer_ids)
+        self.document = document
+        self.client_ids: set[int] = set()  # awareness ids this connection announced
+        self.state = PeerState.OPEN
+        self.close_code: CloseCode | None = None
+        self.close_reason = ""
+        self.unknown_messages = 0
+        self._transport = transport
+        self._limits = limits
+        self._outbox: deque[bytes] = deque()
+        self._queued_bytes = 0
+        self._wakeup = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._is_sending = False
+
+    def __repr__(self) -> str:
+        return f"<Peer {self.id} {self.document!r} {self.state}>"
+
+    @property
+    def is_open(self) -> bool:
+        return self.state is PeerState.OPEN
+
+    def send(self, message: bytes) -> None:
+        """Queue `message`; never blocks. Overflow closes this peer, not the caller."""
+        if not self.is_open:
+            return
+        # A single message larger than the byte bound is still admitted on an empty
+        # queue: a big initial sync must be able to reach a fresh client.
+        if len(self._outbox) >= self._limits.max_queue_messages or (
+            self._outbox and self._queued_bytes + len(message) > self._limits.max_queue_bytes
+        ):
+            logger.warning(
+                "doc=%s peer=%d send queue overflow (%d messages, %d bytes): disconnecting",
+                self.document,
+                self.id,
+                len(self._outbox),
+                self._queued_bytes,
+            )
+            self.close(CloseCode.SLOW_CONSUMER, "send queue overflow: reconnect to re-sync")
+            return
+        self._outbox.append(message)
+        self._queued_bytes += len(message)
+        self._wakeup.set()
+
+    def close(self, code: CloseCode, reason: str) -> None:
+        """Ask for this peer to be closed; the endpoint sends the close frame."""
+        if not self.is_open:
+            return
+        self.state = PeerState.CLOSING
+        self.close_code = code
+        self.close_reason = reason
+        self._outbox.clear()
+        self._queued_bytes = 0
+        self._wakeup.set()
+        if self._is_sending and self._writer is not None:
+            # The writer is parked on a backed-up socket; it would never see the request.
+            self._writer.cancel()
+
+    async def run_writer(self) -> None:
+        """Drain the outbox until the peer closes; send a keep-alive when idle."""
+        self._writer = asyncio.current_task()
+        keepalive_s = self._limits.keepalive_interval_s
+        while self.is_open:
+            if not self._outbox:
+                self._wakeup.clear()
+                try:
+                    await asyncio.wait_for(self._wakeup.wait(), keepalive_s)
+                except TimeoutError:
+                    await self._send(KEEPALIVE_MESSAGE)
+                continue
+            message = self._outbox.popleft()
+            self._queued_bytes -= len(message)
+            await self._send(message)
+
+    async def _send(self, message: bytes) -> None:
+        self._is_sending = True
+        try:
+            await self._transport.send_bytes(message)
+        finally:
+            self._is_sending = False
+
+    async def finish(self) -> None:
+        """Send the requested close frame (bounded wait); the peer is CLOSED after."""
+        if self.state is PeerState.CLOSED:
+            return
+        if self.close_code is None:
+            self.close_code, self.close_reason = CloseCode.NORMAL, ""
+        self.state = PeerState.CLOSED
+        try:
+            async with asyncio.timeout(self._limits.close_timeout_s):
+                await self._transport.close(self.close_code, self.close_reason)
+        except TimeoutError:
+            logger.info("doc=%s peer=%d close frame not delivered in time", self.document, self.id)
+        except Exception as exc:  # task boundary: the socket is already gone
+            logger.debug("doc=%s peer=%d close failed: %r", self.document, self.id, exc)

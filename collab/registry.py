@@ -1,0 +1,169 @@
+"""The rooms of this process: single-flight load, unload, compaction scheduling.
+
+Owns `rooms` (loaded documents) and the in-flight loads. Concurrent first joins
+of one document share one load. The janitor's pass is synchronous, so nothing
+can change under it: a room is unloaded only when it has no peers, has been
+empty for the grace period, is compacted, and has no write pending — a room
+whose writes are failing therefore stays in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pycrdt import Doc
+
+from collab.errors import CloseCode
+from collab.peer import Peer
+from collab.room import Room
+from collab.store import DeleteDocument, DocumentStore, StoredDocument
+from collab.writer import UpdateWriter
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class LifecyclePolicy:
+    grace_s: float = 30.0
+    compact_after_updates: int = 1000
+    compact_after_s: float = 300.0
+    janitor_interval_s: float = 1.0
+
+
+def build_doc(stored: StoredDocument, document: str) -> Doc:
+    """Snapshot, then each log entry after it. Applying to a Doc is linear;
+    pycrdt's merge_updates is not (see the README's storage notes)."""
+    doc: Doc = Doc()
+    with doc.transaction():
+        for update in ([stored.snapshot] if stored.snapshot else []) + stored.updates:
+            try:
+                doc.apply_update(update)
+            except ValueError:
+                # Only the writer stores updates, and only ones the Doc accepted; a
+                # corrupt row is reported loudly and the rest of the document kept.
+                logger.error("doc=%s skipped a stored update that does not decode", document)
+    return doc
+
+
+class RoomRegistry:
+    def __init__(
+        self,
+        store: DocumentStore,
+        writer: UpdateWriter,
+        policy: LifecyclePolicy,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.rooms: dict[str, Room] = {}
+        self._store = store
+        self._writer = writer
+        self._policy = policy
+        self._clock = clock
+        self._loading: dict[str, asyncio.Task[Room]] = {}
+        self.loads = 0  # documents loaded from storage, for tests and introspection
+
+    async def join(self, name: str, peer: Peer) -> Room:
+        room = self.rooms.get(name)
+        if room is None:
+            room = await self._load_once(name)
+        room.add_peer(peer)
+        return room
+
+    def leave(self, room: Room, peer: Peer) -> None:
+        room.remove_peer(peer)
+
+    def live_connections(self, name: str) -> int:
+        room = self.rooms.get(name)
+        return len(room.peers) if room else 0
+
+    async def _load_once(self, name: str) -> Room:
+        task = self._loading.get(name)
+        if task is None:
+            task = asyncio.create_task(self._load(name), name=f"load {name}")
+            self._loading[name] = task
+            task.add_done_callback(lambda _: self._loading.pop(name, None))
+        # shield: one joiner giving up (disconnecting) must not cancel the others' load
+        return await asyncio.shield(task)
+
+    async def _load(self, name: str) -> Room:
+        stored = await self._store.load(name)
+        room = self.rooms.get(name)
+        if room is not None:  # loaded while we awaited (e.g. after a delete)
+            return room
+        doc = build_doc(stored, name)
+        room = Room(name, doc, self._writer, clock=self._clock)
+        self.rooms[name] = room
+        self.loads += 1
+        logger.info(
+            "doc=%s loaded (snapshot: %s, log entries: %d)",
+            name,
+            "yes" if stored.snapshot else "no",
+            len(stored.updates),
+        )
+        return room
+
+    async def read_state(self, name: str) -> bytes | None:
+        """The document's full state as one update, or None if it does not exist."""
+        room = self.rooms.get(name)
+        if room is not None:
+            return room.doc.get_update()
+        stored = await self._store.load(name)
+        if stored.is_empty:
+            return None
+        return build_doc(stored, name).get_update()
+
+    async def delete(self, name: str) -> bool:
+        """Close the document's clients (4005) and remove all its data."""
+        loading = self._loading.get(name)
+        if loading is not None:
+            await asyncio.wait([loading])
+        room = self.rooms.pop(name, None)
+        exists = room is not None or await self._store.document_info(name) is not None
+        if not exists:
+            return False
+        if room is not None:
+            room.close(CloseCode.DOCUMENT_DELETED, "document deleted")
+        await self._writer.submit(DeleteDocument(name))
+        logger.info("doc=%s deleted", name)
+        return True
+
+    # -- janitor -------------------------------------------------------------
+
+    async def run_janitor(self) -> None:
+        while True:
+            await asyncio.sleep(self._policy.janitor_interval_s)
+            try:
+                self.sweep()
+            except Exception:  # task boundary: one bad room must not stop the sweeps
+                logger.exception("janitor sweep failed")
+
+    def sweep(self) -> None:
+        """Compact rooms that are due; unload idle ones that are safely on disk."""
+        now = self._clock()
+        policy = self._policy
+        for name, room in list(self.rooms.items()):
+            is_idle = not room.peers and room.empty_since is not None
+            is_unload_due = is_idle and now - room.empty_since >= policy.grace_s  # type: ignore[operator]
+            if room.is_compaction_due(
+                now, policy.compact_after_updates, policy.compact_after_s
+            ) or (is_unload_due and room.is_dirty):
+                room.compact()
+                continue
+            if is_unload_due and not self._writer.pending_for(name):
+                del self.rooms[name]
+                room.close(CloseCode.NORMAL, "unloaded")
+                logger.info("doc=%s unloaded", name)
+
+    async def close(self) -> None:
+        """Graceful shutdown: close every peer, snapshot every changed room."""
+        for room in self.rooms.values():
+            room.close_peers(CloseCode.GOING_AWAY, "server shutting down")
+            if room.is_dirty:
+                room.compact()
+            room.close(CloseCode.GOING_AWAY, "server shutting down")
+        await self._writer.flush()
+        self.rooms.clear()

@@ -1,0 +1,225 @@
+"""One document: its Doc, its peers, awareness, and fan-out.
+
+This is y-websocket's reference algorithm, kept readable:
+join -> send sync step 1 and the current awareness states; answer step 1 with
+step 2; every change to the Doc -> made durable -> relayed to every peer, the
+sender included (y-websocket marks an edit saved on that echo); track the
+awareness client ids each peer announced and broadcast their removal when it
+leaves, so no ghost cursors remain.
+
+Invariants:
+- The hot path is synchronous: decode -> apply -> submit to the writer -> on
+  commit, encode once -> append to each peer's outbox. The room never awaits a
+  peer (a `Peer.send` never blocks) nor the database.
+- Nothing leaves the room before it is durable: relays wait for the writer's
+  future; a step 2 waits for the document's pending writes (a barrier).
+- Every change to the Doc goes through `_on_transaction`, whether a client sent
+  it or the server made it, so there is one path to storage and to the peers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import Any, Protocol
+
+from pycrdt import Awareness, Doc, TransactionEvent
+
+from collab.content import text_preview
+from collab.errors import CloseCode, InvalidAwareness, InvalidUpdate
+from collab.peer import Peer
+from collab.protocol import (
+    AuthMessage,
+    AwarenessUpdate,
+    Message,
+    QueryAwareness,
+    SyncStep1,
+    SyncStep2,
+    SyncUpdate,
+    UnknownMessage,
+    encode_awareness,
+    encode_sync_step1,
+    encode_sync_step2,
+    encode_update,
+)
+from collab.store import AppendUpdate, SaveSnapshot, WriteOp
+
+logger = logging.getLogger(__name__)
+
+_EMPTY_UPDATE = b"\x00\x00"
+
+
+class UpdateSink(Protocol):
+    """Where a room sends its writes; `UpdateWriter` satisfies it."""
+
+    def submit(self, op: WriteOp | None) -> asyncio.Future[None]: ...
+
+    def pending_for(self, document: str) -> int: ...
+
+
+class Room:
+    def __init__(
+        self, name: str, doc: Doc, sink: UpdateSink, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.name = name
+        self.doc = doc
+        self.peers: dict[int, Peer] = {}
+        self.is_closed = False
+        self.unknown_messages = 0
+        self.updates_since_compaction = 0
+        self.dirty_since: float | None = None
+        self._clock = clock
+        self.empty_since: float | None = clock()
+        self._sink = sink
+        self._last_write: asyncio.Future[None] | None = None
+        self.awareness = Awareness(doc)
+        # The server has no presence of its own (as in the reference server).
+        self.awareness.set_local_state(None)
+        self.awareness.observe(self._on_awareness_change)
+        self._doc_subscription = doc.observe(self._on_transaction)
+
+    def __repr__(self) -> str:
+        return f"<Room {self.name!r} peers={len(self.peers)}>"
+
+    # -- peers ---------------------------------------------------------------
+
+    def add_peer(self, peer: Peer) -> None:
+        self.peers[peer.id] = peer
+        self.empty_since = None
+        peer.send(encode_sync_step1(self.doc.get_state()))
+        if self.awareness.states:
+            peer.send(self._encode_awareness_states(list(self.awareness.states)))
+
+    def remove_peer(self, peer: Peer) -> None:
+        if self.peers.pop(peer.id, None) is None:
+            return
+        if not self.peers:
+            self.empty_since = self._clock()
+        if peer.client_ids:
+            # origin None: the observer broadcasts the removal to everyone left.
+            self.awareness.remove_awareness_states(sorted(peer.client_ids), None)
+            peer.client_ids.clear()
+
+    def close_peers(self, code: CloseCode, reason: str) -> None:
+        for peer in list(self.peers.values()):
+            peer.close(code, reason)
+
+    def broadcast(self, message: bytes) -> None:
+        for peer in list(self.peers.values()):
+            peer.send(message)
+
+    # -- messages ------------------------------------------------------------
+
+    def handle(self, peer: Peer, message: Message) -> asyncio.Future[None] | None:
+        """Dispatch one decoded message; returns the write it caused, if any."""
+        if self.is_closed:
+            return None
+        match message:
+            case SyncStep1(state_vector):
+                self._answer_step1(peer, state_vector)
+            case SyncStep2(update) | SyncUpdate(update):
+                return self.apply_update(update)
+            case AwarenessUpdate(payload):
+                self._apply_awareness(peer, payload)
+            case QueryAwareness():
+                peer.send(self._encode_awareness_states(list(self.awareness.states)))
+            case AuthMessage() | UnknownMessage():
+                # Clients never send auth; unknown types are ignored and counted.
+                self.unknown_messages += 1
+                peer.unknown_messages += 1
+                logger.debug("doc=%s peer=%d ignored %r", self.name, peer.id, message)
+        return None
+
+    def _answer_step1(self, peer: Peer, state_vector: bytes) -> None:
+        try:
+            reply = encode_sync_step2(self.doc.get_update(state_vector))
+        except ValueError as exc:
+            raise InvalidUpdate(f"invalid state vector: {exc}") from exc
+        if not self._sink.pending_for(self.name):
+            peer.send(reply)
+            return
+        # The reply may contain updates that are not durable yet: it waits for them.
+        self._sink.submit(None).add_done_callback(partial(_send_if_committed, peer, reply))
+
+    def apply_update(self, update: bytes) -> asyncio.Future[None] | None:
+        """Merge a Yjs update; whatever it changes is stored, then relayed."""
+        if update == _EMPTY_UPDATE:
+            return None
+        self._last_write = None
+        try:
+            self.doc.apply_update(update)
+        except ValueError as exc:
+            raise InvalidUpdate(f"invalid Yjs update: {exc}") from exc
+        write, self._last_write = self._last_write, None
+        return write
+
+    def _on_transaction(self, event: TransactionEvent) -> None:
+        # Must not raise: pycrdt turns an observer's exception into an error of the
+        # operation that changed the Doc.
+        delta: bytes = event.update
+        if delta == _EMPTY_UPDATE or self.is_closed:
+            return
+        self.updates_since_compaction += 1
+        if self.dirty_since is None:
+            self.dirty_since = self._clock()
+        write = self._sink.submit(AppendUpdate(self.name, delta))
+        write.add_done_callback(partial(self._relay_if_committed, encode_update(delta)))
+        self._last_write = write
+
+    def _relay_if_committed(self, message: bytes, write: asyncio.Future[None]) -> None:
+        if not write.cancelled() and write.exception() is None and not self.is_closed:
+            self.broadcast(message)
+
+    # -- awareness -----------------------------------------------------------
+
+    def _apply_awareness(self, peer: Peer, payload: bytes) -> None:
+        try:
+            self.awareness.apply_awareness_update(payload, peer)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise InvalidAwareness(f"invalid awareness update: {exc}") from exc
+
+    def _on_awareness_change(self, topic: str, change: tuple[dict[str, Any], Any]) -> None:
+        if topic != "update":
+            return
+        changes, origin = change
+        if isinstance(origin, Peer):
+            origin.client_ids.update(changes["added"], changes["updated"])
+            origin.client_ids.difference_update(changes["removed"])
+        changed = changes["added"] + changes["updated"] + changes["removed"]
+        if changed:
+            self.broadcast(self._encode_awareness_states(changed))
+
+    def _encode_awareness_states(self, client_ids: list[int]) -> bytes:
+        return encode_awareness(self.awareness.encode_awareness_update(client_ids))
+
+    # -- lifecycle -----------------------------------------------------------
+
+    @property
+    def is_dirty(self) -> bool:
+        return self.updates_since_compaction > 0
+
+    def is_compaction_due(self, now: float, after_updates: int, after_s: float) -> bool:
+        if not self.is_dirty or self.dirty_since is None:
+            return False
+        return self.updates_since_compaction >= after_updates or now - self.dirty_since >= after_s
+
+    def compact(self) -> asyncio.Future[None]:
+        """Write the full state as a snapshot; the writer drops the log entries it covers."""
+        state = self.doc.get_update()
+        self.updates_since_compaction = 0
+        self.dirty_since = None
+        return self._sink.submit(SaveSnapshot(self.name, state, preview=text_preview(state)))
+
+    def close(self, code: CloseCode, reason: str) -> None:
+        """Stop the room: no more writes or relays; its peers are asked to close."""
+        self.close_peers(code, reason)
+        self.is_closed = True
+        self.doc.unobserve(self._doc_subscription)
+
+
+def _send_if_committed(peer: Peer, message: bytes, barrier: asyncio.Future[None]) -> None:
+    if not barrier.cancelled() and barrier.exception() is None:
+        peer.send(message)

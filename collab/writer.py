@@ -1,0 +1,144 @@
+"""Group commit: the single task that makes updates durable.
+
+Owns the write queue. Rooms `submit` ops without awaiting; the writer takes
+everything queued (up to `max_batch_ops`), commits it in ONE transaction, and
+only then resolves each op's future, in submission order. Rooms relay an update
+from that future's callback, so nothing reaches another client before it is
+committed: that is the durability promise.
+
+Invariants:
+- Ops commit in submission order; futures resolve in submission order.
+- A failed commit keeps the batch in memory and retries with backoff; the
+  documents involved report `pending_for(doc) > 0`, which blocks their unload.
+- A barrier (`submit(None)`) resolves once everything submitted before it is durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter, deque
+
+from collab.store import DocumentStore, WriteOp
+
+logger = logging.getLogger(__name__)
+
+
+class WriterClosed(RuntimeError):
+    """The writer is shutting down and takes no new ops."""
+
+
+class UpdateWriter:
+    def __init__(
+        self,
+        store: DocumentStore,
+        *,
+        max_batch_ops: int = 1000,
+        max_pending_ops: int = 20000,
+        retry_initial_s: float = 0.05,
+        retry_max_s: float = 5.0,
+    ) -> None:
+        self._store = store
+        self._max_batch_ops = max_batch_ops
+        self._max_pending_ops = max_pending_ops
+        self._retry_initial_s = retry_initial_s
+        self._retry_max_s = retry_max_s
+        self._queue: deque[tuple[WriteOp | None, asyncio.Future[None]]] = deque()
+        self._pending_by_document: Counter[str] = Counter()
+        self._pending_ops = 0
+        self._wakeup = asyncio.Event()
+        self._capacity = asyncio.Event()
+        self._capacity.set()
+        self._is_closing = False
+        self.commits = 0  # transactions committed, for /metrics-style introspection
+        self.ops_committed = 0
+
+    @property
+    def pending_ops(self) -> int:
+        return self._pending_ops
+
+    def pending_for(self, document: str) -> int:
+        return self._pending_by_document[document]
+
+    def submit(self, op: WriteOp | None) -> asyncio.Future[None]:
+        """Queue `op` (None: a barrier); the future resolves when it is committed."""
+        if self._is_closing:
+            raise WriterClosed("the update writer is shutting down")
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append((op, future))
+        self._pending_ops += 1
+        if op is not None:
+            self._pending_by_document[op.document] += 1
+        if self._pending_ops >= self._max_pending_ops:
+            self._capacity.clear()
+        self._wakeup.set()
+        return future
+
+    async def wait_for_capacity(self) -> None:
+        """Backpressure: a receive loop awaits this so a flood waits for the database."""
+        await self._capacity.wait()
+
+    async def flush(self) -> None:
+        """Wait until everything submitted so far is durable."""
+        await self.submit(None)
+
+    async def run(self) -> None:
+        while True:
+            while not self._queue:
+                if self._is_closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            batch = [
+                self._queue.popleft() for _ in range(min(len(self._queue), self._max_batch_ops))
+            ]
+            ops = [op for op, _ in batch if op is not None]
+            if ops:
+                await self._commit_until_done(ops)
+            for op, future in batch:
+                self._pending_ops -= 1
+                if op is not None:
+                    self._pending_by_document[op.document] -= 1
+                    if not self._pending_by_document[op.document]:
+                        del self._pending_by_document[op.document]
+                if not future.done():
+                    future.set_result(None)
+            if self._pending_ops < self._max_pending_ops:
+                self._capacity.set()
+
+    async def _commit_until_done(self, ops: list[WriteOp]) -> None:
+        delay_s = self._retry_initial_s
+        while True:
+            try:
+                await self._store.commit(ops)
+            except Exception:
+                # Task boundary: the batch stays in memory and is retried; nothing
+                # waiting on it has been relayed, so nothing is lost or exposed.
+                logger.exception(
+                    "commit of %d ops failed (documents: %s); retrying in %.2fs",
+                    len(ops),
+                    ",".join(sorted({op.document for op in ops})),
+                    delay_s,
+                )
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, self._retry_max_s)
+                continue
+            self.commits += 1
+            self.ops_committed += len(ops)
+            return
+
+    async def close(self, runner: asyncio.Task[None], timeout_s: float) -> None:
+        """Stop taking ops, let `runner` drain the queue, cancel it after `timeout_s`."""
+        self._is_closing = True
+        self._wakeup.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(runner), timeout_s)
+        except TimeoutError:
+            logger.error(
+                "shutdown: %d ops still not committed after %.1fs; giving up on them",
+                self._pending_ops,
+                timeout_s,
+            )
+            runner.cancel()
+            for _, future in self._queue:
+                future.cancel()

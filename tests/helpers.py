@@ -1,0 +1,101 @@
+"""Test helpers: one timeout constant, `eventually`, a real in-process server.
+
+Every wait in the suite is scaled by TIMEOUT_S (COLLAB_TEST_TIMEOUT_SCALE makes
+it longer on slow machines); no test sleeps to synchronise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import uvicorn
+from fastapi import FastAPI
+
+from collab.app import create_app
+from collab.config import Settings
+
+TIMEOUT_S = 10.0 * float(os.environ.get("COLLAB_TEST_TIMEOUT_SCALE", "1"))
+
+T = TypeVar("T")
+
+
+async def eventually(
+    check: Callable[[], T | Awaitable[T]], *, timeout_s: float = TIMEOUT_S, what: str = ""
+) -> T:
+    """Poll `check` until it returns a truthy value (or stops raising AssertionError)."""
+    deadline = time.monotonic() + timeout_s
+    last_error: AssertionError | None = None
+    while True:
+        try:
+            result = check()
+            if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
+                result = await result
+            if result:
+                return result  # type: ignore[return-value]
+            last_error = None
+        except AssertionError as exc:
+            last_error = exc
+        if time.monotonic() > deadline:
+            if last_error is not None:
+                raise last_error
+            raise AssertionError(f"condition not met within {timeout_s}s: {what or check}")
+        await asyncio.sleep(0.01)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RunningServer:
+    app: FastAPI
+    server: uvicorn.Server
+    port: int
+    settings: Settings
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def ws_url(self, document: str) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws/{document}"
+
+    @property
+    def services(self) -> Any:
+        return self.app.state.services
+
+
+@contextlib.asynccontextmanager
+async def run_server(settings: Settings) -> AsyncIterator[RunningServer]:
+    """A real uvicorn on port 0 in this event loop; waits on `server.started`."""
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=0,
+        log_config=None,
+        ws="websockets-sansio",
+        ws_max_size=settings.max_message_bytes + 1,
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    await eventually(lambda: server.started or task.done(), what="server start")
+    if task.done():
+        task.result()
+        raise RuntimeError("server exited during start-up")
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield RunningServer(app, server, port, settings)
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, TIMEOUT_S * 3)
