@@ -209,7 +209,9 @@ def create_app(settings: Settings) -> FastAPI:
             raise HTTPException(404, f"document {name!r} not found")
         return Response(status_code=204)
 
-    @app.websocket("/ws/{name}")
+    # `:path` so that a name with "/" reaches the validator and gets a close code,
+    # not a bare handshake refusal.
+    @app.websocket("/ws/{name:path}")
     async def websocket_endpoint(websocket: WebSocket, name: str) -> None:
         # Accept first, so a refusal carries a close code and reason the client can read.
         await websocket.accept()

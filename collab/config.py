@@ -41,7 +41,7 @@ class Settings:
     # An idle connection hears a no-op awareness message this often (y-websocket
     # drops a socket that hears nothing for 30 s).
     keepalive_interval_s: float = 15.0
-    close_timeout_s: float = 5.0
+    close_timeout_s: float = 10.0
     # Group commit: most ops in one transaction; receive loops wait above the backlog.
     write_batch_max_ops: int = 2000
     write_backlog_max_ops: int = 50000

@@ -1,0 +1,162 @@
+// A real Yjs client (yjs + y-websocket on Node, with `ws`) for tests/test_interop_node.py.
+//
+//   node client.mjs --server ws://127.0.0.1:PORT/ws --doc NAME [options]
+//
+// Connects exactly as an application would (the provider appends "/NAME" to the
+// server URL), waits for `synced`, makes its edit to Y.Text "text", sets its
+// presence, then waits until every expectation holds. It then prints ONE JSON
+// line to stdout: {text, synced, clientId, awarenessStates} (awarenessStates: the
+// states of the *other* clients it sees), stays connected for --hold-ms and, with
+// --hold-stdin, until its stdin closes, and exits 0 after closing the socket.
+// On timeout: a diagnostic on stderr and exit code 1 (2 for bad arguments).
+//
+// Options:
+//   --insert TEXT            insert TEXT into Y.Text "text" once synced
+//   --at N                   ...at index N (default: append at the end)
+//   --insert-before-connect  make the insertion offline, before connecting
+//                            (a concurrent edit the server has never seen)
+//   --presence NAME          set awareness local state {user: {name: NAME}}
+//   --expect TEXT            wait until the text equals TEXT
+//   --expect-contains S      wait until the text contains S (repeatable)
+//   --expect-presence NAME   wait until another client's user.name is NAME (repeatable)
+//   --timeout-ms MS          give up after MS (default 10000)
+//   --hold-ms MS             stay connected MS after printing (default 0)
+//   --hold-stdin             stay connected until stdin is closed by the caller
+
+import { parseArgs } from 'node:util'
+import WebSocket from 'ws'
+import * as Y from 'yjs'
+import { WebsocketProvider } from 'y-websocket'
+
+const usage = (message) => {
+  process.stderr.write(`client.mjs: ${message}\n`)
+  process.exit(2)
+}
+
+let args
+try {
+  args = parseArgs({
+    options: {
+      server: { type: 'string' },
+      doc: { type: 'string' },
+      insert: { type: 'string' },
+      at: { type: 'string' },
+      'insert-before-connect': { type: 'boolean', default: false },
+      presence: { type: 'string' },
+      expect: { type: 'string' },
+      'expect-contains': { type: 'string', multiple: true, default: [] },
+      'expect-presence': { type: 'string', multiple: true, default: [] },
+      'timeout-ms': { type: 'string', default: '10000' },
+      'hold-ms': { type: 'string', default: '0' },
+      'hold-stdin': { type: 'boolean', default: false }
+    },
+    strict: true
+  }).values
+} catch (err) {
+  usage(err.message)
+}
+if (!args.server || !args.doc) usage('--server and --doc are required')
+
+const timeoutMs = Number(args['timeout-ms'])
+const holdMs = Number(args['hold-ms'])
+const deadline = Date.now() + timeoutMs // one budget for connecting, syncing and converging
+const log = (message) => process.stderr.write(`client.mjs [${args.doc}] ${message}\n`)
+// Exit only once stdout and stderr are flushed (writes to a pipe may be asynchronous).
+const exit = (code) => process.stdout.write('', () => process.stderr.write('', () => process.exit(code)))
+
+const ydoc = new Y.Doc()
+const ytext = ydoc.getText('text')
+
+const insert = () => {
+  if (args.insert === undefined) return
+  const index = args.at === undefined ? ytext.length : Number(args.at)
+  ytext.insert(index, args.insert)
+}
+
+if (args['insert-before-connect']) insert()
+
+const provider = new WebsocketProvider(args.server, args.doc, ydoc, { WebSocketPolyfill: WebSocket })
+const awareness = provider.awareness
+
+// `event` is null when we closed the socket ourselves; anything else is worth a line.
+provider.on('connection-close', (event) => {
+  if (event) log(`connection closed by the server: code ${event.code} ${JSON.stringify(event.reason)}`)
+})
+provider.on('connection-error', (event) => log(`connection error: ${event.message ?? event}`))
+
+const othersStates = () =>
+  [...awareness.getStates()]
+    .filter(([clientId]) => clientId !== ydoc.clientID)
+    .map(([, state]) => state)
+
+const unmet = () => {
+  const text = ytext.toString()
+  const missing = []
+  if (!provider.synced) missing.push('synced')
+  if (args.expect !== undefined && text !== args.expect) missing.push(`text === ${JSON.stringify(args.expect)}`)
+  for (const piece of args['expect-contains']) {
+    if (!text.includes(piece)) missing.push(`text contains ${JSON.stringify(piece)}`)
+  }
+  const names = othersStates().map((state) => state?.user?.name)
+  for (const name of args['expect-presence']) {
+    if (!names.includes(name)) missing.push(`presence of ${JSON.stringify(name)}`)
+  }
+  return missing
+}
+
+const waitFor = (condition, what) =>
+  new Promise((resolve) => {
+    const stop = () => {
+      clearTimeout(timer)
+      ydoc.off('update', check)
+      awareness.off('change', check)
+      provider.off('sync', check)
+    }
+    const check = () => {
+      if (condition()) {
+        stop()
+        resolve()
+      }
+    }
+    const timer = setTimeout(() => {
+      stop()
+      log(`timed out after ${timeoutMs} ms waiting for ${what()}`)
+      log(`text is ${JSON.stringify(ytext.toString())}; others' presence ${JSON.stringify(othersStates())}`)
+      exit(1)
+    }, Math.max(0, deadline - Date.now()))
+    ydoc.on('update', check)
+    awareness.on('change', check)
+    provider.on('sync', check)
+    check()
+  })
+
+const closeSocket = async () => {
+  const ws = provider.ws
+  provider.destroy() // sends our awareness removal, then closes the socket
+  if (ws && ws.readyState !== WebSocket.CLOSED) {
+    await Promise.race([
+      new Promise((resolve) => ws.once('close', resolve)),
+      new Promise((resolve) => setTimeout(resolve, 2000))
+    ])
+  }
+}
+
+await waitFor(() => provider.synced, () => 'synced')
+if (!args['insert-before-connect']) insert()
+if (args.presence !== undefined) awareness.setLocalStateField('user', { name: args.presence })
+await waitFor(() => unmet().length === 0, () => unmet().join(', '))
+
+process.stdout.write(JSON.stringify({
+  text: ytext.toString(),
+  synced: provider.synced,
+  clientId: ydoc.clientID,
+  awarenessStates: othersStates()
+}) + '\n')
+
+if (holdMs > 0) await new Promise((resolve) => setTimeout(resolve, holdMs))
+if (args['hold-stdin']) {
+  process.stdin.resume()
+  await new Promise((resolve) => process.stdin.once('end', resolve).once('close', resolve))
+}
+await closeSocket()
+exit(0)

@@ -1,0 +1,67 @@
+"""Presence: relayed, given to joiners, and removed the moment a connection goes."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from collab.protocol import KEEPALIVE_MESSAGE
+from tests.helpers import eventually, run_server
+from tests.yclient import YClient
+
+
+def _names(client: YClient) -> set[str]:
+    return {s["user"]["name"] for s in client.presence_of_others().values() if s}
+
+
+async def test_presence_is_relayed_and_updated(connect):
+    a = await connect("doc")
+    b = await connect("doc")
+    await a.set_presence({"user": {"name": "ada"}, "cursor": 1})
+    await eventually(lambda: _names(b) == {"ada"})
+    await a.set_presence({"user": {"name": "ada"}, "cursor": 7})
+    await eventually(lambda: b.presence_of_others()[a.doc.client_id]["cursor"] == 7)
+
+
+async def test_joining_client_receives_current_presence(connect):
+    a = await connect("doc")
+    b = await connect("doc")
+    await a.set_presence({"user": {"name": "ada"}})
+    await b.set_presence({"user": {"name": "bob"}})
+    await eventually(lambda: _names(a) == {"bob"})
+    c = await connect("doc")
+    await eventually(lambda: _names(c) == {"ada", "bob"})
+
+
+@pytest.mark.parametrize("how", ["close", "abort"])
+async def test_presence_is_removed_when_a_connection_goes(connect, server, how):
+    a = await connect("doc")
+    b = await connect("doc")
+    await a.set_presence({"user": {"name": "ada"}})
+    await eventually(lambda: _names(b) == {"ada"})
+    await (a.close() if how == "close" else a.abort())
+    await eventually(lambda: _names(b) == set(), what=f"ghost cursor after {how}")
+    room = server.services.registry.rooms["doc"]
+    await eventually(lambda: a.doc.client_id not in room.awareness.states)
+
+
+async def test_query_awareness_is_answered_with_all_states(connect):
+    a = await connect("doc")
+    b = await connect("doc")
+    await a.set_presence({"user": {"name": "ada"}})
+    await eventually(lambda: _names(b) == {"ada"})
+    before = b.received_messages
+    await b.send_raw(b"\x03")
+    await eventually(lambda: b.received_messages > before)
+
+
+async def test_idle_connection_hears_keepalives(settings):
+    async with run_server(settings.replace(keepalive_interval_s=0.1)) as server:
+        client = YClient(server.ws_url("quiet"))
+        await client.connect()
+        seen = client.received_messages
+        await eventually(lambda: client.received_messages >= seen + 3, what="keep-alives")
+        await client.close()
+    assert KEEPALIVE_MESSAGE == b"\x01\x01\x00"
+    await asyncio.sleep(0)
