@@ -281,7 +281,9 @@ async def _receive_loop(websocket: WebSocket, peer: Peer, room: Room, svc: Servi
         while peer.is_open:
             event = await websocket.receive()
             if event["type"] == "websocket.disconnect":
-                peer.state = PeerState.CLOSED  # the client is gone: no close frame to send
+                # The client is gone: no close frame to send; keep its code for the log.
+                peer.state = PeerState.CLOSED
+                peer.close_code = peer.close_code or event.get("code")
                 return
             data = event.get("bytes")
             if data is None:

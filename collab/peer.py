@@ -55,7 +55,7 @@ class Peer:
         self.document = document
         self.client_ids: set[int] = set()  # awareness ids this connection announced
         self.state = PeerState.OPEN
-        self.close_code: CloseCode | None = None
+        self.close_code: int | None = None  # ours, or the client's if it closed first
         self.close_reason = ""
         self.unknown_messages = 0
         self._transport = transport

@@ -140,9 +140,14 @@ async def node_client(server: RunningServer) -> AsyncIterator[NodeFactory]:
             await process.communicate()
 
 
-def names_in(states: Any) -> set[str]:
-    """The `user.name`s in a collection of awareness states."""
-    return {state["user"]["name"] for state in states if state and "user" in state}
+def user(name: str) -> dict[str, Any]:
+    """The awareness state client.mjs --presence NAME sets."""
+    return {"user": {"name": name}}
+
+
+def presences(result: dict[str, Any]) -> list[Any]:
+    """The others' awareness states a Node client reported, in a stable order."""
+    return sorted(result["awarenessStates"], key=json.dumps)
 
 
 async def test_node_and_pycrdt_clients_edit_concurrently_and_converge(connect, node_client):
@@ -203,7 +208,7 @@ async def test_two_node_clients_and_pycrdt_converge_and_see_each_others_presence
     document = "interop-crowd"
     pieces = ["<alice>", "<bob>", "<pycrdt>"]
     py: YClient = await connect(document)
-    await py.set_presence({"user": {"name": "pycrdt-user"}})
+    await py.set_presence(user("pycrdt-user"))
     alice = await node_client(
         document,
         insert="<alice>",
@@ -228,17 +233,19 @@ async def test_two_node_clients_and_pycrdt_converge_and_see_each_others_presence
     assert alice_result["text"] == bob_result["text"] == str(py.text)
     assert all(str(py.text).count(p) == 1 for p in pieces)
 
-    # Presence both ways: Node sees pycrdt (sent on join) and the other Node client...
-    assert names_in(alice_result["awarenessStates"]) == {"pycrdt-user", "bob"}
-    assert names_in(bob_result["awarenessStates"]) == {"pycrdt-user", "alice"}
-    # ...and pycrdt sees both Node clients while they are connected.
+    # Presence both ways, with no ghost states: each Node client sees pycrdt's
+    # (sent to it on join) and the other Node client's...
+    assert presences(alice_result) == [user("bob"), user("pycrdt-user")]
+    assert presences(bob_result) == [user("alice"), user("pycrdt-user")]
+    # ...and pycrdt sees both Node clients, under their Yjs client ids.
+    node_presence = {alice_result["clientId"]: user("alice"), bob_result["clientId"]: user("bob")}
     await eventually(
-        lambda: names_in(py.presence_of_others().values()) == {"alice", "bob"},
-        what="pycrdt sees the Node clients' presence",
+        lambda: py.presence_of_others() == node_presence,
+        what=f"pycrdt sees exactly {node_presence}",
     )
 
     await asyncio.gather(alice.finish(), bob.finish())
     await eventually(
-        lambda: names_in(py.presence_of_others().values()) == set(),
+        lambda: py.presence_of_others() == {},
         what="the Node clients' presence is gone once they disconnect",
     )

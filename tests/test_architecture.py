@@ -1,0 +1,62 @@
+"""Imports flow one way (see README, Architecture); this keeps them so."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "collab"
+
+# module -> collab modules it may import
+ALLOWED = {
+    "errors": set(),
+    "protocol": {"errors"},
+    "store": set(),
+    "content": set(),
+    "config": set(),
+    "peer": {"errors", "protocol"},
+    "writer": {"store"},
+    "room": {"content", "errors", "peer", "protocol", "store"},
+    "registry": {"errors", "peer", "room", "store", "writer"},
+    "sql_store": {"store"},
+    "app": {
+        "config", "content", "errors", "peer", "protocol", "registry", "room", "sql_store",
+        "writer",
+    },
+    "cli": {"app", "config", "sql_store"},
+    "__main__": {"cli"},
+    "__init__": set(),
+}
+# third-party packages only one layer may use
+EXCLUSIVE = {"fastapi": {"app"}, "starlette": {"app"}, "sqlalchemy": {"sql_store"}, "uvicorn": {"cli"}}
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_every_module_is_known():
+    assert {p.stem for p in PACKAGE.glob("*.py")} == set(ALLOWED)
+
+
+def test_imports_point_downward():
+    for path in PACKAGE.glob("*.py"):
+        module = path.stem
+        imported = _imports(path)
+        internal = {n.split(".")[1] for n in imported if n.startswith("collab.")}
+        internal |= {"__init__"} & {n for n in imported if n == "collab"}
+        assert internal <= ALLOWED[module] | {"__init__"}, f"{module} imports {internal}"
+        for package, owners in EXCLUSIVE.items():
+            if any(n == package or n.startswith(package + ".") for n in imported):
+                assert module in owners, f"{module} must not import {package}"
+
+
+def test_protocol_layer_is_sans_io():
+    imported = _imports(PACKAGE / "protocol.py")
+    assert not {"asyncio", "socket", "fastapi", "starlette", "websockets"} & imported

@@ -1,0 +1,55 @@
+"""The same server on PostgreSQL, by URL only (no code change)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from tests.helpers import eventually, run_server
+from tests.yclient import YClient
+
+pytestmark = pytest.mark.postgres
+
+ADMIN_DSN = os.environ.get("COLLAB_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    """A fresh database per test on the local PostgreSQL, dropped afterwards."""
+    name = f"collab_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(ADMIN_DSN)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        base = ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+        yield f"{base}/{name}"
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def test_edits_persist_and_compact_on_postgresql(settings, postgres_url):
+    pg_settings = settings.replace(database_url=postgres_url, compact_after_updates=40)
+    async with run_server(pg_settings) as server:
+        a = await YClient(server.ws_url("pg-doc")).connect()
+        b = await YClient(server.ws_url("pg-doc")).connect()
+        for i in range(100):
+            (a if i % 2 else b).text.insert(0, f"{i};")
+        await eventually(lambda: str(a.text) == str(b.text) and len(str(a.text)) > 200)
+        expected = str(a.text)
+        store = server.services.store
+
+        async def compacted() -> bool:
+            info = await store.document_info("pg-doc")
+            return bool(info and info.snapshots and info.log_entries < 40)
+
+        await eventually(compacted)
+        await a.close()
+        await b.close()
+    async with run_server(pg_settings) as server:
+        reader = await YClient(server.ws_url("pg-doc")).connect()
+        assert str(reader.text) == expected
+        await reader.close()

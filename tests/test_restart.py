@@ -1,0 +1,125 @@
+"""Durability across restarts of a real server process: SIGTERM and kill -9."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+
+from collab.sql_store import SqlStore
+from tests.helpers import TIMEOUT_S, eventually, free_port
+from tests.yclient import YClient
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class ServerProcess:
+    def __init__(self, database_url: str, log_path: Path) -> None:
+        self.database_url = database_url
+        self.port = free_port()
+        self.log_path = log_path
+        self.process: asyncio.subprocess.Process | None = None
+
+    def ws_url(self, document: str) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws/{document}"
+
+    async def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "collab",
+            "serve",
+            "--port",
+            str(self.port),
+            "--database",
+            self.database_url,
+            cwd=REPO,
+            stdout=log,
+            stderr=log,
+        )
+        log.close()
+        async with httpx.AsyncClient() as http:
+
+            async def is_healthy() -> bool:
+                assert self.process is not None and self.process.returncode is None, (
+                    self.log_path.read_text()
+                )
+                with contextlib.suppress(httpx.TransportError):
+                    return (await http.get(f"http://127.0.0.1:{self.port}/healthz")).is_success
+                return False
+
+            await eventually(is_healthy, what="server process healthy")
+
+    async def stop(self, sig: int) -> int:
+        assert self.process is not None
+        self.process.send_signal(sig)
+        return await asyncio.wait_for(self.process.wait(), TIMEOUT_S * 3)
+
+
+@contextlib.asynccontextmanager
+async def server_process(tmp_path: Path) -> AsyncIterator[ServerProcess]:
+    server = ServerProcess(f"sqlite+aiosqlite:///{tmp_path / 'collab.db'}", tmp_path / "log")
+    await server.start()
+    try:
+        yield server
+    finally:
+        if server.process and server.process.returncode is None:
+            server.process.kill()
+            await server.process.wait()
+
+
+async def _read_back(server: ServerProcess, document: str) -> str:
+    client = await YClient(server.ws_url(document)).connect()
+    try:
+        return str(client.text)
+    finally:
+        await client.close()
+
+
+async def test_sigterm_keeps_every_edit_and_compacts(tmp_path):
+    pieces = [f"[{i}]" for i in range(200)]
+    async with server_process(tmp_path) as server:
+        client = await YClient(server.ws_url("doc")).connect()
+        for piece in pieces:
+            client.text.insert(len(client.text), piece)
+        await eventually(lambda: client.received_updates == len(pieces))
+        # uvicorn shuts down gracefully, then re-raises the signal it caught
+        assert await server.stop(signal.SIGTERM) in (0, -signal.SIGTERM)
+        await client.wait_closed()
+        log = server.log_path.read_text()
+        assert "collab stopped" in log, log
+        await server.start()
+        assert await _read_back(server, "doc") == "".join(pieces)
+    assert "Traceback" not in log, log
+    store = SqlStore(server.database_url)
+    await store.open()
+    info = await store.document_info("doc")
+    await store.close()
+    assert info is not None and info.snapshots >= 1, "graceful shutdown writes a snapshot"
+
+
+async def test_kill_9_loses_nothing_another_client_has_seen(tmp_path):
+    count = 500
+    async with server_process(tmp_path) as server:
+        author = await YClient(server.ws_url("doc")).connect()
+        witness = await YClient(server.ws_url("doc")).connect()
+        for i in range(count):
+            author.text.insert(len(author.text), f"<{i}>")
+        # The moment the witness has the last update, the server dies.
+        await eventually(lambda: f"<{count - 1}>" in str(witness.text), what="witness saw all")
+        server.process.kill()  # type: ignore[union-attr]
+        await server.process.wait()  # type: ignore[union-attr]
+        seen = str(witness.text)
+        await author.wait_closed()
+        await witness.wait_closed()
+        await server.start()
+        recovered = await _read_back(server, "doc")
+    assert all(f"<{i}>" in seen for i in range(count))
+    assert recovered == seen
