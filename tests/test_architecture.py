@@ -20,7 +20,14 @@ ALLOWED = {
     "registry": {"errors", "peer", "room", "store", "writer"},
     "sql_store": {"store"},
     "app": {
-        "config", "content", "errors", "peer", "protocol", "registry", "room", "sql_store",
+        "config",
+        "content",
+        "errors",
+        "peer",
+        "protocol",
+        "registry",
+        "room",
+        "sql_store",
         "writer",
     },
     "cli": {"app", "config", "sql_store"},
@@ -28,7 +35,12 @@ ALLOWED = {
     "__init__": set(),
 }
 # third-party packages only one layer may use
-EXCLUSIVE = {"fastapi": {"app"}, "starlette": {"app"}, "sqlalchemy": {"sql_store"}, "uvicorn": {"cli"}}
+EXCLUSIVE = {
+    "fastapi": {"app"},
+    "starlette": {"app"},
+    "sqlalchemy": {"sql_store"},
+    "uvicorn": {"cli"},
+}
 
 
 def _imports(path: Path) -> set[str]:

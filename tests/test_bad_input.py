@@ -14,7 +14,10 @@ BAD_FRAMES = {
     "random bytes": (b"\x00\x02\x9c\x41\x07\xd3\x55", CloseCode.MALFORMED_MESSAGE),
     "truncated varint": (b"\x00\x02\x80", CloseCode.MALFORMED_MESSAGE),
     "huge length prefix": (b"\x00\x02\xff\xff\xff\xff\x0f", CloseCode.MALFORMED_MESSAGE),
-    "invalid yjs update": (b"\x00\x02" + write_message(b"\x05\x02garbage"), CloseCode.INVALID_UPDATE),
+    "invalid yjs update": (
+        b"\x00\x02" + write_message(b"\x05\x02garbage"),
+        CloseCode.INVALID_UPDATE,
+    ),
     "invalid yjs step 2": (b"\x00\x01" + write_message(b"\xff\xff"), CloseCode.INVALID_UPDATE),
     "invalid awareness json": (
         create_awareness_message(b"\x01\x05\x01" + write_message(b'{"user": ')),

@@ -14,7 +14,9 @@ from tests.yclient import YClient
 
 pytestmark = pytest.mark.postgres
 
-ADMIN_DSN = os.environ.get("COLLAB_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+ADMIN_DSN = os.environ.get(
+    "COLLAB_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 
 
 @pytest.fixture
