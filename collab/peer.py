@@ -117,7 +117,8 @@ class Peer:
             if not self._outbox:
                 self._wakeup.clear()
                 try:
-                    await asyncio.wait_for(self._wakeup.wait(), keepalive_s)
+                    async with asyncio.timeout(keepalive_s):
+                        await self._wakeup.wait()
                 except TimeoutError:
                     await self._send(KEEPALIVE_MESSAGE)
                 continue

@@ -67,11 +67,12 @@ class RoomRegistry:
         self.loads = 0  # documents loaded from storage, for tests and introspection
 
     async def join(self, name: str, peer: Peer) -> Room:
-        room = self.rooms.get(name)
-        if room is None:
-            room = await self._load_once(name)
-        room.add_peer(peer)
-        return room
+        while True:
+            room = self.rooms.get(name) or await self._load_once(name)
+            # The janitor or a delete may have closed it while we awaited the load.
+            if not room.is_closed:
+                room.add_peer(peer)
+                return room
 
     def leave(self, room: Room, peer: Peer) -> None:
         room.remove_peer(peer)
@@ -110,7 +111,11 @@ class RoomRegistry:
         """The document's full state as one update, or None if it does not exist."""
         room = self.rooms.get(name)
         if room is not None:
-            return room.doc.get_update()
+            state = room.doc.get_update()
+            if self._writer.pending_for(name):
+                # Show nothing that is not durable yet: wait for what `state` contains.
+                await self._writer.flush()
+            return state
         stored = await self._store.load(name)
         if stored.is_empty:
             return None

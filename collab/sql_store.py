@@ -163,24 +163,27 @@ class SqlStore:
             pending_rows: list[dict[str, Any]] = []
             for op in ops:
                 if isinstance(op, AppendUpdate):
-                    if not pending_rows or pending_rows[-1]["document"] != op.document:
-                        # the document row must exist before its updates (foreign key)
-                        await self._touch_document(conn, op.document, now)
                     pending_rows.append(
                         {"document": op.document, "data": op.update, "created_at": now}
                     )
                     continue
-                await self._insert_updates(conn, pending_rows)
+                await self._insert_updates(conn, pending_rows, now)
                 pending_rows = []
                 if isinstance(op, SaveSnapshot):
                     await self._save_snapshot(conn, op, now)
                 elif isinstance(op, DeleteDocument):
                     await conn.execute(delete(documents).where(documents.c.name == op.document))
-            await self._insert_updates(conn, pending_rows)
+            await self._insert_updates(conn, pending_rows, now)
 
-    async def _insert_updates(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
-        if rows:
-            await conn.execute(insert(updates), rows)
+    async def _insert_updates(
+        self, conn: AsyncConnection, rows: list[dict[str, Any]], now: float
+    ) -> None:
+        if not rows:
+            return
+        # Each document row must exist before its updates (foreign key): once per batch.
+        for document in dict.fromkeys(row["document"] for row in rows):
+            await self._touch_document(conn, document, now)
+        await conn.execute(insert(updates), rows)
 
     async def _touch_document(self, conn: AsyncConnection, name: str, now: float) -> None:
         result = await conn.execute(
