@@ -14,40 +14,42 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Any
 
-from fastapi import FastAPI, HTTPException, Path, Request, Response, WebSocket
+from fastapi import FastAPI, HTTPException, Request, Response, WebSocket
+from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.websockets import WebSocketDisconnect
 
 from collab import __version__
+from collab.api_versions import (
+    NOT_FOUND,
+    DocumentName,
+    runtime_of,
+    timestamp,
+)
+from collab.api_versions import router as versions_router
 from collab.config import Settings
 from collab.content import render_content
-from collab.errors import CloseCode, MessageTooBig, ProtocolError, UnsupportedData
+from collab.errors import (
+    CloseCode,
+    DocumentNotFound,
+    MessageTooBig,
+    ProtocolError,
+    UnsupportedData,
+)
+from collab.history import SnapshotNotFound
 from collab.peer import Peer, PeerLimits, PeerState
-from collab.protocol import DOCUMENT_NAME_PATTERN, decode_message, is_valid_document_name
-from collab.registry import LifecyclePolicy, RoomRegistry
+from collab.protocol import decode_message, is_valid_document_name
 from collab.room import Room
-from collab.sql_store import SqlStore, redact_url
-from collab.writer import UpdateWriter
+from collab.runtime import Runtime, open_runtime
+from collab.sql_store import redact_url
 
 logger = logging.getLogger(__name__)
 
 _MAX_CLOSE_REASON_BYTES = 123  # RFC 6455 5.5: a control frame payload is at most 125 bytes
-
-
-@dataclass
-class Services:
-    """What the endpoints share; lives on `app.state.services` for the app's lifetime."""
-
-    settings: Settings
-    store: SqlStore
-    writer: UpdateWriter
-    registry: RoomRegistry
-    peer_limits: PeerLimits
 
 
 class WebSocketTransport:
@@ -65,10 +67,6 @@ class WebSocketTransport:
 
 
 # -- response models (they make the OpenAPI schema accurate) ----------------
-
-
-class ErrorBody(BaseModel):
-    detail: str
 
 
 class Health(BaseModel):
@@ -95,61 +93,22 @@ class DocumentContent(BaseModel):
     )
 
 
-DocumentName = Annotated[
-    str, Path(pattern=DOCUMENT_NAME_PATTERN, description="1-128 of A-Z a-z 0-9 . _ : -")
-]
-_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}}
-
-
-def _timestamp(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, tz=UTC)
-
-
 def create_app(settings: Settings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = SqlStore(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
-        await store.open()
-        writer = UpdateWriter(
-            store,
-            max_batch_ops=settings.write_batch_max_ops,
-            max_pending_ops=settings.write_backlog_max_ops,
-        )
-        registry = RoomRegistry(
-            store,
-            writer,
-            LifecyclePolicy(
-                grace_s=settings.room_grace_s,
-                compact_after_updates=settings.compact_after_updates,
-                compact_after_s=settings.compact_after_s,
-                janitor_interval_s=settings.janitor_interval_s,
-            ),
-        )
-        app.state.services = Services(
-            settings=settings,
-            store=store,
-            writer=writer,
-            registry=registry,
-            peer_limits=PeerLimits(
+        async with open_runtime(settings, is_server=True) as runtime:
+            app.state.runtime = runtime
+            app.state.peer_limits = PeerLimits(
                 max_queue_messages=settings.send_queue_messages,
                 max_queue_bytes=settings.send_queue_bytes,
                 keepalive_interval_s=settings.keepalive_interval_s,
                 close_timeout_s=settings.close_timeout_s,
-            ),
-        )
-        writer_task = asyncio.create_task(writer.run(), name="update writer")
-        janitor_task = asyncio.create_task(registry.run_janitor(), name="janitor")
-        logger.info("collab %s ready; database %s", __version__, redact_url(settings.database_url))
-        try:
+            )
+            logger.info(
+                "collab %s ready; database %s", __version__, redact_url(settings.database_url)
+            )
             yield
-        finally:
-            janitor_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await janitor_task
-            await asyncio.wait_for(registry.close(), settings.shutdown_timeout_s)
-            await writer.close(writer_task, settings.shutdown_timeout_s)
-            await store.close()
-            logger.info("collab stopped; %d transactions committed", writer.commits)
+        logger.info("collab stopped; %d transactions committed", runtime.writer.commits)
 
     app = FastAPI(
         title="collab",
@@ -158,22 +117,31 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
 
-    def services(request: Request) -> Services:
-        return request.app.state.services  # type: ignore[no-any-return]
+    runtime = runtime_of
+
+    @app.exception_handler(DocumentNotFound)
+    async def document_not_found(_request: Request, exc: DocumentNotFound) -> JSONResponse:
+        return JSONResponse({"detail": f"document {exc.args[0]!r} not found"}, status_code=404)
+
+    @app.exception_handler(SnapshotNotFound)
+    async def snapshot_not_found(_request: Request, exc: SnapshotNotFound) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    app.include_router(versions_router)
 
     @app.get("/healthz", response_model=Health, tags=["ops"])
     async def healthz(request: Request) -> Health:
-        await services(request).store.ping()
+        await runtime(request).store.ping()
         return Health(status="ok", version=__version__, database="ok")
 
     @app.get("/api/documents", response_model=list[DocumentSummary], tags=["documents"])
     async def list_documents(request: Request) -> list[DocumentSummary]:
-        svc = services(request)
+        svc = runtime(request)
         summaries = {
             info.name: DocumentSummary(
                 name=info.name,
-                created_at=_timestamp(info.created_at),
-                updated_at=_timestamp(info.updated_at),
+                created_at=timestamp(info.created_at),
+                updated_at=timestamp(info.updated_at),
                 size_bytes=info.size_bytes,
                 live_connections=svc.registry.live_connections(info.name),
             )
@@ -193,19 +161,19 @@ def create_app(settings: Settings) -> FastAPI:
     @app.get(
         "/api/documents/{name}",
         response_model=DocumentContent,
-        responses=_NOT_FOUND,
+        responses=NOT_FOUND,
         tags=["documents"],
     )
     async def get_document(name: DocumentName, request: Request) -> DocumentContent:
-        state = await services(request).registry.read_state(name)
+        state = await runtime(request).registry.read_state(name)
         if state is None:
             raise HTTPException(404, f"document {name!r} not found")
         content = await asyncio.to_thread(render_content, state)
         return DocumentContent(name=name, content=content)
 
-    @app.delete("/api/documents/{name}", status_code=204, responses=_NOT_FOUND, tags=["documents"])
+    @app.delete("/api/documents/{name}", status_code=204, responses=NOT_FOUND, tags=["documents"])
     async def delete_document(name: DocumentName, request: Request) -> Response:
-        if not await services(request).registry.delete(name):
+        if not await runtime(request).registry.delete(name):
             raise HTTPException(404, f"document {name!r} not found")
         return Response(status_code=204)
 
@@ -222,15 +190,17 @@ def create_app(settings: Settings) -> FastAPI:
                 "bad document name: use 1-128 of A-Z a-z 0-9 . _ : -",
             )
             return
-        await _serve_peer(websocket, name, websocket.app.state.services)
+        await _serve_peer(
+            websocket, name, websocket.app.state.runtime, websocket.app.state.peer_limits
+        )
 
     if settings.web_dir.is_dir():
         app.mount("/", StaticFiles(directory=settings.web_dir, html=True), name="web")
     return app
 
 
-async def _serve_peer(websocket: WebSocket, name: str, svc: Services) -> None:
-    peer = Peer(WebSocketTransport(websocket), name, svc.peer_limits)
+async def _serve_peer(websocket: WebSocket, name: str, svc: Runtime, limits: PeerLimits) -> None:
+    peer = Peer(WebSocketTransport(websocket), name, limits)
     try:
         room = await svc.registry.join(name, peer)
     except Exception:  # task boundary: this client is told; the others are untouched
@@ -273,7 +243,7 @@ async def peer_close_now(peer: Peer, code: CloseCode, reason: str) -> None:
     await peer.finish()
 
 
-async def _receive_loop(websocket: WebSocket, peer: Peer, room: Room, svc: Services) -> None:
+async def _receive_loop(websocket: WebSocket, peer: Peer, room: Room, svc: Runtime) -> None:
     """Read frames until the client leaves or breaks the protocol."""
     max_bytes = svc.settings.max_message_bytes
     writer = svc.writer

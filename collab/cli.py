@@ -15,6 +15,7 @@ import uvicorn
 from collab import __version__
 from collab.app import create_app
 from collab.config import Settings
+from collab.snapshots_cli import add_snapshot_commands, run_snapshot_command
 from collab.sql_store import redact_url
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command")
     serve = commands.add_parser("serve", help="run the server (default)")
     add_serve_arguments(serve)
+    add_snapshot_commands(commands)
     return parser
 
 
@@ -102,6 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(str(exc))
         serve(settings)
         return 0
+    if command == "snapshots":
+        return run_snapshot_command(args)
     parser.error(f"unknown command {command!r}")
     return 2
 

@@ -33,6 +33,18 @@ class Settings:
     compact_after_updates: int = 1000
     compact_after_s: float = 300.0
     janitor_interval_s: float = 1.0
+    # Version history: automatic versions are at most one per window per document;
+    # retention keeps every automatic version for keep_all, then one an hour until
+    # hourly, then one a day (for daily seconds; 0 keeps them forever).
+    auto_version_window_s: float = 300.0
+    retention_keep_all_s: float = 3600.0
+    retention_hourly_s: float = 86400.0
+    retention_daily_s: float = 0.0
+    retention_interval_s: float = 600.0
+    # How the CLI reaches this server when it finds it running on the same database
+    # (default: http://HOST:PORT, with 127.0.0.1 for a wildcard host).
+    public_url: str = ""
+    lease_interval_s: float = 5.0
     # Largest WebSocket message accepted (bytes); larger ones close with 1009.
     max_message_bytes: int = 32 * 1024 * 1024
     # Per-connection outbox bound; a client over it is disconnected (4004).
@@ -76,6 +88,14 @@ class Settings:
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
+
+    @property
+    def advertised_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}"
 
 
 def _convert(f: dataclasses.Field[Any], raw: str) -> Any:

@@ -9,6 +9,9 @@ holds, in this order (documented in the README):
 3. its sequence holds values or shared types  -> Y.Array -> list
 4. it is empty (or only XML)                  -> ""      (an empty text)
 
+`root_kinds` names the result ("map", "text", "array", "empty") so that code
+changing a document (the restore) reads each root the way it is shown here.
+
 Nested shared types inside maps and arrays are converted recursively by
 pycrdt's `to_py` (Y.Text -> string, Y.Map -> object, Y.Array -> list).
 Each view is read from its own fresh Doc so that asking for one type can never
@@ -17,11 +20,25 @@ change how another view sees the root.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
-from pycrdt import Array, Doc, Map, Text
+from pycrdt import Array, Doc, Map, Text, XmlElement, XmlFragment, XmlText
 
 PREVIEW_CHARS = 200
+
+RootKind = Literal["map", "text", "array", "empty"]
+
+_XML_TYPES = (XmlElement, XmlFragment, XmlText)
+
+
+@dataclass(frozen=True, slots=True)
+class _RootViews:
+    """One fresh Doc per way of reading a root (see the module docstring)."""
+
+    as_map: Doc
+    as_text: Doc
+    as_array: Doc
 
 
 def _doc_from(update: bytes) -> Doc:
@@ -30,8 +47,33 @@ def _doc_from(update: bytes) -> Doc:
     return doc
 
 
+def _views_of(update: bytes) -> _RootViews:
+    return _RootViews(_doc_from(update), _doc_from(update), _doc_from(update))
+
+
 def root_names(update: bytes) -> list[str]:
     return sorted(_doc_from(update).keys())
+
+
+def root_kinds(update: bytes) -> dict[str, RootKind]:
+    """The inferred type of every root, by the rules above."""
+    names = root_names(update)
+    if not names:
+        return {}
+    views = _views_of(update)
+    return {name: _kind_of(views, name) for name in names}
+
+
+def _kind_of(views: _RootViews, name: str) -> RootKind:
+    if len(views.as_map.get(name, type=Map)):
+        return "map"
+    if str(views.as_text.get(name, type=Text)):
+        return "text"
+    items = views.as_array.get(name, type=Array)
+    # XML nodes have no JSON form: a root holding only them reads as empty.
+    if any(not isinstance(item, _XML_TYPES) for item in items):
+        return "array"
+    return "empty"
 
 
 def render_content(update: bytes) -> dict[str, Any]:
@@ -39,20 +81,19 @@ def render_content(update: bytes) -> dict[str, Any]:
     names = root_names(update)
     if not names:
         return {}
-    as_map, as_text, as_array = _doc_from(update), _doc_from(update), _doc_from(update)
-    content: dict[str, Any] = {}
-    for name in names:
-        ymap = as_map.get(name, type=Map)
-        if len(ymap):
-            content[name] = ymap.to_py()
-            continue
-        text = str(as_text.get(name, type=Text))
-        if text:
-            content[name] = text
-            continue
-        array = as_array.get(name, type=Array)
-        content[name] = array.to_py() if len(array) else ""
-    return content
+    views = _views_of(update)
+    return {name: _render_root(views, name, _kind_of(views, name)) for name in names}
+
+
+def _render_root(views: _RootViews, name: str, kind: RootKind) -> Any:
+    match kind:
+        case "map":
+            return views.as_map.get(name, type=Map).to_py()
+        case "text":
+            return str(views.as_text.get(name, type=Text))
+        case "array":
+            return views.as_array.get(name, type=Array).to_py()
+    return ""
 
 
 def text_preview(update: bytes, limit: int = PREVIEW_CHARS) -> str:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from pycrdt import Doc
 
-from collab.errors import CloseCode
+from collab.errors import CloseCode, DocumentNotFound
 from collab.peer import Peer
 from collab.room import Room
 from collab.store import DeleteDocument, DocumentStore, StoredDocument
@@ -32,6 +32,8 @@ class LifecyclePolicy:
     compact_after_updates: int = 1000
     compact_after_s: float = 300.0
     janitor_interval_s: float = 1.0
+    # Compactions within this long of the newest automatic version replace it.
+    auto_version_window_s: float = 300.0
 
 
 def build_doc(stored: StoredDocument, document: str) -> Doc:
@@ -73,6 +75,25 @@ class RoomRegistry:
             if not room.is_closed:
                 room.add_peer(peer)
                 return room
+
+    async def open_room(self, name: str) -> Room:
+        """The live room of an existing document, loading it if needed (no peer joins).
+
+        Version operations go through the room even when nobody is connected, so
+        that a snapshot always covers exactly the log entries it contains."""
+        while True:
+            room = self.rooms.get(name)
+            if room is None:
+                if await self._store.document_info(name) is None:
+                    raise DocumentNotFound(name)
+                room = await self._load_once(name)
+            if not room.is_closed:
+                if not room.peers:
+                    room.empty_since = self._clock()  # a fresh grace period
+                return room
+
+    async def exists(self, name: str) -> bool:
+        return name in self.rooms or await self._store.document_info(name) is not None
 
     def leave(self, room: Room, peer: Peer) -> None:
         room.remove_peer(peer)
@@ -156,7 +177,7 @@ class RoomRegistry:
             if room.is_compaction_due(
                 now, policy.compact_after_updates, policy.compact_after_s
             ) or (is_unload_due and room.is_dirty):
-                room.compact()
+                room.snapshot(merge_window_s=policy.auto_version_window_s)
                 continue
             if is_unload_due and not self._writer.pending_for(name):
                 del self.rooms[name]
@@ -168,7 +189,7 @@ class RoomRegistry:
         for room in self.rooms.values():
             room.close_peers(CloseCode.GOING_AWAY, "server shutting down")
             if room.is_dirty:
-                room.compact()
+                room.snapshot(merge_window_s=self._policy.auto_version_window_s)
             room.close(CloseCode.GOING_AWAY, "server shutting down")
         await self._writer.flush()
         self.rooms.clear()

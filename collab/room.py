@@ -45,7 +45,8 @@ from collab.protocol import (
     encode_sync_step2,
     encode_update,
 )
-from collab.store import AppendUpdate, SaveSnapshot, WriteOp
+from collab.restore import restore_doc
+from collab.store import AppendUpdate, SaveSnapshot, SnapshotKind, WriteOp
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ _EMPTY_UPDATE = b"\x00\x00"
 class UpdateSink(Protocol):
     """Where a room sends its writes; `UpdateWriter` satisfies it."""
 
-    def submit(self, op: WriteOp | None) -> asyncio.Future[None]: ...
+    def submit(self, op: WriteOp | None) -> asyncio.Future[int | None]: ...
 
     def pending_for(self, document: str) -> int: ...
 
@@ -74,7 +75,7 @@ class Room:
         self._clock = clock
         self.empty_since: float | None = clock()
         self._sink = sink
-        self._last_write: asyncio.Future[None] | None = None
+        self._last_write: asyncio.Future[int | None] | None = None
         self.awareness = Awareness(doc)
         # The server has no presence of its own (as in the reference server).
         self.awareness.set_local_state(None)
@@ -113,7 +114,7 @@ class Room:
 
     # -- messages ------------------------------------------------------------
 
-    def handle(self, peer: Peer, message: Message) -> asyncio.Future[None] | None:
+    def handle(self, peer: Peer, message: Message) -> asyncio.Future[int | None] | None:
         """Dispatch one decoded message; returns the write it caused, if any."""
         if self.is_closed:
             return None
@@ -144,7 +145,7 @@ class Room:
         # The reply may contain updates that are not durable yet: it waits for them.
         self._sink.submit(None).add_done_callback(partial(_send_if_committed, peer, reply))
 
-    def apply_update(self, update: bytes) -> asyncio.Future[None] | None:
+    def apply_update(self, update: bytes) -> asyncio.Future[int | None] | None:
         """Merge a Yjs update; whatever it changes is stored, then relayed."""
         if update == _EMPTY_UPDATE:
             return None
@@ -169,7 +170,7 @@ class Room:
         write.add_done_callback(partial(self._relay_if_committed, encode_update(delta)))
         self._last_write = write
 
-    def _relay_if_committed(self, message: bytes, write: asyncio.Future[None]) -> None:
+    def _relay_if_committed(self, message: bytes, write: asyncio.Future[int | None]) -> None:
         if not write.cancelled() and write.exception() is None and not self.is_closed:
             self.broadcast(message)
 
@@ -206,12 +207,38 @@ class Room:
             return False
         return self.updates_since_compaction >= after_updates or now - self.dirty_since >= after_s
 
-    def compact(self) -> asyncio.Future[None]:
-        """Write the full state as a snapshot; the writer drops the log entries it covers."""
+    def snapshot(
+        self,
+        kind: SnapshotKind = SnapshotKind.AUTO,
+        *,
+        label: str | None = None,
+        author: str | None = None,
+        merge_window_s: float = 0.0,
+    ) -> asyncio.Future[int | None]:
+        """Write the full state as a snapshot (a version); it also compacts: the
+        writer drops the log entries it covers. Resolves to the snapshot's id."""
         state = self.doc.get_update()
         self.updates_since_compaction = 0
         self.dirty_since = None
-        return self._sink.submit(SaveSnapshot(self.name, state, preview=text_preview(state)))
+        return self._sink.submit(
+            SaveSnapshot(
+                self.name,
+                state,
+                preview=text_preview(state),
+                kind=kind,
+                label=label,
+                author=author,
+                merge_window_s=merge_window_s,
+            )
+        )
+
+    def restore(self, target_state: bytes) -> asyncio.Future[int | None] | None:
+        """Make the content equal `target_state`'s with new operations, in one
+        transaction that is stored and relayed like any client's update."""
+        self._last_write = None
+        restore_doc(self.doc, target_state)
+        write, self._last_write = self._last_write, None
+        return write
 
     def close(self, code: CloseCode, reason: str) -> None:
         """Stop the room: no more writes or relays; its peers are asked to close."""
@@ -220,6 +247,6 @@ class Room:
         self.doc.unobserve(self._doc_subscription)
 
 
-def _send_if_committed(peer: Peer, message: bytes, barrier: asyncio.Future[None]) -> None:
+def _send_if_committed(peer: Peer, message: bytes, barrier: asyncio.Future[int | None]) -> None:
     if not barrier.cancelled() and barrier.exception() is None:
         peer.send(message)

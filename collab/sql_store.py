@@ -5,8 +5,9 @@ SQLAlchemy. Schema:
 
     documents(name PK, created_at, updated_at)
     updates(id, document, data, created_at)          -- the append-only log
-    snapshots(id, document, created_at, kind, label, author,
+    snapshots(id, document, created_at, updated_at, kind, label, author,
               size_bytes, preview, state, covers_update_id)
+    server_leases(id, url, pid, hostname, started_at, heartbeat_at)
 
 `updates.id` is the log's sequence number: strictly increasing and never reused
 (SQLite AUTOINCREMENT, a PostgreSQL identity), so "entries after a snapshot" is
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +47,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from collab.store import (
     AppendUpdate,
     DeleteDocument,
+    DeleteSnapshots,
     DocumentInfo,
     SaveSnapshot,
+    ServerLease,
+    Snapshot,
+    SnapshotInfo,
+    SnapshotKind,
     StoredDocument,
     WriteOp,
 )
@@ -93,6 +99,7 @@ snapshots = Table(
         nullable=False,
     ),
     Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
     Column("kind", String(16), nullable=False),
     Column("label", Text),
     Column("author", Text),
@@ -104,6 +111,43 @@ snapshots = Table(
     sqlite_autoincrement=True,
 )
 
+server_leases = Table(
+    "server_leases",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("hostname", Text, nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("heartbeat_at", Float, nullable=False),
+)
+
+_SNAPSHOT_INFO_COLUMNS = (
+    snapshots.c.id,
+    snapshots.c.document,
+    snapshots.c.created_at,
+    snapshots.c.updated_at,
+    snapshots.c.kind,
+    snapshots.c.label,
+    snapshots.c.author,
+    snapshots.c.size_bytes,
+    snapshots.c.preview,
+)
+
+
+def _snapshot_info(row: Any) -> SnapshotInfo:
+    return SnapshotInfo(
+        id=row.id,
+        document=row.document,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        kind=SnapshotKind(row.kind),
+        label=row.label,
+        author=row.author,
+        size_bytes=row.size_bytes,
+        preview=row.preview,
+    )
+
 
 def redact_url(url: str) -> str:
     """The URL as safe to log: the password masked."""
@@ -113,8 +157,15 @@ def redact_url(url: str) -> str:
 class SqlStore:
     """One engine, one schema; `commit` is called by a single `UpdateWriter` task."""
 
-    def __init__(self, url: str, *, sqlite_synchronous: str = "NORMAL") -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        sqlite_synchronous: str = "NORMAL",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._url = make_url(url)
+        self._clock = clock
         self._sqlite_synchronous = sqlite_synchronous
         self._engine: AsyncEngine | None = None
 
@@ -157,23 +208,30 @@ class SqlStore:
         async with self.engine.connect() as conn:
             await conn.execute(select(1))
 
-    async def commit(self, ops: Sequence[WriteOp]) -> None:
-        now = time.time()
+    async def commit(self, ops: Sequence[WriteOp]) -> list[int | None]:
+        now = self._clock()
+        results: list[int | None] = []
         async with self.engine.begin() as conn:
             pending_rows: list[dict[str, Any]] = []
             for op in ops:
+                result = None
                 if isinstance(op, AppendUpdate):
                     pending_rows.append(
                         {"document": op.document, "data": op.update, "created_at": now}
                     )
+                    results.append(None)
                     continue
                 await self._insert_updates(conn, pending_rows, now)
                 pending_rows = []
                 if isinstance(op, SaveSnapshot):
-                    await self._save_snapshot(conn, op, now)
+                    result = await self._save_snapshot(conn, op, now)
+                elif isinstance(op, DeleteSnapshots):
+                    await self._delete_snapshots(conn, op)
                 elif isinstance(op, DeleteDocument):
                     await conn.execute(delete(documents).where(documents.c.name == op.document))
+                results.append(result)
             await self._insert_updates(conn, pending_rows, now)
+        return results
 
     async def _insert_updates(
         self, conn: AsyncConnection, rows: list[dict[str, Any]], now: float
@@ -192,29 +250,126 @@ class SqlStore:
         if result.rowcount == 0:
             await conn.execute(insert(documents).values(name=name, created_at=now, updated_at=now))
 
-    async def _save_snapshot(self, conn: AsyncConnection, op: SaveSnapshot, now: float) -> None:
+    async def _save_snapshot(self, conn: AsyncConnection, op: SaveSnapshot, now: float) -> int:
         await self._touch_document(conn, op.document, now)
         covered = await conn.scalar(
             select(func.coalesce(func.max(updates.c.id), 0)).where(
                 updates.c.document == op.document
             )
         )
-        await conn.execute(
-            insert(snapshots).values(
-                document=op.document,
-                created_at=now,
-                kind=op.kind,
-                label=op.label,
-                author=op.author,
-                size_bytes=len(op.state),
-                preview=op.preview,
-                state=op.state,
-                covers_update_id=covered,
+        values = {
+            "updated_at": now,
+            "size_bytes": len(op.state),
+            "preview": op.preview,
+            "state": op.state,
+            "covers_update_id": covered,
+        }
+        newest = (
+            await conn.execute(
+                select(snapshots.c.id, snapshots.c.kind, snapshots.c.created_at)
+                .where(snapshots.c.document == op.document)
+                .order_by(snapshots.c.id.desc())
+                .limit(1)
             )
-        )
+        ).first()
+        if (
+            op.kind is SnapshotKind.AUTO
+            and newest is not None
+            and newest.kind == SnapshotKind.AUTO
+            and now - newest.created_at < op.merge_window_s
+        ):
+            # Still inside the newest automatic version's window: it absorbs this state.
+            await conn.execute(update(snapshots).where(snapshots.c.id == newest.id).values(values))
+            snapshot_id = int(newest.id)
+        else:
+            result = await conn.execute(
+                insert(snapshots).values(
+                    document=op.document,
+                    created_at=now,
+                    kind=op.kind.value,
+                    label=op.label,
+                    author=op.author,
+                    **values,
+                )
+            )
+            snapshot_id = int(result.inserted_primary_key[0])
         await conn.execute(
             delete(updates).where(updates.c.document == op.document, updates.c.id <= covered)
         )
+        return snapshot_id
+
+    async def _delete_snapshots(self, conn: AsyncConnection, op: DeleteSnapshots) -> None:
+        newest_id = await conn.scalar(
+            select(func.max(snapshots.c.id)).where(snapshots.c.document == op.document)
+        )
+        doomed = [i for i in op.ids if i != newest_id]  # loading needs the newest
+        if doomed:
+            await conn.execute(
+                delete(snapshots).where(
+                    snapshots.c.document == op.document, snapshots.c.id.in_(doomed)
+                )
+            )
+
+    async def list_snapshots(
+        self, document: str, *, limit: int | None = None, before_id: int | None = None
+    ) -> list[SnapshotInfo]:
+        query = (
+            select(*_SNAPSHOT_INFO_COLUMNS)
+            .where(snapshots.c.document == document)
+            .order_by(snapshots.c.id.desc())
+        )
+        if before_id is not None:
+            query = query.where(snapshots.c.id < before_id)
+        if limit is not None:
+            query = query.limit(limit)
+        async with self.engine.connect() as conn:
+            return [_snapshot_info(row) for row in await conn.execute(query)]
+
+    async def get_snapshot(self, document: str, snapshot_id: int) -> Snapshot | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(*_SNAPSHOT_INFO_COLUMNS, snapshots.c.state).where(
+                        snapshots.c.document == document, snapshots.c.id == snapshot_id
+                    )
+                )
+            ).first()
+        return Snapshot(_snapshot_info(row), row.state) if row else None
+
+    async def documents_with_snapshots(self, kind: SnapshotKind) -> list[str]:
+        async with self.engine.connect() as conn:
+            result = await conn.execute(
+                select(snapshots.c.document).where(snapshots.c.kind == kind.value).distinct()
+            )
+            return sorted(result.scalars())
+
+    async def save_lease(self, lease: ServerLease) -> None:
+        values = {
+            "url": lease.url,
+            "pid": lease.pid,
+            "hostname": lease.hostname,
+            "started_at": lease.started_at,
+            "heartbeat_at": lease.heartbeat_at,
+        }
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(server_leases).where(server_leases.c.id == lease.id).values(values)
+            )
+            if result.rowcount == 0:
+                await conn.execute(insert(server_leases).values(id=lease.id, **values))
+
+    async def drop_lease(self, lease_id: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(server_leases).where(server_leases.c.id == lease_id))
+
+    async def live_leases(self, max_age_s: float) -> list[ServerLease]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(server_leases).where(
+                    server_leases.c.heartbeat_at >= self._clock() - max_age_s
+                )
+            )
+            return [ServerLease(**row._mapping) for row in rows]
 
     async def load(self, document: str) -> StoredDocument:
         async with self.engine.connect() as conn:

@@ -9,12 +9,14 @@ only has to provide the same methods with the same transaction guarantees:
   document, because the writer orders ops so that every update committed before
   a snapshot is contained in the snapshot's state.
 - `load` returns the latest snapshot and every log entry after it, in order.
+- `commit` returns one result per op: the snapshot id for `SaveSnapshot`, else None.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Protocol
 
 
@@ -24,16 +26,36 @@ class AppendUpdate:
     update: bytes
 
 
+class SnapshotKind(StrEnum):
+    AUTO = "auto"  # written by compaction
+    NAMED = "named"  # saved by a user, with a label
+    PRE_RESTORE = "pre-restore"  # the state just before a restore, so it can be undone
+
+
 @dataclass(frozen=True, slots=True)
 class SaveSnapshot:
-    """The full state of a document; replaces the log entries it covers."""
+    """The full state of a document; replaces the log entries it covers.
+
+    `merge_window_s` (auto snapshots only): if the document's newest snapshot is
+    an auto one opened less than this long ago, its state is replaced instead of
+    adding a version, so automatic versions are at most one per window.
+    """
 
     document: str
     state: bytes
     preview: str = ""
-    kind: str = "auto"
+    kind: SnapshotKind = SnapshotKind.AUTO
     label: str | None = None
     author: str | None = None
+    merge_window_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteSnapshots:
+    """Retention: drop these versions (never the newest, which loading needs)."""
+
+    document: str
+    ids: tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +63,38 @@ class DeleteDocument:
     document: str
 
 
-WriteOp = AppendUpdate | SaveSnapshot | DeleteDocument
+WriteOp = AppendUpdate | SaveSnapshot | DeleteSnapshots | DeleteDocument
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotInfo:
+    id: int
+    document: str
+    created_at: float  # Unix seconds: when this version was first written
+    updated_at: float  # when its state was last captured (auto versions absorb compactions)
+    kind: SnapshotKind
+    label: str | None
+    author: str | None
+    size_bytes: int
+    preview: str
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    info: SnapshotInfo
+    state: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ServerLease:
+    """A running server announces itself so offline tools never write behind its back."""
+
+    id: str
+    url: str
+    pid: int
+    hostname: str
+    started_at: float
+    heartbeat_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +124,7 @@ class DocumentStore(Protocol):
 
     async def close(self) -> None: ...
 
-    async def commit(self, ops: Sequence[WriteOp]) -> None: ...
+    async def commit(self, ops: Sequence[WriteOp]) -> list[int | None]: ...
 
     async def load(self, document: str) -> StoredDocument: ...
 
@@ -80,3 +133,17 @@ class DocumentStore(Protocol):
     async def list_documents(self) -> list[DocumentInfo]: ...
 
     async def ping(self) -> None: ...
+
+    async def list_snapshots(
+        self, document: str, *, limit: int | None = None, before_id: int | None = None
+    ) -> list[SnapshotInfo]: ...
+
+    async def get_snapshot(self, document: str, snapshot_id: int) -> Snapshot | None: ...
+
+    async def documents_with_snapshots(self, kind: SnapshotKind) -> list[str]: ...
+
+    async def save_lease(self, lease: ServerLease) -> None: ...
+
+    async def drop_lease(self, lease_id: str) -> None: ...
+
+    async def live_leases(self, max_age_s: float) -> list[ServerLease]: ...

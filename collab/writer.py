@@ -43,7 +43,7 @@ class UpdateWriter:
         self._max_pending_ops = max_pending_ops
         self._retry_initial_s = retry_initial_s
         self._retry_max_s = retry_max_s
-        self._queue: deque[tuple[WriteOp | None, asyncio.Future[None]]] = deque()
+        self._queue: deque[tuple[WriteOp | None, asyncio.Future[int | None]]] = deque()
         self._pending_by_document: Counter[str] = Counter()
         self._pending_ops = 0
         self._wakeup = asyncio.Event()
@@ -60,11 +60,12 @@ class UpdateWriter:
     def pending_for(self, document: str) -> int:
         return self._pending_by_document[document]
 
-    def submit(self, op: WriteOp | None) -> asyncio.Future[None]:
-        """Queue `op` (None: a barrier); the future resolves when it is committed."""
+    def submit(self, op: WriteOp | None) -> asyncio.Future[int | None]:
+        """Queue `op` (None: a barrier); the future resolves when it is committed,
+        to the op's result (a snapshot's id for `SaveSnapshot`, else None)."""
         if self._is_closing:
             raise WriterClosed("the update writer is shutting down")
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
         self._queue.append((op, future))
         self._pending_ops += 1
         if op is not None:
@@ -93,24 +94,24 @@ class UpdateWriter:
                 self._queue.popleft() for _ in range(min(len(self._queue), self._max_batch_ops))
             ]
             ops = [op for op, _ in batch if op is not None]
-            if ops:
-                await self._commit_until_done(ops)
+            results = iter(await self._commit_until_done(ops) if ops else [])
             for op, future in batch:
+                result = next(results) if op is not None else None
                 self._pending_ops -= 1
                 if op is not None:
                     self._pending_by_document[op.document] -= 1
                     if not self._pending_by_document[op.document]:
                         del self._pending_by_document[op.document]
                 if not future.done():
-                    future.set_result(None)
+                    future.set_result(result)
             if self._pending_ops < self._max_pending_ops:
                 self._capacity.set()
 
-    async def _commit_until_done(self, ops: list[WriteOp]) -> None:
+    async def _commit_until_done(self, ops: list[WriteOp]) -> list[int | None]:
         delay_s = self._retry_initial_s
         while True:
             try:
-                await self._store.commit(ops)
+                results = await self._store.commit(ops)
             except Exception:
                 # Task boundary: the batch stays in memory and is retried; nothing
                 # waiting on it has been relayed, so nothing is lost or exposed.
@@ -125,7 +126,7 @@ class UpdateWriter:
                 continue
             self.commits += 1
             self.ops_committed += len(ops)
-            return
+            return results
 
     async def close(self, runner: asyncio.Task[None], timeout_s: float) -> None:
         """Stop taking ops, let `runner` drain the queue, cancel it after `timeout_s`."""

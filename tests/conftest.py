@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -7,6 +8,7 @@ import pytest
 
 from collab.config import Settings
 from tests.helpers import RunningServer, run_server
+from tests.nodeclient import NodeFactory, node_clients
 from tests.yclient import YClient
 
 
@@ -38,3 +40,10 @@ async def connect(server: RunningServer) -> AsyncIterator[Callable[..., Awaitabl
     yield _connect
     for client in clients:
         await client.close()
+
+
+@pytest.fixture
+async def node_client(server: RunningServer) -> AsyncIterator[NodeFactory]:
+    """Start real npm y-websocket clients (tests/nodeclient.py) against `server`."""
+    async with contextlib.asynccontextmanager(node_clients)(server) as start:
+        yield start

@@ -10,11 +10,14 @@ import asyncio
 import contextlib
 import os
 import socket
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 import uvicorn
 from fastapi import FastAPI
 
@@ -71,7 +74,7 @@ class RunningServer:
 
     @property
     def services(self) -> Any:
-        return self.app.state.services
+        return self.app.state.runtime
 
 
 @contextlib.asynccontextmanager
@@ -99,3 +102,62 @@ async def run_server(settings: Settings) -> AsyncIterator[RunningServer]:
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, TIMEOUT_S * 3)
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class ServerProcess:
+    def __init__(self, database_url: str, log_path: Path) -> None:
+        self.database_url = database_url
+        self.port = free_port()
+        self.log_path = log_path
+        self.process: asyncio.subprocess.Process | None = None
+
+    def ws_url(self, document: str) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws/{document}"
+
+    async def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "collab",
+            "serve",
+            "--port",
+            str(self.port),
+            "--database",
+            self.database_url,
+            cwd=REPO,
+            stdout=log,
+            stderr=log,
+        )
+        log.close()
+        async with httpx.AsyncClient() as http:
+
+            async def is_healthy() -> bool:
+                assert self.process is not None and self.process.returncode is None, (
+                    self.log_path.read_text()
+                )
+                with contextlib.suppress(httpx.TransportError):
+                    return (await http.get(f"http://127.0.0.1:{self.port}/healthz")).is_success
+                return False
+
+            await eventually(is_healthy, what="server process healthy")
+
+    async def stop(self, sig: int) -> int:
+        assert self.process is not None
+        self.process.send_signal(sig)
+        return await asyncio.wait_for(self.process.wait(), TIMEOUT_S * 3)
+
+
+@contextlib.asynccontextmanager
+async def server_process(tmp_path: Path) -> AsyncIterator[ServerProcess]:
+    server = ServerProcess(f"sqlite+aiosqlite:///{tmp_path / 'collab.db'}", tmp_path / "log")
+    await server.start()
+    try:
+        yield server
+    finally:
+        if server.process and server.process.returncode is None:
+            server.process.kill()
+            await server.process.wait()

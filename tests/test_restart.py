@@ -2,76 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import signal
-import sys
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import httpx
 
 from collab.sql_store import SqlStore
-from tests.helpers import TIMEOUT_S, eventually, free_port
+from tests.helpers import ServerProcess, eventually, server_process
 from tests.yclient import YClient
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-class ServerProcess:
-    def __init__(self, database_url: str, log_path: Path) -> None:
-        self.database_url = database_url
-        self.port = free_port()
-        self.log_path = log_path
-        self.process: asyncio.subprocess.Process | None = None
-
-    def ws_url(self, document: str) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws/{document}"
-
-    async def start(self) -> None:
-        log = self.log_path.open("ab")
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "collab",
-            "serve",
-            "--port",
-            str(self.port),
-            "--database",
-            self.database_url,
-            cwd=REPO,
-            stdout=log,
-            stderr=log,
-        )
-        log.close()
-        async with httpx.AsyncClient() as http:
-
-            async def is_healthy() -> bool:
-                assert self.process is not None and self.process.returncode is None, (
-                    self.log_path.read_text()
-                )
-                with contextlib.suppress(httpx.TransportError):
-                    return (await http.get(f"http://127.0.0.1:{self.port}/healthz")).is_success
-                return False
-
-            await eventually(is_healthy, what="server process healthy")
-
-    async def stop(self, sig: int) -> int:
-        assert self.process is not None
-        self.process.send_signal(sig)
-        return await asyncio.wait_for(self.process.wait(), TIMEOUT_S * 3)
-
-
-@contextlib.asynccontextmanager
-async def server_process(tmp_path: Path) -> AsyncIterator[ServerProcess]:
-    server = ServerProcess(f"sqlite+aiosqlite:///{tmp_path / 'collab.db'}", tmp_path / "log")
-    await server.start()
-    try:
-        yield server
-    finally:
-        if server.process and server.process.returncode is None:
-            server.process.kill()
-            await server.process.wait()
 
 
 async def _read_back(server: ServerProcess, document: str) -> str:

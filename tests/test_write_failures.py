@@ -23,7 +23,7 @@ async def test_updates_wait_for_the_database_and_survive_an_outage(connect, serv
         if outage["active"]:
             outage["failures"] += 1
             raise DatabaseOutage("database unavailable")
-        await real_commit(ops)
+        return await real_commit(ops)
 
     a = await connect("doc")
     b = await connect("doc")
