@@ -1,17 +1,8 @@
 """`DocumentStore` on SQLAlchemy 2 (async): SQLite by default, PostgreSQL by URL.
 
-Owns the schema and every SQL statement. The only module that imports
-SQLAlchemy. Schema:
-
-    documents(name PK, created_at, updated_at)
-    updates(id, document, data, created_at)          -- the append-only log
-    snapshots(id, document, created_at, updated_at, kind, label, author,
-              size_bytes, preview, state, covers_update_id)
-    server_leases(id, url, pid, hostname, started_at, heartbeat_at)
-
-`updates.id` is the log's sequence number: strictly increasing and never reused
-(SQLite AUTOINCREMENT, a PostgreSQL identity), so "entries after a snapshot" is
-`id > snapshots.covers_update_id` even after compaction deleted the newest rows.
+Owns every SQL statement (the tables are in collab.sql_schema). `commit` is
+called by the single `UpdateWriter` task, so writes never race each other;
+reads run beside it (SQLite in WAL mode never blocks them).
 """
 
 from __future__ import annotations
@@ -23,17 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
-    Column,
-    Float,
-    ForeignKey,
-    Index,
-    Integer,
-    LargeBinary,
-    MetaData,
-    String,
-    Table,
-    Text,
     delete,
     event,
     func,
@@ -44,6 +24,15 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from collab.sql_schema import (
+    SNAPSHOT_INFO_COLUMNS,
+    documents,
+    metadata,
+    server_leases,
+    snapshot_info,
+    snapshots,
+    updates,
+)
 from collab.store import (
     AppendUpdate,
     DeleteDocument,
@@ -59,94 +48,6 @@ from collab.store import (
 )
 
 logger = logging.getLogger(__name__)
-
-_Id = BigInteger().with_variant(Integer(), "sqlite")
-
-metadata = MetaData()
-
-documents = Table(
-    "documents",
-    metadata,
-    Column("name", String(128), primary_key=True),
-    Column("created_at", Float, nullable=False),
-    Column("updated_at", Float, nullable=False),
-)
-
-updates = Table(
-    "updates",
-    metadata,
-    Column("id", _Id, primary_key=True, autoincrement=True),
-    Column(
-        "document",
-        String(128),
-        ForeignKey("documents.name", ondelete="CASCADE"),
-        nullable=False,
-    ),
-    Column("data", LargeBinary, nullable=False),
-    Column("created_at", Float, nullable=False),
-    Index("ix_updates_document_id", "document", "id"),
-    sqlite_autoincrement=True,
-)
-
-snapshots = Table(
-    "snapshots",
-    metadata,
-    Column("id", _Id, primary_key=True, autoincrement=True),
-    Column(
-        "document",
-        String(128),
-        ForeignKey("documents.name", ondelete="CASCADE"),
-        nullable=False,
-    ),
-    Column("created_at", Float, nullable=False),
-    Column("updated_at", Float, nullable=False),
-    Column("kind", String(16), nullable=False),
-    Column("label", Text),
-    Column("author", Text),
-    Column("size_bytes", BigInteger, nullable=False),
-    Column("preview", Text, nullable=False),
-    Column("state", LargeBinary, nullable=False),
-    Column("covers_update_id", BigInteger, nullable=False),
-    Index("ix_snapshots_document_id", "document", "id"),
-    sqlite_autoincrement=True,
-)
-
-server_leases = Table(
-    "server_leases",
-    metadata,
-    Column("id", String(36), primary_key=True),
-    Column("url", Text, nullable=False),
-    Column("pid", Integer, nullable=False),
-    Column("hostname", Text, nullable=False),
-    Column("started_at", Float, nullable=False),
-    Column("heartbeat_at", Float, nullable=False),
-)
-
-_SNAPSHOT_INFO_COLUMNS = (
-    snapshots.c.id,
-    snapshots.c.document,
-    snapshots.c.created_at,
-    snapshots.c.updated_at,
-    snapshots.c.kind,
-    snapshots.c.label,
-    snapshots.c.author,
-    snapshots.c.size_bytes,
-    snapshots.c.preview,
-)
-
-
-def _snapshot_info(row: Any) -> SnapshotInfo:
-    return SnapshotInfo(
-        id=row.id,
-        document=row.document,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        kind=SnapshotKind(row.kind),
-        label=row.label,
-        author=row.author,
-        size_bytes=row.size_bytes,
-        preview=row.preview,
-    )
 
 
 def redact_url(url: str) -> str:
@@ -314,7 +215,7 @@ class SqlStore:
         self, document: str, *, limit: int | None = None, before_id: int | None = None
     ) -> list[SnapshotInfo]:
         query = (
-            select(*_SNAPSHOT_INFO_COLUMNS)
+            select(*SNAPSHOT_INFO_COLUMNS)
             .where(snapshots.c.document == document)
             .order_by(snapshots.c.id.desc())
         )
@@ -323,18 +224,18 @@ class SqlStore:
         if limit is not None:
             query = query.limit(limit)
         async with self.engine.connect() as conn:
-            return [_snapshot_info(row) for row in await conn.execute(query)]
+            return [snapshot_info(row) for row in await conn.execute(query)]
 
     async def get_snapshot(self, document: str, snapshot_id: int) -> Snapshot | None:
         async with self.engine.connect() as conn:
             row = (
                 await conn.execute(
-                    select(*_SNAPSHOT_INFO_COLUMNS, snapshots.c.state).where(
+                    select(*SNAPSHOT_INFO_COLUMNS, snapshots.c.state).where(
                         snapshots.c.document == document, snapshots.c.id == snapshot_id
                     )
                 )
             ).first()
-        return Snapshot(_snapshot_info(row), row.state) if row else None
+        return Snapshot(snapshot_info(row), row.state) if row else None
 
     async def documents_with_snapshots(self, kind: SnapshotKind) -> list[str]:
         async with self.engine.connect() as conn:

@@ -14,7 +14,8 @@ ALLOWED = {
     "store": set(),
     "content": set(),
     "textdiff": set(),
-    "restore": {"content", "textdiff"},
+    "restore": {"content", "restore_text"},
+    "restore_text": {"textdiff"},
     "retention": {"store"},
     "config": set(),
     "peer": {"errors", "protocol"},
@@ -22,7 +23,8 @@ ALLOWED = {
     "room": {"content", "errors", "peer", "protocol", "restore", "store"},
     "registry": {"errors", "peer", "room", "store", "writer"},
     "history": {"content", "errors", "registry", "retention", "store", "textdiff", "writer"},
-    "sql_store": {"store"},
+    "sql_schema": {"store"},
+    "sql_store": {"sql_schema", "store"},
     "runtime": {"config", "history", "registry", "retention", "sql_store", "store", "writer"},
     "api_versions": {"content", "protocol", "runtime", "store"},
     "app": {"api_versions", "config", "content", "errors", "history", "peer", "protocol"}
@@ -36,7 +38,7 @@ ALLOWED = {
 EXCLUSIVE = {
     "fastapi": {"app", "api_versions"},
     "starlette": {"app", "api_versions"},
-    "sqlalchemy": {"sql_store"},
+    "sqlalchemy": {"sql_schema", "sql_store"},
     "uvicorn": {"cli"},
 }
 

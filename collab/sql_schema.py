@@ -1,0 +1,120 @@
+"""The database schema, created on first start (SQLite and PostgreSQL alike):
+
+    documents(name PK, created_at, updated_at)
+    updates(id, document, data, created_at)          -- the append-only log
+    snapshots(id, document, created_at, updated_at, kind, label, author,
+              size_bytes, preview, state, covers_update_id)
+    server_leases(id, url, pid, hostname, started_at, heartbeat_at)
+
+`updates.id` is the log's sequence number: strictly increasing and never reused
+(SQLite AUTOINCREMENT, a PostgreSQL identity), so "entries after a snapshot" is
+`id > snapshots.covers_update_id` even after compaction deleted the newest rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+from collab.store import SnapshotInfo, SnapshotKind
+
+_Id = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData()
+
+documents = Table(
+    "documents",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+updates = Table(
+    "updates",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column(
+        "document",
+        String(128),
+        ForeignKey("documents.name", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("data", LargeBinary, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_updates_document_id", "document", "id"),
+    sqlite_autoincrement=True,
+)
+
+snapshots = Table(
+    "snapshots",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column(
+        "document",
+        String(128),
+        ForeignKey("documents.name", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("label", Text),
+    Column("author", Text),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("preview", Text, nullable=False),
+    Column("state", LargeBinary, nullable=False),
+    Column("covers_update_id", BigInteger, nullable=False),
+    Index("ix_snapshots_document_id", "document", "id"),
+    sqlite_autoincrement=True,
+)
+
+server_leases = Table(
+    "server_leases",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("hostname", Text, nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("heartbeat_at", Float, nullable=False),
+)
+
+SNAPSHOT_INFO_COLUMNS = (
+    snapshots.c.id,
+    snapshots.c.document,
+    snapshots.c.created_at,
+    snapshots.c.updated_at,
+    snapshots.c.kind,
+    snapshots.c.label,
+    snapshots.c.author,
+    snapshots.c.size_bytes,
+    snapshots.c.preview,
+)
+
+
+def snapshot_info(row: Any) -> SnapshotInfo:
+    return SnapshotInfo(
+        id=row.id,
+        document=row.document,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        kind=SnapshotKind(row.kind),
+        label=row.label,
+        author=row.author,
+        size_bytes=row.size_bytes,
+        preview=row.preview,
+    )
