@@ -6,6 +6,7 @@ calls and back; the rules live in collab.history.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -149,9 +150,8 @@ async def get_snapshot(
     name: DocumentName, snapshot_id: SnapshotId, request: Request
 ) -> SnapshotContent:
     snapshot = await runtime_of(request).history.get_version(name, snapshot_id)
-    return SnapshotContent(
-        name=name, content=render_content(snapshot.state), snapshot=SnapshotOut.of(snapshot.info)
-    )
+    content = await asyncio.to_thread(render_content, snapshot.state)
+    return SnapshotContent(name=name, content=content, snapshot=SnapshotOut.of(snapshot.info))
 
 
 @router.get(
