@@ -21,7 +21,8 @@ from collab.store import SnapshotInfo
 DocumentName = Annotated[
     str, Path(pattern=DOCUMENT_NAME_PATTERN, description="1-128 of A-Z a-z 0-9 . _ : -")
 ]
-SnapshotId = Annotated[int, Path(ge=1, description="A snapshot id from the listing")]
+MAX_ID = 2**63 - 1  # BIGINT
+SnapshotId = Annotated[int, Path(ge=1, le=MAX_ID, description="A snapshot id from the listing")]
 
 
 class ErrorBody(BaseModel):
@@ -126,7 +127,7 @@ async def list_snapshots(
     name: DocumentName,
     request: Request,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    before: Annotated[int | None, Query(ge=1, description="Only ids below this")] = None,
+    before: Annotated[int | None, Query(ge=1, le=MAX_ID, description="Only ids below this")] = None,
 ) -> SnapshotPage:
     versions = await runtime_of(request).history.list_versions(name, limit=limit, before_id=before)
     return SnapshotPage(
@@ -180,7 +181,7 @@ async def diff_snapshot(
     against: Annotated[
         str,
         Query(
-            pattern=r"^(current|[1-9][0-9]*)$",
+            pattern=r"^(current|[1-9][0-9]{0,17})$",
             description="`current` or another snapshot id; the snapshot is the old side",
         ),
     ] = "current",

@@ -129,9 +129,19 @@ def create_app(settings: Settings) -> FastAPI:
 
     app.include_router(versions_router)
 
-    @app.get("/healthz", response_model=Health, tags=["ops"])
-    async def healthz(request: Request) -> Health:
-        await runtime(request).store.ping()
+    @app.get(
+        "/healthz",
+        response_model=Health,
+        responses={503: {"model": Health, "description": "Writes are not being committed"}},
+        tags=["ops"],
+    )
+    async def healthz(request: Request) -> Health | JSONResponse:
+        svc = runtime(request)
+        await svc.store.ping()
+        if not svc.writer.is_running:
+            # Nothing would be made durable (or relayed): not healthy, whatever SQL says.
+            body = Health(status="failing", version=__version__, database="writer stopped")
+            return JSONResponse(body.model_dump(), status_code=503)
         return Health(status="ok", version=__version__, database="ok")
 
     @app.get("/api/documents", response_model=list[DocumentSummary], tags=["documents"])

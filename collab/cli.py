@@ -77,9 +77,9 @@ def serve(settings: Settings) -> None:
         log_config=None,
         log_level=settings.log_level,
         ws="websockets-sansio",
-        # One byte over our own limit, so an oversized message reaches our check
-        # (and its log line) instead of being cut off inside the library.
-        ws_max_size=settings.max_message_bytes + 1,
+        # Above our own limit, so an oversized message reaches our check (its 4413
+        # and log line) instead of the library's 1009, which y-websocket retries.
+        ws_max_size=settings.max_message_bytes * 2 + 1,
         # y-websocket clients keep the socket alive themselves; protocol pings stay on
         # so half-open TCP connections are noticed.
         ws_ping_interval=20.0,

@@ -45,7 +45,7 @@ class Settings:
     # (default: http://HOST:PORT, with 127.0.0.1 for a wildcard host).
     public_url: str = ""
     lease_interval_s: float = 5.0
-    # Largest WebSocket message accepted (bytes); larger ones close with 1009.
+    # Largest WebSocket message accepted (bytes); larger ones close with 4413.
     max_message_bytes: int = 32 * 1024 * 1024
     # Per-connection outbox bound; a client over it is disconnected (4004).
     send_queue_messages: int = 2000
@@ -69,10 +69,22 @@ class Settings:
             "compact_after_updates",
             "max_message_bytes",
             "send_queue_messages",
+            "send_queue_bytes",
             "write_batch_max_ops",
+            "write_backlog_max_ops",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        for name in (
+            "keepalive_interval_s",
+            "janitor_interval_s",
+            "retention_interval_s",
+            "lease_interval_s",
+            "close_timeout_s",
+            "shutdown_timeout_s",
+        ):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be greater than 0")
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

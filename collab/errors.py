@@ -4,6 +4,12 @@ Every way a client's input can be wrong ends in exactly one `ProtocolError`
 subclass; the transport turns it into a close frame with the error's code and
 reason. Codes 1000-1015 are RFC 6455's; 4000-4999 are reserved by RFC 6455
 section 7.4.2 for applications and are ours.
+
+y-websocket (v3) treats 4400-4499 as permanent, mirroring HTTP 4xx: it stops
+reconnecting. So every condition that a reconnect would only repeat (bad name,
+bad input, a deleted document) is in that band - otherwise the client would loop,
+re-uploading its whole state each time - while conditions that a reconnect
+cures (a slow consumer, a restart) are outside it.
 """
 
 from enum import IntEnum
@@ -12,17 +18,19 @@ from enum import IntEnum
 class CloseCode(IntEnum):
     """Close codes collab sends. Part of the public contract: documented in the README."""
 
+    # transient: the client reconnects
     NORMAL = 1000
     GOING_AWAY = 1001  # server shutting down
-    UNSUPPORTED_DATA = 1003  # a text frame: the Yjs protocol is binary
-    MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011
-    BAD_DOCUMENT_NAME = 4000
-    MALFORMED_MESSAGE = 4001  # framing: bad varint, length beyond the frame, trailing bytes
-    INVALID_UPDATE = 4002  # a Yjs update that does not decode
-    INVALID_AWARENESS = 4003  # an awareness update that does not decode or is not JSON
-    SLOW_CONSUMER = 4004  # the peer's send queue overflowed
-    DOCUMENT_DELETED = 4005
+    SLOW_CONSUMER = 4004  # the peer's send queue overflowed; it re-syncs on reconnect
+    # permanent (4400-4499): y-websocket stops reconnecting
+    MALFORMED_MESSAGE = 4400  # framing: bad varint, length beyond the frame, trailing bytes
+    BAD_DOCUMENT_NAME = 4404
+    DOCUMENT_DELETED = 4410
+    MESSAGE_TOO_BIG = 4413
+    UNSUPPORTED_DATA = 4415  # a text frame: the Yjs protocol is binary
+    INVALID_UPDATE = 4422  # a Yjs update or state vector that does not decode
+    INVALID_AWARENESS = 4423  # an awareness update that does not decode or is not JSON
 
 
 class CollabError(Exception):

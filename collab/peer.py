@@ -58,6 +58,7 @@ class Peer:
         self.close_code: int | None = None  # ours, or the client's if it closed first
         self.close_reason = ""
         self.unknown_messages = 0
+        self.has_deferred_reply = False  # a sync step 2 waiting for durability
         self._transport = transport
         self._limits = limits
         self._outbox: deque[bytes] = deque()

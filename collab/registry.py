@@ -66,6 +66,9 @@ class RoomRegistry:
         self._policy = policy
         self._clock = clock
         self._loading: dict[str, asyncio.Task[Room]] = {}
+        # Deletions in flight: nothing may load the document until they commit, or a
+        # join would load the old rows and its next snapshot would write them back.
+        self._deleting: dict[str, asyncio.Future[None]] = {}
         self.loads = 0  # documents loaded from storage, for tests and introspection
 
     async def join(self, name: str, peer: Peer) -> Room:
@@ -75,6 +78,7 @@ class RoomRegistry:
             if not room.is_closed:
                 room.add_peer(peer)
                 return room
+            await asyncio.sleep(0)  # let whoever closed it finish removing it
 
     async def open_room(self, name: str) -> Room:
         """The live room of an existing document, loading it if needed (no peer joins).
@@ -91,6 +95,7 @@ class RoomRegistry:
                 if not room.peers:
                     room.empty_since = self._clock()  # a fresh grace period
                 return room
+            await asyncio.sleep(0)
 
     async def exists(self, name: str) -> bool:
         return name in self.rooms or await self._store.document_info(name) is not None
@@ -111,7 +116,13 @@ class RoomRegistry:
         # shield: one joiner giving up (disconnecting) must not cancel the others' load
         return await asyncio.shield(task)
 
+    async def _wait_for_deletion(self, name: str) -> None:
+        deleting = self._deleting.get(name)
+        if deleting is not None:
+            await asyncio.shield(deleting)
+
     async def _load(self, name: str) -> Room:
+        await self._wait_for_deletion(name)
         stored = await self._store.load(name)
         room = self.rooms.get(name)
         if room is not None:  # loaded while we awaited (e.g. after a delete)
@@ -130,6 +141,7 @@ class RoomRegistry:
 
     async def read_state(self, name: str) -> bytes | None:
         """The document's full state as one update, or None if it does not exist."""
+        await self._wait_for_deletion(name)
         room = self.rooms.get(name)
         if room is not None:
             state = room.doc.get_update()
@@ -143,19 +155,25 @@ class RoomRegistry:
         return build_doc(stored, name).get_update()
 
     async def delete(self, name: str) -> bool:
-        """Close the document's clients (4005) and remove all its data."""
-        loading = self._loading.get(name)
-        if loading is not None:
-            await asyncio.wait([loading])
-        room = self.rooms.pop(name, None)
-        exists = room is not None or await self._store.document_info(name) is not None
-        if not exists:
-            return False
-        if room is not None:
-            room.close(CloseCode.DOCUMENT_DELETED, "document deleted")
-        await self._writer.submit(DeleteDocument(name))
-        logger.info("doc=%s deleted", name)
-        return True
+        """Close the document's clients (4410) and remove all its data."""
+        await self._wait_for_deletion(name)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._deleting[name] = done
+        try:
+            loading = self._loading.get(name)
+            if loading is not None:
+                await asyncio.wait([loading])
+            room = self.rooms.pop(name, None)
+            if room is not None:
+                room.close(CloseCode.DOCUMENT_DELETED, "document deleted")
+            elif await self._store.document_info(name) is None:
+                return False
+            await self._writer.submit(DeleteDocument(name))
+            logger.info("doc=%s deleted", name)
+            return True
+        finally:
+            del self._deleting[name]
+            done.set_result(None)
 
     # -- janitor -------------------------------------------------------------
 
@@ -186,10 +204,10 @@ class RoomRegistry:
 
     async def close(self) -> None:
         """Graceful shutdown: close every peer, snapshot every changed room."""
-        for room in self.rooms.values():
+        rooms, self.rooms = self.rooms, {}
+        for room in rooms.values():
             room.close_peers(CloseCode.GOING_AWAY, "server shutting down")
             if room.is_dirty:
                 room.snapshot(merge_window_s=self._policy.auto_version_window_s)
             room.close(CloseCode.GOING_AWAY, "server shutting down")
         await self._writer.flush()
-        self.rooms.clear()

@@ -142,7 +142,12 @@ class Room:
         if not self._sink.pending_for(self.name):
             peer.send(reply)
             return
+        if peer.has_deferred_reply:
+            # One parked step 2 per peer: it answers this request too (it holds
+            # at least as much), and a flood of step 1s cannot pile up copies.
+            return
         # The reply may contain updates that are not durable yet: it waits for them.
+        peer.has_deferred_reply = True
         self._sink.submit(None).add_done_callback(partial(_send_if_committed, peer, reply))
 
     def apply_update(self, update: bytes) -> asyncio.Future[int | None] | None:
@@ -152,7 +157,9 @@ class Room:
         self._last_write = None
         try:
             self.doc.apply_update(update)
-        except ValueError as exc:
+        except (ValueError, RuntimeError) as exc:
+            # yrs reports undecodable updates as ValueError and some structurally
+            # impossible ones as RuntimeError; either way the Doc is unchanged.
             raise InvalidUpdate(f"invalid Yjs update: {exc}") from exc
         write, self._last_write = self._last_write, None
         return write
@@ -248,5 +255,6 @@ class Room:
 
 
 def _send_if_committed(peer: Peer, message: bytes, barrier: asyncio.Future[int | None]) -> None:
+    peer.has_deferred_reply = False
     if not barrier.cancelled() and barrier.exception() is None:
         peer.send(message)

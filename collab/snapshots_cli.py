@@ -49,13 +49,20 @@ def add_snapshot_commands(commands: Any) -> None:
             sub.add_argument("--label", required=True)
             sub.add_argument("--author")
         if action == "list":
-            sub.add_argument("--limit", type=int, default=50)
+            sub.add_argument("--limit", type=_positive, default=50)
             sub.add_argument("--before", type=int, metavar="ID")
         sub.add_argument("--server", metavar="URL", help="a running collab server")
         sub.add_argument(
             "--database", dest="database_url", metavar="URL", help="when no server runs"
         )
         sub.add_argument("--json", action="store_true", help="print the API's JSON")
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
 
 
 def run_snapshot_command(args: argparse.Namespace) -> int:

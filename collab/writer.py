@@ -50,6 +50,7 @@ class UpdateWriter:
         self._capacity = asyncio.Event()
         self._capacity.set()
         self._is_closing = False
+        self._is_running = False
         self.commits = 0  # transactions committed, for /metrics-style introspection
         self.ops_committed = 0
 
@@ -83,7 +84,18 @@ class UpdateWriter:
         """Wait until everything submitted so far is durable."""
         await self.submit(None)
 
+    @property
+    def is_running(self) -> bool:
+        return self._is_running
+
     async def run(self) -> None:
+        self._is_running = True
+        try:
+            await self._run()
+        finally:
+            self._is_running = False
+
+    async def _run(self) -> None:
         while True:
             while not self._queue:
                 if self._is_closing:

@@ -87,7 +87,7 @@ async def run_server(settings: Settings) -> AsyncIterator[RunningServer]:
         port=0,
         log_config=None,
         ws="websockets-sansio",
-        ws_max_size=settings.max_message_bytes + 1,
+        ws_max_size=settings.max_message_bytes * 2 + 1,
         lifespan="on",
     )
     server = uvicorn.Server(config)

@@ -55,13 +55,13 @@ async def test_unknown_message_type_is_ignored_and_counted(connect, server):
     assert a.close_code is None
 
 
-async def test_oversized_message_closes_with_1009(settings):
+async def test_oversized_message_closes_with_4413(settings):
     async with run_server(settings.replace(max_message_bytes=1000)) as server:
         from tests.yclient import YClient
 
         good = await YClient(server.ws_url("doc")).connect()
         bad = await YClient(server.ws_url("doc")).connect()
-        await bad.send_raw(b"\x00\x02" + write_message(b"\x00" * 2000))
+        await bad.send_raw(b"\x00\x02" + write_message(b"\x00" * 1500))
         assert await bad.wait_closed() == CloseCode.MESSAGE_TOO_BIG
         good.text.insert(0, "fine")
         await eventually(lambda: good.received_updates == 1)
