@@ -227,7 +227,7 @@ class Room:
         state = self.doc.get_update()
         self.updates_since_compaction = 0
         self.dirty_since = None
-        return self._sink.submit(
+        write = self._sink.submit(
             SaveSnapshot(
                 self.name,
                 state,
@@ -238,6 +238,16 @@ class Room:
                 merge_window_s=merge_window_s,
             )
         )
+        write.add_done_callback(self._note_failed_snapshot)
+        return write
+
+    def _note_failed_snapshot(self, write: asyncio.Future[int | None]) -> None:
+        if not write.cancelled() and write.exception() is not None:
+            # The state stays in memory and the log keeps its entries: the next
+            # compaction tries again.
+            self.updates_since_compaction = max(self.updates_since_compaction, 1)
+            if self.dirty_since is None:
+                self.dirty_since = self._clock()
 
     def restore(self, target_state: bytes) -> asyncio.Future[int | None] | None:
         """Make the content equal `target_state`'s with new operations, in one

@@ -42,9 +42,48 @@ class Runtime:
     history: VersionHistory
 
 
-def lease_max_age_s(settings: Settings) -> float:
-    """A lease not renewed for this long belongs to a server that is gone."""
-    return settings.lease_interval_s * 3
+class DatabaseInUse(RuntimeError):
+    """Another live server holds a lease on this database."""
+
+
+def _is_running_here(lease: ServerLease) -> bool:
+    if lease.hostname != socket.gethostname():
+        return True  # cannot tell from here: trust the lease until it expires
+    try:
+        os.kill(lease.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+async def running_servers(store: SqlStore) -> list[ServerLease]:
+    """Leases of servers that are still up (a killed local server's lease is not)."""
+    return [lease for lease in await store.live_leases() if _is_running_here(lease)]
+
+
+async def _take_lease(store: SqlStore, settings: Settings) -> ServerLease:
+    """One server per database: two would each compact away the other's updates."""
+    for other in await store.live_leases():
+        if _is_running_here(other) and other.pid != os.getpid():
+            raise DatabaseInUse(
+                f"another collab server ({other.url}, pid {other.pid} on {other.hostname}) "
+                "is using this database"
+            )
+        await store.drop_lease(other.id)  # left by a server that was killed
+    now = time.time()
+    lease = ServerLease(
+        id=str(uuid.uuid4()),
+        url=settings.advertised_url,
+        pid=os.getpid(),
+        hostname=socket.gethostname(),
+        started_at=now,
+        heartbeat_at=now,
+        ttl_s=settings.lease_interval_s * 3,
+    )
+    await store.save_lease(lease)
+    return lease
 
 
 @contextlib.asynccontextmanager
@@ -88,19 +127,13 @@ async def open_runtime(settings: Settings, *, is_server: bool) -> AsyncIterator[
                 history.run_retention(settings.retention_interval_s), name="retention"
             )
         )
-        lease = ServerLease(
-            id=str(uuid.uuid4()),
-            url=settings.advertised_url,
-            pid=os.getpid(),
-            hostname=socket.gethostname(),
-            started_at=time.time(),
-            heartbeat_at=time.time(),
-        )
-        await store.save_lease(lease)
-        background.append(
-            asyncio.create_task(_renew_lease(store, lease, settings.lease_interval_s), name="lease")
-        )
+    lease_task = None
     try:
+        if is_server:
+            lease = await _take_lease(store, settings)
+            lease_task = asyncio.create_task(
+                _renew_lease(store, lease, settings.lease_interval_s), name="lease"
+            )
         yield runtime
     finally:
         for task in background:
@@ -110,6 +143,10 @@ async def open_runtime(settings: Settings, *, is_server: bool) -> AsyncIterator[
             await asyncio.wait_for(registry.close(), settings.shutdown_timeout_s)
         finally:
             await writer.close(writer_task, settings.shutdown_timeout_s)
+            # The lease is renewed until every write is drained, then released.
+            if lease_task is not None:
+                lease_task.cancel()
+                await asyncio.gather(lease_task, return_exceptions=True)
             if lease is not None:
                 with contextlib.suppress(Exception):
                     await store.drop_lease(lease.id)

@@ -24,7 +24,7 @@ from collab.api_versions import SnapshotOut
 from collab.config import Settings
 from collab.content import render_content
 from collab.errors import CollabError, DocumentNotFound
-from collab.runtime import Runtime, lease_max_age_s, open_runtime
+from collab.runtime import Runtime, open_runtime, running_servers
 from collab.sql_store import SqlStore, redact_url
 
 
@@ -92,7 +92,7 @@ async def _running_server(settings: Settings) -> str | None:
     store = SqlStore(settings.database_url)
     await store.open()
     try:
-        leases = await store.live_leases(lease_max_age_s(settings))
+        leases = await running_servers(store)
     finally:
         await store.close()
     if not leases:

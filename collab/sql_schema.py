@@ -4,7 +4,7 @@
     updates(id, document, data, created_at)          -- the append-only log
     snapshots(id, document, created_at, updated_at, kind, label, author,
               size_bytes, preview, state, covers_update_id)
-    server_leases(id, url, pid, hostname, started_at, heartbeat_at)
+    server_leases(id, url, pid, hostname, started_at, heartbeat_at, ttl_s)
 
 `updates.id` is the log's sequence number: strictly increasing and never reused
 (SQLite AUTOINCREMENT, a PostgreSQL identity), so "entries after a snapshot" is
@@ -91,6 +91,7 @@ server_leases = Table(
     Column("hostname", Text, nullable=False),
     Column("started_at", Float, nullable=False),
     Column("heartbeat_at", Float, nullable=False),
+    Column("ttl_s", Float, nullable=False),
 )
 
 SNAPSHOT_INFO_COLUMNS = (

@@ -18,10 +18,13 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    literal,
     select,
+    union_all,
     update,
 )
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from collab.sql_schema import (
@@ -38,6 +41,7 @@ from collab.store import (
     DeleteDocument,
     DeleteSnapshots,
     DocumentInfo,
+    PermanentWriteError,
     SaveSnapshot,
     ServerLease,
     Snapshot,
@@ -48,6 +52,11 @@ from collab.store import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+def _storable_text(text: str | None) -> str | None:
+    """PostgreSQL text cannot hold NUL; a typed "\\0" must not make a write fail."""
+    return None if text is None else text.replace("\x00", "\ufffd")
 
 
 def redact_url(url: str) -> str:
@@ -110,6 +119,12 @@ class SqlStore:
             await conn.execute(select(1))
 
     async def commit(self, ops: Sequence[WriteOp]) -> list[int | None]:
+        try:
+            return await self._commit(ops)
+        except (DataError, IntegrityError, ProgrammingError) as exc:
+            raise PermanentWriteError(str(exc.orig or exc)) from exc
+
+    async def _commit(self, ops: Sequence[WriteOp]) -> list[int | None]:
         now = self._clock()
         results: list[int | None] = []
         async with self.engine.begin() as conn:
@@ -161,7 +176,7 @@ class SqlStore:
         values = {
             "updated_at": now,
             "size_bytes": len(op.state),
-            "preview": op.preview,
+            "preview": _storable_text(op.preview),
             "state": op.state,
             "covers_update_id": covered,
         }
@@ -188,8 +203,8 @@ class SqlStore:
                     document=op.document,
                     created_at=now,
                     kind=op.kind.value,
-                    label=op.label,
-                    author=op.author,
+                    label=_storable_text(op.label),
+                    author=_storable_text(op.author),
                     **values,
                 )
             )
@@ -251,6 +266,7 @@ class SqlStore:
             "hostname": lease.hostname,
             "started_at": lease.started_at,
             "heartbeat_at": lease.heartbeat_at,
+            "ttl_s": lease.ttl_s,
         }
         async with self.engine.begin() as conn:
             result = await conn.execute(
@@ -263,35 +279,40 @@ class SqlStore:
         async with self.engine.begin() as conn:
             await conn.execute(delete(server_leases).where(server_leases.c.id == lease_id))
 
-    async def live_leases(self, max_age_s: float) -> list[ServerLease]:
+    async def live_leases(self) -> list[ServerLease]:
         async with self.engine.connect() as conn:
             rows = await conn.execute(
                 select(server_leases).where(
-                    server_leases.c.heartbeat_at >= self._clock() - max_age_s
+                    server_leases.c.heartbeat_at + server_leases.c.ttl_s >= self._clock()
                 )
             )
             return [ServerLease(**row._mapping) for row in rows]
 
     async def load(self, document: str) -> StoredDocument:
+        # ONE statement, so the snapshot and the log come from the same moment even
+        # if a compaction commits meanwhile (separate SELECTs could pair an old
+        # snapshot with a log that no longer holds the entries it lacks).
+        latest = (
+            select(snapshots.c.id, snapshots.c.covers_update_id)
+            .where(snapshots.c.document == document)
+            .order_by(snapshots.c.id.desc())
+            .limit(1)
+            .subquery()
+        )
+        snapshot_part = select(
+            literal(0).label("part"), snapshots.c.id.label("seq"), snapshots.c.state.label("data")
+        ).where(snapshots.c.id == select(latest.c.id).scalar_subquery())
+        covered = func.coalesce(select(latest.c.covers_update_id).scalar_subquery(), 0)
+        log_part = select(
+            literal(1).label("part"), updates.c.id.label("seq"), updates.c.data.label("data")
+        ).where(updates.c.document == document, updates.c.id > covered)
+        query = union_all(snapshot_part, log_part).order_by("part", "seq")
         async with self.engine.connect() as conn:
-            snapshot = (
-                await conn.execute(
-                    select(snapshots.c.state, snapshots.c.covers_update_id)
-                    .where(snapshots.c.document == document)
-                    .order_by(snapshots.c.id.desc())
-                    .limit(1)
-                )
-            ).first()
-            covered = snapshot.covers_update_id if snapshot else 0
-            log = await conn.execute(
-                select(updates.c.data)
-                .where(updates.c.document == document, updates.c.id > covered)
-                .order_by(updates.c.id)
-            )
-            return StoredDocument(
-                snapshot=snapshot.state if snapshot else None,
-                updates=[row.data for row in log],
-            )
+            rows = (await conn.execute(query)).all()
+        snapshot = rows[0].data if rows and rows[0].part == 0 else None
+        return StoredDocument(
+            snapshot=snapshot, updates=[row.data for row in rows if row.part == 1]
+        )
 
     async def document_info(self, document: str) -> DocumentInfo | None:
         infos = await self._document_infos(document)

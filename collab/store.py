@@ -95,6 +95,12 @@ class ServerLease:
     hostname: str
     started_at: float
     heartbeat_at: float
+    ttl_s: float  # the lease is live while heartbeat_at + ttl_s is in the future
+
+
+class PermanentWriteError(Exception):
+    """The database refused an op for what it is (not for being unavailable):
+    retrying it would block every write behind it forever."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,4 +152,4 @@ class DocumentStore(Protocol):
 
     async def drop_lease(self, lease_id: str) -> None: ...
 
-    async def live_leases(self, max_age_s: float) -> list[ServerLease]: ...
+    async def live_leases(self) -> list[ServerLease]: ...

@@ -19,7 +19,7 @@ import asyncio
 import logging
 from collections import Counter, deque
 
-from collab.store import DocumentStore, WriteOp
+from collab.store import DocumentStore, PermanentWriteError, WriteOp
 
 logger = logging.getLogger(__name__)
 
@@ -114,16 +114,31 @@ class UpdateWriter:
                     self._pending_by_document[op.document] -= 1
                     if not self._pending_by_document[op.document]:
                         del self._pending_by_document[op.document]
-                if not future.done():
+                if future.done():
+                    continue
+                if isinstance(result, PermanentWriteError):
+                    future.set_exception(result)
+                else:
                     future.set_result(result)
             if self._pending_ops < self._max_pending_ops:
                 self._capacity.set()
 
-    async def _commit_until_done(self, ops: list[WriteOp]) -> list[int | None]:
+    async def _commit_until_done(
+        self, ops: list[WriteOp]
+    ) -> list[int | PermanentWriteError | None]:
         delay_s = self._retry_initial_s
         while True:
             try:
-                results = await self._store.commit(ops)
+                results: list[int | PermanentWriteError | None] = list(
+                    await self._store.commit(ops)
+                )
+            except PermanentWriteError as exc:
+                if len(ops) > 1:
+                    # Find the op the database refuses: commit the batch one op at a
+                    # time, so every other op still becomes durable, in order.
+                    return [r for op in ops for r in await self._commit_until_done([op])]
+                logger.error("doc=%s write refused for good, dropped: %s", ops[0].document, exc)
+                return [exc]
             except Exception:
                 # Task boundary: the batch stays in memory and is retried; nothing
                 # waiting on it has been relayed, so nothing is lost or exposed.

@@ -55,3 +55,20 @@ async def test_edits_persist_and_compact_on_postgresql(settings, postgres_url):
         reader = await YClient(server.ws_url("pg-doc")).connect()
         assert str(reader.text) == expected
         await reader.close()
+
+
+async def test_nul_characters_are_stored_on_postgresql(settings, postgres_url):
+    """PostgreSQL text cannot hold NUL: the preview, label and author must not fail."""
+    async with run_server(settings.replace(database_url=postgres_url)) as server:
+        client = await YClient(server.ws_url("nul")).connect()
+        client.text.insert(0, "a\x00b")
+        await eventually(lambda: client.received_updates == 1)
+        room = server.services.registry.rooms["nul"]
+        snapshot_id = await room.snapshot(label="l\x00", author="\x00")
+        other = await YClient(server.ws_url("other")).connect()
+        other.text.insert(0, "unblocked")
+        await eventually(lambda: other.received_updates == 1)
+        [version] = await server.services.store.list_snapshots("nul")
+        assert version.id == snapshot_id and version.preview == "a\ufffdb"
+        await client.close()
+        await other.close()
