@@ -43,16 +43,23 @@ documents = Table(
     Column("updated_at", Float, nullable=False),
 )
 
+def _per_document_columns() -> list[Column[Any]]:
+    """A never-reused id, and the document the row belongs to (deleted with it)."""
+    return [
+        Column("id", _Id, primary_key=True, autoincrement=True),
+        Column(
+            "document",
+            String(128),
+            ForeignKey("documents.name", ondelete="CASCADE"),
+            nullable=False,
+        ),
+    ]
+
+
 updates = Table(
     "updates",
     metadata,
-    Column("id", _Id, primary_key=True, autoincrement=True),
-    Column(
-        "document",
-        String(128),
-        ForeignKey("documents.name", ondelete="CASCADE"),
-        nullable=False,
-    ),
+    *_per_document_columns(),
     Column("data", LargeBinary, nullable=False),
     Column("created_at", Float, nullable=False),
     Index("ix_updates_document_id", "document", "id"),
@@ -62,13 +69,7 @@ updates = Table(
 snapshots = Table(
     "snapshots",
     metadata,
-    Column("id", _Id, primary_key=True, autoincrement=True),
-    Column(
-        "document",
-        String(128),
-        ForeignKey("documents.name", ondelete="CASCADE"),
-        nullable=False,
-    ),
+    *_per_document_columns(),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Column("kind", String(16), nullable=False),
