@@ -48,7 +48,9 @@ class Settings:
     # Largest WebSocket message accepted (bytes); larger ones close with 4413.
     max_message_bytes: int = 32 * 1024 * 1024
     # Per-connection outbox bound; a client over it is disconnected (4004).
-    send_queue_messages: int = 2000
+    # (The message bound sits far above the largest commit batch: one commit can
+    # release that many relays at once to every peer.)
+    send_queue_messages: int = 100_000
     send_queue_bytes: int = 64 * 1024 * 1024
     # An idle connection hears a no-op awareness message this often (y-websocket
     # drops a socket that hears nothing for 30 s).

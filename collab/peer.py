@@ -43,7 +43,7 @@ class PeerState(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class PeerLimits:
-    max_queue_messages: int = 2000
+    max_queue_messages: int = 100_000
     max_queue_bytes: int = 64 * 1024 * 1024
     keepalive_interval_s: float = 15.0
     close_timeout_s: float = 10.0

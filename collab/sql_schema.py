@@ -43,6 +43,7 @@ documents = Table(
     Column("updated_at", Float, nullable=False),
 )
 
+
 def _per_document_columns() -> list[Column[Any]]:
     """A never-reused id, and the document the row belongs to (deleted with it)."""
     return [

@@ -54,6 +54,9 @@ from collab.store import (
 logger = logging.getLogger(__name__)
 
 
+TOUCH_INTERVAL_S = 1.0
+
+
 def _storable_text(text: str | None) -> str | None:
     """PostgreSQL text cannot hold NUL; a typed "\\0" must not make a write fail."""
     return None if text is None else text.replace("\x00", "\ufffd")
@@ -76,6 +79,11 @@ class SqlStore:
     ) -> None:
         self._url = make_url(url)
         self._clock = clock
+        # When each document row was last written by a committed transaction: a
+        # burst of small commits then skips the UPDATE of `updated_at` (it is
+        # refreshed at most once per TOUCH_INTERVAL_S) - a third of their cost.
+        self._touched_at: dict[str, float] = {}
+        self._txn_touched: dict[str, float | None] = {}
         self._sqlite_synchronous = sqlite_synchronous
         self._engine: AsyncEngine | None = None
 
@@ -127,6 +135,7 @@ class SqlStore:
     async def _commit(self, ops: Sequence[WriteOp]) -> list[int | None]:
         now = self._clock()
         results: list[int | None] = []
+        self._txn_touched = {}  # this transaction's writes; None: deleted in it
         async with self.engine.begin() as conn:
             pending_rows: list[dict[str, Any]] = []
             for op in ops:
@@ -145,8 +154,15 @@ class SqlStore:
                     await self._delete_snapshots(conn, op)
                 elif isinstance(op, DeleteDocument):
                     await conn.execute(delete(documents).where(documents.c.name == op.document))
+                    self._txn_touched[op.document] = None
                 results.append(result)
             await self._insert_updates(conn, pending_rows, now)
+        # Committed: only now may the cache believe what this transaction wrote.
+        for name, touched_at in self._txn_touched.items():
+            if touched_at is None:
+                self._touched_at.pop(name, None)
+            else:
+                self._touched_at[name] = touched_at
         return results
 
     async def _insert_updates(
@@ -160,6 +176,12 @@ class SqlStore:
         await conn.execute(insert(updates), rows)
 
     async def _touch_document(self, conn: AsyncConnection, name: str, now: float) -> None:
+        if name in self._txn_touched:
+            if self._txn_touched[name] is not None:
+                return  # already written in this transaction
+        elif now - self._touched_at.get(name, -TOUCH_INTERVAL_S) < TOUCH_INTERVAL_S:
+            return  # the row exists (a committed transaction wrote it) and is fresh
+        self._txn_touched[name] = now
         result = await conn.execute(
             update(documents).where(documents.c.name == name).values(updated_at=now)
         )
