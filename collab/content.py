@@ -5,7 +5,8 @@ code that reads it says it is. So the type is inferred from what the root
 holds, in this order (documented in the README):
 
 1. it has keyed entries                       -> Y.Map   -> JSON object
-2. its sequence reads as characters           -> Y.Text  -> string
+2. its sequence reads as characters, or holds
+   embeds (an image-only rich text)           -> Y.Text  -> string (embeds left out)
 3. its sequence holds values or shared types  -> Y.Array -> list
 4. it is empty (or only XML)                  -> ""      (an empty text)
 
@@ -30,6 +31,7 @@ PREVIEW_CHARS = 200
 RootKind = Literal["map", "text", "array", "empty"]
 
 _XML_TYPES = (XmlElement, XmlFragment, XmlText)
+_SHARED_TYPES = (Text, Map, Array, *_XML_TYPES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +69,10 @@ def root_kinds(update: bytes) -> dict[str, RootKind]:
 def _kind_of(views: _RootViews, name: str) -> RootKind:
     if len(views.as_map.get(name, type=Map)):
         return "map"
-    if str(views.as_text.get(name, type=Text)):
+    text = views.as_text.get(name, type=Text)
+    if str(text) or any(not isinstance(chunk, _SHARED_TYPES) for chunk, _ in text.diff()):
+        # Characters, or embeds (ContentEmbed): only a Y.Text holds those. An
+        # array's plain values do not show in a text view at all.
         return "text"
     items = views.as_array.get(name, type=Array)
     # XML nodes have no JSON form: a root holding only them reads as empty.

@@ -464,3 +464,21 @@ def test_an_insert_anchored_in_unchanged_multibyte_text_lands_in_place():
     b_text.insert(between_rockets, "|")  # concurrent with the restore
     exchange(a, b)
     assert str(a.get("text", type=Text)) == str(b_text) == "début 🚀|🚀 fin"
+
+
+def test_an_image_only_text_root_is_text_and_restores():
+    """A rich text holding only an embed must not be read (and rewritten) as an array."""
+    version_doc: Doc = Doc()
+    version_doc.get("text", type=Text).insert_embed(0, {"image": "cat.png"})
+    version = version_doc.get_update()
+    assert root_kinds(version) == {"text": "text"}
+    for edit in ("type after the image", "delete the image"):
+        live: Doc = Doc()
+        live.apply_update(version)
+        text = live.get("text", type=Text)
+        if edit == "type after the image":
+            text.insert(1, "hello")
+        else:
+            del text[0:1]
+        assert restore_doc(live, version) is True
+        assert text.diff() == [({"image": "cat.png"}, None)]
