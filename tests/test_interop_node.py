@@ -139,3 +139,20 @@ async def test_two_node_clients_and_pycrdt_converge_and_see_each_others_presence
         lambda: py.presence_of_others() == {},
         what="the Node clients' presence is gone once they disconnect",
     )
+
+
+async def test_a_deleted_document_is_not_re_uploaded_by_y_websocket(connect, server, node_client):
+    """4410 is permanent for y-websocket v3: it stops reconnecting instead of
+    re-creating the document from its own copy."""
+    author = await connect("gone")
+    author.text.insert(0, "confidential")
+    await eventually(lambda: author.received_updates == 1)
+    node = await node_client("gone", expect="confidential", expect_closed=True)
+    assert (await node.result())["text"] == "confidential"
+    async with httpx.AsyncClient(base_url=server.http_url) as http:
+        assert (await http.delete("/api/documents/gone")).status_code == 204
+        closed = (await node.result())["closed"]
+        assert closed["code"] == 4410
+        assert await asyncio.wait_for(node.process.wait(), 30) == 0
+        assert (await http.get("/api/documents/gone")).status_code == 404
+    assert await author.wait_closed() == 4410

@@ -22,6 +22,9 @@
 //   --timeout-ms MS          give up after MS (default 10000)
 //   --hold-ms MS             stay connected MS after printing (default 0)
 //   --hold-stdin             stay connected until stdin is closed by the caller
+//   --expect-closed          after the result line, wait until the provider gives up
+//                            for good (its 'closed' event: a 44xx close code), print
+//                            {closed: {code, reason}} and exit 0
 
 import { parseArgs } from 'node:util'
 import WebSocket from 'ws'
@@ -48,7 +51,8 @@ try {
       'expect-presence': { type: 'string', multiple: true, default: [] },
       'timeout-ms': { type: 'string', default: '10000' },
       'hold-ms': { type: 'string', default: '0' },
-      'hold-stdin': { type: 'boolean', default: false }
+      'hold-stdin': { type: 'boolean', default: false },
+      'expect-closed': { type: 'boolean', default: false }
     },
     strict: true
   }).values
@@ -83,6 +87,8 @@ provider.on('connection-close', (event) => {
   if (event) log(`connection closed by the server: code ${event.code} ${JSON.stringify(event.reason)}`)
 })
 provider.on('connection-error', (event) => log(`connection error: ${event.message ?? event}`))
+let terminalClose = null // set when the provider stops reconnecting for good
+provider.on('closed', (event) => { terminalClose = event })
 
 const othersStates = () =>
   [...awareness.getStates()]
@@ -153,10 +159,24 @@ process.stdout.write(JSON.stringify({
   awarenessStates: othersStates()
 }) + '\n')
 
-if (holdMs > 0) await new Promise((resolve) => setTimeout(resolve, holdMs))
-if (args['hold-stdin']) {
-  process.stdin.resume()
-  await new Promise((resolve) => process.stdin.once('end', resolve).once('close', resolve))
+if (args['expect-closed']) {
+  await new Promise((resolve) => {
+    if (terminalClose) return resolve()
+    provider.on('closed', resolve)
+    setTimeout(() => {
+      log(`timed out after ${timeoutMs} ms waiting for a permanent close`)
+      exit(1)
+    }, timeoutMs)
+  })
+  process.stdout.write(JSON.stringify({ closed: { code: terminalClose.code, reason: terminalClose.reason } }) + '\n')
+  provider.destroy()
+  exit(0)
+} else {
+  if (holdMs > 0) await new Promise((resolve) => setTimeout(resolve, holdMs))
+  if (args['hold-stdin']) {
+    process.stdin.resume()
+    await new Promise((resolve) => process.stdin.once('end', resolve).once('close', resolve))
+  }
+  await closeSocket()
+  exit(0)
 }
-await closeSocket()
-exit(0)
