@@ -51,6 +51,7 @@ class UpdateWriter:
         self._capacity.set()
         self._is_closing = False
         self._is_running = False
+        self._in_flight: list[tuple[WriteOp | None, asyncio.Future[int | None]]] = []
         self.commits = 0  # transactions committed, for /metrics-style introspection
         self.ops_committed = 0
 
@@ -105,6 +106,7 @@ class UpdateWriter:
             batch = [
                 self._queue.popleft() for _ in range(min(len(self._queue), self._max_batch_ops))
             ]
+            self._in_flight = batch
             ops = [op for op, _ in batch if op is not None]
             results = iter(await self._commit_until_done(ops) if ops else [])
             for op, future in batch:
@@ -168,5 +170,5 @@ class UpdateWriter:
                 timeout_s,
             )
             runner.cancel()
-            for _, future in self._queue:
-                future.cancel()
+            for _, future in [*self._in_flight, *self._queue]:
+                future.cancel()  # nobody waits forever on a write that will never happen
