@@ -215,7 +215,8 @@ async def _serve_peer(websocket: WebSocket, name: str, svc: Runtime, limits: Pee
         room = await svc.registry.join(name, peer)
     except Exception:  # task boundary: this client is told; the others are untouched
         logger.exception("doc=%s peer=%d could not join", name, peer.id)
-        await peer_close_now(peer, CloseCode.INTERNAL_ERROR, "could not load the document")
+        peer.close(CloseCode.INTERNAL_ERROR, "could not load the document")
+        await peer.finish()
         return
     logger.info("doc=%s peer=%d connected (%d in room)", name, peer.id, len(room.peers))
     writer = asyncio.create_task(peer.run_writer(), name=f"peer {peer.id} writer")
@@ -246,11 +247,6 @@ async def _serve_peer(websocket: WebSocket, name: str, svc: Runtime, limits: Pee
             int(peer.close_code) if peer.close_code else "-",
             f", {peer.close_reason}" if peer.close_reason else "",
         )
-
-
-async def peer_close_now(peer: Peer, code: CloseCode, reason: str) -> None:
-    peer.close(code, reason)
-    await peer.finish()
 
 
 async def _receive_loop(websocket: WebSocket, peer: Peer, room: Room, svc: Runtime) -> None:
