@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request, Response, WebSocket
+from fastapi import FastAPI, Request, Response, WebSocket
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
@@ -177,14 +177,14 @@ def create_app(settings: Settings) -> FastAPI:
     async def get_document(name: DocumentName, request: Request) -> DocumentContent:
         state = await runtime(request).registry.read_state(name)
         if state is None:
-            raise HTTPException(404, f"document {name!r} not found")
+            raise DocumentNotFound(name)  # one 404 shape: the handler above
         content = await asyncio.to_thread(render_content, state)
         return DocumentContent(name=name, content=content)
 
     @app.delete("/api/documents/{name}", status_code=204, responses=NOT_FOUND, tags=["documents"])
     async def delete_document(name: DocumentName, request: Request) -> Response:
         if not await runtime(request).registry.delete(name):
-            raise HTTPException(404, f"document {name!r} not found")
+            raise DocumentNotFound(name)  # one 404 shape: the handler above
         return Response(status_code=204)
 
     # `:path` so that a name with "/" reaches the validator and gets a close code,
