@@ -37,10 +37,11 @@ from collab.errors import (
     CloseCode,
     DocumentNotFound,
     MessageTooBig,
-    ProtocolError,
+    Refusal,
     UnsupportedData,
 )
 from collab.history import SnapshotNotFound
+from collab.metrics import CONTENT_TYPE_LATEST
 from collab.peer import Peer, PeerLimits, PeerState
 from collab.protocol import decode_message, is_valid_document_name
 from collab.room import Room
@@ -103,6 +104,8 @@ def create_app(settings: Settings) -> FastAPI:
                 max_queue_bytes=settings.send_queue_bytes,
                 keepalive_interval_s=settings.keepalive_interval_s,
                 close_timeout_s=settings.close_timeout_s,
+                rate_per_s=settings.rate_limit_per_s,
+                rate_burst=settings.rate_limit_burst,
             )
             logger.info(
                 "collab %s ready; database %s", __version__, redact_url(settings.database_url)
@@ -143,6 +146,17 @@ def create_app(settings: Settings) -> FastAPI:
             body = Health(status="failing", version=__version__, database="writer stopped")
             return JSONResponse(body.model_dump(), status_code=503)
         return Health(status="ok", version=__version__, database="ok")
+
+    @app.get(
+        "/metrics",
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
+        tags=["ops"],
+    )
+    async def metrics(request: Request) -> Response:
+        """Prometheus exposition of this server's metrics."""
+        body = runtime(request).metrics.exposition()
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/api/documents", response_model=list[DocumentSummary], tags=["documents"])
     async def list_documents(request: Request) -> list[DocumentSummary]:
@@ -210,13 +224,19 @@ def create_app(settings: Settings) -> FastAPI:
 
 
 async def _serve_peer(websocket: WebSocket, name: str, svc: Runtime, limits: PeerLimits) -> None:
-    peer = Peer(WebSocketTransport(websocket), name, limits)
+    peer = Peer(WebSocketTransport(websocket), name, limits, svc.metrics)
+    svc.metrics.connections_opened.inc()
     try:
         room = await svc.registry.join(name, peer)
+    except Refusal as exc:
+        logger.warning("doc=%s peer=%d refused (%d): %s", name, peer.id, exc.close_code, exc)
+        peer.close(exc.close_code, exc.reason)
+        await _finish(peer, svc)
+        return
     except Exception:  # task boundary: this client is told; the others are untouched
         logger.exception("doc=%s peer=%d could not join", name, peer.id)
         peer.close(CloseCode.INTERNAL_ERROR, "could not load the document")
-        await peer.finish()
+        await _finish(peer, svc)
         return
     logger.info("doc=%s peer=%d connected (%d in room)", name, peer.id, len(room.peers))
     writer = asyncio.create_task(peer.run_writer(), name=f"peer {peer.id} writer")
@@ -239,7 +259,7 @@ async def _serve_peer(websocket: WebSocket, name: str, svc: Runtime, limits: Pee
                     "doc=%s peer=%d %s failed", name, peer.id, task.get_name(), exc_info=result
                 )
                 peer.close(CloseCode.INTERNAL_ERROR, "internal error")
-        await peer.finish()
+        await _finish(peer, svc)
         logger.info(
             "doc=%s peer=%d disconnected (code %s%s)",
             name,
@@ -249,10 +269,16 @@ async def _serve_peer(websocket: WebSocket, name: str, svc: Runtime, limits: Pee
         )
 
 
+async def _finish(peer: Peer, svc: Runtime) -> None:
+    await peer.finish()
+    svc.metrics.closed(peer.close_code)
+
+
 async def _receive_loop(websocket: WebSocket, peer: Peer, room: Room, svc: Runtime) -> None:
     """Read frames until the client leaves or breaks the protocol."""
     max_bytes = svc.settings.max_message_bytes
     writer = svc.writer
+    count_received = svc.metrics.received.count
     try:
         while peer.is_open:
             event = await websocket.receive()
@@ -261,16 +287,18 @@ async def _receive_loop(websocket: WebSocket, peer: Peer, room: Room, svc: Runti
                 peer.state = PeerState.CLOSED
                 peer.close_code = peer.close_code or event.get("code")
                 return
+            peer.note_received()
             data = event.get("bytes")
             if data is None:
                 raise UnsupportedData("text frames are not part of the Yjs protocol; send binary")
+            count_received(data)
             if len(data) > max_bytes:
                 raise MessageTooBig(f"message of {len(data)} bytes exceeds {max_bytes}")
             if room.handle(peer, decode_message(data)) is not None and writer.pending_ops:
                 await writer.wait_for_capacity()
-    except ProtocolError as exc:
+    except Refusal as exc:
         logger.warning(
-            "doc=%s peer=%d protocol error, closing with %d: %s",
+            "doc=%s peer=%d refused, closing with %d: %s",
             peer.document,
             peer.id,
             exc.close_code,
