@@ -14,7 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics", "message_type"]
@@ -23,6 +30,9 @@ __all__ = ["CONTENT_TYPE_LATEST", "Metrics", "message_type"]
 _SYNC_TYPES = {0: "sync_step1", 1: "sync_step2", 2: "sync_update"}
 _TOP_TYPES = {1: "awareness", 2: "auth", 3: "query_awareness"}
 MESSAGE_TYPES = (*_SYNC_TYPES.values(), *_TOP_TYPES.values(), "other")
+
+# The `*_created` series (a timestamp per counter) double the exposition for no use here.
+disable_created_metrics()
 
 
 def message_type(frame: bytes) -> str:
