@@ -20,7 +20,7 @@ class CloseCode(IntEnum):
 
     # transient: the client reconnects
     NORMAL = 1000
-    GOING_AWAY = 1001  # the room was closed under the connection (not sent at shutdown)
+    GOING_AWAY = 1001  # not sent any more (shutdown sends 1012); kept as documented
     INTERNAL_ERROR = 1011
     SERVICE_RESTART = 1012  # graceful shutdown: reconnect (elsewhere)
     TRY_AGAIN_LATER = 1013  # a connection limit or the loaded-documents limit is reached
