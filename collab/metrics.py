@@ -4,15 +4,15 @@ Each server owns its own `CollectorRegistry` (not prometheus-client's global
 one), so several servers in one process - the test suite runs many - never mix
 their counts.
 
-Hot-path cost is kept to a few attribute lookups: labelled children are
-resolved once here, message types are looked up in a dict keyed by the
-frame's first bytes, and gauges that mirror existing state (connections,
-rooms, queued writes) are read only when scraped (`set_function`).
+Hot-path cost is kept to a few attribute lookups: per-frame counts are plain
+integers exported at scrape time, message types are looked up in a dict keyed
+by the frame's first bytes, and gauges that mirror existing state
+(connections, rooms, queued writes) are read only when scraped (`set_function`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from prometheus_client import (
     CollectorRegistry,
@@ -22,7 +22,9 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics", "message_type"]
 
@@ -44,17 +46,37 @@ def message_type(frame: bytes) -> str:
     return _TOP_TYPES.get(frame[0], "other")
 
 
-class _DirectionCounters:
-    """Messages and bytes in one direction, by message type, children pre-resolved."""
+class _DirectionCounters(Collector):
+    """Messages and bytes in one direction, by message type.
 
-    def __init__(self, messages: Counter, size: Counter) -> None:
-        self._messages = {kind: messages.labels(kind) for kind in MESSAGE_TYPES}
-        self._bytes = {kind: size.labels(kind) for kind in MESSAGE_TYPES}
+    Counted per frame on the hot path, so these are plain integers (no lock, no
+    label lookup) turned into counter families only when scraped. Safe because
+    only the event loop's thread counts."""
+
+    def __init__(self, direction: str, registry: CollectorRegistry) -> None:
+        self._direction = direction
+        self._messages = dict.fromkeys(MESSAGE_TYPES, 0)
+        self._bytes = dict.fromkeys(MESSAGE_TYPES, 0)
+        registry.register(self)
 
     def count(self, frame: bytes, copies: int = 1) -> None:
         kind = message_type(frame)
-        self._messages[kind].inc(copies)
-        self._bytes[kind].inc(len(frame) * copies)
+        self._messages[kind] += copies
+        self._bytes[kind] += len(frame) * copies
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        direction = self._direction
+        messages = CounterMetricFamily(
+            f"collab_messages_{direction}", f"Messages {direction}, by type", labels=["type"]
+        )
+        size = CounterMetricFamily(
+            f"collab_{direction}_bytes", f"Bytes of messages {direction}, by type", labels=["type"]
+        )
+        for kind in MESSAGE_TYPES:
+            messages.add_metric([kind], self._messages[kind])
+            size.add_metric([kind], self._bytes[kind])
+        yield messages
+        yield size
 
 
 class Metrics:
@@ -72,16 +94,8 @@ class Metrics:
         self.connections_opened = Counter(
             "collab_connections_opened", "WebSocket connections accepted", registry=r
         )
-        self.received = _DirectionCounters(
-            Counter("collab_messages_received", "Messages received, by type", ["type"], registry=r),
-            Counter(
-                "collab_received_bytes", "Bytes of messages received, by type", ["type"], registry=r
-            ),
-        )
-        self.sent = _DirectionCounters(
-            Counter("collab_messages_sent", "Messages sent, by type", ["type"], registry=r),
-            Counter("collab_sent_bytes", "Bytes of messages sent, by type", ["type"], registry=r),
-        )
+        self.received = _DirectionCounters("received", r)
+        self.sent = _DirectionCounters("sent", r)
         self.updates_persisted = Counter(
             "collab_updates_persisted", "Yjs updates committed to the database", registry=r
         )
