@@ -97,7 +97,9 @@ class VersionHistory:
         self, name: str, *, label: str, author: str | None = None
     ) -> SnapshotInfo:
         room = await self._registry.open_room(name)
-        snapshot_id = await room.snapshot(SnapshotKind.NAMED, label=label, author=author)
+        snapshot_id = await self._registry.compactor.save(
+            room, SnapshotKind.NAMED, label=label, author=author
+        )
         assert snapshot_id is not None
         return (await self.get_version(name, snapshot_id)).info
 
@@ -120,13 +122,16 @@ class VersionHistory:
     async def restore(self, name: str, snapshot_id: int) -> RestoreResult:
         target = await self.get_version(name, snapshot_id)
         room = await self._registry.open_room(name)
-        # Synchronous from here to the end of the restore: no edit can slip between
-        # the pre-restore version and the operations computed against it.
-        pre_restore = room.snapshot(
-            SnapshotKind.PRE_RESTORE, label=f"before restoring version {snapshot_id}"
-        )
+        # Synchronous from the capture to the end of the restore: no edit can slip
+        # between the pre-restore version and the operations computed against it.
+        before = room.capture()
         write = room.restore(target.state)
-        pre_restore_id = await pre_restore
+        pre_restore_id = await self._registry.compactor.save(
+            room,
+            SnapshotKind.PRE_RESTORE,
+            label=f"before restoring version {snapshot_id}",
+            capture=before,
+        )
         if write is not None:
             await write  # durable before we say it is done
         assert pre_restore_id is not None

@@ -15,19 +15,21 @@ stored rows that do not decode, so a document loads from whatever is valid.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pycrdt import Doc
-
+from collab.cluster_feed import Cluster, NoCluster
+from collab.compaction import Compactor, SnapshotNotSaved
 from collab.errors import AtCapacity, CloseCode, DocumentNotFound
+from collab.loading import DocumentLoader, build_doc, catch_up
 from collab.metrics import Metrics
 from collab.peer import Peer
 from collab.protocol import decode_state_vector, encode_state_vector
 from collab.room import Room, RoomLimits
-from collab.store import DeleteDocument, DocumentStore, QuarantineRows, StoredDocument
+from collab.store import DeleteDocument, DocumentStore
 from collab.writer import UpdateWriter
 
 logger = logging.getLogger(__name__)
@@ -49,42 +51,6 @@ class LifecyclePolicy:
     room_limits: RoomLimits = field(default_factory=RoomLimits)
 
 
-@dataclass(frozen=True, slots=True)
-class BadRows:
-    """Stored rows of one document that did not decode."""
-
-    snapshot_ids: tuple[int, ...] = ()
-    update_ids: tuple[int, ...] = ()
-
-    def __bool__(self) -> bool:
-        return bool(self.snapshot_ids or self.update_ids)
-
-
-def apply_stored(stored: StoredDocument, document: str) -> tuple[Doc, BadRows]:
-    """Snapshot, then each log entry after it, skipping rows that do not decode.
-    Applying to a Doc is linear; pycrdt's merge_updates is not."""
-    doc: Doc = Doc()
-    bad_snapshots: list[int] = []
-    bad_updates: list[int] = []
-    rows = [(stored.snapshot, stored.snapshot_id, bad_snapshots)] if stored.snapshot else []
-    update_ids = stored.update_ids or [-1] * len(stored.updates)
-    rows += [(u, i, bad_updates) for u, i in zip(stored.updates, update_ids, strict=True)]
-    with doc.transaction():
-        for data, row_id, bad in rows:
-            try:
-                doc.apply_update(data)
-            except (ValueError, RuntimeError):
-                # Only the writer stores updates, and only ones the Doc accepted: a
-                # row that fails now was damaged in storage. Keep everything else.
-                logger.error("doc=%s stored row %s does not decode: skipped", document, row_id)
-                bad.append(-1 if row_id is None else row_id)
-    return doc, BadRows(tuple(bad_snapshots), tuple(bad_updates))
-
-
-def build_doc(stored: StoredDocument, document: str) -> Doc:
-    return apply_stored(stored, document)[0]
-
-
 class RoomRegistry:
     def __init__(
         self,
@@ -94,6 +60,7 @@ class RoomRegistry:
         *,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.monotonic,
+        cluster: Cluster | None = None,
     ) -> None:
         self.rooms: dict[str, Room] = {}
         self.connections = 0  # peers in all rooms
@@ -102,6 +69,11 @@ class RoomRegistry:
         self._policy = policy
         self._metrics = metrics or Metrics()
         self._clock = clock
+        self._cluster: Cluster = cluster or NoCluster()
+        self._loader = DocumentLoader(store, writer, self._metrics)
+        self.compactor = Compactor(
+            self._loader, self._cluster, auto_version_window_s=policy.auto_version_window_s
+        )
         writer.on_failing.append(self._on_storage_failing)
         self._loading: dict[str, asyncio.Task[Room]] = {}
         # Deletions in flight: nothing may load the document until they commit, or a
@@ -174,20 +146,29 @@ class RoomRegistry:
     async def _load(self, name: str) -> Room:
         await self._wait_for_deletion(name)
         await self._make_room_for_one()
-        stored, doc = await self._load_valid(name)
+        # The stream position first: whatever was published before it is in
+        # storage by now; whatever comes after is read from the stream (what is
+        # in both is applied twice, which changes nothing).
+        position = await self._cluster.stream_position(name)
+        loaded = await self._loader.load(name)
         room = self.rooms.get(name)
         if room is not None:  # loaded while we awaited (e.g. after a delete)
             return room
+        stored = loaded.stored
         room = Room(
             name,
-            doc,
+            loaded.doc,
             self._writer,
             limits=self._policy.room_limits,
             size_bytes=len(stored.snapshot or b"") + sum(map(len, stored.updates)),
             deleted_state=stored.deleted_state,
             clock=self._clock,
+            feed=self._cluster,
+            applied_ids=loaded.row_ids,
+            snapshot_seq=stored.snapshot_seq,
         )
         self.rooms[name] = room
+        self._cluster.follow(name, position)
         self.loads += 1
         logger.info(
             "doc=%s loaded (snapshot: %s, log entries: %d)",
@@ -197,27 +178,15 @@ class RoomRegistry:
         )
         return room
 
-    async def _load_valid(self, name: str) -> tuple[StoredDocument, Doc]:
-        """Load; rows that do not decode are quarantined, then the load is repeated,
-        so a damaged newest snapshot gives way to the one before it."""
-        for _ in range(10):
-            stored = await self._store.load(name)
-            doc, bad = apply_stored(stored, name)
-            if not bad:
-                return stored, doc
-            self._metrics.quarantined_rows.inc(len(bad.snapshot_ids) + len(bad.update_ids))
-            logger.error(
-                "doc=%s quarantining rows that do not decode: snapshots %s, updates %s",
-                name,
-                list(bad.snapshot_ids),
-                list(bad.update_ids),
-            )
-            await self._writer.submit(
-                QuarantineRows(
-                    name, "does not decode as a Yjs update", bad.snapshot_ids, bad.update_ids
-                )
-            )
-        return stored, doc  # still damaged after many rounds: serve what decodes
+    async def catch_up(self, name: str) -> None:
+        """Bring the live room up to date with storage (messages from the other
+        processes may have been lost); what it lacked is relayed to its peers."""
+        if name not in self.rooms:
+            return
+        loaded = await self._loader.load(name)
+        room = self.rooms.get(name)
+        if room is not None and not room.is_closed:
+            catch_up(room, loaded)
 
     async def _make_room_for_one(self) -> None:
         """Unload least recently used idle documents to stay under `max_rooms`."""
@@ -232,7 +201,8 @@ class RoomRegistry:
             if len(self.rooms) < limit:
                 return
             if room.is_dirty:
-                await room.snapshot(merge_window_s=self._policy.auto_version_window_s)
+                with contextlib.suppress(SnapshotNotSaved):
+                    await self.compactor.save(room)  # if not, the log keeps its rows
             if room.peers or self._writer.pending_for(room.name) or room.is_closed:
                 continue  # someone joined meanwhile, or it is going away anyway
             self._unload(room)
@@ -244,6 +214,7 @@ class RoomRegistry:
     def _unload(self, room: Room) -> None:
         if self.rooms.get(room.name) is room:
             del self.rooms[room.name]
+            self._cluster.unfollow(room.name)
         room.close(CloseCode.NORMAL, "unloaded")
         logger.info("doc=%s unloaded", room.name)
 
@@ -283,6 +254,7 @@ class RoomRegistry:
                 await asyncio.wait([loading])
             room = self.rooms.pop(name, None)
             if room is not None:
+                self._cluster.unfollow(name)
                 room.close(CloseCode.DOCUMENT_DELETED, "document deleted")
                 clocks = dict(room.deleted_clocks)
                 state_vector = room.doc.get_state()
@@ -295,11 +267,20 @@ class RoomRegistry:
             for client_id, clock in decode_state_vector(state_vector).items():
                 clocks[client_id] = max(clock, clocks.get(client_id, 0))
             await self._writer.submit(DeleteDocument(name, encode_state_vector(clocks)))
+            self._cluster.publish_deleted(name)
             logger.info("doc=%s deleted", name)
             return True
         finally:
             del self._deleting[name]
             done.set_result(None)
+
+    def drop_deleted(self, name: str) -> None:
+        """Another process deleted the document: close its clients here too (4410)."""
+        room = self.rooms.pop(name, None)
+        if room is not None:
+            self._cluster.unfollow(name)
+            room.close(CloseCode.DOCUMENT_DELETED, "document deleted")
+            logger.info("doc=%s deleted by another process: room closed", name)
 
     # -- janitor -------------------------------------------------------------
 
@@ -319,20 +300,26 @@ class RoomRegistry:
         for name, room in list(self.rooms.items()):
             if policy.idle_timeout_s and room.peers:
                 room.close_idle_peers(time.monotonic(), policy.idle_timeout_s)
+            if self.compactor.is_compacting(name):
+                continue
             is_idle = not room.peers and room.empty_since is not None
             is_unload_due = is_idle and now - room.empty_since >= policy.grace_s  # type: ignore[operator]
             if room.is_compaction_due(
                 now, policy.compact_after_updates, policy.compact_after_s
             ) or (is_unload_due and room.is_dirty):
-                room.snapshot(merge_window_s=policy.auto_version_window_s)
+                self.compactor.start(room)
                 continue
             if is_unload_due and not self._writer.pending_for(name):
                 self._unload(room)
 
     async def close(self) -> None:
-        """Graceful shutdown: close every peer, snapshot every changed room."""
+        """Graceful shutdown: close every peer, snapshot every changed room (one
+        attempt each: a snapshot another process got in first leaves the rows in
+        the log, where the next load finds them)."""
+        await self.compactor.close()
         rooms, self.rooms = self.rooms, {}
         for room in rooms.values():
+            self._cluster.unfollow(room.name)
             room.close_peers(CloseCode.SERVICE_RESTART, "server restarting")
             if room.is_dirty:
                 room.snapshot(merge_window_s=self._policy.auto_version_window_s)

@@ -1,4 +1,4 @@
-"""One document: its Doc, its peers, awareness, and fan-out.
+"""One document: its Doc, its peers, fan-out (awareness: collab.presence).
 
 This is y-websocket's reference algorithm, kept readable:
 join -> send sync step 1 and the current awareness states; answer step 1 with
@@ -7,14 +7,26 @@ sender included (y-websocket marks an edit saved on that echo); track the
 awareness client ids each peer announced and broadcast their removal when it
 leaves, so no ghost cursors remain.
 
+With several server processes (a cluster), a room also hears from the others
+through its `ClusterFeed`: what a local peer changes is stored, then relayed to
+the local peers AND published to the feed; what another process made durable
+arrives through `apply_remote` and is relayed to the local peers at once, never
+stored again. Awareness goes both ways too, tagged with the process it came
+from, so the presence of a dead process's clients can be removed.
+
 Invariants:
 - The hot path is synchronous: decode -> apply -> submit to the writer -> on
-  commit, encode once -> append to each peer's outbox. The room never awaits a
-  peer (a `Peer.send` never blocks) nor the database.
+  commit, encode once -> append to each peer's outbox (and the feed). The room
+  never awaits a peer (a `Peer.send` never blocks), the database nor the feed.
 - Nothing leaves the room before it is durable: relays wait for the writer's
-  future; a step 2 waits for the document's pending writes (a barrier).
+  future; a step 2 waits for the document's pending writes (a barrier). A remote
+  update is durable already: another process committed it before publishing.
 - Every change to the Doc goes through `_on_transaction`, whether a client sent
-  it or the server made it, so there is one path to storage and to the peers.
+  it, the server made it, or another process did, so there is one path to
+  storage and one relay path to the peers.
+- Compaction is exact: the room remembers the log rows whose content its Doc
+  holds (`applied_ids`), and a snapshot deletes exactly those, built on the
+  snapshot sequence its Doc is known to contain (`snapshot_seq`).
 - Limits are checked before an update is applied: the document's size (an
   estimate, made exact by one encode only near the limit) and the history of a
   deleted incarnation (its tombstone) that an old client might try to bring back.
@@ -27,24 +39,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Protocol
+from typing import Protocol
 
-from pycrdt import Awareness, Doc, TransactionEvent, get_state
+from pycrdt import Doc, TransactionEvent, get_state
 
+from collab.cluster_feed import ClusterFeed, NoCluster
 from collab.content import text_preview
 from collab.errors import (
-    AwarenessTooLarge,
     CloseCode,
     DeletedHistory,
     DocumentTooLarge,
-    InvalidAwareness,
     InvalidUpdate,
     StorageUnavailable,
 )
 from collab.peer import Peer
+from collab.presence import Presence
 from collab.protocol import (
     AuthMessage,
     AwarenessUpdate,
@@ -55,7 +67,6 @@ from collab.protocol import (
     SyncUpdate,
     UnknownMessage,
     decode_state_vector,
-    encode_awareness,
     encode_sync_step1,
     encode_sync_step2,
     encode_update,
@@ -79,6 +90,17 @@ class UpdateSink(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class SnapshotCapture:
+    """A room's state at one moment, and what saving it as a snapshot deletes."""
+
+    state: bytes
+    update_ids: tuple[int, ...]  # log rows whose content `state` holds
+    base_seq: int  # the snapshot sequence `state` is known to contain
+    # writes of changes `state` holds that were not committed yet (see `settle`)
+    pending: tuple[asyncio.Future[int | None], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class RoomLimits:
     max_document_bytes: int = 128 * 1024 * 1024
     max_awareness_bytes: int = 64 * 1024
@@ -95,6 +117,9 @@ class Room:
         size_bytes: int = 0,
         deleted_state: bytes | None = None,
         clock: Callable[[], float] = time.monotonic,
+        feed: ClusterFeed | None = None,
+        applied_ids: Iterable[int] = (),
+        snapshot_seq: int = 0,
     ) -> None:
         self.name = name
         self.doc = doc
@@ -113,10 +138,19 @@ class Room:
         # client id -> clock that a deleted earlier incarnation reached (its tombstone)
         self.deleted_clocks = decode_state_vector(deleted_state) if deleted_state else {}
         self._last_write: asyncio.Future[int | None] | None = None
-        self.awareness = Awareness(doc)
-        # The server has no presence of its own (as in the reference server).
-        self.awareness.set_local_state(None)
-        self.awareness.observe(self._on_awareness_change)
+        self._feed = feed or NoCluster()
+        self._is_applying_remote = False
+        self.applied_ids: set[int] = set(applied_ids)
+        self._unconfirmed: set[asyncio.Future[int | None]] = set()  # appends in flight
+        self.snapshot_seq = snapshot_seq
+        self.presence = Presence(
+            name,
+            doc,
+            self.broadcast,
+            self._feed,
+            max_bytes=self._limits.max_awareness_bytes,
+        )
+        self.awareness = self.presence.awareness
         self._doc_subscription = doc.observe(self._on_transaction)
 
     def __repr__(self) -> str:
@@ -129,17 +163,14 @@ class Room:
         self.empty_since = None
         peer.send(encode_sync_step1(self.doc.get_state()))
         if self.awareness.states:
-            peer.send(self._encode_awareness_states(list(self.awareness.states)))
+            peer.send(self.presence.encode_all())
 
     def remove_peer(self, peer: Peer) -> None:
         if self.peers.pop(peer.id, None) is None:
             return
         if not self.peers:
             self.empty_since = self._clock()
-        if peer.client_ids:
-            # origin None: the observer broadcasts the removal to everyone left.
-            self.awareness.remove_awareness_states(sorted(peer.client_ids), None)
-            peer.client_ids.clear()
+        self.presence.remove_peer(peer)
 
     def close_peers(self, code: CloseCode, reason: str) -> None:
         for peer in list(self.peers.values()):
@@ -167,9 +198,9 @@ class Room:
             case SyncStep2(update) | SyncUpdate(update):
                 return self.apply_update(update)
             case AwarenessUpdate(payload):
-                self._apply_awareness(peer, payload)
+                self.presence.apply_from_peer(peer, payload)
             case QueryAwareness():
-                peer.send(self._encode_awareness_states(list(self.awareness.states)))
+                peer.send(self.presence.encode_all())
             case AuthMessage() | UnknownMessage():
                 # Clients never send auth; unknown types are ignored and counted.
                 self.unknown_messages += 1
@@ -233,6 +264,28 @@ class Room:
                 f"{self._limits.max_document_bytes} bytes"
             )
 
+    def apply_remote(self, update: bytes, row_id: int | None = None) -> None:
+        """Merge an update another process made durable (log row `row_id`): it is
+        relayed to this room's peers at once and never stored again. Raises
+        ValueError/RuntimeError if it does not decode (the Doc is unchanged)."""
+        if self.is_closed:
+            return
+        self._is_applying_remote = True
+        try:
+            self.doc.apply_update(update)
+        finally:
+            self._is_applying_remote = False
+        if row_id is not None and self._holds(update):
+            self.applied_ids.add(row_id)
+
+    def _holds(self, update: bytes) -> bool:
+        """Whether the Doc integrated every struct of `update`. One whose causal
+        past has not arrived stays pending inside yrs, outside `get_update()`:
+        a snapshot must not delete its row."""
+        needed = decode_state_vector(get_state(update))
+        have = decode_state_vector(self.doc.get_state())
+        return all(have.get(client, 0) >= clock for client, clock in needed.items())
+
     def _on_transaction(self, event: TransactionEvent) -> None:
         # Must not raise: pycrdt turns an observer's exception into an error of the
         # operation that changed the Doc.
@@ -243,40 +296,23 @@ class Room:
         self.size_bytes += len(delta)
         if self.dirty_since is None:
             self.dirty_since = self._clock()
+        if self._is_applying_remote:
+            self.broadcast(encode_update(delta))  # durable already (another process)
+            return
         write = self._sink.submit(AppendUpdate(self.name, delta))
-        write.add_done_callback(partial(self._relay_if_committed, encode_update(delta)))
+        self._unconfirmed.add(write)
+        write.add_done_callback(partial(self._relay_if_committed, delta))
         self._last_write = write
 
-    def _relay_if_committed(self, message: bytes, write: asyncio.Future[int | None]) -> None:
-        if not write.cancelled() and write.exception() is None and not self.is_closed:
-            self.broadcast(message)
-
-    # -- awareness -----------------------------------------------------------
-
-    def _apply_awareness(self, peer: Peer, payload: bytes) -> None:
-        if len(payload) > self._limits.max_awareness_bytes:
-            raise AwarenessTooLarge(
-                f"awareness update of {len(payload)} bytes exceeds "
-                f"{self._limits.max_awareness_bytes}"
-            )
-        try:
-            self.awareness.apply_awareness_update(payload, peer)
-        except (ValueError, TypeError, KeyError) as exc:
-            raise InvalidAwareness(f"invalid awareness update: {exc}") from exc
-
-    def _on_awareness_change(self, topic: str, change: tuple[dict[str, Any], Any]) -> None:
-        if topic != "update":
+    def _relay_if_committed(self, delta: bytes, write: asyncio.Future[int | None]) -> None:
+        self._unconfirmed.discard(write)
+        if write.cancelled() or write.exception() is not None or self.is_closed:
             return
-        changes, origin = change
-        if isinstance(origin, Peer):
-            origin.client_ids.update(changes["added"], changes["updated"])
-            origin.client_ids.difference_update(changes["removed"])
-        changed = changes["added"] + changes["updated"] + changes["removed"]
-        if changed:
-            self.broadcast(self._encode_awareness_states(changed))
-
-    def _encode_awareness_states(self, client_ids: list[int]) -> bytes:
-        return encode_awareness(self.awareness.encode_awareness_update(client_ids))
+        row_id = write.result()
+        assert row_id is not None
+        self.applied_ids.add(row_id)
+        self.broadcast(encode_update(delta))
+        self._feed.publish_update(self.name, delta, row_id)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -289,6 +325,60 @@ class Room:
             return False
         return self.updates_since_compaction >= after_updates or now - self.dirty_since >= after_s
 
+    def capture(self) -> SnapshotCapture:
+        """The state now and the log rows it holds, for a snapshot; restarts the
+        compaction clock. (A save that fails hands the rows back.)"""
+        state = self.doc.get_update()
+        self.size_bytes = len(state)
+        self.updates_since_compaction = 0
+        self.dirty_since = None
+        update_ids = tuple(self.applied_ids)
+        self.applied_ids.clear()
+        return SnapshotCapture(state, update_ids, self.snapshot_seq, tuple(self._unconfirmed))
+
+    async def settle(self, capture: SnapshotCapture) -> SnapshotCapture:
+        """Wait until the captured changes still in flight are committed, so the
+        snapshot deletes their rows too (else they wait for the next one)."""
+        if not capture.pending:
+            return capture
+        await asyncio.wait(capture.pending)
+        ids = [
+            row_id
+            for write in capture.pending
+            if not write.cancelled() and write.exception() is None
+            if (row_id := write.result()) is not None
+        ]
+        self.applied_ids.difference_update(ids)  # `_relay_if_committed` listed them
+        return SnapshotCapture(capture.state, capture.update_ids + tuple(ids), capture.base_seq)
+
+    def save(
+        self,
+        capture: SnapshotCapture,
+        kind: SnapshotKind = SnapshotKind.AUTO,
+        *,
+        label: str | None = None,
+        author: str | None = None,
+        merge_window_s: float = 0.0,
+    ) -> asyncio.Future[int | None]:
+        """Write `capture` as a snapshot (a version); it also compacts: the writer
+        deletes the log rows it holds. Resolves to the snapshot's id, or fails
+        (e.g. `SnapshotConflict`: another process saved one meanwhile)."""
+        write = self._sink.submit(
+            SaveSnapshot(
+                self.name,
+                capture.state,
+                preview=text_preview(capture.state),
+                kind=kind,
+                label=label,
+                author=author,
+                merge_window_s=merge_window_s,
+                update_ids=capture.update_ids,
+                base_seq=capture.base_seq,
+            )
+        )
+        write.add_done_callback(partial(self._after_snapshot, capture))
+        return write
+
     def snapshot(
         self,
         kind: SnapshotKind = SnapshotKind.AUTO,
@@ -297,33 +387,27 @@ class Room:
         author: str | None = None,
         merge_window_s: float = 0.0,
     ) -> asyncio.Future[int | None]:
-        """Write the full state as a snapshot (a version); it also compacts: the
-        writer drops the log entries it covers. Resolves to the snapshot's id."""
-        state = self.doc.get_update()
-        self.size_bytes = len(state)
-        self.updates_since_compaction = 0
-        self.dirty_since = None
-        write = self._sink.submit(
-            SaveSnapshot(
-                self.name,
-                state,
-                preview=text_preview(state),
-                kind=kind,
-                label=label,
-                author=author,
-                merge_window_s=merge_window_s,
-            )
+        """Capture and save the full state now (see `save`)."""
+        return self.save(
+            self.capture(), kind, label=label, author=author, merge_window_s=merge_window_s
         )
-        write.add_done_callback(self._note_failed_snapshot)
-        return write
 
-    def _note_failed_snapshot(self, write: asyncio.Future[int | None]) -> None:
-        if not write.cancelled() and write.exception() is not None:
-            # The state stays in memory and the log keeps its entries: the next
-            # compaction tries again.
+    def _after_snapshot(self, capture: SnapshotCapture, write: asyncio.Future[int | None]) -> None:
+        if write.cancelled() or write.exception() is not None:
+            # The state stays in memory and the log keeps its rows: a later
+            # snapshot deletes them.
+            self.applied_ids.update(capture.update_ids)
             self.updates_since_compaction = max(self.updates_since_compaction, 1)
             if self.dirty_since is None:
                 self.dirty_since = self._clock()
+            return
+        self.snapshot_seq = max(self.snapshot_seq, capture.base_seq + 1)
+
+    def note_snapshot_elsewhere(self) -> None:
+        """Another process just compacted this document: its next compaction is
+        not due yet here either (the rows this room holds stay listed)."""
+        self.updates_since_compaction = 0
+        self.dirty_since = None
 
     def restore(self, target_state: bytes) -> asyncio.Future[int | None] | None:
         """Make the content equal `target_state`'s with new operations, in one

@@ -1,19 +1,23 @@
-"""The database schema, created on first start (SQLite and PostgreSQL alike):
+"""The database schema as the code expects it (SQLite and PostgreSQL alike):
 
-    documents(name PK, created_at, updated_at)
+    documents(name PK, created_at, updated_at, snapshot_seq)
     updates(id, document, data, created_at)          -- the append-only log
     snapshots(id, document, created_at, updated_at, kind, label, author,
-              size_bytes, preview, state, covers_update_id)
-    server_leases(id, url, pid, hostname, started_at, heartbeat_at, ttl_s)
+              size_bytes, preview, state)
+    server_leases(id, url, pid, hostname, started_at, heartbeat_at, ttl_s, cluster)
     tombstones(name PK, state_vector, deleted_at)   -- what deleted documents held
     quarantine(id, document, source, source_id, data, reason, quarantined_at)
 
-New tables are created on start in existing databases too (`create_all` only
-adds what is missing).
+Databases get there through the Alembic migrations in collab/migrations (run at
+start-up); a change here needs a migration there, and tests/test_migrations.py
+checks that the two agree.
 
 `updates.id` is the log's sequence number: strictly increasing and never reused
-(SQLite AUTOINCREMENT, a PostgreSQL identity), so "entries after a snapshot" is
-`id > snapshots.covers_update_id` even after compaction deleted the newest rows.
+(SQLite AUTOINCREMENT, a PostgreSQL identity). A snapshot deletes exactly the
+rows it contains, so the log after compaction is "every row still present".
+`documents.snapshot_seq` counts the document's snapshot writes: a snapshot must
+be built on the current value (compare-and-set), so the newest snapshot always
+contains every earlier one even when several processes compact.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ documents = Table(
     Column("name", String(128), primary_key=True),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    Column("snapshot_seq", BigInteger, nullable=False, server_default="0"),
 )
 
 
@@ -84,7 +89,6 @@ snapshots = Table(
     Column("size_bytes", BigInteger, nullable=False),
     Column("preview", Text, nullable=False),
     Column("state", LargeBinary, nullable=False),
-    Column("covers_update_id", BigInteger, nullable=False),
     Index("ix_snapshots_document_id", "document", "id"),
     sqlite_autoincrement=True,
 )
@@ -99,6 +103,7 @@ server_leases = Table(
     Column("started_at", Float, nullable=False),
     Column("heartbeat_at", Float, nullable=False),
     Column("ttl_s", Float, nullable=False),
+    Column("cluster", Text),  # the Redis key prefix; NULL: a server on its own
 )
 
 tombstones = Table(

@@ -4,12 +4,21 @@ Owns the write operations (`AppendUpdate`, `SaveSnapshot`, `DeleteDocument`) and
 the records read back. `SqlStore` satisfies `DocumentStore`; another backend
 only has to provide the same methods with the same transaction guarantees:
 
-- `commit(ops)` applies every op in order in ONE transaction: all or nothing.
-- `SaveSnapshot` deletes exactly the log entries already in the store for that
-  document, because the writer orders ops so that every update committed before
-  a snapshot is contained in the snapshot's state.
-- `load` returns the latest snapshot and every log entry after it, in order.
-- `commit` returns one result per op: the snapshot id for `SaveSnapshot`, else None.
+- `commit(ops)` applies every op in order in ONE transaction: all or nothing,
+  except that an op the store declines for what it is (`OpDeclined`: a stale
+  or contended snapshot) is skipped and reported while the others commit.
+- `commit` returns one result per op: the new row's id for `AppendUpdate` (the
+  log's sequence number), the snapshot id for `SaveSnapshot`, else None; or the
+  `OpDeclined` instance for a declined op.
+- `SaveSnapshot` deletes exactly the log rows it names (those whose content the
+  saving room has applied), so rows committed by another process that this room
+  has not seen yet survive. It is refused (`SnapshotConflict`) unless it was
+  built on the document's current snapshot sequence, so the newest snapshot
+  always contains every snapshot before it; and at most one compactor per
+  document works at a time (`CompactionBusy`).
+- `load` returns the latest snapshot, the document's snapshot sequence, and
+  EVERY log row still present (applying a row a snapshot already contains is
+  harmless: Yjs updates are idempotent).
 """
 
 from __future__ import annotations
@@ -34,7 +43,16 @@ class SnapshotKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class SaveSnapshot:
-    """The full state of a document; replaces the log entries it covers.
+    """The full state of a document; replaces the log rows it contains.
+
+    `update_ids`: the log rows to delete, all contained in `state`. None means
+    every row now in the log - right only for a single writer that has applied
+    them all (tools and tests); rooms always name their rows.
+
+    `base_seq`: the document's snapshot sequence this state was built on (the
+    state contains that snapshot). The store refuses the snapshot with
+    `SnapshotConflict` if another snapshot was written since; None skips the
+    check (single writer only).
 
     `merge_window_s` (auto snapshots only): if the document's newest snapshot is
     an auto one opened less than this long ago, its state is replaced instead of
@@ -48,6 +66,8 @@ class SaveSnapshot:
     label: str | None = None
     author: str | None = None
     merge_window_s: float = 0.0
+    update_ids: tuple[int, ...] | None = None
+    base_seq: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +132,9 @@ class ServerLease:
     started_at: float
     heartbeat_at: float
     ttl_s: float  # the lease is live while heartbeat_at + ttl_s is in the future
+    # The Redis key prefix of the cluster this server coordinates through; None
+    # for a server on its own (which must be the only one on its database).
+    cluster: str | None = None
 
 
 class PermanentWriteError(Exception):
@@ -119,17 +142,40 @@ class PermanentWriteError(Exception):
     retrying it would block every write behind it forever."""
 
 
+class OpDeclined(Exception):
+    """The store skipped this op and committed the rest of its transaction; the
+    op's future fails with it. Nothing is lost: the caller still holds the data."""
+
+
+class SnapshotConflict(OpDeclined):
+    """Another snapshot of the document was written since the one this state was
+    built on: saving it would drop what that snapshot holds. Catch up, retry."""
+
+    def __init__(self, document: str, base_seq: int, current_seq: int) -> None:
+        super().__init__(
+            f"doc={document}: snapshot built on sequence {base_seq}, current is {current_seq}"
+        )
+        self.current_seq = current_seq
+
+
+class CompactionBusy(OpDeclined):
+    """Another process is writing a snapshot of the document right now."""
+
+
 @dataclass(frozen=True, slots=True)
 class StoredDocument:
-    """What loading a document needs: latest snapshot state, then the log after it
-    (with their row ids, to quarantine a row that does not decode), and the state
-    vector of any earlier incarnation that was deleted (its tombstone)."""
+    """What loading a document needs: latest snapshot state, then every log row
+    still present (with their row ids: to quarantine a row that does not decode,
+    and for the next snapshot to delete), the snapshot sequence that state is at,
+    and the state vector of any earlier incarnation that was deleted (its
+    tombstone)."""
 
     snapshot: bytes | None
     updates: list[bytes] = field(default_factory=list)
     snapshot_id: int | None = None
     update_ids: list[int] = field(default_factory=list)
     deleted_state: bytes | None = None
+    snapshot_seq: int = 0
 
     @property
     def is_empty(self) -> bool:
@@ -151,7 +197,7 @@ class DocumentStore(Protocol):
 
     async def close(self) -> None: ...
 
-    async def commit(self, ops: Sequence[WriteOp]) -> list[int | None]: ...
+    async def commit(self, ops: Sequence[WriteOp]) -> list[int | OpDeclined | None]: ...
 
     async def load(self, document: str) -> StoredDocument: ...
 

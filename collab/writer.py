@@ -2,15 +2,18 @@
 
 Owns the write queue. Rooms `submit` ops without awaiting; the writer takes
 everything queued (up to `max_batch_ops`), commits it in ONE transaction, and
-only then resolves each op's future, in submission order. Rooms relay an update
-from that future's callback, so nothing reaches another client before it is
-committed: that is the durability promise.
+only then resolves each op's future, in submission order, to the op's result
+(an update's log row id, a snapshot's id). Rooms relay an update - to their
+peers and to the other processes - from that future's callback, so nothing
+reaches another client before it is committed: that is the durability promise.
 
 Invariants:
 - Ops commit in submission order; futures resolve in submission order.
 - A failed commit keeps the batch in memory and retries with backoff; the
   documents involved report `pending_for(doc) > 0`, which blocks their unload.
 - A barrier (`submit(None)`) resolves once everything submitted before it is durable.
+- An op the store declines (`OpDeclined`: a stale or contended snapshot) fails
+  its own future; the rest of its batch commits.
 - While commits fail, `is_failing` is true and `on_failing` listeners hear of each
   change, so rooms can refuse new edits and tell their clients instead of
   queueing writes that cannot be stored.
@@ -25,7 +28,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 
 from collab.metrics import Metrics
-from collab.store import AppendUpdate, DocumentStore, PermanentWriteError, WriteOp
+from collab.store import AppendUpdate, DocumentStore, OpDeclined, PermanentWriteError, WriteOp
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +81,8 @@ class UpdateWriter:
 
     def submit(self, op: WriteOp | None) -> asyncio.Future[int | None]:
         """Queue `op` (None: a barrier); the future resolves when it is committed,
-        to the op's result (a snapshot's id for `SaveSnapshot`, else None)."""
+        to the op's result (the row id for `AppendUpdate`, the snapshot's id for
+        `SaveSnapshot`, else None)."""
         if self._is_closing:
             raise WriterClosed("the update writer is shutting down")
         future: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
@@ -134,7 +138,7 @@ class UpdateWriter:
                         del self._pending_by_document[op.document]
                 if future.done():
                     continue
-                if isinstance(result, PermanentWriteError):
+                if isinstance(result, PermanentWriteError | OpDeclined):
                     future.set_exception(result)
                 else:
                     future.set_result(result)
@@ -143,11 +147,11 @@ class UpdateWriter:
 
     async def _commit_until_done(
         self, ops: list[WriteOp]
-    ) -> list[int | PermanentWriteError | None]:
+    ) -> list[int | OpDeclined | PermanentWriteError | None]:
         delay_s = self._retry_initial_s
         while True:
             try:
-                results: list[int | PermanentWriteError | None] = list(
+                results: list[int | OpDeclined | PermanentWriteError | None] = list(
                     await self._store.commit(ops)
                 )
             except PermanentWriteError as exc:

@@ -21,11 +21,19 @@ ALLOWED = {
     "metrics": set(),
     "peer": {"errors", "metrics", "protocol"},
     "writer": {"metrics", "store"},
-    "room": {"content", "errors", "peer", "protocol", "restore", "store"},
-    "registry": {"errors", "metrics", "peer", "protocol", "room", "store", "writer"},
+    "cluster_feed": set(),
+    "presence": {"cluster_feed", "errors", "peer", "protocol"},
+    "room": {"cluster_feed", "content", "errors", "peer", "presence", "protocol", "restore"}
+    | {"store"},
+    "loading": {"metrics", "room", "store", "writer"},
+    "compaction": {"cluster_feed", "loading", "room", "store"},
+    "registry": {"cluster_feed", "compaction", "errors", "loading", "metrics", "peer"}
+    | {"protocol", "room", "store", "writer"},
     "history": {"content", "errors", "registry", "retention", "store", "textdiff", "writer"},
     "sql_schema": {"store"},
-    "sql_store": {"sql_schema", "store"},
+    "migrate": set(),
+    "sql_writes": {"sql_schema", "store"},
+    "sql_store": {"migrate", "sql_schema", "sql_writes", "store"},
     "runtime": {"config", "history", "metrics", "registry", "retention", "room", "sql_store"}
     | {"store", "writer"},
     "api_versions": {"content", "protocol", "runtime", "store"},
@@ -41,7 +49,8 @@ ALLOWED = {
 EXCLUSIVE = {
     "fastapi": {"app", "api_versions"},
     "starlette": {"app", "api_versions"},
-    "sqlalchemy": {"sql_schema", "sql_store"},
+    "sqlalchemy": {"sql_schema", "sql_store", "sql_writes", "migrate"},
+    "alembic": {"migrate"},
     "uvicorn": {"cli"},
 }
 
@@ -70,6 +79,13 @@ def test_imports_point_downward():
         for package, owners in EXCLUSIVE.items():
             if any(n == package or n.startswith(package + ".") for n in imported):
                 assert module in owners, f"{module} must not import {package}"
+
+
+def test_migrations_only_use_the_storage_layer():
+    """collab/migrations/ is storage: SQLAlchemy, Alembic and the schema, nothing above."""
+    for path in (PACKAGE / "migrations").rglob("*.py"):
+        internal = {n for n in _imports(path) if n.startswith("collab")}
+        assert internal <= {"collab.sql_schema"}, f"{path.name} imports {internal}"
 
 
 def test_protocol_layer_is_sans_io():

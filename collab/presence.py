@@ -1,0 +1,107 @@
+"""Who is in one document: awareness states, and who announced each of them.
+
+Owns the room's pycrdt `Awareness` and the bookkeeping the reference server
+does - which client ids each connection announced, so they are removed (and the
+removal broadcast) when it leaves and no ghost cursors remain - extended to a
+cluster: states another process relayed are tagged with that process, so when
+it dies (its heartbeat expires) the others remove its clients' presence.
+
+Every change is encoded once and broadcast to the room's peers; changes made
+here (by a local peer, or a local peer leaving) are also published to the
+other processes, changes that came from another process are not (it published
+them itself). A client id belongs to whoever announced it last, so a client
+that reconnected through another process is not removed when its old one dies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pycrdt import Awareness, Doc
+
+from collab.cluster_feed import ClusterFeed, RemoteProcess
+from collab.errors import AwarenessTooLarge, InvalidAwareness
+from collab.peer import Peer
+from collab.protocol import encode_awareness
+
+
+class Presence:
+    def __init__(
+        self,
+        document: str,
+        doc: Doc,
+        broadcast: Callable[[bytes], None],
+        feed: ClusterFeed,
+        *,
+        max_bytes: int,
+    ) -> None:
+        self._document = document
+        self._broadcast = broadcast
+        self._feed = feed
+        self._max_bytes = max_bytes
+        # awareness client ids announced through each other process
+        self.remote_client_ids: dict[str, set[int]] = {}
+        self.awareness = Awareness(doc)
+        # The server has no presence of its own (as in the reference server).
+        self.awareness.set_local_state(None)
+        self.awareness.observe(self._on_change)
+
+    def encode_all(self) -> bytes:
+        """Every state, as one awareness message."""
+        return encode_awareness(self.awareness.encode_awareness_update(list(self.awareness.states)))
+
+    def apply_from_peer(self, peer: Peer, payload: bytes) -> None:
+        if len(payload) > self._max_bytes:
+            raise AwarenessTooLarge(
+                f"awareness update of {len(payload)} bytes exceeds {self._max_bytes}"
+            )
+        try:
+            self.awareness.apply_awareness_update(payload, peer)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise InvalidAwareness(f"invalid awareness update: {exc}") from exc
+
+    def remove_peer(self, peer: Peer) -> None:
+        if peer.client_ids:
+            # origin None: a local change, broadcast and published to everyone left.
+            self.awareness.remove_awareness_states(sorted(peer.client_ids), None)
+            peer.client_ids.clear()
+
+    def apply_from_process(self, process_id: str, payload: bytes) -> None:
+        """States (or removals) that a peer of another process announced."""
+        self.awareness.apply_awareness_update(payload, RemoteProcess(process_id))
+
+    def remove_process(self, process_id: str) -> None:
+        """That process died: its clients' presence goes, for everyone here."""
+        client_ids = self.remote_client_ids.pop(process_id, set())
+        if client_ids:
+            self.awareness.remove_awareness_states(sorted(client_ids), RemoteProcess(process_id))
+
+    def local_states(self, peers: list[Peer]) -> bytes | None:
+        """The states `peers` announced, as one awareness update (for a process
+        that joins or comes back), or None if there are none."""
+        client_ids = {i for peer in peers for i in peer.client_ids}
+        present = sorted(client_ids & set(self.awareness.states))
+        return self.awareness.encode_awareness_update(present) if present else None
+
+    def _on_change(self, topic: str, change: tuple[dict[str, Any], Any]) -> None:
+        if topic != "update":
+            return
+        changes, origin = change
+        announced = changes["added"] + changes["updated"]
+        removed = changes["removed"]
+        if isinstance(origin, Peer):
+            origin.client_ids.update(announced)
+            origin.client_ids.difference_update(removed)
+        elif isinstance(origin, RemoteProcess):
+            self.remote_client_ids.setdefault(origin.process_id, set()).update(announced)
+        for process_id, client_ids in self.remote_client_ids.items():
+            if origin != RemoteProcess(process_id):
+                client_ids.difference_update(announced)  # the latest announcer owns it
+            client_ids.difference_update(removed)
+        changed = announced + removed
+        if changed:
+            payload = self.awareness.encode_awareness_update(changed)
+            self._broadcast(encode_awareness(payload))
+            if not isinstance(origin, RemoteProcess):
+                self._feed.publish_awareness(self._document, payload)
