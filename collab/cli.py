@@ -16,6 +16,7 @@ import uvicorn
 from collab import __version__
 from collab.app import create_app
 from collab.config import Settings
+from collab.db_cli import add_db_commands, run_db_command
 from collab.logs import configure_logging
 from collab.snapshots_cli import add_snapshot_commands, run_snapshot_command
 from collab.sql_store import redact_url
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the server (default)")
     add_serve_arguments(serve)
     add_snapshot_commands(commands)
+    add_db_commands(commands)
     return parser
 
 
@@ -58,6 +60,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-message-bytes", type=int, metavar="BYTES")
     parser.add_argument(
         "--log-format", choices=["text", "json"], help="COLLAB_LOG_FORMAT, default text"
+    )
+    parser.add_argument(
+        "--redis-url",
+        metavar="URL",
+        help="run as one of several processes sharing documents through Redis "
+        "(COLLAB_REDIS_URL, e.g. redis://127.0.0.1:6379/0)",
     )
 
 
@@ -114,6 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if command == "snapshots":
         return run_snapshot_command(args)
+    if command == "db":
+        return run_db_command(args)
     parser.error(f"unknown command {command!r}")
     return 2
 

@@ -24,6 +24,7 @@ from pycrdt import Doc
 
 from collab.cluster_feed import Cluster
 from collab.loading import DocumentLoader, catch_up
+from collab.metrics import Metrics
 from collab.room import Room, SnapshotCapture
 from collab.store import CompactionBusy, SnapshotConflict, SnapshotKind
 
@@ -39,10 +40,16 @@ class SnapshotNotSaved(RuntimeError):
 
 class Compactor:
     def __init__(
-        self, loader: DocumentLoader, cluster: Cluster, *, auto_version_window_s: float
+        self,
+        loader: DocumentLoader,
+        cluster: Cluster,
+        metrics: Metrics,
+        *,
+        auto_version_window_s: float,
     ) -> None:
         self._loader = loader
         self._cluster = cluster
+        self._metrics = metrics
         self._window_s = auto_version_window_s
         self._tasks: dict[str, asyncio.Task[int | None]] = {}
 
@@ -85,12 +92,14 @@ class Compactor:
                     current, kind, label=label, author=author, merge_window_s=window_s
                 )
             except CompactionBusy:
+                self._metrics.snapshots_declined.labels("busy").inc()
                 if kind is SnapshotKind.AUTO:
                     logger.debug("doc=%s another process is compacting it", room.name)
                     return None
                 await asyncio.sleep(_BUSY_BACKOFF_S * (attempt + 1))
                 continue
             except SnapshotConflict as exc:
+                self._metrics.snapshots_declined.labels("conflict").inc()
                 logger.info("doc=%s %s: catching up and saving again", room.name, exc)
                 loaded = await self._loader.load(room.name)
                 catch_up(room, loaded)

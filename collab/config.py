@@ -78,6 +78,16 @@ class Settings:
     write_backlog_max_ops: int = 50000
     shutdown_timeout_s: float = 30.0
     web_dir: Path = field(default=DEFAULT_WEB_DIR)
+    # Several server processes on one database: they share updates and presence
+    # through Redis Streams (empty: a server on its own, the only one allowed on
+    # its database). Keys live under the prefix, so clusters can share a Redis.
+    redis_url: str = ""
+    redis_prefix: str = "collab:"
+    redis_stream_max_entries: int = 10_000  # per document (XADD MAXLEN ~)
+    # A process whose heartbeat is older than the TTL is dead: the others remove
+    # its clients' presence and catch its documents up from storage.
+    cluster_heartbeat_interval_s: float = 2.0
+    cluster_heartbeat_ttl_s: float = 6.0
 
     def __post_init__(self) -> None:
         if self.log_format not in {"text", "json"}:
@@ -93,6 +103,7 @@ class Settings:
             "send_queue_bytes",
             "write_batch_max_ops",
             "write_backlog_max_ops",
+            "redis_stream_max_entries",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
@@ -117,9 +128,18 @@ class Settings:
             "lease_interval_s",
             "close_timeout_s",
             "shutdown_timeout_s",
+            "cluster_heartbeat_interval_s",
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be greater than 0")
+        if self.cluster_heartbeat_ttl_s <= self.cluster_heartbeat_interval_s:
+            raise ValueError("cluster_heartbeat_ttl_s must be longer than the interval")
+        if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(
+                f"redis_url must be redis://, rediss:// or unix://, not {self.redis_url!r}"
+            )
+        if not self.redis_prefix:
+            raise ValueError("redis_prefix must not be empty")
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -130,6 +130,29 @@ class Metrics:
             "Stored rows that did not decode and were moved to quarantine",
             registry=r,
         )
+        self.snapshots_declined = Counter(
+            "collab_snapshots_declined",
+            "Snapshots the database declined (conflict: another process saved one first; "
+            "busy: another process was compacting the document), by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.cluster_updates_applied = Counter(
+            "collab_cluster_updates_applied",
+            "Updates made durable by another server process and applied here",
+            registry=r,
+        )
+        self.cluster_catch_ups = Counter(
+            "collab_cluster_catch_ups",
+            "Live documents caught up from storage because the stream could not vouch "
+            "for every message (Redis restarted or was away, trimming, a process died)",
+            registry=r,
+        )
+        self.cluster_connected = Gauge(
+            "collab_cluster_redis_connected",
+            "1 while the Redis bus is connected (0 also for a server on its own)",
+            registry=r,
+        )
         self.rooms_evicted = Counter(
             "collab_rooms_evicted",
             "Idle documents unloaded early to stay under the loaded-documents limit",

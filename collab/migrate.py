@@ -12,6 +12,7 @@ the second process waits and then finds the database already at head.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,11 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+logger = logging.getLogger(__name__)
+# Alembic narrates every start ("Context impl ..."); one line of our own says
+# what changed instead.
+logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # Any constant both sides agree on: the advisory lock key for "migrating".
@@ -53,13 +59,17 @@ def head_revision() -> str:
 
 async def upgrade_database(engine: AsyncEngine, revision: str = "head") -> SchemaVersion:
     """Upgrade to `revision` (default: the newest) in one transaction."""
+    before = await schema_version(engine)
     async with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             await conn.execute(
                 text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
             )
         await conn.run_sync(lambda sync_conn: command.upgrade(_config(sync_conn), revision))
-    return await schema_version(engine)
+    after = await schema_version(engine)
+    if after.current != before.current:
+        logger.info("database schema upgraded: %s -> %s", before.current or "none", after.current)
+    return after
 
 
 async def schema_version(engine: AsyncEngine) -> SchemaVersion:

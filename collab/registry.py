@@ -72,7 +72,10 @@ class RoomRegistry:
         self._cluster: Cluster = cluster or NoCluster()
         self._loader = DocumentLoader(store, writer, self._metrics)
         self.compactor = Compactor(
-            self._loader, self._cluster, auto_version_window_s=policy.auto_version_window_s
+            self._loader,
+            self._cluster,
+            self._metrics,
+            auto_version_window_s=policy.auto_version_window_s,
         )
         writer.on_failing.append(self._on_storage_failing)
         self._loading: dict[str, asyncio.Task[Room]] = {}

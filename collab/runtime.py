@@ -4,9 +4,16 @@ Used by the web app's lifespan and by the CLI when it works on a database with
 no server running, so both share one way to build and shut down the stack:
 store -> writer -> registry -> history, plus their background tasks (janitor,
 retention, and - for a server - the lease that tells offline tools it is there).
+A server with a Redis URL is one process of a cluster: it also runs the Redis
+bus (collab.redis_bus) and what applies the others' messages (collab.cluster).
 
 Shutdown order matters: rooms are closed and snapshotted first, then the writer
-drains every pending write, then the store closes.
+drains every pending write (whose relays still reach the bus), then the bus
+sends what it queued and leaves, then the store closes.
+
+Leases: a server on its own refuses a database that another live server uses
+(their clients would not see each other's edits); servers of one cluster (same
+Redis key prefix) share it.
 """
 
 from __future__ import annotations
@@ -23,9 +30,11 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from collab.cluster import ClusterSync
 from collab.config import Settings
 from collab.history import VersionHistory
 from collab.metrics import Metrics
+from collab.redis_bus import BusSettings, RedisBus
 from collab.registry import LifecyclePolicy, RoomRegistry
 from collab.retention import RetentionPolicy
 from collab.room import RoomLimits
@@ -44,6 +53,7 @@ class Runtime:
     registry: RoomRegistry
     history: VersionHistory
     metrics: Metrics
+    bus: RedisBus | None = None
 
 
 class DatabaseInUse(RuntimeError):
@@ -67,24 +77,45 @@ async def running_servers(store: SqlStore) -> list[ServerLease]:
     return [lease for lease in await store.live_leases() if _is_running_here(lease)]
 
 
-async def _take_lease(store: SqlStore, settings: Settings) -> ServerLease:
-    """One server per database: two would each compact away the other's updates."""
+async def _take_lease(
+    store: SqlStore, settings: Settings, lease_id: str, bus: RedisBus | None
+) -> ServerLease:
+    """A server on its own must be the only one on its database (the clients of
+    two would not see each other's edits); servers of one cluster share it."""
+    cluster = settings.redis_prefix if bus is not None else None
+    in_redis = await bus.live_processes() if bus is not None else None
     for other in await store.live_leases():
-        if _is_running_here(other) and other.pid != os.getpid():
+        if not _is_running_here(other) or other.pid == os.getpid():
+            await store.drop_lease(other.id)  # left by a server that was killed
+            continue
+        where = f"{other.url}, pid {other.pid} on {other.hostname}"
+        if cluster is None or other.cluster != cluster:
             raise DatabaseInUse(
-                f"another collab server ({other.url}, pid {other.pid} on {other.hostname}) "
-                "is using this database"
+                f"another collab server ({where}) is using this database"
+                + (
+                    f" in cluster {other.cluster!r}; give every server the same "
+                    "--redis-url and COLLAB_REDIS_PREFIX"
+                    if other.cluster
+                    else "; run every server with --redis-url to share it"
+                )
             )
-        await store.drop_lease(other.id)  # left by a server that was killed
+        if in_redis is not None and other.id not in in_redis:
+            logger.warning(
+                "server %s shares this database but has no heartbeat in this Redis "
+                "(prefix %r): is it connected to the same Redis?",
+                where,
+                cluster,
+            )
     now = time.time()
     lease = ServerLease(
-        id=str(uuid.uuid4()),
+        id=lease_id,
         url=settings.advertised_url,
         pid=os.getpid(),
         hostname=socket.gethostname(),
         started_at=now,
         heartbeat_at=now,
         ttl_s=settings.lease_interval_s * 3,
+        cluster=cluster,
     )
     await store.save_lease(lease)
     return lease
@@ -95,6 +126,19 @@ async def open_runtime(settings: Settings, *, is_server: bool) -> AsyncIterator[
     store = SqlStore(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
     await store.open()
     metrics = Metrics()
+    lease_id = str(uuid.uuid4())
+    bus = None
+    if is_server and settings.redis_url:
+        bus = RedisBus(
+            BusSettings(
+                url=settings.redis_url,
+                prefix=settings.redis_prefix,
+                stream_max_entries=settings.redis_stream_max_entries,
+                heartbeat_interval_s=settings.cluster_heartbeat_interval_s,
+                heartbeat_ttl_s=settings.cluster_heartbeat_ttl_s,
+            ),
+            process_id=lease_id,
+        )
     writer = UpdateWriter(
         store,
         max_batch_ops=settings.write_batch_max_ops,
@@ -120,6 +164,7 @@ async def open_runtime(settings: Settings, *, is_server: bool) -> AsyncIterator[
             ),
         ),
         metrics=metrics,
+        cluster=bus,
     )
     metrics.observe_gauges(
         connections=lambda: registry.connections,
@@ -137,7 +182,7 @@ async def open_runtime(settings: Settings, *, is_server: bool) -> AsyncIterator[
             daily_s=settings.retention_daily_s,
         ),
     )
-    runtime = Runtime(settings, store, writer, registry, history, metrics)
+    runtime = Runtime(settings, store, writer, registry, history, metrics, bus)
     writer_task = asyncio.create_task(writer.run(), name="update writer")
     writer_task.add_done_callback(_report_writer_death)
     background = [asyncio.create_task(registry.run_janitor(), name="janitor")]
@@ -148,10 +193,16 @@ async def open_runtime(settings: Settings, *, is_server: bool) -> AsyncIterator[
                 history.run_retention(settings.retention_interval_s), name="retention"
             )
         )
+    if bus is not None:
+        sync = ClusterSync(registry, bus, metrics)
+        bus.attach(sync)
+        metrics.cluster_connected.set_function(lambda: float(bus.is_connected))
+        background.append(asyncio.create_task(sync.run(), name="cluster catch-up"))
+        await bus.start()
     lease_task = None
     try:
         if is_server:
-            lease = await _take_lease(store, settings)
+            lease = await _take_lease(store, settings, lease_id, bus)
             lease_task = asyncio.create_task(
                 _renew_lease(store, lease, settings.lease_interval_s), name="lease"
             )
@@ -164,6 +215,8 @@ async def open_runtime(settings: Settings, *, is_server: bool) -> AsyncIterator[
             await asyncio.wait_for(registry.close(), settings.shutdown_timeout_s)
         finally:
             await writer.close(writer_task, settings.shutdown_timeout_s)
+            if bus is not None:
+                await bus.close()
             # The lease is renewed until every write is drained, then released.
             if lease_task is not None:
                 lease_task.cancel()

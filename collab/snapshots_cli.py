@@ -97,9 +97,11 @@ async def _running_server(settings: Settings) -> str | None:
         await store.close()
     if not leases:
         return None
-    url = leases[0].url
+    # Several servers (a cluster) share the database: any of them will do.
+    lease = max(leases, key=lambda lease: lease.heartbeat_at)
+    url = lease.url
     print(
-        f"collab: a server ({url}, pid {leases[0].pid} on {leases[0].hostname}) uses "
+        f"collab: a server ({url}, pid {lease.pid} on {lease.hostname}) uses "
         f"{redact_url(settings.database_url)}; going through its API",
         file=sys.stderr,
     )

@@ -33,7 +33,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, ProgrammingErr
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.types import LargeBinary
 
-from collab.migrate import SchemaVersion, upgrade_database
+from collab.migrate import SchemaVersion, schema_version, upgrade_database
 from collab.sql_schema import (
     SNAPSHOT_INFO_COLUMNS,
     documents,
@@ -113,6 +113,9 @@ class SqlStore:
             event.listen(self._engine.sync_engine, "connect", self._set_sqlite_pragmas)
         if migrate:
             self.schema = await upgrade_database(self._engine)
+
+    async def schema_version(self) -> SchemaVersion:
+        return await schema_version(self.engine)
 
     def _set_sqlite_pragmas(self, dbapi_connection: Any, _record: Any) -> None:
         # WAL: readers never block the writer. synchronous=NORMAL in WAL survives a

@@ -1,14 +1,18 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
+from redis.asyncio import Redis
 
 from collab.config import Settings
 from tests.helpers import RunningServer, run_server
 from tests.nodeclient import NodeFactory, node_clients
+from tests.servers import postgres_dsn_or_start, redis_url_or_start
 from tests.yclient import YClient
 
 
@@ -47,3 +51,49 @@ async def node_client(server: RunningServer) -> AsyncIterator[NodeFactory]:
     """Start real npm y-websocket clients (tests/nodeclient.py) against `server`."""
     async with contextlib.asynccontextmanager(node_clients)(server) as start:
         yield start
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """COLLAB_TEST_POSTGRES_DSN (default: the local server), or our own from the binaries."""
+    dsn, own = postgres_dsn_or_start(tmp_path_factory.mktemp("postgres"))
+    yield dsn
+    if own is not None:
+        own.stop()
+
+
+@pytest.fixture
+async def postgres_url(postgres_admin_dsn: str) -> AsyncIterator[str]:
+    """A fresh database per test, dropped afterwards."""
+    name = f"collab_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(postgres_admin_dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        base = postgres_admin_dsn.rsplit("/", 1)[0]
+        yield f"{base.replace('postgresql://', 'postgresql+asyncpg://')}/{name}"
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture(scope="session")
+def shared_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """COLLAB_TEST_REDIS_URL (default: the local server), or our own from the binary."""
+    url, own = redis_url_or_start(tmp_path_factory.mktemp("redis"))
+    yield url
+    if own is not None:
+        own.stop()
+
+
+@pytest.fixture
+async def redis_prefix(shared_redis_url: str) -> AsyncIterator[str]:
+    """A key prefix of this test's own on the shared Redis; its keys go afterwards."""
+    prefix = f"collab-test-{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    redis = Redis.from_url(shared_redis_url)
+    try:
+        keys = [key async for key in redis.scan_iter(match=f"{prefix}*")]
+        if keys:
+            await redis.delete(*keys)
+    finally:
+        await redis.aclose()

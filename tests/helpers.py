@@ -12,7 +12,7 @@ import os
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -100,11 +100,26 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 class ServerProcess:
-    def __init__(self, database_url: str, log_path: Path) -> None:
+    """`collab serve` in a subprocess; `env` adds COLLAB_* settings, `args` flags."""
+
+    def __init__(
+        self,
+        database_url: str,
+        log_path: Path,
+        *,
+        args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.database_url = database_url
         self.port = free_port()
         self.log_path = log_path
+        self.args = list(args)
+        self.env = {**os.environ, **(env or {})}
         self.process: asyncio.subprocess.Process | None = None
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
     def ws_url(self, document: str) -> str:
         return f"ws://127.0.0.1:{self.port}/ws/{document}"
@@ -120,9 +135,11 @@ class ServerProcess:
             str(self.port),
             "--database",
             self.database_url,
+            *self.args,
             cwd=REPO,
             stdout=log,
             stderr=log,
+            env=self.env,
         )
         log.close()
         async with httpx.AsyncClient() as http:

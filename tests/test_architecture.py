@@ -26,7 +26,7 @@ ALLOWED = {
     "room": {"cluster_feed", "content", "errors", "peer", "presence", "protocol", "restore"}
     | {"store"},
     "loading": {"metrics", "room", "store", "writer"},
-    "compaction": {"cluster_feed", "loading", "room", "store"},
+    "compaction": {"cluster_feed", "loading", "metrics", "room", "store"},
     "registry": {"cluster_feed", "compaction", "errors", "loading", "metrics", "peer"}
     | {"protocol", "room", "store", "writer"},
     "history": {"content", "errors", "registry", "retention", "store", "textdiff", "writer"},
@@ -34,14 +34,17 @@ ALLOWED = {
     "migrate": set(),
     "sql_writes": {"sql_schema", "store"},
     "sql_store": {"migrate", "sql_schema", "sql_writes", "store"},
+    "redis_bus": set(),
+    "cluster": {"cluster_feed", "metrics", "registry"},
     "runtime": {"config", "history", "metrics", "registry", "retention", "room", "sql_store"}
-    | {"store", "writer"},
+    | {"store", "writer", "cluster", "redis_bus"},
     "api_versions": {"content", "protocol", "runtime", "store"},
     "app": {"api_versions", "config", "content", "errors", "history", "metrics", "peer"}
     | {"protocol", "room", "runtime", "sql_store"},
     "snapshots_cli": {"api_versions", "config", "content", "errors", "runtime", "sql_store"},
     "logs": set(),
-    "cli": {"app", "config", "logs", "snapshots_cli", "sql_store"},
+    "db_cli": {"config", "sql_store"},
+    "cli": {"app", "config", "db_cli", "logs", "snapshots_cli", "sql_store"},
     "__main__": {"cli"},
     "__init__": set(),
 }
@@ -51,6 +54,7 @@ EXCLUSIVE = {
     "starlette": {"app", "api_versions"},
     "sqlalchemy": {"sql_schema", "sql_store", "sql_writes", "migrate"},
     "alembic": {"migrate"},
+    "redis": {"redis_bus"},
     "uvicorn": {"cli"},
 }
 

@@ -2,35 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import AsyncIterator
-
-import asyncpg
 import pytest
 
 from tests.helpers import eventually, run_server
 from tests.yclient import YClient
 
 pytestmark = pytest.mark.postgres
-
-ADMIN_DSN = os.environ.get(
-    "COLLAB_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
-
-
-@pytest.fixture
-async def postgres_url() -> AsyncIterator[str]:
-    """A fresh database per test on the local PostgreSQL, dropped afterwards."""
-    name = f"collab_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(ADMIN_DSN)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        base = ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
-        yield f"{base}/{name}"
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 async def test_edits_persist_and_compact_on_postgresql(settings, postgres_url):

@@ -1,0 +1,433 @@
+"""Cross-process fan-out through Redis Streams: the `Cluster` of a clustered server.
+
+Owns this process's Redis connections and three tasks:
+- the publisher: sends what the rooms queued (`publish_*` never block) to each
+  document's stream, `XADD ... MAXLEN ~ N`, pipelined, in order; while Redis is
+  unreachable it keeps the queue (bounded: past the bound it drops it and,
+  once Redis is back, tells the others to catch those documents up from
+  storage instead);
+- the reader: ONE `XREAD BLOCK` over the streams of every loaded document (plus
+  this process's wake-up stream, written to re-issue the read when the set
+  changes), handing each entry from another process to the `BusListener`;
+- liveness: a heartbeat key with a TTL, and a check of the other processes'
+  heartbeats - one that expired is gone, and the listener removes its clients'
+  presence and catches its documents up (it may have committed updates it
+  never published).
+
+Nothing is missed silently. A document's position is "unknown" (None) when
+this process cannot vouch for having read everything up to it: it was loaded
+while Redis was down, its stream was trimmed past our position (Redis >= 7
+reports the highest trimmed id), or Redis restarted (its run id changed: the
+streams, kept in memory only, are gone). For such a document the reader first
+reads where its stream ends now, then asks the listener to catch the room up
+from storage (the update log is the source of truth: everything in a stream
+was committed before it was published), then reads on from there.
+
+Entry fields: t (u update, a awareness, q awareness query, s snapshot saved,
+d deleted, c catch up from storage), o (origin process id), p (payload),
+i (log row id of an update).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
+
+# A stream nobody has written to for this long expires (an idle document).
+_STREAM_TTL_MS = 24 * 3600 * 1000
+_PUBLISH_BATCH = 500
+_READ_COUNT = 1000
+_BLOCK_MS = 5000
+_RETRY_MIN_S = 0.05
+_RETRY_MAX_S = 2.0
+_NO_RETRY = Retry(NoBackoff(), 0)  # our loops do the retrying, with backoff
+
+# The highest id trimmed from each stream (Redis >= 7), without sending the
+# entries XINFO STREAM also returns.
+_MAX_DELETED_IDS = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  out[i] = ''
+  local ok, info = pcall(redis.call, 'XINFO', 'STREAM', key)
+  if ok then
+    for j = 1, #info, 2 do
+      if info[j] == 'max-deleted-entry-id' then out[i] = info[j + 1] end
+    end
+  end
+end
+return out
+"""
+
+
+class BusListener(Protocol):
+    """What the bus hands on (collab.cluster satisfies it). Must not block."""
+
+    def on_update(self, document: str, update: bytes, row_id: int) -> None: ...
+
+    def on_awareness(self, document: str, process_id: str, payload: bytes) -> None: ...
+
+    def on_awareness_query(self, document: str) -> None: ...
+
+    def on_snapshot(self, document: str) -> None: ...
+
+    def on_deleted(self, document: str) -> None: ...
+
+    def on_catch_up(self, document: str) -> None: ...
+
+    def on_process_gone(self, process_id: str) -> None: ...
+
+    def on_reconnected(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BusSettings:
+    url: str
+    prefix: str = "collab:"
+    stream_max_entries: int = 10_000
+    heartbeat_interval_s: float = 2.0
+    heartbeat_ttl_s: float = 6.0
+    max_queued_bytes: int = 64 * 1024 * 1024
+
+
+def _stream_id(raw: bytes | str) -> tuple[int, int]:
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+class RedisBus:
+    def __init__(self, settings: BusSettings, process_id: str) -> None:
+        self._settings = settings
+        self.process_id = process_id
+        self._origin = process_id.encode()
+        prefix = settings.prefix
+        self._stream_prefix = f"{prefix}doc:"
+        self._wake_key = f"{prefix}wake:{process_id}"
+        self._heartbeat_key = f"{prefix}proc:{process_id}"
+        self._members_key = f"{prefix}procs"
+        self._listener: BusListener | None = None
+        options: dict[str, Any] = {"retry": _NO_RETRY, "socket_connect_timeout": 2}
+        self._redis: Redis = Redis.from_url(settings.url, socket_timeout=5, **options)
+        # The blocking reader has its own connection, with no read timeout.
+        self._reader_redis: Redis = Redis.from_url(settings.url, **options)
+        self._max_deleted_ids = self._redis.register_script(_MAX_DELETED_IDS)
+        self._outbox: deque[tuple[str, dict[bytes, bytes]]] = deque()
+        self._outbox_bytes = 0
+        self._outbox_generation = 0  # bumped when the queue is dropped
+        self._outbox_ready = asyncio.Event()
+        self._dropped: set[str] = set()  # documents whose queued entries were dropped
+        # document -> last entry id read (None: unknown, catch up from storage)
+        self.positions: dict[str, bytes | None] = {}
+        self._wake_position: bytes = b"$"
+        self._known_processes: set[str] = set()
+        self._run_id: str | None = None
+        self.is_connected = False
+        self._has_connected = False
+        self.catch_ups = 0  # documents caught up from storage, for tests and metrics
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def attach(self, listener: BusListener) -> None:
+        self._listener = listener
+
+    async def start(self) -> None:
+        """Start the tasks; a first heartbeat if Redis answers (it may not yet)."""
+        with contextlib.suppress(RedisError, OSError):
+            await self._beat()
+        for name, job in (
+            ("publisher", self._run_publisher),
+            ("reader", self._run_reader),
+            ("liveness", self._run_liveness),
+        ):
+            self._tasks.append(asyncio.create_task(job(), name=f"redis {name}"))
+
+    async def close(self) -> None:
+        """Stop; queued entries get one chance to go out, and the heartbeat is
+        removed so the others know at once that this process left."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(RedisError, OSError):
+            await self._send_queued()
+            await self._redis.delete(self._heartbeat_key, self._wake_key)
+            await self._redis.srem(self._members_key, self.process_id)
+        await self._redis.aclose()
+        await self._reader_redis.aclose()
+
+    async def live_processes(self) -> set[str] | None:
+        """Ids of the processes whose heartbeat is current; None if Redis is down."""
+        try:
+            members = {m.decode() for m in await self._redis.smembers(self._members_key)}
+            return await self._alive(members)
+        except (RedisError, OSError):
+            return None
+
+    # -- the Cluster protocol (called by rooms and the registry) ------------
+
+    def publish_update(self, document: str, update: bytes, row_id: int) -> None:
+        self._queue(document, {b"t": b"u", b"p": update, b"i": str(row_id).encode()})
+
+    def publish_awareness(self, document: str, payload: bytes) -> None:
+        self._queue(document, {b"t": b"a", b"p": payload})
+
+    def publish_snapshot(self, document: str) -> None:
+        self._queue(document, {b"t": b"s"})
+
+    def publish_deleted(self, document: str) -> None:
+        self._queue(document, {b"t": b"d"})
+
+    async def stream_position(self, document: str) -> str | None:
+        if not self.is_connected:
+            return None
+        try:
+            last = await self._redis.xrevrange(self._stream_prefix + document, count=1)
+        except (RedisError, OSError):
+            return None
+        return last[0][0].decode() if last else "0-0"
+
+    def follow(self, document: str, position: str | None) -> None:
+        self.positions[document] = None if position is None else position.encode()
+        # Ask the processes that have it loaded for their clients' presence.
+        self._queue(document, {b"t": b"q"})
+        self._wake_reader()
+
+    def unfollow(self, document: str) -> None:
+        if self.positions.pop(document, b"") is not None:
+            self._wake_reader()
+
+    # -- publishing ----------------------------------------------------------
+
+    def _queue(self, document: str, fields: dict[bytes, bytes], *, key: str | None = None) -> None:
+        fields[b"o"] = self._origin
+        size = sum(len(v) for v in fields.values())
+        if self._outbox_bytes + size > self._settings.max_queued_bytes:
+            # Redis has been away too long: keep memory bounded. The others will
+            # catch these documents up from storage instead (see `_send_queued`).
+            self._dropped.update(d for k, _ in self._outbox if (d := self._document_of(k)))
+            self._outbox.clear()
+            self._outbox_bytes = 0
+            self._outbox_generation += 1
+            logger.warning("redis unreachable: publish queue full, dropped (catch-up follows)")
+        self._outbox.append((key or self._stream_prefix + document, fields))
+        self._outbox_bytes += size
+        self._outbox_ready.set()
+
+    def _wake_reader(self) -> None:
+        self._queue("", {b"t": b"w"}, key=self._wake_key)
+
+    def _document_of(self, key: str) -> str | None:
+        return key[len(self._stream_prefix) :] if key.startswith(self._stream_prefix) else None
+
+    async def _run_publisher(self) -> None:
+        delay_s = _RETRY_MIN_S
+        while True:
+            await self._outbox_ready.wait()
+            try:
+                await self._send_queued()
+            except (RedisError, OSError) as exc:
+                self._note_error("publish", exc)
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, _RETRY_MAX_S)
+                continue
+            delay_s = _RETRY_MIN_S
+
+    async def _send_queued(self) -> None:
+        if self._dropped:
+            for document in sorted(self._dropped):
+                marker = {b"t": b"c", b"o": self._origin}
+                self._outbox.appendleft((self._stream_prefix + document, marker))
+            self._dropped.clear()
+        while self._outbox:
+            generation = self._outbox_generation
+            batch = [self._outbox[i] for i in range(min(len(self._outbox), _PUBLISH_BATCH))]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key, fields in batch:
+                    maxlen = 16 if key == self._wake_key else self._settings.stream_max_entries
+                    pipe.xadd(key, fields, maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
+                for key in {key for key, _ in batch}:
+                    pipe.pexpire(key, _STREAM_TTL_MS)
+                await pipe.execute()
+            # Sent: only now leave the queue (a failed send is retried whole;
+            # an entry sent twice is applied twice, which changes nothing).
+            if generation != self._outbox_generation:
+                continue  # the queue was dropped meanwhile; the batch went with it
+            for _ in batch:
+                _, fields = self._outbox.popleft()
+                self._outbox_bytes -= sum(len(v) for v in fields.values())
+        self._outbox_ready.clear()
+
+    # -- reading -------------------------------------------------------------
+
+    async def _run_reader(self) -> None:
+        delay_s = _RETRY_MIN_S
+        while True:
+            try:
+                await self._check_server(self._reader_redis)
+                self._set_connected(True)
+                delay_s = _RETRY_MIN_S
+                while True:
+                    await self._resolve_unknown_positions()
+                    await self._read_once()
+            except (RedisError, OSError) as exc:
+                self._set_connected(False)
+                self._note_error("read", exc)
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, _RETRY_MAX_S)
+
+    async def _check_server(self, redis: Redis) -> None:
+        """A Redis that restarted has lost every stream: catch everything up."""
+        run_id = str((await redis.info("server"))["run_id"])
+        if self._run_id is not None and run_id != self._run_id:
+            logger.warning("redis restarted (streams lost): catching up every loaded document")
+            for document in self.positions:
+                self.positions[document] = None
+        self._run_id = run_id
+
+    async def _resolve_unknown_positions(self) -> None:
+        unknown = [d for d, position in self.positions.items() if position is None]
+        if not unknown:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for document in unknown:
+                pipe.xrevrange(self._stream_prefix + document, count=1)
+            tails = await pipe.execute()
+        for document, tail in zip(unknown, tails, strict=True):
+            if document in self.positions and self.positions[document] is None:
+                # Read the end first, then catch up from storage: what was
+                # published before this point is in storage already.
+                self.positions[document] = tail[0][0] if tail else b"0-0"
+                self._catch_up(document)
+
+    async def _read_once(self) -> None:
+        streams: dict[Any, Any] = {self._wake_key: self._wake_position}
+        streams.update(
+            (self._stream_prefix + d, position)
+            for d, position in self.positions.items()
+            if position is not None
+        )
+        response = await self._reader_redis.xread(streams, count=_READ_COUNT, block=_BLOCK_MS)
+        batches: list[tuple[str, bytes, list[tuple[bytes, dict[bytes, bytes]]]]] = []
+        for raw_key, entries in response or ():
+            key = raw_key.decode()
+            if key == self._wake_key:
+                self._wake_position = entries[-1][0]
+                continue
+            document = key[len(self._stream_prefix) :]
+            before = self.positions.get(document)
+            if before is not None:
+                batches.append((document, before, entries))
+        if not batches:
+            return
+        trimmed = await self._max_deleted_ids(keys=[self._stream_prefix + d for d, _, _ in batches])
+        for (document, before, entries), max_deleted in zip(batches, trimmed, strict=True):
+            if self.positions.get(document) != before:
+                continue  # unfollowed or reset while we read
+            if max_deleted and _stream_id(max_deleted) > _stream_id(before):
+                # Entries after our position were trimmed before we read them.
+                logger.warning("doc=%s stream trimmed past our position: catching up", document)
+                self.positions[document] = None
+                continue
+            self.positions[document] = entries[-1][0]
+            for _, fields in entries:
+                self._dispatch(document, fields)
+
+    def _dispatch(self, document: str, fields: dict[bytes, bytes]) -> None:
+        origin = fields.get(b"o", b"").decode()
+        if origin == self.process_id or self._listener is None:
+            return
+        self._known_processes.add(origin)
+        kind = fields.get(b"t")
+        listener = self._listener
+        try:
+            if kind == b"u":
+                listener.on_update(document, fields[b"p"], int(fields[b"i"]))
+            elif kind == b"a":
+                listener.on_awareness(document, origin, fields[b"p"])
+            elif kind == b"q":
+                listener.on_awareness_query(document)
+            elif kind == b"s":
+                listener.on_snapshot(document)
+            elif kind == b"d":
+                listener.on_deleted(document)
+            elif kind == b"c":
+                self._catch_up(document)
+        except Exception:  # task boundary: one bad entry must not stop the reader
+            logger.exception("doc=%s could not apply a %r entry from %s", document, kind, origin)
+            self._catch_up(document)
+
+    def _catch_up(self, document: str) -> None:
+        self.catch_ups += 1
+        if self._listener is not None:
+            self._listener.on_catch_up(document)
+
+    # -- liveness ------------------------------------------------------------
+
+    async def _run_liveness(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.heartbeat_interval_s)
+            try:
+                await self._check_server(self._redis)
+                was_presumed_dead = not await self._beat()
+                if was_presumed_dead and self._listener is not None:
+                    self._listener.on_reconnected()  # announce our clients again
+                await self._bury_the_dead()
+            except (RedisError, OSError) as exc:
+                self._note_error("heartbeat", exc)
+
+    async def _beat(self) -> bool:
+        """Renew the heartbeat; False if it had expired (others think we died)."""
+        ttl_ms = int(self._settings.heartbeat_ttl_s * 1000)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.exists(self._heartbeat_key)
+            pipe.set(self._heartbeat_key, b"1", px=ttl_ms)
+            pipe.sadd(self._members_key, self.process_id)
+            existed, *_ = await pipe.execute()
+        return bool(existed)
+
+    async def _alive(self, process_ids: Iterable[str]) -> set[str]:
+        ids = sorted(process_ids)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for process_id in ids:
+                pipe.exists(f"{self._settings.prefix}proc:{process_id}")
+            found = await pipe.execute()
+        return {process_id for process_id, ok in zip(ids, found, strict=True) if ok}
+
+    async def _bury_the_dead(self) -> None:
+        members = {m.decode() for m in await self._redis.smembers(self._members_key)}
+        candidates = (members | self._known_processes) - {self.process_id}
+        alive = await self._alive(candidates)
+        dead = candidates - alive
+        if dead:
+            await self._redis.srem(self._members_key, *dead)
+        for process_id in sorted(dead & self._known_processes):
+            logger.warning("process %s stopped its heartbeat: removing its clients", process_id)
+            if self._listener is not None:
+                self._listener.on_process_gone(process_id)
+        self._known_processes = alive
+
+    # -- state ---------------------------------------------------------------
+
+    def _set_connected(self, is_connected: bool) -> None:
+        if is_connected and not self.is_connected:
+            logger.info("redis connected (key prefix %r)", self._settings.prefix)
+            if self._has_connected and self._listener is not None:
+                self._listener.on_reconnected()  # announce our clients again
+            self._has_connected = True
+        self.is_connected = is_connected
+
+    def _note_error(self, what: str, exc: BaseException) -> None:
+        if self.is_connected:
+            logger.warning("redis %s failed (%s); local relays go on, retrying", what, exc)
+        else:
+            logger.debug("redis %s still failing: %s", what, exc)
