@@ -16,8 +16,8 @@ Owns this process's Redis connections and three tasks:
 
 Nothing is missed silently. A document's position is "unknown" (None) when
 this process cannot vouch for having read everything up to it: it was loaded
-while Redis was down, its stream was trimmed past our position (Redis >= 7
-reports the highest trimmed id), or Redis restarted (its run id changed: the
+while Redis was down, its stream was trimmed past our position (its oldest
+entry is newer than the last one we read), or Redis restarted (its run id changed: the
 streams, kept in memory only, are gone). For such a document the reader first
 reads where its stream ends now, then asks the listener to catch the room up
 from storage (the update log is the source of truth: everything in a stream
@@ -54,18 +54,23 @@ _RETRY_MIN_S = 0.05
 _RETRY_MAX_S = 2.0
 _NO_RETRY = Retry(NoBackoff(), 0)  # our loops do the retrying, with backoff
 
-# The highest id trimmed from each stream (Redis >= 7), without sending the
-# entries XINFO STREAM also returns.
-_MAX_DELETED_IDS = """
+# For each stream: the id of its oldest entry ('' if missing or empty) and
+# whether it ever lost an entry (entries-added > length, Redis >= 7), without
+# sending the entries XINFO STREAM also returns.
+_OLDEST = """
 local out = {}
 for i, key in ipairs(KEYS) do
-  out[i] = ''
+  local first, added, length = '', 0, 0
   local ok, info = pcall(redis.call, 'XINFO', 'STREAM', key)
   if ok then
     for j = 1, #info, 2 do
-      if info[j] == 'max-deleted-entry-id' then out[i] = info[j + 1] end
+      local name, value = info[j], info[j + 1]
+      if name == 'first-entry' and value then first = value[1] end
+      if name == 'entries-added' then added = value end
+      if name == 'length' then length = value end
     end
   end
+  out[i] = {first, added > length and 1 or 0}
 end
 return out
 """
@@ -107,6 +112,13 @@ def _stream_id(raw: bytes | str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
+def _is_gap(position: bytes, oldest: bytes, has_lost: bool) -> bool:
+    """Whether entries after `position` may have been trimmed before we read them."""
+    if position == b"0-0":  # we followed an empty stream: any loss is ours
+        return has_lost
+    return bool(oldest) and _stream_id(oldest) > _stream_id(position)
+
+
 class RedisBus:
     def __init__(self, settings: BusSettings, process_id: str) -> None:
         self._settings = settings
@@ -122,7 +134,7 @@ class RedisBus:
         self._redis: Redis = Redis.from_url(settings.url, socket_timeout=5, **options)
         # The blocking reader has its own connection, with no read timeout.
         self._reader_redis: Redis = Redis.from_url(settings.url, **options)
-        self._max_deleted_ids = self._redis.register_script(_MAX_DELETED_IDS)
+        self._oldest = self._redis.register_script(_OLDEST)
         self._outbox: deque[tuple[str, dict[bytes, bytes]]] = deque()
         self._outbox_bytes = 0
         self._outbox_generation = 0  # bumped when the queue is dropped
@@ -329,12 +341,14 @@ class RedisBus:
                 batches.append((document, before, entries))
         if not batches:
             return
-        trimmed = await self._max_deleted_ids(keys=[self._stream_prefix + d for d, _, _ in batches])
-        for (document, before, entries), max_deleted in zip(batches, trimmed, strict=True):
+        oldest = await self._oldest(keys=[self._stream_prefix + d for d, _, _ in batches])
+        for (document, before, entries), (first, has_lost) in zip(batches, oldest, strict=True):
             if self.positions.get(document) != before:
                 continue  # unfollowed or reset while we read
-            if max_deleted and _stream_id(max_deleted) > _stream_id(before):
-                # Entries after our position were trimmed before we read them.
+            if _is_gap(before, first, bool(has_lost)):
+                # Trimming reached past our position: entries between it and the
+                # oldest one left may be gone (or, rarely, it stopped right at our
+                # position; catching up is harmless either way).
                 logger.warning("doc=%s stream trimmed past our position: catching up", document)
                 self.positions[document] = None
                 continue

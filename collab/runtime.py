@@ -90,15 +90,16 @@ async def _take_lease(
             continue
         where = f"{other.url}, pid {other.pid} on {other.hostname}"
         if cluster is None or other.cluster != cluster:
-            raise DatabaseInUse(
-                f"another collab server ({where}) is using this database"
-                + (
-                    f" in cluster {other.cluster!r}; give every server the same "
+            if cluster is None:
+                advice = "run every server with --redis-url to share it"
+            elif other.cluster is None:
+                advice = "it runs on its own (no --redis-url): restart it with --redis-url"
+            else:
+                advice = (
+                    f"it is in cluster {other.cluster!r}; give every server the same "
                     "--redis-url and COLLAB_REDIS_PREFIX"
-                    if other.cluster
-                    else "; run every server with --redis-url to share it"
                 )
-            )
+            raise DatabaseInUse(f"another collab server ({where}) is using this database; {advice}")
         if in_redis is not None and other.id not in in_redis:
             logger.warning(
                 "server %s shares this database but has no heartbeat in this Redis "

@@ -24,7 +24,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Insert, Table, delete, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from collab.sql_schema import documents, quarantine, snapshots, tombstones, updates
@@ -112,13 +114,23 @@ class WriteTransaction:
         elif self._now - self._touched_at.get(name, -TOUCH_INTERVAL_S) < TOUCH_INTERVAL_S:
             return  # the row exists (a committed transaction wrote it) and is fresh
         self.touched[name] = self._now
-        result = await self._conn.execute(
-            update(documents).where(documents.c.name == name).values(updated_at=self._now)
-        )
-        if result.rowcount == 0:
-            await self._conn.execute(
-                insert(documents).values(name=name, created_at=self._now, updated_at=self._now)
+        # An upsert: another process may create the same document at the same moment.
+        await self._conn.execute(
+            self._upsert(
+                documents,
+                {"name": name, "created_at": self._now, "updated_at": self._now},
+                update=("updated_at",),
             )
+        )
+
+    def _upsert(self, table: Table, values: dict[str, Any], *, update: Sequence[str]) -> Insert:
+        """INSERT ... ON CONFLICT (primary key) DO UPDATE `update` (both engines)."""
+        dialect_insert = postgresql_insert if self._is_postgres else sqlite_insert
+        statement = dialect_insert(table).values(values)
+        return statement.on_conflict_do_update(
+            index_elements=[c.name for c in table.primary_key],
+            set_={name: statement.excluded[name] for name in update},
+        )
 
     async def _save_snapshot(self, op: SaveSnapshot) -> int | OpDeclined:
         conn = self._conn
@@ -192,12 +204,8 @@ class WriteTransaction:
     async def _delete_document(self, op: DeleteDocument) -> None:
         conn = self._conn
         await conn.execute(delete(documents).where(documents.c.name == op.document))
-        await conn.execute(delete(tombstones).where(tombstones.c.name == op.document))
-        await conn.execute(
-            insert(tombstones).values(
-                name=op.document, state_vector=op.tombstone, deleted_at=self._now
-            )
-        )
+        values = {"name": op.document, "state_vector": op.tombstone, "deleted_at": self._now}
+        await conn.execute(self._upsert(tombstones, values, update=("state_vector", "deleted_at")))
         self.touched[op.document] = None
 
     async def _quarantine(self, op: QuarantineRows) -> None:
