@@ -3,8 +3,7 @@
 Owns the `BusListener` side of clustering: an update another process made
 durable is applied to the live room (relayed to its peers, not stored again);
 awareness from another process is tagged with it; a process whose heartbeat
-expired has its clients' presence removed; a snapshot elsewhere puts off this
-process's compaction of the document; a deletion elsewhere closes the room.
+expired has its clients' presence removed; a deletion elsewhere closes the room.
 
 Catching up from storage (the log is the source of truth) is what makes the
 fan-out lossless: whenever the bus cannot vouch for having delivered
@@ -39,9 +38,11 @@ class ClusterSync:
         if room is None:
             return
         try:
-            room.apply_remote(update, row_id)
+            room.apply_remote(update)
         except (ValueError, RuntimeError):
-            logger.exception("doc=%s update from another process does not apply", document)
+            logger.exception(
+                "doc=%s log row %d from another process does not apply", document, row_id
+            )
             self.on_catch_up(document)
             return
         self._metrics.cluster_updates_applied.inc()
@@ -56,11 +57,6 @@ class ClusterSync:
         room = self._registry.rooms.get(document)
         if room is not None and (payload := room.presence.local_states(list(room.peers.values()))):
             self._feed.publish_awareness(document, payload)
-
-    def on_snapshot(self, document: str) -> None:
-        room = self._registry.rooms.get(document)
-        if room is not None:
-            room.note_snapshot_elsewhere()
 
     def on_deleted(self, document: str) -> None:
         self._registry.drop_deleted(document)

@@ -2,7 +2,7 @@
 
 A room tells the other processes what its peers did through a `ClusterFeed`;
 the registry also follows each loaded document's stream and announces
-snapshots and deletions through the wider `Cluster`. collab.redis_bus
+deletions through the wider `Cluster`. collab.redis_bus
 satisfies both; a server on its own has `NoCluster`, which tells nobody and
 follows nothing - that is all single-process mode is. Publishing never blocks:
 the bus queues, and its own task does the sending.
@@ -34,9 +34,6 @@ class Cluster(ClusterFeed, Protocol):
 
     def unfollow(self, document: str) -> None: ...
 
-    def publish_snapshot(self, document: str) -> None:
-        """A snapshot was saved: the others may put off their own compaction."""
-
     def publish_deleted(self, document: str) -> None:
         """The document was deleted: the others close its clients (4410)."""
 
@@ -57,9 +54,6 @@ class NoCluster:
         pass
 
     def unfollow(self, document: str) -> None:
-        pass
-
-    def publish_snapshot(self, document: str) -> None:
         pass
 
     def publish_deleted(self, document: str) -> None:

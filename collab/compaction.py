@@ -10,9 +10,9 @@ restore) is merged with the newer snapshot instead of re-read from the room.
 An automatic compaction that finds another process compacting simply leaves
 it to that one.
 
-Owns the janitor's compaction tasks too (at most one per document), and tells
-the other processes about each snapshot written so they can put off their own
-compaction of the document: one process compacts a busy document at a time.
+Owns the janitor's compaction tasks too (at most one per document). Each
+process compacts the rows it wrote (and those it loaded); the advisory lock
+keeps it to one compactor per document at a time.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import logging
 
 from pycrdt import Doc
 
-from collab.cluster_feed import Cluster
 from collab.loading import DocumentLoader, catch_up
 from collab.metrics import Metrics
 from collab.room import Room, SnapshotCapture
@@ -42,13 +41,11 @@ class Compactor:
     def __init__(
         self,
         loader: DocumentLoader,
-        cluster: Cluster,
         metrics: Metrics,
         *,
         auto_version_window_s: float,
     ) -> None:
         self._loader = loader
-        self._cluster = cluster
         self._metrics = metrics
         self._window_s = auto_version_window_s
         self._tasks: dict[str, asyncio.Task[int | None]] = {}
@@ -109,7 +106,6 @@ class Compactor:
                 else:
                     current = room.capture()
                 continue
-            self._cluster.publish_snapshot(room.name)
             return snapshot_id
         raise SnapshotNotSaved(f"doc={room.name}: no snapshot saved after {_ATTEMPTS} attempts")
 

@@ -23,8 +23,8 @@ reads where its stream ends now, then asks the listener to catch the room up
 from storage (the update log is the source of truth: everything in a stream
 was committed before it was published), then reads on from there.
 
-Entry fields: t (u update, a awareness, q awareness query, s snapshot saved,
-d deleted, c catch up from storage), o (origin process id), p (payload),
+Entry fields: t (u update, a awareness, q awareness query, d deleted, c catch
+up from storage), o (origin process id), p (payload),
 i (log row id of an update).
 """
 
@@ -84,8 +84,6 @@ class BusListener(Protocol):
     def on_awareness(self, document: str, process_id: str, payload: bytes) -> None: ...
 
     def on_awareness_query(self, document: str) -> None: ...
-
-    def on_snapshot(self, document: str) -> None: ...
 
     def on_deleted(self, document: str) -> None: ...
 
@@ -192,9 +190,6 @@ class RedisBus:
 
     def publish_awareness(self, document: str, payload: bytes) -> None:
         self._queue(document, {b"t": b"a", b"p": payload})
-
-    def publish_snapshot(self, document: str) -> None:
-        self._queue(document, {b"t": b"s"})
 
     def publish_deleted(self, document: str) -> None:
         self._queue(document, {b"t": b"d"})
@@ -370,8 +365,6 @@ class RedisBus:
                 listener.on_awareness(document, origin, fields[b"p"])
             elif kind == b"q":
                 listener.on_awareness_query(document)
-            elif kind == b"s":
-                listener.on_snapshot(document)
             elif kind == b"d":
                 listener.on_deleted(document)
             elif kind == b"c":

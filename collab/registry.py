@@ -73,7 +73,6 @@ class RoomRegistry:
         self._loader = DocumentLoader(store, writer, self._metrics)
         self.compactor = Compactor(
             self._loader,
-            self._cluster,
             self._metrics,
             auto_version_window_s=policy.auto_version_window_s,
         )

@@ -24,9 +24,10 @@ Invariants:
 - Every change to the Doc goes through `_on_transaction`, whether a client sent
   it, the server made it, or another process did, so there is one path to
   storage and one relay path to the peers.
-- Compaction is exact: the room remembers the log rows whose content its Doc
-  holds (`applied_ids`), and a snapshot deletes exactly those, built on the
-  snapshot sequence its Doc is known to contain (`snapshot_seq`).
+- Compaction is exact: the room remembers the log rows it wrote or loaded,
+  whose content its Doc holds (`applied_ids`); a snapshot deletes exactly
+  those, built on the snapshot sequence its Doc is known to contain
+  (`snapshot_seq`). Only this process's own edits make a compaction due.
 - Limits are checked before an update is applied: the document's size (an
   estimate, made exact by one encode only near the limit) and the history of a
   deleted incarnation (its tombstone) that an old client might try to bring back.
@@ -264,10 +265,15 @@ class Room:
                 f"{self._limits.max_document_bytes} bytes"
             )
 
-    def apply_remote(self, update: bytes, row_id: int | None = None) -> None:
-        """Merge an update another process made durable (log row `row_id`): it is
-        relayed to this room's peers at once and never stored again. Raises
-        ValueError/RuntimeError if it does not decode (the Doc is unchanged)."""
+    def apply_remote(self, update: bytes) -> None:
+        """Merge an update another process made durable: it is relayed to this
+        room's peers at once and never stored again. Raises ValueError or
+        RuntimeError if it does not decode (the Doc is unchanged).
+
+        Its log row is left to the process that wrote it (or to whoever loads
+        it from storage next) to compact: one that arrived before its causal
+        past stays pending inside yrs, outside `get_update()`, so this room
+        cannot tell that a snapshot of its own would hold it."""
         if self.is_closed:
             return
         self._is_applying_remote = True
@@ -275,16 +281,6 @@ class Room:
             self.doc.apply_update(update)
         finally:
             self._is_applying_remote = False
-        if row_id is not None and self._holds(update):
-            self.applied_ids.add(row_id)
-
-    def _holds(self, update: bytes) -> bool:
-        """Whether the Doc integrated every struct of `update`. One whose causal
-        past has not arrived stays pending inside yrs, outside `get_update()`:
-        a snapshot must not delete its row."""
-        needed = decode_state_vector(get_state(update))
-        have = decode_state_vector(self.doc.get_state())
-        return all(have.get(client, 0) >= clock for client, clock in needed.items())
 
     def _on_transaction(self, event: TransactionEvent) -> None:
         # Must not raise: pycrdt turns an observer's exception into an error of the
@@ -292,13 +288,13 @@ class Room:
         delta: bytes = event.update
         if delta == _EMPTY_UPDATE or self.is_closed:
             return
-        self.updates_since_compaction += 1
         self.size_bytes += len(delta)
-        if self.dirty_since is None:
-            self.dirty_since = self._clock()
         if self._is_applying_remote:
             self.broadcast(encode_update(delta))  # durable already (another process)
             return
+        self.updates_since_compaction += 1
+        if self.dirty_since is None:
+            self.dirty_since = self._clock()
         write = self._sink.submit(AppendUpdate(self.name, delta))
         self._unconfirmed.add(write)
         write.add_done_callback(partial(self._relay_if_committed, delta))
@@ -402,12 +398,6 @@ class Room:
                 self.dirty_since = self._clock()
             return
         self.snapshot_seq = max(self.snapshot_seq, capture.base_seq + 1)
-
-    def note_snapshot_elsewhere(self) -> None:
-        """Another process just compacted this document: its next compaction is
-        not due yet here either (the rows this room holds stay listed)."""
-        self.updates_since_compaction = 0
-        self.dirty_since = None
 
     def restore(self, target_state: bytes) -> asyncio.Future[int | None] | None:
         """Make the content equal `target_state`'s with new operations, in one

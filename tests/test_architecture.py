@@ -26,7 +26,7 @@ ALLOWED = {
     "room": {"cluster_feed", "content", "errors", "peer", "presence", "protocol", "restore"}
     | {"store"},
     "loading": {"metrics", "room", "store", "writer"},
-    "compaction": {"cluster_feed", "loading", "metrics", "room", "store"},
+    "compaction": {"loading", "metrics", "room", "store"},
     "registry": {"cluster_feed", "compaction", "errors", "loading", "metrics", "peer"}
     | {"protocol", "room", "store", "writer"},
     "history": {"content", "errors", "registry", "retention", "store", "textdiff", "writer"},

@@ -144,9 +144,7 @@ async def test_two_processes_share_text_and_presence_with_node_and_pycrdt(cluste
         py_b.text.insert(0, "<py-b>")
         await py_b.set_presence({"user": {"name": "py-b"}})
         seen_by_node = await node.result()
-        assert {"py-a", "py-b"} <= {
-            s["user"]["name"] for s in seen_by_node["awarenessStates"]
-        }
+        assert {"py-a", "py-b"} <= {s["user"]["name"] for s in seen_by_node["awarenessStates"]}
         await eventually(
             lambda: _same_text([py_a, py_b]) and "<node>" in str(py_a.text), what="converged"
         )
