@@ -33,8 +33,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -43,11 +41,11 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from collab.redis_liveness import Liveness
+from collab.redis_publisher import CATCH_UP, StreamPublisher
+
 logger = logging.getLogger(__name__)
 
-# A stream nobody has written to for this long expires (an idle document).
-_STREAM_TTL_MS = 24 * 3600 * 1000
-_PUBLISH_BATCH = 500
 _READ_COUNT = 1000
 _BLOCK_MS = 5000
 _RETRY_MIN_S = 0.05
@@ -125,23 +123,24 @@ class RedisBus:
         prefix = settings.prefix
         self._stream_prefix = f"{prefix}doc:"
         self._wake_key = f"{prefix}wake:{process_id}"
-        self._heartbeat_key = f"{prefix}proc:{process_id}"
-        self._members_key = f"{prefix}procs"
         self._listener: BusListener | None = None
         options: dict[str, Any] = {"retry": _NO_RETRY, "socket_connect_timeout": 2}
         self._redis: Redis = Redis.from_url(settings.url, socket_timeout=5, **options)
         # The blocking reader has its own connection, with no read timeout.
         self._reader_redis: Redis = Redis.from_url(settings.url, **options)
         self._oldest = self._redis.register_script(_OLDEST)
-        self._outbox: deque[tuple[str, dict[bytes, bytes]]] = deque()
-        self._outbox_bytes = 0
-        self._outbox_generation = 0  # bumped when the queue is dropped
-        self._outbox_ready = asyncio.Event()
-        self._dropped: set[str] = set()  # documents whose queued entries were dropped
+        self._liveness = Liveness(self._redis, prefix, process_id, settings.heartbeat_ttl_s)
+        self._publisher = StreamPublisher(
+            self._redis,
+            origin=self._origin,
+            document_prefix=self._stream_prefix,
+            max_entries=settings.stream_max_entries,
+            max_queued_bytes=settings.max_queued_bytes,
+            on_error=self._note_error,
+        )
         # document -> last entry id read (None: unknown, catch up from storage)
         self.positions: dict[str, bytes | None] = {}
         self._wake_position: bytes = b"$"
-        self._known_processes: set[str] = set()
         self._run_id: str | None = None
         self.is_connected = False
         self._has_connected = False
@@ -154,9 +153,9 @@ class RedisBus:
     async def start(self) -> None:
         """Start the tasks; a first heartbeat if Redis answers (it may not yet)."""
         with contextlib.suppress(RedisError, OSError):
-            await self._beat()
+            await self._liveness.beat()
         for name, job in (
-            ("publisher", self._run_publisher),
+            ("publisher", self._publisher.run),
             ("reader", self._run_reader),
             ("liveness", self._run_liveness),
         ):
@@ -169,30 +168,36 @@ class RedisBus:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         with contextlib.suppress(RedisError, OSError):
-            await self._send_queued()
-            await self._redis.delete(self._heartbeat_key, self._wake_key)
-            await self._redis.srem(self._members_key, self.process_id)
+            await self._publisher.flush()
+            await self._redis.delete(self._wake_key)
+            await self._liveness.leave()
         await self._redis.aclose()
         await self._reader_redis.aclose()
 
     async def live_processes(self) -> set[str] | None:
         """Ids of the processes whose heartbeat is current; None if Redis is down."""
         try:
-            members = {m.decode() for m in await self._redis.smembers(self._members_key)}
-            return await self._alive(members)
+            return await self._liveness.live_processes()
         except (RedisError, OSError):
             return None
 
     # -- the Cluster protocol (called by rooms and the registry) ------------
 
     def publish_update(self, document: str, update: bytes, row_id: int) -> None:
-        self._queue(document, {b"t": b"u", b"p": update, b"i": str(row_id).encode()})
+        self._publish(document, {b"t": b"u", b"p": update, b"i": str(row_id).encode()})
 
     def publish_awareness(self, document: str, payload: bytes) -> None:
-        self._queue(document, {b"t": b"a", b"p": payload})
+        self._publish(document, {b"t": b"a", b"p": payload})
 
     def publish_deleted(self, document: str) -> None:
-        self._queue(document, {b"t": b"d"})
+        self._publish(document, {b"t": b"d"})
+
+    def _publish(self, document: str, fields: dict[bytes, bytes]) -> None:
+        self._publisher.queue(self._stream_prefix + document, fields)
+
+    def _wake_reader(self) -> None:
+        """Make the reader re-issue its XREAD (the set of documents changed)."""
+        self._publisher.queue(self._wake_key, {b"t": b"w"}, max_entries=16)
 
     async def stream_position(self, document: str) -> str | None:
         if not self.is_connected:
@@ -206,73 +211,12 @@ class RedisBus:
     def follow(self, document: str, position: str | None) -> None:
         self.positions[document] = None if position is None else position.encode()
         # Ask the processes that have it loaded for their clients' presence.
-        self._queue(document, {b"t": b"q"})
+        self._publish(document, {b"t": b"q"})
         self._wake_reader()
 
     def unfollow(self, document: str) -> None:
         if self.positions.pop(document, b"") is not None:
             self._wake_reader()
-
-    # -- publishing ----------------------------------------------------------
-
-    def _queue(self, document: str, fields: dict[bytes, bytes], *, key: str | None = None) -> None:
-        fields[b"o"] = self._origin
-        size = sum(len(v) for v in fields.values())
-        if self._outbox_bytes + size > self._settings.max_queued_bytes:
-            # Redis has been away too long: keep memory bounded. The others will
-            # catch these documents up from storage instead (see `_send_queued`).
-            self._dropped.update(d for k, _ in self._outbox if (d := self._document_of(k)))
-            self._outbox.clear()
-            self._outbox_bytes = 0
-            self._outbox_generation += 1
-            logger.warning("redis unreachable: publish queue full, dropped (catch-up follows)")
-        self._outbox.append((key or self._stream_prefix + document, fields))
-        self._outbox_bytes += size
-        self._outbox_ready.set()
-
-    def _wake_reader(self) -> None:
-        self._queue("", {b"t": b"w"}, key=self._wake_key)
-
-    def _document_of(self, key: str) -> str | None:
-        return key[len(self._stream_prefix) :] if key.startswith(self._stream_prefix) else None
-
-    async def _run_publisher(self) -> None:
-        delay_s = _RETRY_MIN_S
-        while True:
-            await self._outbox_ready.wait()
-            try:
-                await self._send_queued()
-            except (RedisError, OSError) as exc:
-                self._note_error("publish", exc)
-                await asyncio.sleep(delay_s)
-                delay_s = min(delay_s * 2, _RETRY_MAX_S)
-                continue
-            delay_s = _RETRY_MIN_S
-
-    async def _send_queued(self) -> None:
-        if self._dropped:
-            for document in sorted(self._dropped):
-                marker = {b"t": b"c", b"o": self._origin}
-                self._outbox.appendleft((self._stream_prefix + document, marker))
-            self._dropped.clear()
-        while self._outbox:
-            generation = self._outbox_generation
-            batch = [self._outbox[i] for i in range(min(len(self._outbox), _PUBLISH_BATCH))]
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for key, fields in batch:
-                    maxlen = 16 if key == self._wake_key else self._settings.stream_max_entries
-                    pipe.xadd(key, fields, maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
-                for key in {key for key, _ in batch}:
-                    pipe.pexpire(key, _STREAM_TTL_MS)
-                await pipe.execute()
-            # Sent: only now leave the queue (a failed send is retried whole;
-            # an entry sent twice is applied twice, which changes nothing).
-            if generation != self._outbox_generation:
-                continue  # the queue was dropped meanwhile; the batch went with it
-            for _ in batch:
-                _, fields = self._outbox.popleft()
-                self._outbox_bytes -= sum(len(v) for v in fields.values())
-        self._outbox_ready.clear()
 
     # -- reading -------------------------------------------------------------
 
@@ -355,7 +299,7 @@ class RedisBus:
         origin = fields.get(b"o", b"").decode()
         if origin == self.process_id or self._listener is None:
             return
-        self._known_processes.add(origin)
+        self._liveness.saw(origin)
         kind = fields.get(b"t")
         listener = self._listener
         try:
@@ -367,7 +311,7 @@ class RedisBus:
                 listener.on_awareness_query(document)
             elif kind == b"d":
                 listener.on_deleted(document)
-            elif kind == b"c":
+            elif kind == CATCH_UP:
                 self._catch_up(document)
         except Exception:  # task boundary: one bad entry must not stop the reader
             logger.exception("doc=%s could not apply a %r entry from %s", document, kind, origin)
@@ -385,43 +329,15 @@ class RedisBus:
             await asyncio.sleep(self._settings.heartbeat_interval_s)
             try:
                 await self._check_server(self._redis)
-                was_presumed_dead = not await self._beat()
+                was_presumed_dead = not await self._liveness.beat()
                 if was_presumed_dead and self._listener is not None:
                     self._listener.on_reconnected()  # announce our clients again
-                await self._bury_the_dead()
+                for process_id in await self._liveness.newly_dead():
+                    logger.warning("process %s stopped its heartbeat: its clients go", process_id)
+                    if self._listener is not None:
+                        self._listener.on_process_gone(process_id)
             except (RedisError, OSError) as exc:
                 self._note_error("heartbeat", exc)
-
-    async def _beat(self) -> bool:
-        """Renew the heartbeat; False if it had expired (others think we died)."""
-        ttl_ms = int(self._settings.heartbeat_ttl_s * 1000)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.exists(self._heartbeat_key)
-            pipe.set(self._heartbeat_key, b"1", px=ttl_ms)
-            pipe.sadd(self._members_key, self.process_id)
-            existed, *_ = await pipe.execute()
-        return bool(existed)
-
-    async def _alive(self, process_ids: Iterable[str]) -> set[str]:
-        ids = sorted(process_ids)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for process_id in ids:
-                pipe.exists(f"{self._settings.prefix}proc:{process_id}")
-            found = await pipe.execute()
-        return {process_id for process_id, ok in zip(ids, found, strict=True) if ok}
-
-    async def _bury_the_dead(self) -> None:
-        members = {m.decode() for m in await self._redis.smembers(self._members_key)}
-        candidates = (members | self._known_processes) - {self.process_id}
-        alive = await self._alive(candidates)
-        dead = candidates - alive
-        if dead:
-            await self._redis.srem(self._members_key, *dead)
-        for process_id in sorted(dead & self._known_processes):
-            logger.warning("process %s stopped its heartbeat: removing its clients", process_id)
-            if self._listener is not None:
-                self._listener.on_process_gone(process_id)
-        self._known_processes = alive
 
     # -- state ---------------------------------------------------------------
 

@@ -34,7 +34,9 @@ ALLOWED = {
     "migrate": set(),
     "sql_writes": {"sql_schema", "store"},
     "sql_store": {"migrate", "sql_schema", "sql_writes", "store"},
-    "redis_bus": set(),
+    "redis_liveness": set(),
+    "redis_publisher": set(),
+    "redis_bus": {"redis_liveness", "redis_publisher"},
     "cluster": {"cluster_feed", "metrics", "registry"},
     "runtime": {"config", "history", "metrics", "registry", "retention", "room", "sql_store"}
     | {"store", "writer", "cluster", "redis_bus"},
@@ -54,7 +56,7 @@ EXCLUSIVE = {
     "starlette": {"app", "api_versions"},
     "sqlalchemy": {"sql_schema", "sql_store", "sql_writes", "migrate"},
     "alembic": {"migrate"},
-    "redis": {"redis_bus"},
+    "redis": {"redis_bus", "redis_liveness", "redis_publisher"},
     "uvicorn": {"cli"},
 }
 
