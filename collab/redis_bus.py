@@ -129,6 +129,7 @@ class RedisBus:
         # The blocking reader has its own connection, with no read timeout.
         self._reader_redis: Redis = Redis.from_url(settings.url, **options)
         self._oldest = self._redis.register_script(_OLDEST)
+        self._read_count = min(_READ_COUNT, settings.stream_max_entries)
         self._liveness = Liveness(self._redis, prefix, process_id, settings.heartbeat_ttl_s)
         self._publisher = StreamPublisher(
             self._redis,
@@ -267,7 +268,7 @@ class RedisBus:
             for d, position in self.positions.items()
             if position is not None
         )
-        response = await self._reader_redis.xread(streams, count=_READ_COUNT, block=_BLOCK_MS)
+        response = await self._reader_redis.xread(streams, count=self._read_count, block=_BLOCK_MS)
         batches: list[tuple[str, bytes, list[tuple[bytes, dict[bytes, bytes]]]]] = []
         for raw_key, entries in response or ():
             key = raw_key.decode()
@@ -278,13 +279,22 @@ class RedisBus:
             before = self.positions.get(document)
             if before is not None:
                 batches.append((document, before, entries))
-        if not batches:
-            return
-        oldest = await self._oldest(keys=[self._stream_prefix + d for d, _, _ in batches])
-        for (document, before, entries), (first, has_lost) in zip(batches, oldest, strict=True):
+        # Trimming keeps at least `stream_max_entries` entries, all newer than any
+        # it removed: if entries after our position were trimmed, at least that
+        # many follow it, and the read came back full. Only a full one is checked.
+        full = [b for b in batches if len(b[2]) >= self._read_count]
+        oldest = (
+            await self._oldest(keys=[self._stream_prefix + d for d, _, _ in full]) if full else []
+        )
+        trimmed_past = {
+            document
+            for (document, before, _), (first, has_lost) in zip(full, oldest, strict=True)
+            if _is_gap(before, first, bool(has_lost))
+        }
+        for document, before, entries in batches:
             if self.positions.get(document) != before:
                 continue  # unfollowed or reset while we read
-            if _is_gap(before, first, bool(has_lost)):
+            if document in trimmed_past:
                 # Trimming reached past our position: entries between it and the
                 # oldest one left may be gone (or, rarely, it stopped right at our
                 # position; catching up is harmless either way).

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 
@@ -52,6 +53,7 @@ class StreamPublisher:
         self._generation = 0  # bumped when the queue is dropped
         self._ready = asyncio.Event()
         self._dropped: set[str] = set()  # stream keys whose queued entries were dropped
+        self._expiry_renewed: dict[str, float] = {}  # stream key -> when (monotonic)
 
     def queue(self, key: str, fields: dict[bytes, bytes], *, max_entries: int = 0) -> None:
         """Queue one entry for stream `key` (capped at `max_entries`, or the default)."""
@@ -71,6 +73,16 @@ class StreamPublisher:
         self._outbox.append((key, fields, max_entries or self._max_entries))
         self._bytes += size
         self._ready.set()
+
+    def _keys_to_renew(self, batch: list[tuple[str, dict[bytes, bytes], int]]) -> set[str]:
+        """Streams whose expiry was not renewed lately (once a minute is plenty for
+        a TTL of a day; renewing with every entry would double the commands)."""
+        now = time.monotonic()
+        if len(self._expiry_renewed) > 100_000:
+            self._expiry_renewed.clear()
+        keys = {key for key, _, _ in batch if now - self._expiry_renewed.get(key, -60.0) >= 60.0}
+        self._expiry_renewed.update(dict.fromkeys(keys, now))
+        return keys
 
     async def run(self) -> None:
         delay_s = _RETRY_MIN_S
@@ -97,7 +109,7 @@ class StreamPublisher:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for key, fields, max_entries in batch:
                     pipe.xadd(key, fields, maxlen=max_entries, approximate=True)  # type: ignore[arg-type]
-                for key in {key for key, _, _ in batch}:
+                for key in self._keys_to_renew(batch):
                     pipe.pexpire(key, STREAM_TTL_MS)
                 await pipe.execute()
             # Sent: only now do the entries leave the queue (a failed send is
