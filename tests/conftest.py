@@ -12,7 +12,13 @@ from redis.asyncio import Redis
 from collab.config import Settings
 from tests.helpers import RunningServer, run_server
 from tests.nodeclient import NodeFactory, node_clients
-from tests.servers import postgres_dsn_or_start, redis_url_or_start
+from tests.servers import (
+    POSTGRES_DEFAULT_DSN,
+    REDIS_DEFAULT_URL,
+    PostgresServer,
+    RedisServer,
+    given_or_own,
+)
 from tests.yclient import YClient
 
 
@@ -54,12 +60,9 @@ async def node_client(server: RunningServer) -> AsyncIterator[NodeFactory]:
 
 
 @pytest.fixture(scope="session")
-def postgres_admin_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def postgres_admin_dsn() -> Iterator[str]:
     """COLLAB_TEST_POSTGRES_DSN (default: the local server), or our own from the binaries."""
-    dsn, own = postgres_dsn_or_start(tmp_path_factory.mktemp("postgres"))
-    yield dsn
-    if own is not None:
-        own.stop()
+    yield from given_or_own("COLLAB_TEST_POSTGRES_DSN", POSTGRES_DEFAULT_DSN, 5432, PostgresServer)
 
 
 @pytest.fixture
@@ -79,10 +82,10 @@ async def postgres_url(postgres_admin_dsn: str) -> AsyncIterator[str]:
 @pytest.fixture(scope="session")
 def shared_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """COLLAB_TEST_REDIS_URL (default: the local server), or our own from the binary."""
-    url, own = redis_url_or_start(tmp_path_factory.mktemp("redis"))
-    yield url
-    if own is not None:
-        own.stop()
+    directory = tmp_path_factory.mktemp("redis")
+    yield from given_or_own(
+        "COLLAB_TEST_REDIS_URL", REDIS_DEFAULT_URL, 6379, lambda: RedisServer(directory)
+    )
 
 
 @pytest.fixture

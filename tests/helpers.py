@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import httpx
 import uvicorn
 from fastapi import FastAPI
+from pycrdt import Doc, Text
 
 from collab.cli import uvicorn_config
 from collab.config import Settings
@@ -97,6 +98,17 @@ async def run_server(settings: Settings) -> AsyncIterator[RunningServer]:
 
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def text_edits(*pieces: str) -> list[bytes]:
+    """The updates an editor sends when it appends `pieces` to Y.Text "text", one each."""
+    doc: Doc = Doc()
+    updates: list[bytes] = []
+    doc.observe(lambda event: updates.append(event.update))
+    text = doc.get("text", type=Text)
+    for piece in pieces:
+        text.insert(len(text), piece)
+    return updates
 
 
 class ServerProcess:

@@ -17,8 +17,11 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Protocol
 
 from tests.helpers import free_port
 
@@ -87,22 +90,13 @@ class RedisServer:
         self.process = None
 
 
-def redis_url_or_start(directory: Path) -> tuple[str, RedisServer | None]:
-    url = os.environ.get("COLLAB_TEST_REDIS_URL", REDIS_DEFAULT_URL)
-    host_port = url.split("//", 1)[1].split("/", 1)[0].rsplit("@", 1)[-1]
-    host, _, port = host_port.partition(":")
-    if _answers(int(port or 6379), host):
-        return url, None
-    server = RedisServer(directory)
-    server.start()
-    return server.url, server
-
-
 class PostgresServer:
-    """A private PostgreSQL cluster from the installed binaries (trust auth)."""
+    """A private PostgreSQL cluster from the installed binaries (trust auth), in a
+    directory of its own under the system's temp dir (PostgreSQL refuses to run
+    as root, and the postgres user cannot enter pytest's root-only directories)."""
 
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
+    def __init__(self) -> None:
+        self.directory = Path(tempfile.mkdtemp(prefix="collab-test-postgres-"))
         self.port = free_port()
         bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
         if not bins:
@@ -110,7 +104,7 @@ class PostgresServer:
         self._bin = Path(bins[-1]).parent
 
     @property
-    def dsn(self) -> str:
+    def url(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def _run(self, *args: str) -> None:
@@ -120,7 +114,6 @@ class PostgresServer:
 
     def start(self) -> None:
         data = self.directory / "pgdata"
-        self.directory.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             shutil.chown(self.directory, "postgres")
         self._run(str(self._bin / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust")
@@ -140,14 +133,30 @@ class PostgresServer:
         with contextlib.suppress(subprocess.CalledProcessError):
             data = str(self.directory / "pgdata")
             self._run(str(self._bin / "pg_ctl"), "-D", data, "-m", "fast", "stop")
+        shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def postgres_dsn_or_start(directory: Path) -> tuple[str, PostgresServer | None]:
-    dsn = os.environ.get("COLLAB_TEST_POSTGRES_DSN", POSTGRES_DEFAULT_DSN)
-    host_port = dsn.split("//", 1)[1].split("/", 1)[0].rsplit("@", 1)[-1]
-    host, _, port = host_port.partition(":")
-    if _answers(int(port or 5432), host):
-        return dsn, None
-    server = PostgresServer(directory)
+class OwnServer(Protocol):
+    url: str
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def given_or_own(
+    env_var: str, default_url: str, default_port: int, make: Callable[[], OwnServer]
+) -> Iterator[str]:
+    """The URL in `env_var` (or the default) if something answers there; else a
+    server of our own from `make`, stopped when the generator is closed."""
+    url = os.environ.get(env_var, default_url)
+    host, _, port = url.split("//", 1)[1].split("/", 1)[0].rsplit("@", 1)[-1].partition(":")
+    if _answers(int(port or default_port), host):
+        yield url
+        return
+    server = make()
     server.start()
-    return server.dsn, server
+    try:
+        yield server.url
+    finally:
+        server.stop()

@@ -20,7 +20,7 @@ from collab.migrate import MIGRATIONS_DIR, head_revision
 from collab.sql_schema import metadata
 from collab.sql_store import SqlStore
 from collab.store import AppendUpdate
-from tests.helpers import REPO
+from tests.helpers import REPO, text_edits
 
 pytestmark = pytest.mark.postgres
 
@@ -42,16 +42,6 @@ def database_url(request, tmp_path, postgres_url) -> str:
     return postgres_url
 
 
-def _edits(*pieces: str) -> list[bytes]:
-    doc: Doc = Doc()
-    updates: list[bytes] = []
-    doc.observe(lambda event: updates.append(event.update))
-    text = doc.get("text", type=Text)
-    for piece in pieces:
-        text.insert(len(text), piece)
-    return updates
-
-
 async def _make_legacy_database(url: str, *, tables: list[str] | None = None) -> str:
     """A database as collab made it before migrations: `create_all` of the old
     schema (or of the even older subset `tables`), with a document whose first
@@ -61,7 +51,7 @@ async def _make_legacy_database(url: str, *, tables: list[str] | None = None) ->
     chosen = [old.tables[name] for name in tables] if tables else None
     async with engine.begin() as conn:
         await conn.run_sync(lambda sync: old.create_all(sync, tables=chosen))
-        updates = _edits("one ", "two ", "three ", "four ", "five")
+        updates = text_edits("one ", "two ", "three ", "four ", "five")
         head: Doc = Doc()
         for update in updates[:3]:
             head.apply_update(update)
@@ -108,7 +98,7 @@ async def test_a_database_made_before_migrations_is_upgraded_with_its_data(datab
         assert str(build_doc(stored, "doc").get("text", type=Text)) == expected
         assert stored.snapshot_seq == 0 and len(stored.updates) == 2
         # The log's sequence goes on where it was: ids are never reused.
-        [row_id] = await store.commit([AppendUpdate("doc", _edits("!")[0])])
+        [row_id] = await store.commit([AppendUpdate("doc", text_edits("!")[0])])
         assert isinstance(row_id, int) and row_id > max(stored.update_ids) >= 5
     finally:
         await store.close()

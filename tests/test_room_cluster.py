@@ -17,6 +17,7 @@ from collab.protocol import (
 )
 from collab.room import Room
 from collab.store import AppendUpdate, WriteOp
+from tests.helpers import text_edits
 
 
 class RecordingSink:
@@ -73,19 +74,9 @@ def _queued(peer: Peer) -> list[object]:
     return [decode_message(m) for m in peer._outbox]
 
 
-def _edits(*pieces: str) -> list[bytes]:
-    doc: Doc = Doc()
-    updates: list[bytes] = []
-    doc.observe(lambda event: updates.append(event.update))
-    text = doc.get("text", type=Text)
-    for piece in pieces:
-        text.insert(len(text), piece)
-    return updates
-
-
 async def test_a_remote_update_is_relayed_at_once_and_never_stored_again():
     room, sink, feed, peer = _room()
-    [update] = _edits("from elsewhere")
+    [update] = text_edits("from elsewhere")
     room.apply_remote(update)
     assert [m for m in _queued(peer) if isinstance(m, SyncUpdate)], "relayed to the peers"
     assert sink.ops == [], "already durable: not stored again"
@@ -98,7 +89,7 @@ async def test_a_remote_update_is_relayed_at_once_and_never_stored_again():
 
 async def test_a_local_update_is_stored_then_relayed_and_published_with_its_row():
     room, sink, feed, peer = _room()
-    [update] = _edits("typed here")
+    [update] = text_edits("typed here")
     room.handle(peer, SyncUpdate(update))
     await asyncio.sleep(0)  # the commit callback
     assert [type(op) for op in sink.ops] == [AppendUpdate]
@@ -108,7 +99,7 @@ async def test_a_local_update_is_stored_then_relayed_and_published_with_its_row(
 
 async def test_an_update_whose_past_has_not_arrived_waits_for_it_then_is_relayed():
     room, _, _, peer = _room()
-    first, second = _edits("a", "b")
+    first, second = text_edits("a", "b")
     room.apply_remote(second)  # depends on `first`: pending inside yrs, not relayed yet
     assert str(room.doc.get("text", type=Text)) == ""
     room.apply_remote(first)
