@@ -27,6 +27,7 @@ from tests.balancer import balancer
 from tests.helpers import TIMEOUT_S, ServerProcess, eventually
 from tests.nodeclient import node_clients, require_node
 from tests.servers import RedisServer
+from tests.test_snapshots_cli import cli, cli_json
 from tests.yclient import YClient
 
 pytestmark = [pytest.mark.cluster, pytest.mark.postgres]
@@ -394,3 +395,19 @@ async def test_only_servers_of_one_cluster_share_a_database(
         await other.start()
     assert "give every server the same --redis-url" in other.log_path.read_text()
     assert member.process is not None and member.process.returncode is None
+
+
+async def test_snapshots_cli_goes_through_any_live_server_of_the_cluster(
+    cluster, clients, postgres_url
+):
+    a, b = await cluster(2)
+    on_a = await _connect(clients, a.ws_url("doc"))
+    on_b = await _connect(clients, b.ws_url("doc"))
+    on_a.text.insert(0, "keep this")
+    await eventually(lambda: str(on_b.text) == "keep this")
+    saved = await cli_json("save", "doc", "--label", "good", "--database", postgres_url)
+    on_b.text.insert(len(on_b.text), " and not this")
+    await eventually(lambda: str(on_a.text) == "keep this and not this")
+    code, _, err = await cli("restore", "doc", str(saved["id"]), "--database", postgres_url)
+    assert code == 0 and "going through its API" in err, err
+    await eventually(lambda: str(on_a.text) == str(on_b.text) == "keep this")
