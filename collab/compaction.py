@@ -7,8 +7,7 @@ same document (`CompactionBusy`). On a conflict the room first catches up with
 storage - so it holds the newer snapshot - and the snapshot is built again; an
 explicit capture (a pre-restore version, which must show the state before the
 restore) is merged with the newer snapshot instead of re-read from the room.
-An automatic compaction that finds another process compacting simply leaves
-it to that one.
+A snapshot that finds another process compacting the document waits its turn.
 
 Owns the janitor's compaction tasks too (at most one per document). Each
 process compacts the rows it wrote (and those it loaded); the advisory lock
@@ -76,9 +75,8 @@ class Compactor:
         label: str | None = None,
         author: str | None = None,
         capture: SnapshotCapture | None = None,
-    ) -> int | None:
-        """Save a snapshot of `room` (of `capture` if given); its id, or None for
-        an automatic compaction that another process is doing right now."""
+    ) -> int:
+        """Save a snapshot of `room` (of `capture` if given); its id."""
         is_explicit = capture is not None
         current = capture or room.capture()
         window_s = self._window_s if kind is SnapshotKind.AUTO else 0.0
@@ -89,10 +87,10 @@ class Compactor:
                     current, kind, label=label, author=author, merge_window_s=window_s
                 )
             except CompactionBusy:
+                # Another process holds the document's compaction lock for the
+                # length of one transaction: wait our turn (its snapshot does not
+                # hold our rows; ours must still be written).
                 self._metrics.snapshots_declined.labels("busy").inc()
-                if kind is SnapshotKind.AUTO:
-                    logger.debug("doc=%s another process is compacting it", room.name)
-                    return None
                 await asyncio.sleep(_BUSY_BACKOFF_S * (attempt + 1))
                 continue
             except SnapshotConflict as exc:
@@ -106,6 +104,7 @@ class Compactor:
                 else:
                     current = room.capture()
                 continue
+            assert snapshot_id is not None  # a SaveSnapshot resolves to its id
             return snapshot_id
         raise SnapshotNotSaved(f"doc={room.name}: no snapshot saved after {_ATTEMPTS} attempts")
 

@@ -115,6 +115,12 @@ def _is_gap(position: bytes, oldest: bytes, has_lost: bool) -> bool:
     return bool(oldest) and _stream_id(oldest) > _stream_id(position)
 
 
+def _report_death(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        # Fan-out between processes has stopped: say so as loudly as we can.
+        logger.critical("%s died", task.get_name(), exc_info=task.exception())
+
+
 class RedisBus:
     def __init__(self, settings: BusSettings, process_id: str) -> None:
         self._settings = settings
@@ -160,7 +166,9 @@ class RedisBus:
             ("reader", self._run_reader),
             ("liveness", self._run_liveness),
         ):
-            self._tasks.append(asyncio.create_task(job(), name=f"redis {name}"))
+            task = asyncio.create_task(job(), name=f"redis {name}")
+            task.add_done_callback(_report_death)
+            self._tasks.append(task)
 
     async def close(self) -> None:
         """Stop; queued entries get one chance to go out, and the heartbeat is
@@ -234,8 +242,12 @@ class RedisBus:
             except (RedisError, OSError) as exc:
                 self._set_connected(False)
                 self._note_error("read", exc)
-                await asyncio.sleep(delay_s)
-                delay_s = min(delay_s * 2, _RETRY_MAX_S)
+            except Exception:  # task boundary: the reader must outlive a bad batch
+                logger.exception("redis reader failed; catching every document up")
+                for document in self.positions:
+                    self.positions[document] = None
+            await asyncio.sleep(delay_s)
+            delay_s = min(delay_s * 2, _RETRY_MAX_S)
 
     async def _check_server(self, redis: Redis) -> None:
         """A Redis that restarted has lost every stream: catch everything up."""
