@@ -15,10 +15,11 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request, Response, WebSocket
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, HTTPException, Request, Response, WebSocket
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.websockets import WebSocketDisconnect
@@ -46,9 +47,11 @@ from collab.protocol import decode_message, is_valid_document_name
 from collab.room import Room
 from collab.runtime import Runtime, open_runtime
 from collab.sql_store import redact_url
+from collab.store import DocumentInfo
 
 logger = logging.getLogger(__name__)
 
+_DOCUMENT_NAME_RULE = "use 1-128 of A-Z a-z 0-9 . _ : -"
 _MAX_CLOSE_REASON_BYTES = 123  # RFC 6455 5.5: a control frame payload is at most 125 bytes
 
 
@@ -75,12 +78,21 @@ class Health(BaseModel):
     database: str
 
 
+class PresentUserOut(BaseModel):
+    name: str
+    color: str = Field(description="CSS colour the person's editor shows them in ('' if none)")
+
+
 class DocumentSummary(BaseModel):
     name: str
     created_at: datetime | None = Field(description="None for a live document not yet stored")
     updated_at: datetime | None
     size_bytes: int = Field(description="Latest snapshot plus the update log after it")
     live_connections: int
+    present: list[PresentUserOut] = Field(
+        description="Who is in it now: the awareness states' `user` {name, color} "
+        "(the y-codemirror convention), one per distinct name and colour"
+    )
 
 
 class DocumentContent(BaseModel):
@@ -146,27 +158,24 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/api/documents", response_model=list[DocumentSummary], tags=["documents"])
     async def list_documents(request: Request) -> list[DocumentSummary]:
-        svc = runtime(request)
-        summaries = {
-            info.name: DocumentSummary(
-                name=info.name,
-                created_at=timestamp(info.created_at),
-                updated_at=timestamp(info.updated_at),
-                size_bytes=info.size_bytes,
-                live_connections=svc.registry.live_connections(info.name),
+        registry = runtime(request).registry
+
+        def summary(name: str, info: DocumentInfo | None) -> DocumentSummary:
+            return DocumentSummary(
+                name=name,
+                created_at=timestamp(info.created_at) if info else None,
+                updated_at=timestamp(info.updated_at) if info else None,
+                size_bytes=info.size_bytes if info else 0,
+                live_connections=registry.live_connections(name),
+                present=[
+                    PresentUserOut(name=user.name, color=user.color)
+                    for user in registry.present_users(name)
+                ],
             )
-            for info in await svc.store.list_documents()
-        }
-        for name, room in svc.registry.rooms.items():
-            if name not in summaries and room.peers:
-                summaries[name] = DocumentSummary(
-                    name=name,
-                    created_at=None,
-                    updated_at=None,
-                    size_bytes=0,
-                    live_connections=len(room.peers),
-                )
-        return [summaries[name] for name in sorted(summaries)]
+
+        stored = {info.name: info for info in await runtime(request).store.list_documents()}
+        live = {name for name, room in registry.rooms.items() if room.peers}
+        return [summary(name, stored.get(name)) for name in sorted(stored.keys() | live)]
 
     @app.get(
         "/api/documents/{name}",
@@ -197,16 +206,60 @@ def create_app(settings: Settings) -> FastAPI:
             logger.warning("refused connection: bad document name %r", name[:200])
             await websocket.close(
                 CloseCode.BAD_DOCUMENT_NAME,
-                "bad document name: use 1-128 of A-Z a-z 0-9 . _ : -",
+                f"bad document name: {_DOCUMENT_NAME_RULE}",
             )
             return
         await _serve_peer(
             websocket, name, websocket.app.state.runtime, websocket.app.state.peer_limits
         )
 
-    if settings.web_dir.is_dir():
-        app.mount("/", StaticFiles(directory=settings.web_dir, html=True), name="web")
+    _add_web_client(app, settings.web_dir / "dist")
     return app
+
+
+_NOT_BUILT = "web client not built: run make install"
+
+
+class _BuiltAssets(StaticFiles):
+    """The bundle's files; a missing build is a clear 503, not a RuntimeError."""
+
+    async def check_config(self) -> None:
+        try:
+            await super().check_config()
+        except RuntimeError as exc:  # Starlette's "directory does not exist"
+            raise HTTPException(503, _NOT_BUILT) from exc
+
+
+def _add_web_client(app: FastAPI, built_dir: Path) -> None:
+    """The browser editor, built by `make install` (web/build.mjs) into `built_dir`:
+    `/` the document list, `/d/{name}` the editor, `/assets/*` the bundle.
+
+    The pages are looked up per request, so a server started before the build
+    serves them once it exists. Asset names carry a content hash (immutable);
+    the pages that name them are revalidated on every load.
+    """
+
+    def page(file_name: str) -> Response:
+        path = built_dir / file_name
+        if not path.is_file():
+            logger.error("web page %s is missing: %s", path, _NOT_BUILT)
+            return PlainTextResponse(_NOT_BUILT, status_code=503)
+        return FileResponse(path, headers={"Cache-Control": "no-cache"})
+
+    @app.get("/", include_in_schema=False)
+    async def document_list_page() -> Response:
+        return page("index.html")
+
+    @app.get("/d/{name:path}", include_in_schema=False)
+    async def editor_page(name: str) -> Response:
+        if not is_valid_document_name(name):
+            return PlainTextResponse(
+                f"bad document name {name[:200]!r}: {_DOCUMENT_NAME_RULE}",
+                status_code=404,
+            )
+        return page("editor.html")
+
+    app.mount("/assets", _BuiltAssets(directory=built_dir / "assets", check_dir=False))
 
 
 async def _serve_peer(websocket: WebSocket, name: str, svc: Runtime, limits: PeerLimits) -> None:

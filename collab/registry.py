@@ -19,7 +19,7 @@ from pycrdt import Doc
 
 from collab.errors import CloseCode, DocumentNotFound
 from collab.peer import Peer
-from collab.room import Room
+from collab.room import PresentUser, Room
 from collab.store import DeleteDocument, DocumentStore, StoredDocument
 from collab.writer import UpdateWriter
 
@@ -106,6 +106,10 @@ class RoomRegistry:
     def live_connections(self, name: str) -> int:
         room = self.rooms.get(name)
         return len(room.peers) if room else 0
+
+    def present_users(self, name: str) -> list[PresentUser]:
+        room = self.rooms.get(name)
+        return room.present_users() if room else []
 
     async def _load_once(self, name: str) -> Room:
         task = self._loading.get(name)

@@ -24,7 +24,7 @@ import logging
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from pycrdt import Awareness, Doc, TransactionEvent
 
@@ -51,6 +51,16 @@ from collab.store import AppendUpdate, SaveSnapshot, SnapshotKind, WriteOp
 logger = logging.getLogger(__name__)
 
 _EMPTY_UPDATE = b"\x00\x00"
+# Awareness states are whatever clients send; what the document list echoes is bounded.
+_MAX_PRESENT_NAME_CHARS = 100
+_MAX_PRESENT_COLOR_CHARS = 32
+
+
+class PresentUser(NamedTuple):
+    """A person in a document, as their editor announces them."""
+
+    name: str
+    color: str
 
 
 class UpdateSink(Protocol):
@@ -202,6 +212,25 @@ class Room:
 
     def _encode_awareness_states(self, client_ids: list[int]) -> bytes:
         return encode_awareness(self.awareness.encode_awareness_update(client_ids))
+
+    def present_users(self) -> list[PresentUser]:
+        """Who is in the document, from the awareness states that follow the
+        y-codemirror convention `{"user": {"name", "color", ...}}`.
+
+        One entry per distinct (name, colour) — one person in two tabs is one
+        person — sorted by name. States without a string name (other clients,
+        or a state that has not said who it is yet) are not people to show.
+        """
+        users: set[PresentUser] = set()
+        for state in self.awareness.states.values():
+            user = state.get("user") if isinstance(state, dict) else None
+            if not isinstance(user, dict):
+                continue
+            name, color = user.get("name"), user.get("color")
+            if isinstance(name, str) and name.strip():
+                color = color[:_MAX_PRESENT_COLOR_CHARS] if isinstance(color, str) else ""
+                users.add(PresentUser(name[:_MAX_PRESENT_NAME_CHARS], color))
+        return sorted(users)
 
     # -- lifecycle -----------------------------------------------------------
 

@@ -28,7 +28,7 @@ ALLOWED = {
     "runtime": {"config", "history", "registry", "retention", "sql_store", "store", "writer"},
     "api_versions": {"content", "protocol", "runtime", "store"},
     "app": {"api_versions", "config", "content", "errors", "history", "peer", "protocol"}
-    | {"room", "runtime", "sql_store"},
+    | {"room", "runtime", "sql_store", "store"},
     "snapshots_cli": {"api_versions", "config", "content", "errors", "runtime", "sql_store"},
     "cli": {"app", "config", "snapshots_cli", "sql_store"},
     "__main__": {"cli"},
