@@ -79,8 +79,11 @@ export class HistoryPanel {
         this.renderVersion()
       })
     }
-    view.addEventListener('keydown', (event) => {
-      if (event.key === 'Escape') this.closeVersion()
+    document.addEventListener('keydown', (event) => {
+      // Escape leaves the version preview (unless a dialog above it takes the key).
+      if (event.key === 'Escape' && this.selected && !document.querySelector('dialog[open]')) {
+        this.closeVersion()
+      }
     })
     ytext.observe(() => {
       if (this.selected) this.staleBar.hidden = false
