@@ -204,7 +204,15 @@ class Room:
             return
         changes, origin = change
         if isinstance(origin, Peer):
-            origin.client_ids.update(changes["added"], changes["updated"])
+            announced = changes["added"] + changes["updated"]
+            moved = [client_id for client_id in announced if client_id not in origin.client_ids]
+            if moved:
+                # A client that reconnected announces itself on its new connection
+                # before its old one is gone: the old one must not remove it on leaving.
+                for other in self.peers.values():
+                    if other is not origin:
+                        other.client_ids.difference_update(moved)
+            origin.client_ids.update(announced)
             origin.client_ids.difference_update(changes["removed"])
         changed = changes["added"] + changes["updated"] + changes["removed"]
         if changed:

@@ -73,6 +73,8 @@ async def test_edits_made_offline_sync_when_the_connection_is_back(people):
     await bob.wait_for_text("Plan: Day 1. Offline idea.")
     await eventually(lambda: _contains(notice, "Back online"))
     assert "synced" in await notice.inner_text()
+    # Back at once in the others' presence bar, not at the next awareness renewal.
+    await eventually(lambda: _names_are(bob, ["Bob", "Ada"]), timeout_s=5)
 
 
 async def _contains(locator, text: str) -> bool:

@@ -46,6 +46,13 @@ const connection = new ConnectionStatus(provider, byId('status'), notice)
 
 let { user, isNew } = loadUser()
 provider.awareness.setLocalStateField('user', user)
+provider.on('status', ({ status }) => {
+  // When we dropped, the server and the others removed our awareness state but
+  // kept its clock; a re-announcement at that clock is ignored (y-protocols
+  // awareness rules), so we would stay invisible until the 15 s renewal. A new
+  // clock makes us (and our cursor) reappear the moment we are back.
+  if (status === 'connected') provider.awareness.setLocalState(provider.awareness.getLocalState())
+})
 const userDialog = /** @type {HTMLDialogElement} */ (byId('user-dialog'))
 
 async function editUser () {
