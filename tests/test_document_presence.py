@@ -14,25 +14,30 @@ async def _present(server, name: str) -> list[dict[str, str]] | None:
     return next((doc["present"] for doc in listing if doc["name"] == name), None)
 
 
+async def _wait_until_present(
+    server, name: str, expected: list[dict[str, str]], *, states: int | None = None
+) -> None:
+    """Until the listing shows `expected` (once the room holds `states` awareness states)."""
+
+    async def shown() -> bool:
+        room = server.services.registry.rooms.get(name)
+        if states is not None and (room is None or len(room.awareness.states) != states):
+            return False
+        return await _present(server, name) == expected
+
+    await eventually(shown, what=f"{name} lists {expected}")
+
+
 async def test_listing_shows_who_is_present_and_drops_who_leaves(connect, server):
     ada = await connect("notes")
     bob = await connect("notes")
     await ada.set_presence({"user": {"name": "Ada", "color": "#c2410c", "colorLight": "#c2410c33"}})
     await bob.set_presence({"user": {"name": "Bob", "color": "#1d4ed8"}, "cursor": None})
 
-    async def both_present() -> bool:
-        return await _present(server, "notes") == [
-            {"name": "Ada", "color": "#c2410c"},
-            {"name": "Bob", "color": "#1d4ed8"},
-        ]
-
-    await eventually(both_present, what="Ada and Bob listed")
+    ada_listed = {"name": "Ada", "color": "#c2410c"}
+    await _wait_until_present(server, "notes", [ada_listed, {"name": "Bob", "color": "#1d4ed8"}])
     await bob.close()
-
-    async def only_ada() -> bool:
-        return await _present(server, "notes") == [{"name": "Ada", "color": "#c2410c"}]
-
-    await eventually(only_ada, what="Bob dropped after leaving")
+    await _wait_until_present(server, "notes", [ada_listed])
 
 
 async def test_one_person_in_two_tabs_is_listed_once(connect, server):
@@ -40,13 +45,7 @@ async def test_one_person_in_two_tabs_is_listed_once(connect, server):
     for tab in tabs:
         await tab.set_presence({"user": {"name": "Ada", "color": "#c2410c"}})
 
-    async def listed_once() -> bool:
-        room = server.services.registry.rooms["notes"]
-        return len(room.awareness.states) == 2 and await _present(server, "notes") == [
-            {"name": "Ada", "color": "#c2410c"}
-        ]
-
-    await eventually(listed_once)
+    await _wait_until_present(server, "notes", [{"name": "Ada", "color": "#c2410c"}], states=2)
 
 
 async def test_states_that_do_not_name_a_user_are_not_people(connect, server):
@@ -57,23 +56,14 @@ async def test_states_that_do_not_name_a_user_are_not_people(connect, server):
     named = await connect("notes")
     await named.set_presence({"user": {"name": "Cy"}})
 
-    async def only_cy() -> bool:
-        room = server.services.registry.rooms["notes"]
-        return len(room.awareness.states) == 3 and await _present(server, "notes") == [
-            {"name": "Cy", "color": ""}
-        ]
-
-    await eventually(only_cy)
+    await _wait_until_present(server, "notes", [{"name": "Cy", "color": ""}], states=3)
 
 
 async def test_a_live_document_not_yet_stored_is_listed_with_its_people(connect, server):
     client = await connect("fresh")
     await client.set_presence({"user": {"name": "Ada", "color": "#c2410c"}})
 
-    async def listed() -> bool:
-        return await _present(server, "fresh") == [{"name": "Ada", "color": "#c2410c"}]
-
-    await eventually(listed)
+    await _wait_until_present(server, "fresh", [{"name": "Ada", "color": "#c2410c"}])
     async with httpx.AsyncClient(base_url=server.http_url) as http:
         entry = next(d for d in (await http.get("/api/documents")).json() if d["name"] == "fresh")
     assert entry["created_at"] is None and entry["live_connections"] == 1

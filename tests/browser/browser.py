@@ -145,6 +145,14 @@ class People:
         await person.page.locator("#status[data-state=connected]").wait_for()
         return person
 
+    async def open_pair(self, document: str, text: str) -> tuple[Person, Person]:
+        """Ada and Bob in one document: Ada has typed `text`, and Bob sees it."""
+        ada = await self.open_editor("Ada", document)
+        bob = await self.open_editor("Bob", document)
+        await ada.type(text)
+        await bob.wait_for_text(text)
+        return ada, bob
+
     async def close(self, person: Person) -> None:
         await person.context.close()
 

@@ -12,11 +12,7 @@ pytestmark = pytest.mark.browser
 
 
 async def test_typing_cursors_and_presence_reach_the_other_editor(people, browser):
-    ada = await people.open_editor("Ada", "plans")
-    bob = await people.open_editor("Bob", "plans")
-
-    await ada.type("# Plans\n\nHello from Ada.\n")
-    await bob.wait_for_text("# Plans\n\nHello from Ada.\n")
+    ada, bob = await people.open_pair("plans", "# Plans\n\nHello from Ada.\n")
     await bob.page.keyboard.press("Control+End")
     await bob.type("And Bob.")
     await ada.wait_for_text("# Plans\n\nHello from Ada.\nAnd Bob.")
@@ -51,10 +47,7 @@ async def _names_are(person, expected: list[str]) -> bool:
 
 
 async def test_edits_made_offline_sync_when_the_connection_is_back(people):
-    ada = await people.open_editor("Ada", "trip")
-    bob = await people.open_editor("Bob", "trip")
-    await ada.type("Day 1.")
-    await bob.wait_for_text("Day 1.")
+    ada, bob = await people.open_pair("trip", "Day 1.")
 
     await ada.context.set_offline(True)
     await ada.page.locator("#status[data-state=offline]").wait_for()
@@ -98,10 +91,7 @@ async def test_a_pycrdt_client_and_the_browser_edit_the_same_text(people, connec
 
 
 async def test_undo_takes_back_only_your_own_edits(people):
-    ada = await people.open_editor("Ada", "undo")
-    bob = await people.open_editor("Bob", "undo")
-    await ada.type("ada")
-    await bob.wait_for_text("ada")
+    ada, bob = await people.open_pair("undo", "ada")
     await bob.page.keyboard.press("Control+End")
     await bob.type(" bob")
     await ada.wait_for_text("ada bob")

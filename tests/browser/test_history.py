@@ -12,10 +12,7 @@ pytestmark = pytest.mark.browser
 
 
 async def test_save_compare_and_restore_reach_every_open_editor(people, server):
-    ada = await people.open_editor("Ada", "report")
-    bob = await people.open_editor("Bob", "report")
-    await ada.type("First draft.")
-    await bob.wait_for_text("First draft.")
+    ada, bob = await people.open_pair("report", "First draft.")
 
     page = ada.page
     await page.locator("#toggle-history").click()
