@@ -99,9 +99,13 @@ async def test_your_name_is_asked_once_kept_and_editable(people, server):
     await name_input.fill("Countess Ada")
     await page.locator("#user-dialog button[value=save]").click()
     await eventually(lambda: _names(bob, ["Bob", "Countess Ada"]), what="the rename reaches Bob")
-    swatch = page.locator("#presence .is-self .avatar")
-    colour = await swatch.evaluate("e => getComputedStyle(e).backgroundColor")
-    assert colour == "rgb(77, 124, 15)" or colour.startswith("rgb(")
+    # The fourth swatch of the palette, #7e22ce, as Ada and Bob see her.
+    purple = "rgb(126, 34, 206)"
+    for avatar in (
+        page.locator("#presence .is-self .avatar"),
+        bob.page.locator("#presence .presence-person[data-name='Countess Ada'] .avatar"),
+    ):
+        assert await avatar.evaluate("e => getComputedStyle(e).backgroundColor") == purple
 
 
 async def _names(person, expected: list[str]) -> bool:
