@@ -15,7 +15,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request, Response, WebSocket
 from fastapi.responses import JSONResponse
@@ -24,13 +24,25 @@ from pydantic import BaseModel, Field
 from starlette.websockets import WebSocketDisconnect
 
 from collab import __version__
+from collab.api_auth import (
+    ADMIN_ACCESS,
+    READ_ACCESS,
+    ReadGrant,
+    access_of,
+    admit_websocket,
+    install_cors,
+    log_refusal,
+    refuse_request,
+)
 from collab.api_versions import (
+    AUTH_ERRORS,
     NOT_FOUND,
     DocumentName,
     runtime_of,
     timestamp,
 )
 from collab.api_versions import router as versions_router
+from collab.auth import AuthError
 from collab.config import Settings
 from collab.content import render_content
 from collab.errors import (
@@ -46,6 +58,7 @@ from collab.protocol import decode_message, is_valid_document_name
 from collab.room import Room
 from collab.runtime import Runtime, open_runtime
 from collab.sql_store import redact_url
+from collab.tokens import build_access_policy
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +96,14 @@ class DocumentSummary(BaseModel):
     live_connections: int
 
 
+class AccessOut(BaseModel):
+    auth_required: bool = Field(description="False: the server is open to anyone")
+    role: Literal["read", "write", "admin"]
+    documents: list[str] = Field(description="Names, PREFIX* patterns, or * for all")
+    subject: str | None
+    expires_at: datetime | None
+
+
 class DocumentContent(BaseModel):
     name: str
     content: dict[str, Any] = Field(
@@ -94,6 +115,8 @@ class DocumentContent(BaseModel):
 
 
 def create_app(settings: Settings) -> FastAPI:
+    access = build_access_policy(settings)  # AuthConfigError: the server must not start
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_runtime(settings, is_server=True) as runtime:
@@ -107,6 +130,14 @@ def create_app(settings: Settings) -> FastAPI:
             logger.info(
                 "collab %s ready; database %s", __version__, redact_url(settings.database_url)
             )
+            if access.verifier is None:
+                logger.warning(
+                    "running OPEN: no COLLAB_AUTH_SECRET or COLLAB_AUTH_PUBLIC_KEY, so anyone "
+                    "who can reach %s can read, change and delete every document",
+                    settings.advertised_url,
+                )
+            else:
+                logger.info("tokens required (%s)", ", ".join(access.verifier.algorithms))
             yield
         logger.info("collab stopped; %d transactions committed", runtime.writer.commits)
 
@@ -116,6 +147,9 @@ def create_app(settings: Settings) -> FastAPI:
         summary="Yjs-compatible collaborative document server",
         lifespan=lifespan,
     )
+    app.state.access = access
+    install_cors(app, access)
+    app.add_exception_handler(AuthError, refuse_request)
 
     runtime = runtime_of
 
@@ -144,8 +178,25 @@ def create_app(settings: Settings) -> FastAPI:
             return JSONResponse(body.model_dump(), status_code=503)
         return Health(status="ok", version=__version__, database="ok")
 
-    @app.get("/api/documents", response_model=list[DocumentSummary], tags=["documents"])
-    async def list_documents(request: Request) -> list[DocumentSummary]:
+    @app.get("/api/access", response_model=AccessOut, responses=AUTH_ERRORS, tags=["access"])
+    async def get_access(grant: ReadGrant, request: Request) -> AccessOut:
+        """What the request's token allows (an editor shows read-only mode from this)."""
+        return AccessOut(
+            auth_required=not access_of(request).is_open,
+            role=grant.role.value,  # type: ignore[arg-type]
+            documents=list(grant.documents),
+            subject=grant.subject,
+            expires_at=None if grant.expires_at is None else timestamp(grant.expires_at),
+        )
+
+    @app.get(
+        "/api/documents",
+        response_model=list[DocumentSummary],
+        responses=AUTH_ERRORS,
+        tags=["documents"],
+    )
+    async def list_documents(grant: ReadGrant, request: Request) -> list[DocumentSummary]:
+        """The documents the token covers (all of them on an open server)."""
         svc = runtime(request)
         summaries = {
             info.name: DocumentSummary(
@@ -156,9 +207,10 @@ def create_app(settings: Settings) -> FastAPI:
                 live_connections=svc.registry.live_connections(info.name),
             )
             for info in await svc.store.list_documents()
+            if grant.covers(info.name)
         }
         for name, room in svc.registry.rooms.items():
-            if name not in summaries and room.peers:
+            if name not in summaries and room.peers and grant.covers(name):
                 summaries[name] = DocumentSummary(
                     name=name,
                     created_at=None,
@@ -171,8 +223,9 @@ def create_app(settings: Settings) -> FastAPI:
     @app.get(
         "/api/documents/{name}",
         response_model=DocumentContent,
-        responses=NOT_FOUND,
+        responses=NOT_FOUND | AUTH_ERRORS,
         tags=["documents"],
+        dependencies=[READ_ACCESS],
     )
     async def get_document(name: DocumentName, request: Request) -> DocumentContent:
         state = await runtime(request).registry.read_state(name)
@@ -181,7 +234,13 @@ def create_app(settings: Settings) -> FastAPI:
         content = await asyncio.to_thread(render_content, state)
         return DocumentContent(name=name, content=content)
 
-    @app.delete("/api/documents/{name}", status_code=204, responses=NOT_FOUND, tags=["documents"])
+    @app.delete(
+        "/api/documents/{name}",
+        status_code=204,
+        responses=NOT_FOUND | AUTH_ERRORS,
+        tags=["documents"],
+        dependencies=[ADMIN_ACCESS],
+    )
     async def delete_document(name: DocumentName, request: Request) -> Response:
         if not await runtime(request).registry.delete(name):
             raise DocumentNotFound(name)  # one 404 shape: the handler above
@@ -200,8 +259,18 @@ def create_app(settings: Settings) -> FastAPI:
                 "bad document name: use 1-128 of A-Z a-z 0-9 . _ : -",
             )
             return
+        try:
+            grant = admit_websocket(websocket)
+        except AuthError as exc:
+            log_refusal(websocket, exc, name)
+            await WebSocketTransport(websocket).close(exc.close_code, exc.message)
+            return
         await _serve_peer(
-            websocket, name, websocket.app.state.runtime, websocket.app.state.peer_limits
+            websocket,
+            name,
+            websocket.app.state.runtime,
+            websocket.app.state.peer_limits,
+            is_read_only=grant.is_read_only,
         )
 
     if settings.web_dir.is_dir():
@@ -209,8 +278,10 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
-async def _serve_peer(websocket: WebSocket, name: str, svc: Runtime, limits: PeerLimits) -> None:
-    peer = Peer(WebSocketTransport(websocket), name, limits)
+async def _serve_peer(
+    websocket: WebSocket, name: str, svc: Runtime, limits: PeerLimits, *, is_read_only: bool
+) -> None:
+    peer = Peer(WebSocketTransport(websocket), name, limits, is_read_only=is_read_only)
     try:
         room = await svc.registry.join(name, peer)
     except Exception:  # task boundary: this client is told; the others are untouched
@@ -218,7 +289,13 @@ async def _serve_peer(websocket: WebSocket, name: str, svc: Runtime, limits: Pee
         peer.close(CloseCode.INTERNAL_ERROR, "could not load the document")
         await peer.finish()
         return
-    logger.info("doc=%s peer=%d connected (%d in room)", name, peer.id, len(room.peers))
+    logger.info(
+        "doc=%s peer=%d connected%s (%d in room)",
+        name,
+        peer.id,
+        " read-only" if is_read_only else "",
+        len(room.peers),
+    )
     writer = asyncio.create_task(peer.run_writer(), name=f"peer {peer.id} writer")
     reader = asyncio.create_task(_receive_loop(websocket, peer, room, svc), name=f"peer {peer.id}")
     try:

@@ -17,6 +17,8 @@ from collab.app import create_app
 from collab.config import Settings
 from collab.snapshots_cli import add_snapshot_commands, run_snapshot_command
 from collab.sql_store import redact_url
+from collab.token_cli import add_token_commands, run_token_command
+from collab.tokens import TokenRedactingFilter, build_access_policy
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
@@ -30,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the server (default)")
     add_serve_arguments(serve)
     add_snapshot_commands(commands)
+    add_token_commands(commands)
     return parser
 
 
@@ -56,10 +59,24 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compact-after-updates", type=int, metavar="N")
     parser.add_argument("--compact-after", dest="compact_after_s", type=float, metavar="SECONDS")
     parser.add_argument("--max-message-bytes", type=int, metavar="BYTES")
+    parser.add_argument(
+        "--allow-anonymous",
+        action="store_true",
+        default=None,
+        help="run open (no tokens) on a non-loopback host (COLLAB_ALLOW_ANONYMOUS)",
+    )
+    parser.add_argument(
+        "--allowed-origins",
+        metavar="ORIGINS",
+        help="other web origins allowed, comma-separated, or * (COLLAB_ALLOWED_ORIGINS)",
+    )
 
 
 def serve(settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT)
+    for handler in logging.getLogger().handlers:
+        # uvicorn logs WebSocket paths with their query string: ?token=...
+        handler.addFilter(TokenRedactingFilter())
     logger = logging.getLogger("collab")
     logger.info(
         "collab %s starting: http://%s:%d (WebSocket ws://%s:%d/ws/{document}), database %s",
@@ -100,12 +117,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         options = {k: v for k, v in vars(args).items() if k != "command"}
         try:
             settings = Settings.load(**options)
+            build_access_policy(settings)  # refuse to start on unusable auth settings
         except ValueError as exc:
             parser.error(str(exc))
         serve(settings)
         return 0
     if command == "snapshots":
         return run_snapshot_command(args)
+    if command == "token":
+        return run_token_command(args)
     parser.error(f"unknown command {command!r}")
     return 2
 

@@ -61,6 +61,21 @@ class Settings:
     write_backlog_max_ops: int = 50000
     shutdown_timeout_s: float = 30.0
     web_dir: Path = field(default=DEFAULT_WEB_DIR)
+    # Access (README, Security). With a key, every connection and REST call needs a
+    # token signed with it: an HMAC secret (HS256) or a PEM public key, as text or a
+    # file path (RS256/ES256/...). Without one the server is open; it refuses a
+    # non-loopback host then, unless allow_anonymous.
+    auth_secret: str = field(default="", repr=False)
+    auth_public_key: str = field(default="", repr=False)
+    auth_algorithms: str = ""  # comma-separated; default: the key's (HS256, RS256, ES256)
+    auth_audience: str = ""  # when set, tokens need this `aud`
+    auth_issuer: str = ""  # when set, tokens need this `iss`
+    auth_leeway_s: float = 30.0  # clock skew allowed on exp/nbf/iat
+    allow_anonymous: bool = False
+    # Browser pages of other origins allowed to use the WebSocket and REST API
+    # (comma-separated `scheme://host[:port]`, or `*`); pages served by this server
+    # always are.
+    allowed_origins: str = ""
 
     def __post_init__(self) -> None:
         if self.sqlite_synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
@@ -87,6 +102,8 @@ class Settings:
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be greater than 0")
+        if self.auth_leeway_s < 0:
+            raise ValueError("auth_leeway_s must not be negative")
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -112,6 +129,19 @@ class Settings:
         return f"http://{host}:{self.port}"
 
 
+_BOOLEANS = {
+    **dict.fromkeys(("1", "true", "yes", "on"), True),
+    **dict.fromkeys(("0", "false", "no", "off"), False),
+}
+
+
+def client_token(environ: Mapping[str, str] | None = None) -> str | None:
+    """`COLLAB_TOKEN`: the token command-line clients send to a server (not a server
+    setting: the server verifies tokens, it never holds one)."""
+    environ = os.environ if environ is None else environ
+    return environ.get(ENV_PREFIX + "TOKEN") or None
+
+
 def _convert(f: dataclasses.Field[Any], raw: str) -> Any:
     kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
     try:
@@ -121,6 +151,12 @@ def _convert(f: dataclasses.Field[Any], raw: str) -> Any:
             return float(raw)
         if kind == "Path":
             return Path(raw)
+        if kind == "bool":
+            return _BOOLEANS[raw.strip().lower()]
+    except KeyError:
+        raise ValueError(
+            f"{ENV_PREFIX}{f.name.upper()}={raw!r}: use 1/true/yes/on or 0/false/no/off"
+        ) from None
     except ValueError as exc:
         raise ValueError(f"{ENV_PREFIX}{f.name.upper()}={raw!r}: not a valid {kind}") from exc
     return raw

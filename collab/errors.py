@@ -25,6 +25,8 @@ class CloseCode(IntEnum):
     SLOW_CONSUMER = 4004  # the peer's send queue overflowed; it re-syncs on reconnect
     # permanent (4400-4499): y-websocket stops reconnecting
     MALFORMED_MESSAGE = 4400  # framing: bad varint, length beyond the frame, trailing bytes
+    UNAUTHORIZED = 4401  # token missing, malformed, badly signed, or expired
+    FORBIDDEN = 4403  # document outside the token's scope, bad Origin, or a read-only edit
     BAD_DOCUMENT_NAME = 4404
     DOCUMENT_DELETED = 4410
     MESSAGE_TOO_BIG = 4413
@@ -69,6 +71,12 @@ class UnsupportedData(ProtocolError):
 
 class BadDocumentName(ProtocolError):
     close_code = CloseCode.BAD_DOCUMENT_NAME
+
+
+class ReadOnlyEdit(ProtocolError):
+    """A connection with read access sent an edit; it was neither applied nor relayed."""
+
+    close_code = CloseCode.FORBIDDEN
 
 
 class DocumentNotFound(CollabError):

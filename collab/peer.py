@@ -50,9 +50,12 @@ class PeerLimits:
 
 
 class Peer:
-    def __init__(self, transport: Transport, document: str, limits: PeerLimits) -> None:
+    def __init__(
+        self, transport: Transport, document: str, limits: PeerLimits, *, is_read_only: bool = False
+    ) -> None:
         self.id = next(_peer_ids)
         self.document = document
+        self.is_read_only = is_read_only  # its token grants read: the room applies no edit of it
         self.client_ids: set[int] = set()  # awareness ids this connection announced
         self.state = PeerState.OPEN
         self.close_code: int | None = None  # ours, or the client's if it closed first

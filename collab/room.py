@@ -29,7 +29,7 @@ from typing import Any, Protocol
 from pycrdt import Awareness, Doc, TransactionEvent
 
 from collab.content import text_preview
-from collab.errors import CloseCode, InvalidAwareness, InvalidUpdate
+from collab.errors import CloseCode, InvalidAwareness, InvalidUpdate, ReadOnlyEdit
 from collab.peer import Peer
 from collab.protocol import (
     AuthMessage,
@@ -70,6 +70,7 @@ class Room:
         self.peers: dict[int, Peer] = {}
         self.is_closed = False
         self.unknown_messages = 0
+        self.read_only_updates_dropped = 0
         self.updates_since_compaction = 0
         self.dirty_since: float | None = None
         self._clock = clock
@@ -121,6 +122,8 @@ class Room:
         match message:
             case SyncStep1(state_vector):
                 self._answer_step1(peer, state_vector)
+            case SyncStep2() | SyncUpdate() if peer.is_read_only:
+                self._refuse_edit(peer, message)
             case SyncStep2(update) | SyncUpdate(update):
                 return self.apply_update(update)
             case AwarenessUpdate(payload):
@@ -133,6 +136,22 @@ class Room:
                 peer.unknown_messages += 1
                 logger.debug("doc=%s peer=%d ignored %r", self.name, peer.id, message)
         return None
+
+    def _refuse_edit(self, peer: Peer, message: SyncStep2 | SyncUpdate) -> None:
+        """A read-only peer's updates are never applied, so never stored or relayed.
+        A live edit closes it (4403) so the client learns its edits are refused; its
+        step 2 is y-websocket's automatic reply to our step 1, not an edit: dropped
+        and counted, the connection stays."""
+        if isinstance(message, SyncUpdate) and message.update != _EMPTY_UPDATE:
+            raise ReadOnlyEdit("read-only access: edits are refused")
+        self.read_only_updates_dropped += 1
+        logger.debug(
+            "doc=%s peer=%d read-only: dropped a %s of %d bytes",
+            self.name,
+            peer.id,
+            type(message).__name__,
+            len(message.update),
+        )
 
     def _answer_step1(self, peer: Peer, state_vector: bytes) -> None:
         try:

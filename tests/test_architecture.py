@@ -18,6 +18,8 @@ ALLOWED = {
     "restore_text": {"textdiff"},
     "retention": {"store"},
     "config": set(),
+    "auth": {"errors", "protocol"},
+    "tokens": {"auth", "config"},
     "peer": {"errors", "protocol"},
     "writer": {"store"},
     "room": {"content", "errors", "peer", "protocol", "restore", "store"},
@@ -26,18 +28,22 @@ ALLOWED = {
     "sql_schema": {"store"},
     "sql_store": {"sql_schema", "store"},
     "runtime": {"config", "history", "registry", "retention", "sql_store", "store", "writer"},
-    "api_versions": {"content", "protocol", "runtime", "store"},
-    "app": {"api_versions", "config", "content", "errors", "history", "peer", "protocol"}
-    | {"room", "runtime", "sql_store"},
+    "api_auth": {"auth"},
+    "api_versions": {"api_auth", "content", "protocol", "runtime", "store"},
+    "app": {"api_auth", "api_versions", "auth", "config", "content", "errors", "history", "peer"}
+    | {"protocol", "room", "runtime", "sql_store", "tokens"},
     "snapshots_cli": {"api_versions", "config", "content", "errors", "runtime", "sql_store"},
-    "cli": {"app", "config", "snapshots_cli", "sql_store"},
+    "token_cli": {"auth", "config", "tokens"},
+    "cli": {"app", "config", "snapshots_cli", "sql_store", "token_cli", "tokens"},
     "__main__": {"cli"},
     "__init__": set(),
 }
 # third-party packages only one layer may use
 EXCLUSIVE = {
-    "fastapi": {"app", "api_versions"},
-    "starlette": {"app", "api_versions"},
+    "fastapi": {"app", "api_auth", "api_versions"},
+    "starlette": {"app", "api_auth", "api_versions"},
+    "jwt": {"tokens"},
+    "cryptography": {"tokens"},
     "sqlalchemy": {"sql_schema", "sql_store"},
     "uvicorn": {"cli"},
 }
