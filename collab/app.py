@@ -54,7 +54,7 @@ from collab.errors import (
 )
 from collab.history import SnapshotNotFound
 from collab.peer import Peer, PeerLimits, PeerState
-from collab.protocol import decode_message, is_valid_document_name
+from collab.protocol import decode_message, encode_permission_denied, is_valid_document_name
 from collab.room import Room
 from collab.runtime import Runtime, open_runtime
 from collab.sql_store import redact_url
@@ -183,7 +183,7 @@ def create_app(settings: Settings) -> FastAPI:
         """What the request's token allows (an editor shows read-only mode from this)."""
         return AccessOut(
             auth_required=not access_of(request).is_open,
-            role=grant.role.value,  # type: ignore[arg-type]
+            role=grant.role.value,
             documents=list(grant.documents),
             subject=grant.subject,
             expires_at=None if grant.expires_at is None else timestamp(grant.expires_at),
@@ -263,7 +263,9 @@ def create_app(settings: Settings) -> FastAPI:
             grant = admit_websocket(websocket)
         except AuthError as exc:
             log_refusal(websocket, exc, name)
-            await WebSocketTransport(websocket).close(exc.close_code, exc.message)
+            transport = WebSocketTransport(websocket)
+            await transport.send_bytes(encode_permission_denied(exc.message))
+            await transport.close(exc.close_code, exc.message)
             return
         await _serve_peer(
             websocket,

@@ -253,6 +253,15 @@ def encode_awareness(payload: bytes) -> bytes:
     return create_awareness_message(payload)
 
 
+# y-protocols/auth.js: the one auth message, sent by servers; y-websocket logs its
+# reason ("Permission denied to access ...").
+_PERMISSION_DENIED = 0
+
+
+def encode_permission_denied(reason: str) -> bytes:
+    return bytes((MessageType.AUTH, _PERMISSION_DENIED)) + write_message(reason.encode())
+
+
 # An awareness update with zero entries: every Yjs client accepts it as a no-op,
 # and it counts as traffic for y-websocket's 30 s liveness check.
 KEEPALIVE_MESSAGE = encode_awareness(b"\x00")

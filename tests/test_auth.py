@@ -18,6 +18,7 @@ from pycrdt import Text
 
 from collab.auth import Role
 from collab.config import Settings
+from collab.protocol import AuthMessage, decode_message
 from collab.tokens import issue_token
 from tests.helpers import (
     TIMEOUT_S,
@@ -64,11 +65,17 @@ async def join(server: RunningServer) -> AsyncIterator[Connect]:
 
 
 async def refusal(url: str, **kwargs: Any) -> tuple[int | None, str | None]:
-    """Open a WebSocket and wait for the server to close it: (code, reason)."""
+    """Open a WebSocket and wait for the server to close it: (code, reason). The one
+    message before the close is y-protocols' permission-denied with the same reason."""
     async with websockets.connect(url, **kwargs) as ws:
+        message = await asyncio.wait_for(ws.recv(), TIMEOUT_S)
         with pytest.raises(websockets.ConnectionClosed):
             await asyncio.wait_for(ws.recv(), TIMEOUT_S)
-        return ws.close_code, ws.close_reason
+    assert isinstance(message, bytes)
+    denied = decode_message(message)
+    assert isinstance(denied, AuthMessage) and denied.payload[0] == 0  # permission denied
+    assert denied.payload[2:].decode() == ws.close_reason
+    return ws.close_code, ws.close_reason
 
 
 def http(server: RunningServer, token: str | None = None, **headers: str) -> httpx.AsyncClient:
