@@ -24,6 +24,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
 
 from collab.auth import AccessPolicy, AuthError, AuthFailure, Grant, Role, Unauthenticated
+from collab.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,9 @@ def _client(connection: HTTPConnection) -> str:
 
 
 def log_refusal(connection: HTTPConnection, exc: AuthError, document: str | None) -> None:
+    """One log line and one count (`collab_auth_failures_total{reason}`) per refusal."""
+    metrics: Metrics = connection.app.state.runtime.metrics
+    metrics.auth_failed(exc.failure)
     logger.warning(
         "doc=%s client=%s refused %s (%s): %s",
         document or "-",

@@ -42,17 +42,19 @@ from collab.api_versions import (
     timestamp,
 )
 from collab.api_versions import router as versions_router
-from collab.auth import AuthError
+from collab.auth import AuthError, AuthFailure
 from collab.config import Settings
 from collab.content import render_content
 from collab.errors import (
     CloseCode,
     DocumentNotFound,
     MessageTooBig,
-    ProtocolError,
+    ReadOnlyEdit,
+    Refusal,
     UnsupportedData,
 )
 from collab.history import SnapshotNotFound
+from collab.metrics import CONTENT_TYPE_LATEST
 from collab.peer import Peer, PeerLimits, PeerState
 from collab.protocol import decode_message, encode_permission_denied, is_valid_document_name
 from collab.room import Room
@@ -126,6 +128,8 @@ def create_app(settings: Settings) -> FastAPI:
                 max_queue_bytes=settings.send_queue_bytes,
                 keepalive_interval_s=settings.keepalive_interval_s,
                 close_timeout_s=settings.close_timeout_s,
+                rate_per_s=settings.rate_limit_per_s,
+                rate_burst=settings.rate_limit_burst,
             )
             logger.info(
                 "collab %s ready; database %s", __version__, redact_url(settings.database_url)
@@ -177,6 +181,17 @@ def create_app(settings: Settings) -> FastAPI:
             body = Health(status="failing", version=__version__, database="writer stopped")
             return JSONResponse(body.model_dump(), status_code=503)
         return Health(status="ok", version=__version__, database="ok")
+
+    @app.get(
+        "/metrics",
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
+        tags=["ops"],
+    )
+    async def metrics(request: Request) -> Response:
+        """Prometheus exposition of this server's metrics."""
+        body = runtime(request).metrics.exposition()
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/api/access", response_model=AccessOut, responses=AUTH_ERRORS, tags=["access"])
     async def get_access(grant: ReadGrant, request: Request) -> AccessOut:
@@ -283,13 +298,19 @@ def create_app(settings: Settings) -> FastAPI:
 async def _serve_peer(
     websocket: WebSocket, name: str, svc: Runtime, limits: PeerLimits, *, is_read_only: bool
 ) -> None:
-    peer = Peer(WebSocketTransport(websocket), name, limits, is_read_only=is_read_only)
+    peer = Peer(WebSocketTransport(websocket), name, limits, svc.metrics, is_read_only=is_read_only)
+    svc.metrics.connections_opened.inc()
     try:
         room = await svc.registry.join(name, peer)
+    except Refusal as exc:
+        logger.warning("doc=%s peer=%d refused (%d): %s", name, peer.id, exc.close_code, exc)
+        peer.close(exc.close_code, exc.reason)
+        await _finish(peer, svc)
+        return
     except Exception:  # task boundary: this client is told; the others are untouched
         logger.exception("doc=%s peer=%d could not join", name, peer.id)
         peer.close(CloseCode.INTERNAL_ERROR, "could not load the document")
-        await peer.finish()
+        await _finish(peer, svc)
         return
     logger.info(
         "doc=%s peer=%d connected%s (%d in room)",
@@ -318,7 +339,7 @@ async def _serve_peer(
                     "doc=%s peer=%d %s failed", name, peer.id, task.get_name(), exc_info=result
                 )
                 peer.close(CloseCode.INTERNAL_ERROR, "internal error")
-        await peer.finish()
+        await _finish(peer, svc)
         logger.info(
             "doc=%s peer=%d disconnected (code %s%s)",
             name,
@@ -328,10 +349,16 @@ async def _serve_peer(
         )
 
 
+async def _finish(peer: Peer, svc: Runtime) -> None:
+    await peer.finish()
+    svc.metrics.closed(peer.close_code)
+
+
 async def _receive_loop(websocket: WebSocket, peer: Peer, room: Room, svc: Runtime) -> None:
     """Read frames until the client leaves or breaks the protocol."""
     max_bytes = svc.settings.max_message_bytes
     writer = svc.writer
+    count_received = svc.metrics.received.count
     try:
         while peer.is_open:
             event = await websocket.receive()
@@ -340,19 +367,23 @@ async def _receive_loop(websocket: WebSocket, peer: Peer, room: Room, svc: Runti
                 peer.state = PeerState.CLOSED
                 peer.close_code = peer.close_code or event.get("code")
                 return
+            peer.note_received()
             data = event.get("bytes")
             if data is None:
                 raise UnsupportedData("text frames are not part of the Yjs protocol; send binary")
+            count_received(data)
             if len(data) > max_bytes:
                 raise MessageTooBig(f"message of {len(data)} bytes exceeds {max_bytes}")
             if room.handle(peer, decode_message(data)) is not None and writer.pending_ops:
                 await writer.wait_for_capacity()
-    except ProtocolError as exc:
+    except Refusal as exc:
         logger.warning(
-            "doc=%s peer=%d protocol error, closing with %d: %s",
+            "doc=%s peer=%d refused, closing with %d: %s",
             peer.document,
             peer.id,
             exc.close_code,
             exc.reason,
         )
+        if isinstance(exc, ReadOnlyEdit):
+            svc.metrics.auth_failed(AuthFailure.READ_ONLY_EDIT)
         peer.close(exc.close_code, exc.reason)

@@ -24,6 +24,8 @@ class Settings:
     port: int = 1234
     database_url: str = "sqlite+aiosqlite:///./data/collab.db"
     log_level: str = "info"
+    # "text" (human) or "json" (one object per line, for log pipelines).
+    log_format: str = "text"
     # SQLite only: NORMAL survives a killed process; FULL also survives power loss.
     sqlite_synchronous: str = "NORMAL"
     # A room stays in memory this long after its last client leaves.
@@ -56,6 +58,21 @@ class Settings:
     # drops a socket that hears nothing for 30 s).
     keepalive_interval_s: float = 15.0
     close_timeout_s: float = 10.0
+    # Limits (0 disables a limit). Refusals carry a close code and a log line; see
+    # the README's security section.
+    max_document_bytes: int = 128 * 1024 * 1024  # an update growing it past: 4414
+    max_awareness_bytes: int = 64 * 1024  # one awareness message: 4431
+    max_connections: int = 10_000  # in all: 1013
+    max_connections_per_document: int = 1_000  # 1013
+    max_loaded_documents: int = 10_000  # idle ones unload first (LRU); else 1013
+    # Per-connection token bucket: sustained messages/s and the burst above it: 4029.
+    rate_limit_per_s: float = 200.0
+    rate_limit_burst: int = 2_000
+    idle_timeout_s: float = 600.0  # nothing received for this long: 4008
+    # WebSocket protocol pings: a peer that does not answer within the timeout is
+    # dropped (half-open TCP connections).
+    ws_ping_interval_s: float = 20.0
+    ws_ping_timeout_s: float = 20.0
     # Group commit: most ops in one transaction; receive loops wait above the backlog.
     write_batch_max_ops: int = 2000
     write_backlog_max_ops: int = 50000
@@ -78,6 +95,8 @@ class Settings:
     allowed_origins: str = ""
 
     def __post_init__(self) -> None:
+        if self.log_format not in {"text", "json"}:
+            raise ValueError(f"log_format must be text or json, not {self.log_format!r}")
         if self.sqlite_synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
             raise ValueError(
                 f"sqlite_synchronous must be OFF/NORMAL/FULL/EXTRA, not {self.sqlite_synchronous!r}"
@@ -92,6 +111,20 @@ class Settings:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        for name in (
+            "max_document_bytes",
+            "max_awareness_bytes",
+            "max_connections",
+            "max_connections_per_document",
+            "max_loaded_documents",
+            "rate_limit_per_s",
+            "rate_limit_burst",
+            "idle_timeout_s",
+            "ws_ping_interval_s",
+            "ws_ping_timeout_s",
+        ):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be 0 (no limit) or more")
         for name in (
             "keepalive_interval_s",
             "janitor_interval_s",

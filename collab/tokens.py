@@ -15,7 +15,6 @@ present a public key as an HMAC secret.
 
 from __future__ import annotations
 
-import logging
 import re
 import time
 from collections.abc import Iterable, Mapping
@@ -300,30 +299,3 @@ def issue_token(
         if value:
             claims[claim] = value
     return jwt.encode(claims, key, algorithm=algorithms[0])  # type: ignore[arg-type]
-
-
-# -- logs ---------------------------------------------------------------------------
-
-# A JWT's header always starts with `{"` -> "eyJ"; also `token=...` in query strings
-# (uvicorn logs WebSocket paths with their query) and `Bearer ...`.
-_SECRETS_IN_TEXT = re.compile(
-    r"eyJ[\w-]*\.[\w-]*\.[\w-]*"
-    r"|(?<=token=)[^&\s\"']+"
-    r"|(?<=Bearer )[\w.~+/=-]+",
-    re.IGNORECASE,
-)
-
-
-def redact_tokens(text: str) -> str:
-    return _SECRETS_IN_TEXT.sub("[redacted]", text)
-
-
-class TokenRedactingFilter(logging.Filter):
-    """Put on a handler: no token reaches a log, whoever logged it (uvicorn included)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        redacted = redact_tokens(message)
-        if redacted != message:
-            record.msg, record.args = redacted, None
-        return True

@@ -21,7 +21,7 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
-from collab.app import create_app
+from collab.cli import uvicorn_config
 from collab.config import Settings
 
 TIMEOUT_S = 10.0 * float(os.environ.get("COLLAB_TEST_TIMEOUT_SCALE", "1"))
@@ -80,16 +80,8 @@ class RunningServer:
 @contextlib.asynccontextmanager
 async def run_server(settings: Settings) -> AsyncIterator[RunningServer]:
     """A real uvicorn on port 0 in this event loop; waits on `server.started`."""
-    app = create_app(settings)
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=0,
-        log_config=None,
-        ws="websockets-sansio",
-        ws_max_size=settings.max_message_bytes * 2 + 1,
-        lifespan="on",
-    )
+    config = uvicorn_config(settings, host="127.0.0.1", port=0, lifespan="on")
+    app = config.app
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     await eventually(lambda: server.started or task.done(), what="server start")

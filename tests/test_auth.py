@@ -502,3 +502,16 @@ async def test_snapshots_cli_sends_its_token_to_a_server_that_needs_one(server, 
         env={"COLLAB_TOKEN": token("doc", role="read")},
     )  # fmt: skip
     assert code == 0 and "from the cli" in out, err
+
+
+async def test_refusals_are_counted_by_reason_in_metrics(server, join):
+    await refusal(server.ws_url("doc"))
+    await refusal(f"{server.ws_url('doc')}?token={token('doc', ttl_s=-120)}")
+    reader = await join("doc", token("doc", role="read"))
+    reader.text.insert(0, "x")
+    assert await reader.wait_closed() == 4403
+    async with http(server, Origin="https://evil.example") as api:
+        assert (await api.get("/api/documents")).status_code == 403
+        exposition = (await api.get("/metrics")).text
+    for reason in ("missing_token", "expired", "read_only_edit", "bad_origin"):
+        assert f'collab_auth_failures_total{{reason="{reason}"}} 1.0' in exposition, reason

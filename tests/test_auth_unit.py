@@ -33,6 +33,8 @@ from collab.auth import (
 )
 from collab.config import Settings, client_token
 from collab.errors import CloseCode, ReadOnlyEdit
+from collab.logs import TokenRedactingFilter, redact_tokens
+from collab.metrics import Metrics
 from collab.peer import Peer, PeerLimits
 from collab.protocol import (
     AwarenessUpdate,
@@ -45,14 +47,12 @@ from collab.room import Room
 from collab.store import WriteOp
 from collab.tokens import (
     JwtVerifier,
-    TokenRedactingFilter,
     build_access_policy,
     build_verifier,
     issue_token,
     load_private_key,
     load_public_key,
     parse_ttl,
-    redact_tokens,
 )
 
 SECRET = "unit-test-secret-of-at-least-32-bytes!"
@@ -379,6 +379,8 @@ def test_tokens_are_redacted_from_log_lines():
 class _Sink:
     """A writer that commits at once."""
 
+    is_failing = False
+
     def __init__(self) -> None:
         self.ops: list[WriteOp] = []
 
@@ -410,8 +412,8 @@ def _an_edit(text: str) -> bytes:
 async def test_the_room_never_applies_a_read_only_peers_updates():
     sink = _Sink()
     room = Room("doc", Doc(), sink)
-    reader = Peer(_Transport(), "doc", PeerLimits(), is_read_only=True)
-    writer = Peer(_Transport(), "doc", PeerLimits())
+    reader = Peer(_Transport(), "doc", PeerLimits(), Metrics(), is_read_only=True)
+    writer = Peer(_Transport(), "doc", PeerLimits(), Metrics())
     room.add_peer(reader)
     room.add_peer(writer)
 
@@ -429,7 +431,7 @@ async def test_the_room_never_applies_a_read_only_peers_updates():
 
 async def test_a_read_only_peers_presence_is_applied():
     room = Room("doc", Doc(), _Sink())
-    reader = Peer(_Transport(), "doc", PeerLimits(), is_read_only=True)
+    reader = Peer(_Transport(), "doc", PeerLimits(), Metrics(), is_read_only=True)
     room.add_peer(reader)
     client = Doc()
     awareness = Awareness(client)
