@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -15,6 +16,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from hypothesis import given
+from hypothesis import strategies as st
 from pycrdt import Awareness, Doc, Text
 
 from collab.auth import (
@@ -32,7 +35,7 @@ from collab.auth import (
     validate_document_patterns,
 )
 from collab.config import Settings, client_token
-from collab.errors import CloseCode, ReadOnlyEdit
+from collab.errors import CloseCode, ReadOnlyEdit, Refusal
 from collab.logs import TokenRedactingFilter, redact_tokens
 from collab.metrics import Metrics
 from collab.peer import Peer, PeerLimits
@@ -44,7 +47,6 @@ from collab.protocol import (
     encode_awareness,
 )
 from collab.room import Room
-from collab.store import WriteOp
 from collab.tokens import (
     JwtVerifier,
     build_access_policy,
@@ -54,6 +56,7 @@ from collab.tokens import (
     load_public_key,
     parse_ttl,
 )
+from tests.test_fuzz import FUZZ, NullTransport, RecordingSink, frames
 
 SECRET = "unit-test-secret-of-at-least-32-bytes!"
 
@@ -376,33 +379,6 @@ def test_tokens_are_redacted_from_log_lines():
 # -- the room and a read-only peer ----------------------------------------------------------
 
 
-class _Sink:
-    """A writer that commits at once."""
-
-    is_failing = False
-
-    def __init__(self) -> None:
-        self.ops: list[WriteOp] = []
-
-    def submit(self, op: WriteOp | None) -> asyncio.Future[int | None]:
-        if op is not None:
-            self.ops.append(op)
-        future: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
-        future.set_result(len(self.ops))
-        return future
-
-    def pending_for(self, document: str) -> int:
-        return 0
-
-
-class _Transport:
-    async def send_bytes(self, data: bytes) -> None:
-        pass
-
-    async def close(self, code: int, reason: str) -> None:
-        pass
-
-
 def _an_edit(text: str) -> bytes:
     doc = Doc()
     doc.get("text", type=Text).insert(0, text)
@@ -410,10 +386,10 @@ def _an_edit(text: str) -> bytes:
 
 
 async def test_the_room_never_applies_a_read_only_peers_updates():
-    sink = _Sink()
+    sink = RecordingSink(asyncio.get_running_loop())
     room = Room("doc", Doc(), sink)
-    reader = Peer(_Transport(), "doc", PeerLimits(), Metrics(), is_read_only=True)
-    writer = Peer(_Transport(), "doc", PeerLimits(), Metrics())
+    reader = Peer(NullTransport(), "doc", PeerLimits(), Metrics(), is_read_only=True)
+    writer = Peer(NullTransport(), "doc", PeerLimits(), Metrics())
     room.add_peer(reader)
     room.add_peer(writer)
 
@@ -430,8 +406,8 @@ async def test_the_room_never_applies_a_read_only_peers_updates():
 
 
 async def test_a_read_only_peers_presence_is_applied():
-    room = Room("doc", Doc(), _Sink())
-    reader = Peer(_Transport(), "doc", PeerLimits(), Metrics(), is_read_only=True)
+    room = Room("doc", Doc(), RecordingSink(asyncio.get_running_loop()))
+    reader = Peer(NullTransport(), "doc", PeerLimits(), Metrics(), is_read_only=True)
     room.add_peer(reader)
     client = Doc()
     awareness = Awareness(client)
@@ -443,3 +419,24 @@ async def test_a_read_only_peers_presence_is_applied():
     room.handle(reader, message)
     assert room.awareness.states[client.client_id] == {"user": {"name": "viewer"}}
     assert reader.client_ids == {client.client_id}
+
+
+@FUZZ
+@given(sequence=st.lists(frames, min_size=1, max_size=12))
+def test_whatever_a_read_only_peer_sends_the_document_never_changes(sequence: list[bytes]) -> None:
+    with contextlib.closing(asyncio.new_event_loop()) as loop:
+        _check_read_only_room(RecordingSink(loop), sequence)
+
+
+def _check_read_only_room(sink: RecordingSink, sequence: list[bytes]) -> None:
+    room = Room("fuzz", Doc(), sink)
+    peer = Peer(NullTransport(), "fuzz", PeerLimits(), Metrics(), is_read_only=True)
+    room.add_peer(peer)
+    empty = room.doc.get_update()
+    for frame in sequence:
+        try:
+            room.handle(peer, decode_message(frame))
+        except Refusal:
+            pass
+    assert sink.ops == [], "nothing was submitted for storage (so nothing relayed)"
+    assert room.doc.get_update() == empty
