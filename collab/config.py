@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -101,17 +101,19 @@ class Settings:
             raise ValueError(
                 f"sqlite_synchronous must be OFF/NORMAL/FULL/EXTRA, not {self.sqlite_synchronous!r}"
             )
-        for name in (
+        self._require(
+            lambda value: value >= 1,
+            "must be at least 1",
             "compact_after_updates",
             "max_message_bytes",
             "send_queue_messages",
             "send_queue_bytes",
             "write_batch_max_ops",
             "write_backlog_max_ops",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
-        for name in (
+        )
+        self._require(
+            lambda value: value >= 0,
+            "must be 0 (no limit) or more",
             "max_document_bytes",
             "max_awareness_bytes",
             "max_connections",
@@ -122,21 +124,23 @@ class Settings:
             "idle_timeout_s",
             "ws_ping_interval_s",
             "ws_ping_timeout_s",
-        ):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be 0 (no limit) or more")
-        for name in (
+        )
+        self._require(
+            lambda value: value > 0,
+            "must be greater than 0",
             "keepalive_interval_s",
             "janitor_interval_s",
             "retention_interval_s",
             "lease_interval_s",
             "close_timeout_s",
             "shutdown_timeout_s",
-        ):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be greater than 0")
-        if self.auth_leeway_s < 0:
-            raise ValueError("auth_leeway_s must not be negative")
+        )
+        self._require(lambda value: value >= 0, "must not be negative", "auth_leeway_s")
+
+    def _require(self, is_valid: Callable[[Any], bool], requirement: str, *names: str) -> None:
+        for name in names:
+            if not is_valid(getattr(self, name)):
+                raise ValueError(f"{name} {requirement}")
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
