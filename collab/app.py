@@ -16,7 +16,7 @@ import logging
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, HTTPException, Request, Response, WebSocket
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
@@ -25,29 +25,44 @@ from pydantic import BaseModel, Field
 from starlette.websockets import WebSocketDisconnect
 
 from collab import __version__
+from collab.api_auth import (
+    ADMIN_ACCESS,
+    READ_ACCESS,
+    ReadGrant,
+    access_of,
+    admit_websocket,
+    install_cors,
+    log_refusal,
+    refuse_request,
+)
 from collab.api_versions import (
+    AUTH_ERRORS,
     NOT_FOUND,
     DocumentName,
     runtime_of,
     timestamp,
 )
 from collab.api_versions import router as versions_router
+from collab.auth import AuthError, AuthFailure
 from collab.config import Settings
 from collab.content import render_content
 from collab.errors import (
     CloseCode,
     DocumentNotFound,
     MessageTooBig,
-    ProtocolError,
+    ReadOnlyEdit,
+    Refusal,
     UnsupportedData,
 )
 from collab.history import SnapshotNotFound
+from collab.metrics import CONTENT_TYPE_LATEST
 from collab.peer import Peer, PeerLimits, PeerState
-from collab.protocol import decode_message, is_valid_document_name
+from collab.protocol import decode_message, encode_permission_denied, is_valid_document_name
 from collab.room import Room
 from collab.runtime import Runtime, open_runtime
 from collab.sql_store import redact_url
 from collab.store import DocumentInfo
+from collab.tokens import build_access_policy
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +110,14 @@ class DocumentSummary(BaseModel):
     )
 
 
+class AccessOut(BaseModel):
+    auth_required: bool = Field(description="False: the server is open to anyone")
+    role: Literal["read", "write", "admin"]
+    documents: list[str] = Field(description="Names, PREFIX* patterns, or * for all")
+    subject: str | None
+    expires_at: datetime | None
+
+
 class DocumentContent(BaseModel):
     name: str
     content: dict[str, Any] = Field(
@@ -106,6 +129,8 @@ class DocumentContent(BaseModel):
 
 
 def create_app(settings: Settings) -> FastAPI:
+    access = build_access_policy(settings)  # AuthConfigError: the server must not start
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_runtime(settings, is_server=True) as runtime:
@@ -115,10 +140,20 @@ def create_app(settings: Settings) -> FastAPI:
                 max_queue_bytes=settings.send_queue_bytes,
                 keepalive_interval_s=settings.keepalive_interval_s,
                 close_timeout_s=settings.close_timeout_s,
+                rate_per_s=settings.rate_limit_per_s,
+                rate_burst=settings.rate_limit_burst,
             )
             logger.info(
                 "collab %s ready; database %s", __version__, redact_url(settings.database_url)
             )
+            if access.verifier is None:
+                logger.warning(
+                    "running OPEN: no COLLAB_AUTH_SECRET or COLLAB_AUTH_PUBLIC_KEY, so anyone "
+                    "who can reach %s can read, change and delete every document",
+                    settings.advertised_url,
+                )
+            else:
+                logger.info("tokens required (%s)", ", ".join(access.verifier.algorithms))
             yield
         logger.info("collab stopped; %d transactions committed", runtime.writer.commits)
 
@@ -128,6 +163,9 @@ def create_app(settings: Settings) -> FastAPI:
         summary="Yjs-compatible collaborative document server",
         lifespan=lifespan,
     )
+    app.state.access = access
+    install_cors(app, access)
+    app.add_exception_handler(AuthError, refuse_request)
 
     runtime = runtime_of
 
@@ -156,8 +194,36 @@ def create_app(settings: Settings) -> FastAPI:
             return JSONResponse(body.model_dump(), status_code=503)
         return Health(status="ok", version=__version__, database="ok")
 
-    @app.get("/api/documents", response_model=list[DocumentSummary], tags=["documents"])
-    async def list_documents(request: Request) -> list[DocumentSummary]:
+    @app.get(
+        "/metrics",
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
+        tags=["ops"],
+    )
+    async def metrics(request: Request) -> Response:
+        """Prometheus exposition of this server's metrics."""
+        body = runtime(request).metrics.exposition()
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/api/access", response_model=AccessOut, responses=AUTH_ERRORS, tags=["access"])
+    async def get_access(grant: ReadGrant, request: Request) -> AccessOut:
+        """What the request's token allows (an editor shows read-only mode from this)."""
+        return AccessOut(
+            auth_required=not access_of(request).is_open,
+            role=grant.role.value,
+            documents=list(grant.documents),
+            subject=grant.subject,
+            expires_at=None if grant.expires_at is None else timestamp(grant.expires_at),
+        )
+
+    @app.get(
+        "/api/documents",
+        response_model=list[DocumentSummary],
+        responses=AUTH_ERRORS,
+        tags=["documents"],
+    )
+    async def list_documents(grant: ReadGrant, request: Request) -> list[DocumentSummary]:
+        """The documents the token covers (all of them on an open server)."""
         registry = runtime(request).registry
 
         def summary(name: str, info: DocumentInfo | None) -> DocumentSummary:
@@ -175,13 +241,15 @@ def create_app(settings: Settings) -> FastAPI:
 
         stored = {info.name: info for info in await runtime(request).store.list_documents()}
         live = {name for name, room in registry.rooms.items() if room.peers}
-        return [summary(name, stored.get(name)) for name in sorted(stored.keys() | live)]
+        names = sorted(name for name in stored.keys() | live if grant.covers(name))
+        return [summary(name, stored.get(name)) for name in names]
 
     @app.get(
         "/api/documents/{name}",
         response_model=DocumentContent,
-        responses=NOT_FOUND,
+        responses=NOT_FOUND | AUTH_ERRORS,
         tags=["documents"],
+        dependencies=[READ_ACCESS],
     )
     async def get_document(name: DocumentName, request: Request) -> DocumentContent:
         state = await runtime(request).registry.read_state(name)
@@ -190,7 +258,13 @@ def create_app(settings: Settings) -> FastAPI:
         content = await asyncio.to_thread(render_content, state)
         return DocumentContent(name=name, content=content)
 
-    @app.delete("/api/documents/{name}", status_code=204, responses=NOT_FOUND, tags=["documents"])
+    @app.delete(
+        "/api/documents/{name}",
+        status_code=204,
+        responses=NOT_FOUND | AUTH_ERRORS,
+        tags=["documents"],
+        dependencies=[ADMIN_ACCESS],
+    )
     async def delete_document(name: DocumentName, request: Request) -> Response:
         if not await runtime(request).registry.delete(name):
             raise DocumentNotFound(name)  # one 404 shape: the handler above
@@ -209,8 +283,20 @@ def create_app(settings: Settings) -> FastAPI:
                 f"bad document name: {_DOCUMENT_NAME_RULE}",
             )
             return
+        try:
+            grant = admit_websocket(websocket)
+        except AuthError as exc:
+            log_refusal(websocket, exc, name)
+            transport = WebSocketTransport(websocket)
+            await transport.send_bytes(encode_permission_denied(exc.message))
+            await transport.close(exc.close_code, exc.message)
+            return
         await _serve_peer(
-            websocket, name, websocket.app.state.runtime, websocket.app.state.peer_limits
+            websocket,
+            name,
+            websocket.app.state.runtime,
+            websocket.app.state.peer_limits,
+            is_read_only=grant.is_read_only,
         )
 
     _add_web_client(app, settings.web_dir / "dist")
@@ -262,16 +348,30 @@ def _add_web_client(app: FastAPI, built_dir: Path) -> None:
     app.mount("/assets", _BuiltAssets(directory=built_dir / "assets", check_dir=False))
 
 
-async def _serve_peer(websocket: WebSocket, name: str, svc: Runtime, limits: PeerLimits) -> None:
-    peer = Peer(WebSocketTransport(websocket), name, limits)
+async def _serve_peer(
+    websocket: WebSocket, name: str, svc: Runtime, limits: PeerLimits, *, is_read_only: bool
+) -> None:
+    peer = Peer(WebSocketTransport(websocket), name, limits, svc.metrics, is_read_only=is_read_only)
+    svc.metrics.connections_opened.inc()
     try:
         room = await svc.registry.join(name, peer)
+    except Refusal as exc:
+        logger.warning("doc=%s peer=%d refused (%d): %s", name, peer.id, exc.close_code, exc)
+        peer.close(exc.close_code, exc.reason)
+        await _finish(peer, svc)
+        return
     except Exception:  # task boundary: this client is told; the others are untouched
         logger.exception("doc=%s peer=%d could not join", name, peer.id)
         peer.close(CloseCode.INTERNAL_ERROR, "could not load the document")
-        await peer.finish()
+        await _finish(peer, svc)
         return
-    logger.info("doc=%s peer=%d connected (%d in room)", name, peer.id, len(room.peers))
+    logger.info(
+        "doc=%s peer=%d connected%s (%d in room)",
+        name,
+        peer.id,
+        " read-only" if is_read_only else "",
+        len(room.peers),
+    )
     writer = asyncio.create_task(peer.run_writer(), name=f"peer {peer.id} writer")
     reader = asyncio.create_task(_receive_loop(websocket, peer, room, svc), name=f"peer {peer.id}")
     try:
@@ -292,7 +392,7 @@ async def _serve_peer(websocket: WebSocket, name: str, svc: Runtime, limits: Pee
                     "doc=%s peer=%d %s failed", name, peer.id, task.get_name(), exc_info=result
                 )
                 peer.close(CloseCode.INTERNAL_ERROR, "internal error")
-        await peer.finish()
+        await _finish(peer, svc)
         logger.info(
             "doc=%s peer=%d disconnected (code %s%s)",
             name,
@@ -302,10 +402,16 @@ async def _serve_peer(websocket: WebSocket, name: str, svc: Runtime, limits: Pee
         )
 
 
+async def _finish(peer: Peer, svc: Runtime) -> None:
+    await peer.finish()
+    svc.metrics.closed(peer.close_code)
+
+
 async def _receive_loop(websocket: WebSocket, peer: Peer, room: Room, svc: Runtime) -> None:
     """Read frames until the client leaves or breaks the protocol."""
     max_bytes = svc.settings.max_message_bytes
     writer = svc.writer
+    count_received = svc.metrics.received.count
     try:
         while peer.is_open:
             event = await websocket.receive()
@@ -314,19 +420,23 @@ async def _receive_loop(websocket: WebSocket, peer: Peer, room: Room, svc: Runti
                 peer.state = PeerState.CLOSED
                 peer.close_code = peer.close_code or event.get("code")
                 return
+            peer.note_received()
             data = event.get("bytes")
             if data is None:
                 raise UnsupportedData("text frames are not part of the Yjs protocol; send binary")
+            count_received(data)
             if len(data) > max_bytes:
                 raise MessageTooBig(f"message of {len(data)} bytes exceeds {max_bytes}")
             if room.handle(peer, decode_message(data)) is not None and writer.pending_ops:
                 await writer.wait_for_capacity()
-    except ProtocolError as exc:
+    except Refusal as exc:
         logger.warning(
-            "doc=%s peer=%d protocol error, closing with %d: %s",
+            "doc=%s peer=%d refused, closing with %d: %s",
             peer.document,
             peer.id,
             exc.close_code,
             exc.reason,
         )
+        if isinstance(exc, ReadOnlyEdit):
+            svc.metrics.auth_failed(AuthFailure.READ_ONLY_EDIT)
         peer.close(exc.close_code, exc.reason)

@@ -9,16 +9,18 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import uvicorn
 
 from collab import __version__
 from collab.app import create_app
 from collab.config import Settings
+from collab.logs import configure_logging
 from collab.snapshots_cli import add_snapshot_commands, run_snapshot_command
 from collab.sql_store import redact_url
-
-LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+from collab.token_cli import add_token_commands, run_token_command
+from collab.tokens import build_access_policy
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the server (default)")
     add_serve_arguments(serve)
     add_snapshot_commands(commands)
+    add_token_commands(commands)
     return parser
 
 
@@ -56,10 +59,45 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compact-after-updates", type=int, metavar="N")
     parser.add_argument("--compact-after", dest="compact_after_s", type=float, metavar="SECONDS")
     parser.add_argument("--max-message-bytes", type=int, metavar="BYTES")
+    parser.add_argument(
+        "--log-format", choices=["text", "json"], help="COLLAB_LOG_FORMAT, default text"
+    )
+    parser.add_argument(
+        "--allow-anonymous",
+        action="store_true",
+        default=None,
+        help="run open (no tokens) on a non-loopback host (COLLAB_ALLOW_ANONYMOUS)",
+    )
+    parser.add_argument(
+        "--allowed-origins",
+        metavar="ORIGINS",
+        help="other web origins allowed, comma-separated, or * (COLLAB_ALLOWED_ORIGINS)",
+    )
+
+
+def uvicorn_config(settings: Settings, **overrides: Any) -> uvicorn.Config:
+    """The uvicorn configuration for `settings` (the tests' in-process server too)."""
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_config": None,
+        "log_level": settings.log_level,
+        "ws": "websockets-sansio",
+        # Above our own limit, so an oversized message reaches our check (its 4413
+        # and log line) instead of the library's 1009, which y-websocket retries.
+        "ws_max_size": settings.max_message_bytes * 2 + 1,
+        # y-websocket clients keep the socket alive themselves; protocol pings stay
+        # on so half-open TCP connections are noticed (0 turns them off).
+        "ws_ping_interval": settings.ws_ping_interval_s or None,
+        "ws_ping_timeout": settings.ws_ping_timeout_s or None,
+        "timeout_graceful_shutdown": int(settings.shutdown_timeout_s),
+    }
+    options.update(overrides)
+    return uvicorn.Config(create_app(settings), **options)
 
 
 def serve(settings: Settings) -> None:
-    logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT)
+    configure_logging(settings.log_level, settings.log_format)
     logger = logging.getLogger("collab")
     logger.info(
         "collab %s starting: http://%s:%d (WebSocket ws://%s:%d/ws/{document}), database %s",
@@ -70,23 +108,7 @@ def serve(settings: Settings) -> None:
         settings.port,
         redact_url(settings.database_url),
     )
-    config = uvicorn.Config(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        log_level=settings.log_level,
-        ws="websockets-sansio",
-        # Above our own limit, so an oversized message reaches our check (its 4413
-        # and log line) instead of the library's 1009, which y-websocket retries.
-        ws_max_size=settings.max_message_bytes * 2 + 1,
-        # y-websocket clients keep the socket alive themselves; protocol pings stay on
-        # so half-open TCP connections are noticed.
-        ws_ping_interval=20.0,
-        ws_ping_timeout=20.0,
-        timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
-    )
-    uvicorn.Server(config).run()
+    uvicorn.Server(uvicorn_config(settings)).run()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -100,12 +122,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         options = {k: v for k, v in vars(args).items() if k != "command"}
         try:
             settings = Settings.load(**options)
+            build_access_policy(settings)  # refuse to start on unusable auth settings
         except ValueError as exc:
             parser.error(str(exc))
         serve(settings)
         return 0
     if command == "snapshots":
         return run_snapshot_command(args)
+    if command == "token":
+        return run_token_command(args)
     parser.error(f"unknown command {command!r}")
     return 2
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,8 @@ class Settings:
     port: int = 1234
     database_url: str = "sqlite+aiosqlite:///./data/collab.db"
     log_level: str = "info"
+    # "text" (human) or "json" (one object per line, for log pipelines).
+    log_format: str = "text"
     # SQLite only: NORMAL survives a killed process; FULL also survives power loss.
     sqlite_synchronous: str = "NORMAL"
     # A room stays in memory this long after its last client leaves.
@@ -56,37 +58,89 @@ class Settings:
     # drops a socket that hears nothing for 30 s).
     keepalive_interval_s: float = 15.0
     close_timeout_s: float = 10.0
+    # Limits (0 disables a limit). Refusals carry a close code and a log line; see
+    # the README's security section.
+    max_document_bytes: int = 128 * 1024 * 1024  # an update growing it past: 4414
+    max_awareness_bytes: int = 64 * 1024  # one awareness message: 4431
+    max_connections: int = 10_000  # in all: 1013
+    max_connections_per_document: int = 1_000  # 1013
+    max_loaded_documents: int = 10_000  # idle ones unload first (LRU); else 1013
+    # Per-connection token bucket: sustained messages/s and the burst above it: 4029.
+    rate_limit_per_s: float = 200.0
+    rate_limit_burst: int = 2_000
+    idle_timeout_s: float = 600.0  # nothing received for this long: 4008
+    # WebSocket protocol pings: a peer that does not answer within the timeout is
+    # dropped (half-open TCP connections).
+    ws_ping_interval_s: float = 20.0
+    ws_ping_timeout_s: float = 20.0
     # Group commit: most ops in one transaction; receive loops wait above the backlog.
     write_batch_max_ops: int = 2000
     write_backlog_max_ops: int = 50000
     shutdown_timeout_s: float = 30.0
     web_dir: Path = field(default=DEFAULT_WEB_DIR)
+    # Access (README, Security). With a key, every connection and REST call needs a
+    # token signed with it: an HMAC secret (HS256) or a PEM public key, as text or a
+    # file path (RS256/ES256/...). Without one the server is open; it refuses a
+    # non-loopback host then, unless allow_anonymous.
+    auth_secret: str = field(default="", repr=False)
+    auth_public_key: str = field(default="", repr=False)
+    auth_algorithms: str = ""  # comma-separated; default: the key's (HS256, RS256, ES256)
+    auth_audience: str = ""  # when set, tokens need this `aud`
+    auth_issuer: str = ""  # when set, tokens need this `iss`
+    auth_leeway_s: float = 30.0  # clock skew allowed on exp/nbf/iat
+    allow_anonymous: bool = False
+    # Browser pages of other origins allowed to use the WebSocket and REST API
+    # (comma-separated `scheme://host[:port]`, or `*`); pages served by this server
+    # always are.
+    allowed_origins: str = ""
 
     def __post_init__(self) -> None:
+        if self.log_format not in {"text", "json"}:
+            raise ValueError(f"log_format must be text or json, not {self.log_format!r}")
         if self.sqlite_synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
             raise ValueError(
                 f"sqlite_synchronous must be OFF/NORMAL/FULL/EXTRA, not {self.sqlite_synchronous!r}"
             )
-        for name in (
+        self._require(
+            lambda value: value >= 1,
+            "must be at least 1",
             "compact_after_updates",
             "max_message_bytes",
             "send_queue_messages",
             "send_queue_bytes",
             "write_batch_max_ops",
             "write_backlog_max_ops",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
-        for name in (
+        )
+        self._require(
+            lambda value: value >= 0,
+            "must be 0 (no limit) or more",
+            "max_document_bytes",
+            "max_awareness_bytes",
+            "max_connections",
+            "max_connections_per_document",
+            "max_loaded_documents",
+            "rate_limit_per_s",
+            "rate_limit_burst",
+            "idle_timeout_s",
+            "ws_ping_interval_s",
+            "ws_ping_timeout_s",
+        )
+        self._require(
+            lambda value: value > 0,
+            "must be greater than 0",
             "keepalive_interval_s",
             "janitor_interval_s",
             "retention_interval_s",
             "lease_interval_s",
             "close_timeout_s",
             "shutdown_timeout_s",
-        ):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be greater than 0")
+        )
+        self._require(lambda value: value >= 0, "must not be negative", "auth_leeway_s")
+
+    def _require(self, is_valid: Callable[[Any], bool], requirement: str, *names: str) -> None:
+        for name in names:
+            if not is_valid(getattr(self, name)):
+                raise ValueError(f"{name} {requirement}")
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -112,6 +166,19 @@ class Settings:
         return f"http://{host}:{self.port}"
 
 
+_BOOLEANS = {
+    **dict.fromkeys(("1", "true", "yes", "on"), True),
+    **dict.fromkeys(("0", "false", "no", "off"), False),
+}
+
+
+def client_token(environ: Mapping[str, str] | None = None) -> str | None:
+    """`COLLAB_TOKEN`: the token command-line clients send to a server (not a server
+    setting: the server verifies tokens, it never holds one)."""
+    environ = os.environ if environ is None else environ
+    return environ.get(ENV_PREFIX + "TOKEN") or None
+
+
 def _convert(f: dataclasses.Field[Any], raw: str) -> Any:
     kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
     try:
@@ -121,6 +188,12 @@ def _convert(f: dataclasses.Field[Any], raw: str) -> Any:
             return float(raw)
         if kind == "Path":
             return Path(raw)
+        if kind == "bool":
+            return _BOOLEANS[raw.strip().lower()]
+    except KeyError:
+        raise ValueError(
+            f"{ENV_PREFIX}{f.name.upper()}={raw!r}: use 1/true/yes/on or 0/false/no/off"
+        ) from None
     except ValueError as exc:
         raise ValueError(f"{ENV_PREFIX}{f.name.upper()}={raw!r}: not a valid {kind}") from exc
     return raw

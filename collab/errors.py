@@ -20,31 +20,46 @@ class CloseCode(IntEnum):
 
     # transient: the client reconnects
     NORMAL = 1000
-    GOING_AWAY = 1001  # server shutting down
+    GOING_AWAY = 1001  # not sent any more (shutdown sends 1012); kept as documented
     INTERNAL_ERROR = 1011
+    SERVICE_RESTART = 1012  # graceful shutdown: reconnect (elsewhere)
+    TRY_AGAIN_LATER = 1013  # a connection limit or the loaded-documents limit is reached
     SLOW_CONSUMER = 4004  # the peer's send queue overflowed; it re-syncs on reconnect
+    IDLE_TIMEOUT = 4008  # the client sent nothing for COLLAB_IDLE_TIMEOUT_S
+    RATE_LIMITED = 4029  # more messages than the per-connection token bucket allows
+    STORAGE_UNAVAILABLE = 4503  # the database is failing: edits are refused until it is back
     # permanent (4400-4499): y-websocket stops reconnecting
     MALFORMED_MESSAGE = 4400  # framing: bad varint, length beyond the frame, trailing bytes
+    UNAUTHORIZED = 4401  # token missing, malformed, badly signed, or expired
+    FORBIDDEN = 4403  # document outside the token's scope, bad Origin, or a read-only edit
     BAD_DOCUMENT_NAME = 4404
     DOCUMENT_DELETED = 4410
     MESSAGE_TOO_BIG = 4413
+    DOCUMENT_TOO_LARGE = 4414  # the update would grow the document past its limit
     UNSUPPORTED_DATA = 4415  # a text frame: the Yjs protocol is binary
     INVALID_UPDATE = 4422  # a Yjs update or state vector that does not decode
     INVALID_AWARENESS = 4423  # an awareness update that does not decode or is not JSON
+    AWARENESS_TOO_LARGE = 4431  # an awareness update over COLLAB_MAX_AWARENESS_BYTES
 
 
 class CollabError(Exception):
     """Root of collab's own exceptions."""
 
 
-class ProtocolError(CollabError):
-    """A peer sent something the protocol forbids; the peer is closed with `close_code`."""
+class Refusal(CollabError):
+    """The connection is closed with `close_code` and `reason`; the room carries on."""
 
-    close_code: CloseCode = CloseCode.MALFORMED_MESSAGE
+    close_code: CloseCode = CloseCode.INTERNAL_ERROR
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class ProtocolError(Refusal):
+    """A peer sent something the protocol forbids; the peer is closed with `close_code`."""
+
+    close_code = CloseCode.MALFORMED_MESSAGE
 
 
 class MalformedMessage(ProtocolError):
@@ -69,6 +84,45 @@ class UnsupportedData(ProtocolError):
 
 class BadDocumentName(ProtocolError):
     close_code = CloseCode.BAD_DOCUMENT_NAME
+
+
+class DocumentTooLarge(ProtocolError):
+    close_code = CloseCode.DOCUMENT_TOO_LARGE
+
+
+class AwarenessTooLarge(ProtocolError):
+    close_code = CloseCode.AWARENESS_TOO_LARGE
+
+
+class RateLimited(ProtocolError):
+    close_code = CloseCode.RATE_LIMITED
+
+
+class DeletedHistory(ProtocolError):
+    """An update carrying the history of a deleted document: applying it would
+    bring the deleted content back (a client that held it reconnected)."""
+
+    close_code = CloseCode.DOCUMENT_DELETED
+
+
+class AtCapacity(Refusal):
+    """A connection or loaded-documents limit is reached; retrying later may work."""
+
+    close_code = CloseCode.TRY_AGAIN_LATER
+
+
+class StorageUnavailable(Refusal):
+    """Not the client's fault: the database is failing, so an edit cannot be made
+    durable and is refused rather than relayed. The client keeps it and resends
+    it when it reconnects."""
+
+    close_code = CloseCode.STORAGE_UNAVAILABLE
+
+
+class ReadOnlyEdit(Refusal):
+    """A connection with read access sent an edit; it was neither applied nor relayed."""
+
+    close_code = CloseCode.FORBIDDEN
 
 
 class DocumentNotFound(CollabError):

@@ -7,6 +7,10 @@ dropping its queue loses nothing; the others never wait for it.
 
 Lifecycle: OPEN --close()--> CLOSING --(transport closed)--> CLOSED. `close()` is
 idempotent; the first code and reason win.
+
+Inbound limits that belong to one connection live here too: a token bucket for
+its message rate, and the time it last sent anything (the janitor closes
+connections idle past the limit).
 """
 
 from __future__ import annotations
@@ -14,12 +18,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from collections import deque
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
-from collab.errors import CloseCode
+from collab.errors import CloseCode, RateLimited
+from collab.metrics import Metrics
 from collab.protocol import KEEPALIVE_MESSAGE
 
 logger = logging.getLogger(__name__)
@@ -47,20 +53,60 @@ class PeerLimits:
     max_queue_bytes: int = 64 * 1024 * 1024
     keepalive_interval_s: float = 15.0
     close_timeout_s: float = 10.0
+    # Inbound messages per second, sustained, and the burst above it; 0 = no limit.
+    rate_per_s: float = 0.0
+    rate_burst: int = 0
+
+
+class TokenBucket:
+    """`rate` tokens a second up to `burst`; one message takes one token."""
+
+    __slots__ = ("_burst", "_rate", "_stamp", "_tokens")
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        self._rate = rate
+        self._burst = float(max(burst, 1))
+        self._tokens = self._burst
+        self._stamp = now
+
+    def take(self, now: float) -> bool:
+        tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
+        self._stamp = now
+        if tokens < 1.0:
+            self._tokens = tokens
+            return False
+        self._tokens = tokens - 1.0
+        return True
 
 
 class Peer:
-    def __init__(self, transport: Transport, document: str, limits: PeerLimits) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        document: str,
+        limits: PeerLimits,
+        metrics: Metrics,
+        *,
+        is_read_only: bool = False,
+    ) -> None:
         self.id = next(_peer_ids)
         self.document = document
+        self.is_read_only = is_read_only  # its token grants read: the room applies no edit of it
         self.client_ids: set[int] = set()  # awareness ids this connection announced
         self.state = PeerState.OPEN
         self.close_code: int | None = None  # ours, or the client's if it closed first
         self.close_reason = ""
         self.unknown_messages = 0
         self.has_deferred_reply = False  # a sync step 2 waiting for durability
+        self.last_received = time.monotonic()
         self._transport = transport
         self._limits = limits
+        self._metrics = metrics
+        self._bucket = (
+            TokenBucket(limits.rate_per_s, limits.rate_burst, self.last_received)
+            if limits.rate_per_s > 0
+            else None
+        )
         self._outbox: deque[bytes] = deque()
         self._queued_bytes = 0
         self._wakeup = asyncio.Event()
@@ -73,6 +119,15 @@ class Peer:
     @property
     def is_open(self) -> bool:
         return self.state is PeerState.OPEN
+
+    def note_received(self) -> None:
+        """Called for every inbound message: idle bookkeeping and the rate limit."""
+        now = self.last_received = time.monotonic()
+        if self._bucket is not None and not self._bucket.take(now):
+            raise RateLimited(
+                f"more than {self._limits.rate_per_s:g} messages/s "
+                f"(burst {self._limits.rate_burst}): slow down"
+            )
 
     def send(self, message: bytes) -> None:
         """Queue `message`; never blocks. Overflow closes this peer, not the caller."""
@@ -90,6 +145,7 @@ class Peer:
                 len(self._outbox),
                 self._queued_bytes,
             )
+            self._metrics.queue_overflows.inc()
             self.close(CloseCode.SLOW_CONSUMER, "send queue overflow: reconnect to re-sync")
             return
         self._outbox.append(message)
@@ -133,6 +189,7 @@ class Peer:
             await self._transport.send_bytes(message)
         finally:
             self._is_sending = False
+        self._metrics.sent.count(message)
 
     async def finish(self) -> None:
         """Send the requested close frame (bounded wait); the peer is CLOSED after."""

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from pycrdt import create_awareness_message, create_update_message, write_message
+from pycrdt import create_awareness_message, create_update_message, write_message, write_var_uint
 
 from collab.errors import InvalidAwareness, InvalidUpdate, MalformedMessage
 
@@ -190,7 +190,7 @@ def _decode_sync(reader: _Reader) -> SyncStep1 | SyncStep2 | SyncUpdate:
     payload = reader.read_bytes()
     reader.expect_end("sync message")
     if sync_type == SyncType.STEP1:
-        validate_state_vector(payload)
+        decode_state_vector(payload)  # validates: a bad one is InvalidUpdate
         return SyncStep1(payload)
     if sync_type == SyncType.STEP2:
         return SyncStep2(payload)
@@ -199,16 +199,25 @@ def _decode_sync(reader: _Reader) -> SyncStep1 | SyncStep2 | SyncUpdate:
     raise MalformedMessage(f"unknown sync message type {sync_type}")
 
 
-def validate_state_vector(state_vector: bytes) -> None:
+def decode_state_vector(state_vector: bytes) -> dict[int, int]:
     """A state vector is varuint n, then n pairs of varuint (client id, clock)."""
     reader = _Reader(state_vector)
+    clocks: dict[int, int] = {}
     try:
         for _ in range(reader.read_varuint()):
-            reader.read_varuint()
-            reader.read_varuint()
+            client_id = reader.read_varuint()
+            clocks[client_id] = reader.read_varuint()
         reader.expect_end("state vector")
     except MalformedMessage as exc:
         raise InvalidUpdate(f"invalid state vector: {exc.reason}") from exc
+    return clocks
+
+
+def encode_state_vector(clocks: dict[int, int]) -> bytes:
+    return write_var_uint(len(clocks)) + b"".join(
+        write_var_uint(client_id) + write_var_uint(clock)
+        for client_id, clock in sorted(clocks.items())
+    )
 
 
 def decode_awareness_update(payload: bytes) -> tuple[AwarenessEntry, ...]:
@@ -251,6 +260,15 @@ def encode_update(update: bytes) -> bytes:
 
 def encode_awareness(payload: bytes) -> bytes:
     return create_awareness_message(payload)
+
+
+# y-protocols/auth.js: the one auth message, sent by servers; y-websocket logs its
+# reason ("Permission denied to access ...").
+_PERMISSION_DENIED = 0
+
+
+def encode_permission_denied(reason: str) -> bytes:
+    return bytes((MessageType.AUTH, _PERMISSION_DENIED)) + write_message(reason.encode())
 
 
 # An awareness update with zero entries: every Yjs client accepts it as a no-op,

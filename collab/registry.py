@@ -5,6 +5,11 @@ of one document share one load. The janitor's pass is synchronous, so nothing
 can change under it: a room is unloaded only when it has no peers, has been
 empty for the grace period, is compacted, and has no write pending — a room
 whose writes are failing therefore stays in memory.
+
+Limits that span rooms live here: connections in all and per document, and the
+number of documents loaded (the least recently used idle ones are unloaded
+first; if none is idle, the join is refused with 1013). Loading quarantines
+stored rows that do not decode, so a document loads from whatever is valid.
 """
 
 from __future__ import annotations
@@ -13,14 +18,16 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pycrdt import Doc
 
-from collab.errors import CloseCode, DocumentNotFound
+from collab.errors import AtCapacity, CloseCode, DocumentNotFound
+from collab.metrics import Metrics
 from collab.peer import Peer
-from collab.room import PresentUser, Room
-from collab.store import DeleteDocument, DocumentStore, StoredDocument
+from collab.protocol import decode_state_vector, encode_state_vector
+from collab.room import PresentUser, Room, RoomLimits
+from collab.store import DeleteDocument, DocumentStore, QuarantineRows, StoredDocument
 from collab.writer import UpdateWriter
 
 logger = logging.getLogger(__name__)
@@ -34,21 +41,48 @@ class LifecyclePolicy:
     janitor_interval_s: float = 1.0
     # Compactions within this long of the newest automatic version replace it.
     auto_version_window_s: float = 300.0
+    # 0 disables each of these limits.
+    idle_timeout_s: float = 600.0
+    max_rooms: int = 10_000
+    max_connections: int = 10_000
+    max_connections_per_document: int = 1_000
+    room_limits: RoomLimits = field(default_factory=RoomLimits)
+
+
+@dataclass(frozen=True, slots=True)
+class BadRows:
+    """Stored rows of one document that did not decode."""
+
+    snapshot_ids: tuple[int, ...] = ()
+    update_ids: tuple[int, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.snapshot_ids or self.update_ids)
+
+
+def apply_stored(stored: StoredDocument, document: str) -> tuple[Doc, BadRows]:
+    """Snapshot, then each log entry after it, skipping rows that do not decode.
+    Applying to a Doc is linear; pycrdt's merge_updates is not."""
+    doc: Doc = Doc()
+    bad_snapshots: list[int] = []
+    bad_updates: list[int] = []
+    rows = [(stored.snapshot, stored.snapshot_id, bad_snapshots)] if stored.snapshot else []
+    update_ids = stored.update_ids or [-1] * len(stored.updates)
+    rows += [(u, i, bad_updates) for u, i in zip(stored.updates, update_ids, strict=True)]
+    with doc.transaction():
+        for data, row_id, bad in rows:
+            try:
+                doc.apply_update(data)
+            except (ValueError, RuntimeError):
+                # Only the writer stores updates, and only ones the Doc accepted: a
+                # row that fails now was damaged in storage. Keep everything else.
+                logger.error("doc=%s stored row %s does not decode: skipped", document, row_id)
+                bad.append(-1 if row_id is None else row_id)
+    return doc, BadRows(tuple(bad_snapshots), tuple(bad_updates))
 
 
 def build_doc(stored: StoredDocument, document: str) -> Doc:
-    """Snapshot, then each log entry after it. Applying to a Doc is linear;
-    pycrdt's merge_updates is not (see the README's storage notes)."""
-    doc: Doc = Doc()
-    with doc.transaction():
-        for update in ([stored.snapshot] if stored.snapshot else []) + stored.updates:
-            try:
-                doc.apply_update(update)
-            except ValueError:
-                # Only the writer stores updates, and only ones the Doc accepted; a
-                # corrupt row is reported loudly and the rest of the document kept.
-                logger.error("doc=%s skipped a stored update that does not decode", document)
-    return doc
+    return apply_stored(stored, document)[0]
 
 
 class RoomRegistry:
@@ -58,13 +92,17 @@ class RoomRegistry:
         writer: UpdateWriter,
         policy: LifecyclePolicy,
         *,
+        metrics: Metrics | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.rooms: dict[str, Room] = {}
+        self.connections = 0  # peers in all rooms
         self._store = store
         self._writer = writer
         self._policy = policy
+        self._metrics = metrics or Metrics()
         self._clock = clock
+        writer.on_failing.append(self._on_storage_failing)
         self._loading: dict[str, asyncio.Task[Room]] = {}
         # Deletions in flight: nothing may load the document until they commit, or a
         # join would load the old rows and its next snapshot would write them back.
@@ -72,13 +110,23 @@ class RoomRegistry:
         self.loads = 0  # documents loaded from storage, for tests and introspection
 
     async def join(self, name: str, peer: Peer) -> Room:
+        policy = self._policy
+        if policy.max_connections and self.connections >= policy.max_connections:
+            self._metrics.refused("connections")
+            raise AtCapacity(f"server full: {policy.max_connections} connections; retry later")
         while True:
             room = self.rooms.get(name) or await self._load_once(name)
             # The janitor or a delete may have closed it while we awaited the load.
             if not room.is_closed:
-                room.add_peer(peer)
-                return room
+                break
             await asyncio.sleep(0)  # let whoever closed it finish removing it
+        limit = policy.max_connections_per_document
+        if limit and len(room.peers) >= limit:
+            self._metrics.refused("connections_per_document")
+            raise AtCapacity(f"document full: {limit} connections; retry later")
+        room.add_peer(peer)
+        self.connections += 1
+        return room
 
     async def open_room(self, name: str) -> Room:
         """The live room of an existing document, loading it if needed (no peer joins).
@@ -101,6 +149,8 @@ class RoomRegistry:
         return name in self.rooms or await self._store.document_info(name) is not None
 
     def leave(self, room: Room, peer: Peer) -> None:
+        if peer.id in room.peers:
+            self.connections -= 1
         room.remove_peer(peer)
 
     def live_connections(self, name: str) -> int:
@@ -127,12 +177,20 @@ class RoomRegistry:
 
     async def _load(self, name: str) -> Room:
         await self._wait_for_deletion(name)
-        stored = await self._store.load(name)
+        await self._make_room_for_one()
+        stored, doc = await self._load_valid(name)
         room = self.rooms.get(name)
         if room is not None:  # loaded while we awaited (e.g. after a delete)
             return room
-        doc = build_doc(stored, name)
-        room = Room(name, doc, self._writer, clock=self._clock)
+        room = Room(
+            name,
+            doc,
+            self._writer,
+            limits=self._policy.room_limits,
+            size_bytes=len(stored.snapshot or b"") + sum(map(len, stored.updates)),
+            deleted_state=stored.deleted_state,
+            clock=self._clock,
+        )
         self.rooms[name] = room
         self.loads += 1
         logger.info(
@@ -142,6 +200,66 @@ class RoomRegistry:
             len(stored.updates),
         )
         return room
+
+    async def _load_valid(self, name: str) -> tuple[StoredDocument, Doc]:
+        """Load; rows that do not decode are quarantined, then the load is repeated,
+        so a damaged newest snapshot gives way to the one before it."""
+        for _ in range(10):
+            stored = await self._store.load(name)
+            doc, bad = apply_stored(stored, name)
+            if not bad:
+                return stored, doc
+            self._metrics.quarantined_rows.inc(len(bad.snapshot_ids) + len(bad.update_ids))
+            logger.error(
+                "doc=%s quarantining rows that do not decode: snapshots %s, updates %s",
+                name,
+                list(bad.snapshot_ids),
+                list(bad.update_ids),
+            )
+            await self._writer.submit(
+                QuarantineRows(
+                    name, "does not decode as a Yjs update", bad.snapshot_ids, bad.update_ids
+                )
+            )
+        return stored, doc  # still damaged after many rounds: serve what decodes
+
+    async def _make_room_for_one(self) -> None:
+        """Unload least recently used idle documents to stay under `max_rooms`."""
+        limit = self._policy.max_rooms
+        if not limit or len(self.rooms) < limit:
+            return
+        idle = sorted(
+            (room for room in self.rooms.values() if not room.peers),
+            key=lambda room: room.empty_since or 0.0,
+        )
+        for room in idle:
+            if len(self.rooms) < limit:
+                return
+            if room.is_dirty:
+                await room.snapshot(merge_window_s=self._policy.auto_version_window_s)
+            if room.peers or self._writer.pending_for(room.name) or room.is_closed:
+                continue  # someone joined meanwhile, or it is going away anyway
+            self._unload(room)
+            self._metrics.rooms_evicted.inc()
+        if len(self.rooms) >= limit:
+            self._metrics.refused("rooms")
+            raise AtCapacity(f"{limit} documents loaded and none idle; retry later")
+
+    def _unload(self, room: Room) -> None:
+        if self.rooms.get(room.name) is room:
+            del self.rooms[room.name]
+        room.close(CloseCode.NORMAL, "unloaded")
+        logger.info("doc=%s unloaded", room.name)
+
+    def _on_storage_failing(self, is_failing: bool) -> None:
+        """Clients whose edits are stuck in the failing writes are told (4503)."""
+        if not is_failing:
+            return
+        for room in self.rooms.values():
+            if self._writer.pending_for(room.name):
+                room.close_peers(
+                    CloseCode.STORAGE_UNAVAILABLE, "storage is failing: edits are not being saved"
+                )
 
     async def read_state(self, name: str) -> bytes | None:
         """The document's full state as one update, or None if it does not exist."""
@@ -170,9 +288,17 @@ class RoomRegistry:
             room = self.rooms.pop(name, None)
             if room is not None:
                 room.close(CloseCode.DOCUMENT_DELETED, "document deleted")
-            elif await self._store.document_info(name) is None:
-                return False
-            await self._writer.submit(DeleteDocument(name))
+                clocks = dict(room.deleted_clocks)
+                state_vector = room.doc.get_state()
+            else:
+                if await self._store.document_info(name) is None:
+                    return False
+                stored = await self._store.load(name)
+                clocks = decode_state_vector(stored.deleted_state or b"\x00")
+                state_vector = build_doc(stored, name).get_state()
+            for client_id, clock in decode_state_vector(state_vector).items():
+                clocks[client_id] = max(clock, clocks.get(client_id, 0))
+            await self._writer.submit(DeleteDocument(name, encode_state_vector(clocks)))
             logger.info("doc=%s deleted", name)
             return True
         finally:
@@ -190,10 +316,13 @@ class RoomRegistry:
                 logger.exception("janitor sweep failed")
 
     def sweep(self) -> None:
-        """Compact rooms that are due; unload idle ones that are safely on disk."""
+        """Compact rooms that are due; unload idle ones that are safely on disk;
+        close connections that have sent nothing for the idle timeout."""
         now = self._clock()
         policy = self._policy
         for name, room in list(self.rooms.items()):
+            if policy.idle_timeout_s and room.peers:
+                room.close_idle_peers(time.monotonic(), policy.idle_timeout_s)
             is_idle = not room.peers and room.empty_since is not None
             is_unload_due = is_idle and now - room.empty_since >= policy.grace_s  # type: ignore[operator]
             if room.is_compaction_due(
@@ -202,16 +331,14 @@ class RoomRegistry:
                 room.snapshot(merge_window_s=policy.auto_version_window_s)
                 continue
             if is_unload_due and not self._writer.pending_for(name):
-                del self.rooms[name]
-                room.close(CloseCode.NORMAL, "unloaded")
-                logger.info("doc=%s unloaded", name)
+                self._unload(room)
 
     async def close(self) -> None:
         """Graceful shutdown: close every peer, snapshot every changed room."""
         rooms, self.rooms = self.rooms, {}
         for room in rooms.values():
-            room.close_peers(CloseCode.GOING_AWAY, "server shutting down")
+            room.close_peers(CloseCode.SERVICE_RESTART, "server restarting")
             if room.is_dirty:
                 room.snapshot(merge_window_s=self._policy.auto_version_window_s)
-            room.close(CloseCode.GOING_AWAY, "server shutting down")
+            room.close(CloseCode.SERVICE_RESTART, "server restarting")
         await self._writer.flush()

@@ -15,6 +15,11 @@ Invariants:
   future; a step 2 waits for the document's pending writes (a barrier).
 - Every change to the Doc goes through `_on_transaction`, whether a client sent
   it or the server made it, so there is one path to storage and to the peers.
+- Limits are checked before an update is applied: the document's size (an
+  estimate, made exact by one encode only near the limit) and the history of a
+  deleted incarnation (its tombstone) that an old client might try to bring back.
+  While storage fails, an edit is still merged and queued (never lost, never
+  relayed before it is durable) but its sender is told, with 4503.
 """
 
 from __future__ import annotations
@@ -23,13 +28,23 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, NamedTuple, Protocol
 
-from pycrdt import Awareness, Doc, TransactionEvent
+from pycrdt import Awareness, Doc, TransactionEvent, get_state
 
 from collab.content import text_preview
-from collab.errors import CloseCode, InvalidAwareness, InvalidUpdate
+from collab.errors import (
+    AwarenessTooLarge,
+    CloseCode,
+    DeletedHistory,
+    DocumentTooLarge,
+    InvalidAwareness,
+    InvalidUpdate,
+    ReadOnlyEdit,
+    StorageUnavailable,
+)
 from collab.peer import Peer
 from collab.protocol import (
     AuthMessage,
@@ -40,6 +55,7 @@ from collab.protocol import (
     SyncStep2,
     SyncUpdate,
     UnknownMessage,
+    decode_state_vector,
     encode_awareness,
     encode_sync_step1,
     encode_sync_step2,
@@ -66,25 +82,48 @@ class PresentUser(NamedTuple):
 class UpdateSink(Protocol):
     """Where a room sends its writes; `UpdateWriter` satisfies it."""
 
+    is_failing: bool
+
     def submit(self, op: WriteOp | None) -> asyncio.Future[int | None]: ...
 
     def pending_for(self, document: str) -> int: ...
 
 
+@dataclass(frozen=True, slots=True)
+class RoomLimits:
+    max_document_bytes: int = 128 * 1024 * 1024
+    max_awareness_bytes: int = 64 * 1024
+
+
 class Room:
     def __init__(
-        self, name: str, doc: Doc, sink: UpdateSink, *, clock: Callable[[], float] = time.monotonic
+        self,
+        name: str,
+        doc: Doc,
+        sink: UpdateSink,
+        *,
+        limits: RoomLimits = RoomLimits(),
+        size_bytes: int = 0,
+        deleted_state: bytes | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name = name
         self.doc = doc
         self.peers: dict[int, Peer] = {}
         self.is_closed = False
         self.unknown_messages = 0
+        self.read_only_updates_dropped = 0
         self.updates_since_compaction = 0
         self.dirty_since: float | None = None
         self._clock = clock
         self.empty_since: float | None = clock()
         self._sink = sink
+        self._limits = limits or RoomLimits()
+        # Encoded size of the state, over-estimated by adding each change's size;
+        # recomputed exactly only when the estimate nears the limit.
+        self.size_bytes = size_bytes
+        # client id -> clock that a deleted earlier incarnation reached (its tombstone)
+        self.deleted_clocks = decode_state_vector(deleted_state) if deleted_state else {}
         self._last_write: asyncio.Future[int | None] | None = None
         self.awareness = Awareness(doc)
         # The server has no presence of its own (as in the reference server).
@@ -122,6 +161,12 @@ class Room:
         for peer in list(self.peers.values()):
             peer.send(message)
 
+    def close_idle_peers(self, now: float, idle_timeout_s: float) -> None:
+        for peer in list(self.peers.values()):
+            if now - peer.last_received >= idle_timeout_s:
+                logger.info("doc=%s peer=%d idle: closing", self.name, peer.id)
+                peer.close(CloseCode.IDLE_TIMEOUT, f"nothing received for {idle_timeout_s:g}s")
+
     # -- messages ------------------------------------------------------------
 
     def handle(self, peer: Peer, message: Message) -> asyncio.Future[int | None] | None:
@@ -131,6 +176,8 @@ class Room:
         match message:
             case SyncStep1(state_vector):
                 self._answer_step1(peer, state_vector)
+            case SyncStep2() | SyncUpdate() if peer.is_read_only:
+                self._refuse_edit(peer, message)
             case SyncStep2(update) | SyncUpdate(update):
                 return self.apply_update(update)
             case AwarenessUpdate(payload):
@@ -143,6 +190,22 @@ class Room:
                 peer.unknown_messages += 1
                 logger.debug("doc=%s peer=%d ignored %r", self.name, peer.id, message)
         return None
+
+    def _refuse_edit(self, peer: Peer, message: SyncStep2 | SyncUpdate) -> None:
+        """A read-only peer's updates are never applied, so never stored or relayed.
+        A live edit closes it (4403) so the client learns its edits are refused; its
+        step 2 is y-websocket's automatic reply to our step 1, not an edit: dropped
+        and counted, the connection stays."""
+        if isinstance(message, SyncUpdate) and message.update != _EMPTY_UPDATE:
+            raise ReadOnlyEdit("read-only access: edits are refused")
+        self.read_only_updates_dropped += 1
+        logger.debug(
+            "doc=%s peer=%d read-only: dropped a %s of %d bytes",
+            self.name,
+            peer.id,
+            type(message).__name__,
+            len(message.update),
+        )
 
     def _answer_step1(self, peer: Peer, state_vector: bytes) -> None:
         try:
@@ -164,6 +227,10 @@ class Room:
         """Merge a Yjs update; whatever it changes is stored, then relayed."""
         if update == _EMPTY_UPDATE:
             return None
+        if self.deleted_clocks:
+            self._refuse_deleted_history(update)
+        if self.size_bytes + len(update) > self._limits.max_document_bytes:
+            self._check_size(len(update))
         self._last_write = None
         try:
             self.doc.apply_update(update)
@@ -172,7 +239,29 @@ class Room:
             # impossible ones as RuntimeError; either way the Doc is unchanged.
             raise InvalidUpdate(f"invalid Yjs update: {exc}") from exc
         write, self._last_write = self._last_write, None
+        if write is not None and self._sink.is_failing:
+            # Merged and queued, so nothing is lost; but not durable, so not relayed.
+            raise StorageUnavailable("storage is failing: the edit is not saved yet; reconnect")
         return write
+
+    def _refuse_deleted_history(self, update: bytes) -> None:
+        try:
+            clocks = decode_state_vector(get_state(update))
+        except ValueError as exc:
+            raise InvalidUpdate(f"invalid Yjs update: {exc}") from exc
+        deleted = self.deleted_clocks
+        if any(client_id in deleted for client_id, clock in clocks.items() if clock):
+            raise DeletedHistory(
+                "this update carries history of the deleted document: discard local state"
+            )
+
+    def _check_size(self, incoming: int) -> None:
+        self.size_bytes = len(self.doc.get_update())
+        if self.size_bytes + incoming > self._limits.max_document_bytes:
+            raise DocumentTooLarge(
+                f"document of {self.size_bytes} bytes would exceed "
+                f"{self._limits.max_document_bytes} bytes"
+            )
 
     def _on_transaction(self, event: TransactionEvent) -> None:
         # Must not raise: pycrdt turns an observer's exception into an error of the
@@ -181,6 +270,7 @@ class Room:
         if delta == _EMPTY_UPDATE or self.is_closed:
             return
         self.updates_since_compaction += 1
+        self.size_bytes += len(delta)
         if self.dirty_since is None:
             self.dirty_since = self._clock()
         write = self._sink.submit(AppendUpdate(self.name, delta))
@@ -194,6 +284,11 @@ class Room:
     # -- awareness -----------------------------------------------------------
 
     def _apply_awareness(self, peer: Peer, payload: bytes) -> None:
+        if len(payload) > self._limits.max_awareness_bytes:
+            raise AwarenessTooLarge(
+                f"awareness update of {len(payload)} bytes exceeds "
+                f"{self._limits.max_awareness_bytes}"
+            )
         try:
             self.awareness.apply_awareness_update(payload, peer)
         except (ValueError, TypeError, KeyError) as exc:
@@ -262,6 +357,7 @@ class Room:
         """Write the full state as a snapshot (a version); it also compacts: the
         writer drops the log entries it covers. Resolves to the snapshot's id."""
         state = self.doc.get_update()
+        self.size_bytes = len(state)
         self.updates_since_compaction = 0
         self.dirty_since = None
         write = self._sink.submit(

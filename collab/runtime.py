@@ -17,6 +17,7 @@ import dataclasses
 import logging
 import os
 import socket
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -24,8 +25,10 @@ from dataclasses import dataclass
 
 from collab.config import Settings
 from collab.history import VersionHistory
+from collab.metrics import Metrics
 from collab.registry import LifecyclePolicy, RoomRegistry
 from collab.retention import RetentionPolicy
+from collab.room import RoomLimits
 from collab.sql_store import SqlStore
 from collab.store import ServerLease
 from collab.writer import UpdateWriter
@@ -40,6 +43,7 @@ class Runtime:
     writer: UpdateWriter
     registry: RoomRegistry
     history: VersionHistory
+    metrics: Metrics
 
 
 class DatabaseInUse(RuntimeError):
@@ -90,10 +94,12 @@ async def _take_lease(store: SqlStore, settings: Settings) -> ServerLease:
 async def open_runtime(settings: Settings, *, is_server: bool) -> AsyncIterator[Runtime]:
     store = SqlStore(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
     await store.open()
+    metrics = Metrics()
     writer = UpdateWriter(
         store,
         max_batch_ops=settings.write_batch_max_ops,
         max_pending_ops=settings.write_backlog_max_ops,
+        metrics=metrics,
     )
     registry = RoomRegistry(
         store,
@@ -104,7 +110,22 @@ async def open_runtime(settings: Settings, *, is_server: bool) -> AsyncIterator[
             compact_after_s=settings.compact_after_s,
             janitor_interval_s=settings.janitor_interval_s,
             auto_version_window_s=settings.auto_version_window_s,
+            idle_timeout_s=settings.idle_timeout_s,
+            max_rooms=settings.max_loaded_documents,
+            max_connections=settings.max_connections,
+            max_connections_per_document=settings.max_connections_per_document,
+            room_limits=RoomLimits(
+                max_document_bytes=settings.max_document_bytes or sys.maxsize,
+                max_awareness_bytes=settings.max_awareness_bytes or sys.maxsize,
+            ),
         ),
+        metrics=metrics,
+    )
+    metrics.observe_gauges(
+        connections=lambda: registry.connections,
+        rooms=lambda: len(registry.rooms),
+        pending_writes=lambda: writer.pending_ops,
+        storage_failing=lambda: float(writer.is_failing),
     )
     history = VersionHistory(
         store,
@@ -116,7 +137,7 @@ async def open_runtime(settings: Settings, *, is_server: bool) -> AsyncIterator[
             daily_s=settings.retention_daily_s,
         ),
     )
-    runtime = Runtime(settings, store, writer, registry, history)
+    runtime = Runtime(settings, store, writer, registry, history, metrics)
     writer_task = asyncio.create_task(writer.run(), name="update writer")
     writer_task.add_done_callback(_report_writer_death)
     background = [asyncio.create_task(registry.run_janitor(), name="janitor")]

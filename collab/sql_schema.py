@@ -5,6 +5,11 @@
     snapshots(id, document, created_at, updated_at, kind, label, author,
               size_bytes, preview, state, covers_update_id)
     server_leases(id, url, pid, hostname, started_at, heartbeat_at, ttl_s)
+    tombstones(name PK, state_vector, deleted_at)   -- what deleted documents held
+    quarantine(id, document, source, source_id, data, reason, quarantined_at)
+
+New tables are created on start in existing databases too (`create_all` only
+adds what is missing).
 
 `updates.id` is the log's sequence number: strictly increasing and never reused
 (SQLite AUTOINCREMENT, a PostgreSQL identity), so "entries after a snapshot" is
@@ -94,6 +99,27 @@ server_leases = Table(
     Column("started_at", Float, nullable=False),
     Column("heartbeat_at", Float, nullable=False),
     Column("ttl_s", Float, nullable=False),
+)
+
+tombstones = Table(
+    "tombstones",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("state_vector", LargeBinary, nullable=False),
+    Column("deleted_at", Float, nullable=False),
+)
+
+quarantine = Table(
+    "quarantine",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("document", String(128), nullable=False, index=True),
+    Column("source", String(16), nullable=False),  # "updates" or "snapshots"
+    Column("source_id", BigInteger, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("quarantined_at", Float, nullable=False),
+    sqlite_autoincrement=True,
 )
 
 SNAPSHOT_INFO_COLUMNS = (

@@ -31,9 +31,11 @@ from collab.sql_schema import (
     SNAPSHOT_INFO_COLUMNS,
     documents,
     metadata,
+    quarantine,
     server_leases,
     snapshot_info,
     snapshots,
+    tombstones,
     updates,
 )
 from collab.store import (
@@ -42,6 +44,7 @@ from collab.store import (
     DeleteSnapshots,
     DocumentInfo,
     PermanentWriteError,
+    QuarantineRows,
     SaveSnapshot,
     ServerLease,
     Snapshot,
@@ -153,8 +156,9 @@ class SqlStore:
                 elif isinstance(op, DeleteSnapshots):
                     await self._delete_snapshots(conn, op)
                 elif isinstance(op, DeleteDocument):
-                    await conn.execute(delete(documents).where(documents.c.name == op.document))
-                    self._txn_touched[op.document] = None
+                    await self._delete_document(conn, op, now)
+                elif isinstance(op, QuarantineRows):
+                    await self._quarantine(conn, op, now)
                 results.append(result)
             await self._insert_updates(conn, pending_rows, now)
         # Committed: only now may the cache believe what this transaction wrote.
@@ -235,6 +239,56 @@ class SqlStore:
             delete(updates).where(updates.c.document == op.document, updates.c.id <= covered)
         )
         return snapshot_id
+
+    async def _delete_document(self, conn: AsyncConnection, op: DeleteDocument, now: float) -> None:
+        await conn.execute(delete(documents).where(documents.c.name == op.document))
+        await conn.execute(delete(tombstones).where(tombstones.c.name == op.document))
+        await conn.execute(
+            insert(tombstones).values(name=op.document, state_vector=op.tombstone, deleted_at=now)
+        )
+        self._txn_touched[op.document] = None
+
+    async def _quarantine(self, conn: AsyncConnection, op: QuarantineRows, now: float) -> None:
+        for source, table, ids in (
+            ("snapshots", snapshots, op.snapshot_ids),
+            ("updates", updates, op.update_ids),
+        ):
+            if not ids:
+                continue
+            where = (table.c.document == op.document) & table.c.id.in_(ids)
+            rows = (
+                await conn.execute(
+                    select(
+                        table.c.id, table.c.data if source == "updates" else table.c.state
+                    ).where(where)
+                )
+            ).all()
+            if rows:
+                await conn.execute(
+                    insert(quarantine),
+                    [
+                        {
+                            "document": op.document,
+                            "source": source,
+                            "source_id": row[0],
+                            "data": row[1],
+                            "reason": _storable_text(op.reason),
+                            "quarantined_at": now,
+                        }
+                        for row in rows
+                    ],
+                )
+            await conn.execute(delete(table).where(where))
+
+    async def quarantined(self, document: str) -> list[tuple[str, int, str]]:
+        """(source table, original row id, reason) of the document's quarantined rows."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(quarantine.c.source, quarantine.c.source_id, quarantine.c.reason)
+                .where(quarantine.c.document == document)
+                .order_by(quarantine.c.id)
+            )
+            return [(row.source, int(row.source_id), row.reason) for row in rows]
 
     async def _delete_snapshots(self, conn: AsyncConnection, op: DeleteSnapshots) -> None:
         newest_id = await conn.scalar(
@@ -328,12 +382,20 @@ class SqlStore:
         log_part = select(
             literal(1).label("part"), updates.c.id.label("seq"), updates.c.data.label("data")
         ).where(updates.c.document == document, updates.c.id > covered)
-        query = union_all(snapshot_part, log_part).order_by("part", "seq")
+        tombstone_part = select(
+            literal(2).label("part"), literal(0).label("seq"), tombstones.c.state_vector
+        ).where(tombstones.c.name == document)
+        query = union_all(snapshot_part, log_part, tombstone_part).order_by("part", "seq")
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query)).all()
-        snapshot = rows[0].data if rows and rows[0].part == 0 else None
+        has_snapshot = bool(rows) and rows[0].part == 0
+        log = [row for row in rows if row.part == 1]
         return StoredDocument(
-            snapshot=snapshot, updates=[row.data for row in rows if row.part == 1]
+            snapshot=rows[0].data if has_snapshot else None,
+            updates=[row.data for row in log],
+            snapshot_id=int(rows[0].seq) if has_snapshot else None,
+            update_ids=[int(row.seq) for row in log],
+            deleted_state=next((row.data for row in rows if row.part == 2), None),
         )
 
     async def document_info(self, document: str) -> DocumentInfo | None:

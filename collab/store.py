@@ -60,10 +60,26 @@ class DeleteSnapshots:
 
 @dataclass(frozen=True, slots=True)
 class DeleteDocument:
+    """Remove everything of `document`, leaving a tombstone: the state vector of
+    what was deleted, so that a client still holding that history cannot bring it
+    back by reconnecting (see `StoredDocument.deleted_state`)."""
+
     document: str
+    tombstone: bytes = b"\x00"
 
 
-WriteOp = AppendUpdate | SaveSnapshot | DeleteSnapshots | DeleteDocument
+@dataclass(frozen=True, slots=True)
+class QuarantineRows:
+    """Move stored rows that do not decode out of the document, keeping their
+    bytes (for inspection or repair) in the quarantine table."""
+
+    document: str
+    reason: str
+    snapshot_ids: tuple[int, ...] = ()
+    update_ids: tuple[int, ...] = ()
+
+
+WriteOp = AppendUpdate | SaveSnapshot | DeleteSnapshots | DeleteDocument | QuarantineRows
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,10 +121,15 @@ class PermanentWriteError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class StoredDocument:
-    """What loading a document needs: latest snapshot state, then the log after it."""
+    """What loading a document needs: latest snapshot state, then the log after it
+    (with their row ids, to quarantine a row that does not decode), and the state
+    vector of any earlier incarnation that was deleted (its tombstone)."""
 
     snapshot: bytes | None
     updates: list[bytes] = field(default_factory=list)
+    snapshot_id: int | None = None
+    update_ids: list[int] = field(default_factory=list)
+    deleted_state: bytes | None = None
 
     @property
     def is_empty(self) -> bool:

@@ -11,17 +11,26 @@ Invariants:
 - A failed commit keeps the batch in memory and retries with backoff; the
   documents involved report `pending_for(doc) > 0`, which blocks their unload.
 - A barrier (`submit(None)`) resolves once everything submitted before it is durable.
+- While commits fail, `is_failing` is true and `on_failing` listeners hear of each
+  change, so rooms can refuse new edits and tell their clients instead of
+  queueing writes that cannot be stored.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter, deque
+from collections.abc import Callable
 
-from collab.store import DocumentStore, PermanentWriteError, WriteOp
+from collab.metrics import Metrics
+from collab.store import AppendUpdate, DocumentStore, PermanentWriteError, WriteOp
 
 logger = logging.getLogger(__name__)
+
+
+_Entry = tuple[WriteOp | None, asyncio.Future[int | None], float]
 
 
 class WriterClosed(RuntimeError):
@@ -37,13 +46,16 @@ class UpdateWriter:
         max_pending_ops: int = 20000,
         retry_initial_s: float = 0.05,
         retry_max_s: float = 5.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self._store = store
         self._max_batch_ops = max_batch_ops
         self._max_pending_ops = max_pending_ops
         self._retry_initial_s = retry_initial_s
         self._retry_max_s = retry_max_s
-        self._queue: deque[tuple[WriteOp | None, asyncio.Future[int | None]]] = deque()
+        self._metrics = metrics or Metrics()
+        # (op, its future, when it was queued); None ops are barriers
+        self._queue: deque[_Entry] = deque()
         self._pending_by_document: Counter[str] = Counter()
         self._pending_ops = 0
         self._wakeup = asyncio.Event()
@@ -51,9 +63,11 @@ class UpdateWriter:
         self._capacity.set()
         self._is_closing = False
         self._is_running = False
-        self._in_flight: list[tuple[WriteOp | None, asyncio.Future[int | None]]] = []
-        self.commits = 0  # transactions committed, for /metrics-style introspection
+        self._in_flight: list[_Entry] = []
+        self.commits = 0  # transactions committed, for introspection and tests
         self.ops_committed = 0
+        self.is_failing = False
+        self.on_failing: list[Callable[[bool], None]] = []
 
     @property
     def pending_ops(self) -> int:
@@ -68,7 +82,7 @@ class UpdateWriter:
         if self._is_closing:
             raise WriterClosed("the update writer is shutting down")
         future: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
-        self._queue.append((op, future))
+        self._queue.append((op, future, time.monotonic()))
         self._pending_ops += 1
         if op is not None:
             self._pending_by_document[op.document] += 1
@@ -107,9 +121,11 @@ class UpdateWriter:
                 self._queue.popleft() for _ in range(min(len(self._queue), self._max_batch_ops))
             ]
             self._in_flight = batch
-            ops = [op for op, _ in batch if op is not None]
+            ops = [op for op, _, _ in batch if op is not None]
             results = iter(await self._commit_until_done(ops) if ops else [])
-            for op, future in batch:
+            if ops:
+                self._metrics.persist_latency.observe(time.monotonic() - batch[0][2])
+            for op, future, _ in batch:
                 result = next(results) if op is not None else None
                 self._pending_ops -= 1
                 if op is not None:
@@ -150,12 +166,31 @@ class UpdateWriter:
                     ",".join(sorted({op.document for op in ops})),
                     delay_s,
                 )
+                self._metrics.commit_failures.inc()
+                self._set_failing(True)
                 await asyncio.sleep(delay_s)
                 delay_s = min(delay_s * 2, self._retry_max_s)
                 continue
+            self._set_failing(False)
             self.commits += 1
             self.ops_committed += len(ops)
+            self._metrics.commits.inc()
+            self._metrics.updates_persisted.inc(sum(type(op) is AppendUpdate for op in ops))
             return results
+
+    def _set_failing(self, is_failing: bool) -> None:
+        if is_failing is self.is_failing:
+            return
+        self.is_failing = is_failing
+        if is_failing:
+            logger.error("storage is failing: edits are refused until a commit succeeds")
+        else:
+            logger.warning("storage recovered: commits succeed again")
+        for listener in list(self.on_failing):
+            try:
+                listener(is_failing)
+            except Exception:  # task boundary: a listener must not stop the writer
+                logger.exception("storage state listener failed")
 
     async def close(self, runner: asyncio.Task[None], timeout_s: float) -> None:
         """Stop taking ops, let `runner` drain the queue, cancel it after `timeout_s`."""
@@ -170,5 +205,5 @@ class UpdateWriter:
                 timeout_s,
             )
             runner.cancel()
-            for _, future in [*self._in_flight, *self._queue]:
+            for _, future, _ in [*self._in_flight, *self._queue]:
                 future.cancel()  # nobody waits forever on a write that will never happen

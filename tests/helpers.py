@@ -12,7 +12,7 @@ import os
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,7 +21,7 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
-from collab.app import create_app
+from collab.cli import uvicorn_config
 from collab.config import Settings
 
 TIMEOUT_S = 10.0 * float(os.environ.get("COLLAB_TEST_TIMEOUT_SCALE", "1"))
@@ -80,16 +80,8 @@ class RunningServer:
 @contextlib.asynccontextmanager
 async def run_server(settings: Settings) -> AsyncIterator[RunningServer]:
     """A real uvicorn on port 0 in this event loop; waits on `server.started`."""
-    app = create_app(settings)
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=0,
-        log_config=None,
-        ws="websockets-sansio",
-        ws_max_size=settings.max_message_bytes * 2 + 1,
-        lifespan="on",
-    )
+    config = uvicorn_config(settings, host="127.0.0.1", port=0, lifespan="on")
+    app = config.app
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     await eventually(lambda: server.started or task.done(), what="server start")
@@ -108,10 +100,19 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 class ServerProcess:
-    def __init__(self, database_url: str, log_path: Path) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        log_path: Path,
+        *,
+        args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.database_url = database_url
         self.port = free_port()
         self.log_path = log_path
+        self.args = list(args)
+        self.env = None if env is None else {**os.environ, **env}
         self.process: asyncio.subprocess.Process | None = None
 
     def ws_url(self, document: str) -> str:
@@ -128,7 +129,9 @@ class ServerProcess:
             str(self.port),
             "--database",
             self.database_url,
+            *self.args,
             cwd=REPO,
+            env=self.env,
             stdout=log,
             stderr=log,
         )
@@ -152,8 +155,12 @@ class ServerProcess:
 
 
 @contextlib.asynccontextmanager
-async def server_process(tmp_path: Path) -> AsyncIterator[ServerProcess]:
-    server = ServerProcess(f"sqlite+aiosqlite:///{tmp_path / 'collab.db'}", tmp_path / "log")
+async def server_process(
+    tmp_path: Path, *, args: Sequence[str] = (), env: Mapping[str, str] | None = None
+) -> AsyncIterator[ServerProcess]:
+    server = ServerProcess(
+        f"sqlite+aiosqlite:///{tmp_path / 'collab.db'}", tmp_path / "log", args=args, env=env
+    )
     await server.start()
     try:
         yield server
@@ -161,3 +168,20 @@ async def server_process(tmp_path: Path) -> AsyncIterator[ServerProcess]:
         if server.process and server.process.returncode is None:
             server.process.kill()
             await server.process.wait()
+
+
+async def run_collab(*args: str, env: Mapping[str, str] | None = None) -> tuple[int, str, str]:
+    """`python -m collab ARGS` in a subprocess: (exit code, stdout, stderr)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "collab",
+        *args,
+        cwd=REPO,
+        env=None if env is None else {**os.environ, **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), TIMEOUT_S * 3)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 import pytest
 import websockets
-from pycrdt import create_awareness_message, write_message
+from pycrdt import Doc, Text, create_awareness_message, write_message, write_var_uint
 
 from collab.errors import CloseCode
-from tests.helpers import eventually, run_server
+from collab.protocol import encode_update
+from tests.helpers import TIMEOUT_S, eventually, run_server
+
+
+def _valid_update() -> bytes:
+    doc: Doc = Doc()
+    doc.get("text", type=Text).insert(0, "valid")
+    return doc.get_update()
+
 
 BAD_FRAMES = {
     # bytes that look like a sync update but are garbage inside the frame layout
@@ -24,6 +35,30 @@ BAD_FRAMES = {
         CloseCode.INVALID_AWARENESS,
     ),
     "text frame": ("hello", CloseCode.UNSUPPORTED_DATA),
+    "empty frame": (b"", CloseCode.MALFORMED_MESSAGE),
+    "length prefix claiming 2 GiB": (
+        b"\x00\x02" + write_var_uint(2**31) + b"tiny",
+        CloseCode.MALFORMED_MESSAGE,
+    ),
+    "varint past 53 bits": (b"\x00\x02" + b"\xff" * 9 + b"\x01", CloseCode.MALFORMED_MESSAGE),
+    "truncated awareness varint": (b"\x01\x85", CloseCode.MALFORMED_MESSAGE),
+    "unknown sync type": (b"\x00\x07\x00", CloseCode.MALFORMED_MESSAGE),
+    "trailing bytes after an update": (
+        encode_update(_valid_update()) + b"\x00",
+        CloseCode.MALFORMED_MESSAGE,
+    ),
+    "invalid state vector in step 1": (
+        b"\x00\x00" + write_message(b"\x05\x01"),
+        CloseCode.INVALID_UPDATE,
+    ),
+    "awareness state that is not an object": (
+        create_awareness_message(b"\x01\x05\x01" + write_message(b"[1, 2]")),
+        CloseCode.INVALID_AWARENESS,
+    ),
+    "awareness entry count beyond the frame": (
+        create_awareness_message(b"\x7f\x05\x01" + write_message(b"{}")),
+        CloseCode.INVALID_AWARENESS,
+    ),
 }
 
 
@@ -77,3 +112,42 @@ async def test_bad_document_name_is_refused_with_a_close_code(server, name):
     assert closed.value.rcvd.code == CloseCode.BAD_DOCUMENT_NAME
     assert "document name" in closed.value.rcvd.reason
     assert server.services.registry.rooms == {}
+
+
+async def test_a_thousand_connections_at_once(settings):
+    """1,000 clients open at the same moment: up to the per-document limit sync,
+    the rest are told to retry later (1013); the room keeps converging."""
+    async with run_server(settings.replace(max_connections_per_document=600)) as server:
+        from tests.yclient import YClient
+
+        good_a = await YClient(server.ws_url("crowd")).connect()
+        good_b = await YClient(server.ws_url("crowd")).connect()
+        good_a.text.insert(0, "crowded")
+
+        release = asyncio.Event()
+        outcomes: list[int | None] = []
+
+        async def one() -> None:
+            """Record None once synced (then hold the slot), or the close code."""
+            try:
+                async with websockets.connect(server.ws_url("crowd")) as ws:
+                    await ws.send(b"\x00\x00\x01\x00")  # step 1: empty state vector
+                    while (await asyncio.wait_for(ws.recv(), TIMEOUT_S * 3))[:2] != b"\x00\x01":
+                        pass
+                    outcomes.append(None)
+                    await release.wait()
+            except websockets.ConnectionClosed as closed:
+                outcomes.append(closed.rcvd.code if closed.rcvd else -1)
+
+        tasks = [asyncio.create_task(one()) for _ in range(1000)]
+        await eventually(lambda: len(outcomes) == 1000, timeout_s=TIMEOUT_S * 6)
+        # Two healthy clients hold two of the 600 slots; everyone else got a clear answer.
+        assert outcomes.count(None) == 598
+        assert outcomes.count(CloseCode.TRY_AGAIN_LATER) == 402
+        release.set()
+        await asyncio.gather(*tasks)
+        good_b.text.insert(len(good_b.text), "!")
+        await eventually(lambda: str(good_a.text) == "crowded!" == str(good_b.text))
+        with contextlib.suppress(Exception):
+            await good_a.close()
+            await good_b.close()

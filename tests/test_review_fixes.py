@@ -9,6 +9,7 @@ import httpx
 from pycrdt import Doc, Text, create_sync_message, create_update_message
 
 from collab.errors import CloseCode
+from collab.metrics import Metrics
 from collab.peer import Peer, PeerLimits
 from collab.registry import build_doc
 from tests.helpers import REPO, TIMEOUT_S, eventually, server_process
@@ -51,7 +52,7 @@ async def test_a_join_racing_a_delete_never_brings_the_data_back(connect, server
     await writer.close()
     registry = server.services.registry
     await eventually(lambda: "secret" not in registry.rooms)
-    peer = Peer(SilentTransport(), "secret", PeerLimits())
+    peer = Peer(SilentTransport(), "secret", PeerLimits(), Metrics())
     deleted, room = await asyncio.gather(registry.delete("secret"), registry.join("secret", peer))
     assert deleted is True
     assert str(room.doc.get("text", type=Text)) == ""
