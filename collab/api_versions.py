@@ -15,13 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from collab.api_auth import ADMIN_ACCESS, READ_ACCESS, WriteGrant
 from collab.content import render_content
-from collab.protocol import DOCUMENT_NAME_PATTERN
+from collab.protocol import DOCUMENT_NAME_PATTERN, DOCUMENT_NAME_RULE
 from collab.runtime import Runtime
 from collab.store import SnapshotInfo
 
-DocumentName = Annotated[
-    str, Path(pattern=DOCUMENT_NAME_PATTERN, description="1-128 of A-Z a-z 0-9 . _ : -")
-]
+DocumentName = Annotated[str, Path(pattern=DOCUMENT_NAME_PATTERN, description=DOCUMENT_NAME_RULE)]
 MAX_ID = 2**63 - 1  # BIGINT
 SnapshotId = Annotated[int, Path(ge=1, le=MAX_ID, description="A snapshot id from the listing")]
 

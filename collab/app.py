@@ -1,4 +1,4 @@
-"""The ASGI application: WebSocket endpoint, REST API, static web client.
+"""The ASGI application: WebSocket endpoint, REST API, the browser editor (web_client).
 
 The only module that imports FastAPI/Starlette. Everything is built in
 `create_app(settings)`; there is no module-level state.
@@ -15,12 +15,10 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Literal
 
-from fastapi import FastAPI, HTTPException, Request, Response, WebSocket
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
-from fastapi.staticfiles import StaticFiles
+from fastapi import FastAPI, Request, Response, WebSocket
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.websockets import WebSocketDisconnect
 
@@ -57,16 +55,21 @@ from collab.errors import (
 from collab.history import SnapshotNotFound
 from collab.metrics import CONTENT_TYPE_LATEST
 from collab.peer import Peer, PeerLimits, PeerState
-from collab.protocol import decode_message, encode_permission_denied, is_valid_document_name
+from collab.protocol import (
+    DOCUMENT_NAME_RULE,
+    decode_message,
+    encode_permission_denied,
+    is_valid_document_name,
+)
 from collab.room import Room
 from collab.runtime import Runtime, open_runtime
 from collab.sql_store import redact_url
 from collab.store import DocumentInfo
 from collab.tokens import build_access_policy
+from collab.web_client import add_web_client
 
 logger = logging.getLogger(__name__)
 
-_DOCUMENT_NAME_RULE = "use 1-128 of A-Z a-z 0-9 . _ : -"
 _MAX_CLOSE_REASON_BYTES = 123  # RFC 6455 5.5: a control frame payload is at most 125 bytes
 
 
@@ -280,7 +283,7 @@ def create_app(settings: Settings) -> FastAPI:
             logger.warning("refused connection: bad document name %r", name[:200])
             await websocket.close(
                 CloseCode.BAD_DOCUMENT_NAME,
-                f"bad document name: {_DOCUMENT_NAME_RULE}",
+                f"bad document name: use {DOCUMENT_NAME_RULE}",
             )
             return
         try:
@@ -299,53 +302,8 @@ def create_app(settings: Settings) -> FastAPI:
             is_read_only=grant.is_read_only,
         )
 
-    _add_web_client(app, settings.web_dir / "dist")
+    add_web_client(app, settings.web_dir / "dist")
     return app
-
-
-_NOT_BUILT = "web client not built: run make install"
-
-
-class _BuiltAssets(StaticFiles):
-    """The bundle's files; a missing build is a clear 503, not a RuntimeError."""
-
-    async def check_config(self) -> None:
-        try:
-            await super().check_config()
-        except RuntimeError as exc:  # Starlette's "directory does not exist"
-            raise HTTPException(503, _NOT_BUILT) from exc
-
-
-def _add_web_client(app: FastAPI, built_dir: Path) -> None:
-    """The browser editor, built by `make install` (web/build.mjs) into `built_dir`:
-    `/` the document list, `/d/{name}` the editor, `/assets/*` the bundle.
-
-    The pages are looked up per request, so a server started before the build
-    serves them once it exists. Asset names carry a content hash (immutable);
-    the pages that name them are revalidated on every load.
-    """
-
-    def page(file_name: str) -> Response:
-        path = built_dir / file_name
-        if not path.is_file():
-            logger.error("web page %s is missing: %s", path, _NOT_BUILT)
-            return PlainTextResponse(_NOT_BUILT, status_code=503)
-        return FileResponse(path, headers={"Cache-Control": "no-cache"})
-
-    @app.get("/", include_in_schema=False)
-    async def document_list_page() -> Response:
-        return page("index.html")
-
-    @app.get("/d/{name:path}", include_in_schema=False)
-    async def editor_page(name: str) -> Response:
-        if not is_valid_document_name(name):
-            return PlainTextResponse(
-                f"bad document name {name[:200]!r}: {_DOCUMENT_NAME_RULE}",
-                status_code=404,
-            )
-        return page("editor.html")
-
-    app.mount("/assets", _BuiltAssets(directory=built_dir / "assets", check_dir=False))
 
 
 async def _serve_peer(

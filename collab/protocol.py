@@ -278,6 +278,7 @@ KEEPALIVE_MESSAGE = encode_awareness(b"\x00")
 
 _DOCUMENT_NAME = re.compile(r"[A-Za-z0-9._:-]{1,128}", re.ASCII)
 DOCUMENT_NAME_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+DOCUMENT_NAME_RULE = "1-128 of A-Z a-z 0-9 . _ : -"  # the pattern, for people
 
 
 def is_valid_document_name(name: str) -> bool:
