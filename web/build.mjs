@@ -39,14 +39,17 @@ for (const [output, meta] of Object.entries(result.metafile.outputs)) {
   }
 }
 
+// Everything after the comment line of head.html
+const head = (await readFile(path.join(root, 'src', 'head.html'), 'utf8')).split('\n').slice(1).join('\n')
 for (const [page, entry] of Object.entries(pages)) {
   const bundle = bundles[entry]
   if (!bundle || !bundle.css) throw new Error(`no bundle for ${entry}`)
   const template = await readFile(path.join(root, 'src', page), 'utf8')
   const html = template
+    .replace('%HEAD%', head.trim().replace(/\n/g, '\n  '))
     .replace('%STYLESHEET%', `<link rel="stylesheet" href="${bundle.css}">`)
     .replace('%SCRIPT%', `<script type="module" src="${bundle.js}"></script>`)
-  if (html.includes('%STYLESHEET%') || html.includes('%SCRIPT%') || html === template) {
+  if (/%(HEAD|STYLESHEET|SCRIPT)%/.test(html) || html === template) {
     throw new Error(`${page}: placeholders not replaced`)
   }
   await mkdir(dist, { recursive: true })

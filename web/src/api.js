@@ -73,3 +73,27 @@ async function errorDetail (response) {
   }
   return `${response.status} ${response.statusText}`.trim()
 }
+
+/**
+ * What to tell a person about a failed call: refusals by the access rules get
+ * their own words (the server's detail says which rule).
+ * @param {unknown} error
+ */
+export function describeError (error) {
+  if (error instanceof ApiError && error.status === 401) {
+    return 'this server needs an access token: open the link you were given (it ends in ?token=…)'
+  }
+  if (error instanceof ApiError && error.status === 403) return `not allowed (${error.message})`
+  return error instanceof Error ? error.message : String(error)
+}
+
+/**
+ * What this page's token allows (GET /api/access): 'read' (view only), 'write'
+ * (edit, save versions) or 'admin' (also restore). An open server gives everyone
+ * admin. Which documents it covers is the server's to enforce: the WebSocket of
+ * a document the token does not cover is refused (4403), and the page says so.
+ * @returns {Promise<'read' | 'write' | 'admin'>}
+ */
+export async function accessRole () {
+  return (await api('/api/access')).role
+}

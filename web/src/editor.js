@@ -8,7 +8,7 @@ import { defaultKeymap, indentWithTab } from '@codemirror/commands'
 import { markdown, markdownLanguage } from '@codemirror/lang-markdown'
 import { bracketMatching, HighlightStyle, indentOnInput, syntaxHighlighting } from '@codemirror/language'
 import { highlightSelectionMatches, searchKeymap } from '@codemirror/search'
-import { EditorState } from '@codemirror/state'
+import { Compartment, EditorState } from '@codemirror/state'
 import {
   drawSelection, dropCursor, EditorView, highlightActiveLine, highlightSpecialChars, keymap, placeholder
 } from '@codemirror/view'
@@ -17,7 +17,7 @@ import { yCollab, yUndoManagerKeymap } from 'y-codemirror.next'
 import { WebsocketProvider } from 'y-websocket'
 import * as Y from 'yjs'
 
-import { pageUrl, token, webSocketBase } from './api.js'
+import { accessRole, ApiError, pageUrl, token, webSocketBase } from './api.js'
 import { byId } from './dom.js'
 import { HistoryPanel } from './history.js'
 import { askUser, loadUser } from './identity.js'
@@ -97,6 +97,10 @@ const markdownStyle = HighlightStyle.define([
   { tag: [tags.processingInstruction, tags.contentSeparator, tags.labelName], color: '#a0a3a8' }
 ])
 
+// Read-only until the server says otherwise would flash; editable until a
+// read-only token is known is harmless (the server refuses its edits anyway).
+const editability = new Compartment()
+
 const view = new EditorView({
   parent: byId('editor'),
   state: EditorState.create({
@@ -114,6 +118,7 @@ const view = new EditorView({
       markdown({ base: markdownLanguage }),
       keymap.of([...yUndoManagerKeymap, ...searchKeymap, ...defaultKeymap, indentWithTab]),
       yCollab(ytext, provider.awareness, { undoManager }),
+      editability.of([]),
       placeholder('Start writing… (Markdown)'),
       EditorView.contentAttributes.of({ 'aria-label': `Text of ${documentName}` }),
       theme
@@ -172,6 +177,22 @@ document.addEventListener('keydown', (event) => {
     event.preventDefault() // "save" means "save a version" here; every keystroke is already saved
     history.focusSave()
   }
+})
+
+// -- what this token allows -------------------------------------------------
+
+/** @param {'read' | 'write' | 'admin'} role */
+function applyRole (role) {
+  document.body.dataset.role = role
+  byId('access').hidden = role !== 'read'
+  if (role === 'read') {
+    view.dispatch({ effects: editability.reconfigure([EditorState.readOnly.of(true), EditorView.editable.of(false)]) })
+  }
+}
+
+accessRole().then(applyRole, (error) => {
+  // 401/403: the WebSocket is refused too, and the status line explains it.
+  if (!(error instanceof ApiError)) notice.show('Could not check your access; editing as usual.', 'warn', 6000)
 })
 
 if (isNew) editUser()

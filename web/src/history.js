@@ -5,7 +5,7 @@
 // (README, "Version history"), so every open editor — this one included —
 // receives the restored text over its WebSocket, like any other edit.
 
-import { api, ApiError, documentApi } from './api.js'
+import { api, ApiError, describeError, documentApi } from './api.js'
 import { renderChanges, hasChanges, versionText } from './diffview.js'
 import { h } from './dom.js'
 import { formatExact, formatWhen } from './time.js'
@@ -145,7 +145,7 @@ export class HistoryPanel {
         // Nothing stored yet (nobody has typed): no versions, not an error.
         return { snapshots: [], next_before: null }
       }
-      this.notice.show(`Could not load the history: ${describe(error)}`, 'error', 8000)
+      this.notice.show(`Could not load the history: ${describeError(error)}`, 'error', 8000)
       return null
     }
   }
@@ -195,7 +195,7 @@ export class HistoryPanel {
       this.notice.show(`Saved version “${version.label}”.`, 'ok', 5000)
       await this.refresh()
     } catch (error) {
-      this.notice.show(`Could not save the version: ${describe(error)}`, 'error', 8000)
+      this.notice.show(`Could not save the version: ${describeError(error)}`, 'error', 8000)
     } finally {
       button.disabled = false
     }
@@ -220,7 +220,7 @@ export class HistoryPanel {
       this.renderVersion()
       this.view.querySelector('.close-version')?.focus()
     } catch (error) {
-      this.viewBody.replaceChildren(h('p', { class: 'error' }, `Could not load this version: ${describe(error)}`))
+      this.viewBody.replaceChildren(h('p', { class: 'error' }, `Could not load this version: ${describeError(error)}`))
     }
   }
 
@@ -286,7 +286,7 @@ export class HistoryPanel {
         h('button', { type: 'button', class: 'link', onclick: () => this.undoRestore(result.pre_restore_snapshot_id) }, 'Undo restore')
       ], 'ok', 20000)
     } catch (error) {
-      this.notice.show(`Could not restore: ${describe(error)}`, 'error', 8000)
+      this.notice.show(`Could not restore: ${describeError(error)}`, 'error', 8000)
     }
   }
 
@@ -297,7 +297,7 @@ export class HistoryPanel {
       this.notice.show('Restore undone: the text is back as it was before.', 'ok', 6000)
       if (this.isOpen) await this.refresh()
     } catch (error) {
-      this.notice.show(`Could not undo the restore: ${describe(error)}`, 'error', 8000)
+      this.notice.show(`Could not undo the restore: ${describeError(error)}`, 'error', 8000)
     }
   }
 }
@@ -319,7 +319,3 @@ function confirm (dialog, { title, message, action }) {
   })
 }
 
-/** @param {unknown} error */
-function describe (error) {
-  return error instanceof Error ? error.message : String(error)
-}

@@ -2,7 +2,7 @@
 
 import './style.css'
 
-import { api, DOCUMENT_NAME, DOCUMENT_NAME_RULE, editorUrl, pageUrl, webSocketBase } from './api.js'
+import { api, describeError, DOCUMENT_NAME, DOCUMENT_NAME_RULE, editorUrl, pageUrl, webSocketBase } from './api.js'
 import { byId, h } from './dom.js'
 import { avatar } from './presence.js'
 import { formatExact, formatWhen } from './time.js'
@@ -28,7 +28,7 @@ async function refresh () {
     listError.hidden = true
     render()
   } catch (error) {
-    listError.textContent = `Could not load the documents: ${error instanceof Error ? error.message : error}`
+    listError.textContent = `Could not load the documents: ${describeError(error)}.`
     listError.hidden = false
   }
 }
