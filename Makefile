@@ -4,10 +4,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := tests/interop/node_modules/.installed
+WEB_DEPS_STAMP := web/node_modules/.installed
+# The browser client is built, not committed: web/dist/ follows from web/src/ and
+# web/package-lock.json, and is rebuilt whenever either changes.
+WEB_STAMP := web/dist/.built
+WEB_SOURCES := web/build.mjs $(shell find web/src -type f 2>/dev/null)
 
 .PHONY: install run test lint format clean
 
-install: $(PY_STAMP) $(NODE_STAMP)
+install: $(PY_STAMP) $(NODE_STAMP) $(WEB_STAMP)
 
 $(PY_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,7 +25,16 @@ $(NODE_STAMP): tests/interop/package.json tests/interop/package-lock.json
 	cd tests/interop && npm ci --no-audit --no-fund
 	touch $@
 
-run: $(PY_STAMP)
+# The browser client's npm packages, exactly as locked, and its esbuild bundle.
+$(WEB_DEPS_STAMP): web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+	touch $@
+
+$(WEB_STAMP): $(WEB_DEPS_STAMP) $(WEB_SOURCES)
+	cd web && npm run --silent build
+	touch $@
+
+run: $(PY_STAMP) $(WEB_STAMP)
 	$(BIN)/collab serve
 
 test: install
@@ -35,4 +49,4 @@ format: $(PY_STAMP)
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) tests/interop/node_modules .pytest_cache .ruff_cache
+	rm -rf $(VENV) tests/interop/node_modules web/node_modules web/dist .pytest_cache .ruff_cache

@@ -13,14 +13,13 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from collab.api_auth import ADMIN_ACCESS, READ_ACCESS, WriteGrant
 from collab.content import render_content
-from collab.protocol import DOCUMENT_NAME_PATTERN
+from collab.protocol import DOCUMENT_NAME_PATTERN, DOCUMENT_NAME_RULE
 from collab.runtime import Runtime
 from collab.store import SnapshotInfo
 
-DocumentName = Annotated[
-    str, Path(pattern=DOCUMENT_NAME_PATTERN, description="1-128 of A-Z a-z 0-9 . _ : -")
-]
+DocumentName = Annotated[str, Path(pattern=DOCUMENT_NAME_PATTERN, description=DOCUMENT_NAME_RULE)]
 MAX_ID = 2**63 - 1  # BIGINT
 SnapshotId = Annotated[int, Path(ge=1, le=MAX_ID, description="A snapshot id from the listing")]
 
@@ -30,6 +29,10 @@ class ErrorBody(BaseModel):
 
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}}
+AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "No token, or a bad or expired one"},
+    403: {"model": ErrorBody, "description": "Document or role not granted, or bad Origin"},
+}
 
 
 def runtime_of(request: Request) -> Runtime:
@@ -119,10 +122,12 @@ class RestoreOut(BaseModel):
     changed: bool
 
 
-router = APIRouter(prefix="/api/documents/{name}/snapshots", tags=["versions"])
+router = APIRouter(
+    prefix="/api/documents/{name}/snapshots", tags=["versions"], responses=AUTH_ERRORS
+)
 
 
-@router.get("", response_model=SnapshotPage, responses=NOT_FOUND)
+@router.get("", response_model=SnapshotPage, responses=NOT_FOUND, dependencies=[READ_ACCESS])
 async def list_snapshots(
     name: DocumentName,
     request: Request,
@@ -138,15 +143,24 @@ async def list_snapshots(
 
 @router.post("", response_model=SnapshotOut, status_code=201, responses=NOT_FOUND)
 async def save_snapshot(
-    name: DocumentName, request: Request, body: Annotated[SaveSnapshotIn, Body()]
+    name: DocumentName,
+    request: Request,
+    body: Annotated[SaveSnapshotIn, Body()],
+    grant: WriteGrant,
 ) -> SnapshotOut:
+    """Needs the write role; the author defaults to the token's `sub`."""
     info = await runtime_of(request).history.save_version(
-        name, label=body.label, author=body.author
+        name, label=body.label, author=body.author or grant.subject
     )
     return SnapshotOut.of(info)
 
 
-@router.get("/{snapshot_id}", response_model=SnapshotContent, responses=NOT_FOUND)
+@router.get(
+    "/{snapshot_id}",
+    response_model=SnapshotContent,
+    responses=NOT_FOUND,
+    dependencies=[READ_ACCESS],
+)
 async def get_snapshot(
     name: DocumentName, snapshot_id: SnapshotId, request: Request
 ) -> SnapshotContent:
@@ -165,6 +179,7 @@ async def get_snapshot(
         },
         **NOT_FOUND,
     },
+    dependencies=[READ_ACCESS],
 )
 async def get_snapshot_update(
     name: DocumentName, snapshot_id: SnapshotId, request: Request
@@ -173,7 +188,9 @@ async def get_snapshot_update(
     return Response(snapshot.state, media_type="application/octet-stream")
 
 
-@router.get("/{snapshot_id}/diff", response_model=DiffOut, responses=NOT_FOUND)
+@router.get(
+    "/{snapshot_id}/diff", response_model=DiffOut, responses=NOT_FOUND, dependencies=[READ_ACCESS]
+)
 async def diff_snapshot(
     name: DocumentName,
     snapshot_id: SnapshotId,
@@ -208,7 +225,12 @@ async def diff_snapshot(
     )
 
 
-@router.post("/{snapshot_id}/restore", response_model=RestoreOut, responses=NOT_FOUND)
+@router.post(
+    "/{snapshot_id}/restore",
+    response_model=RestoreOut,
+    responses=NOT_FOUND,
+    dependencies=[ADMIN_ACCESS],
+)
 async def restore_snapshot(
     name: DocumentName, snapshot_id: SnapshotId, request: Request
 ) -> RestoreOut:

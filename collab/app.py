@@ -1,4 +1,4 @@
-"""The ASGI application: WebSocket endpoint, REST API, static web client.
+"""The ASGI application: WebSocket endpoint, REST API, the browser editor (web_client).
 
 The only module that imports FastAPI/Starlette. Everything is built in
 `create_app(settings)`; there is no module-level state.
@@ -15,38 +15,58 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request, Response, WebSocket
 from fastapi.responses import JSONResponse
-from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.websockets import WebSocketDisconnect
 
 from collab import __version__
+from collab.api_auth import (
+    ADMIN_ACCESS,
+    READ_ACCESS,
+    ReadGrant,
+    access_of,
+    admit_websocket,
+    install_cors,
+    log_refusal,
+    refuse_request,
+)
 from collab.api_versions import (
+    AUTH_ERRORS,
     NOT_FOUND,
     DocumentName,
     runtime_of,
     timestamp,
 )
 from collab.api_versions import router as versions_router
+from collab.auth import AuthError, AuthFailure
 from collab.config import Settings
 from collab.content import render_content
 from collab.errors import (
     CloseCode,
     DocumentNotFound,
     MessageTooBig,
+    ReadOnlyEdit,
     Refusal,
     UnsupportedData,
 )
 from collab.history import SnapshotNotFound
 from collab.metrics import CONTENT_TYPE_LATEST
 from collab.peer import Peer, PeerLimits, PeerState
-from collab.protocol import decode_message, is_valid_document_name
+from collab.protocol import (
+    DOCUMENT_NAME_RULE,
+    decode_message,
+    encode_permission_denied,
+    is_valid_document_name,
+)
 from collab.room import Room
 from collab.runtime import Runtime, open_runtime
 from collab.sql_store import redact_url
+from collab.store import DocumentInfo
+from collab.tokens import build_access_policy
+from collab.web_client import add_web_client
 
 logger = logging.getLogger(__name__)
 
@@ -76,12 +96,29 @@ class Health(BaseModel):
     database: str
 
 
+class PresentUserOut(BaseModel):
+    name: str
+    color: str = Field(description="CSS colour the person's editor shows them in ('' if none)")
+
+
 class DocumentSummary(BaseModel):
     name: str
     created_at: datetime | None = Field(description="None for a live document not yet stored")
     updated_at: datetime | None
     size_bytes: int = Field(description="Latest snapshot plus the update log after it")
     live_connections: int
+    present: list[PresentUserOut] = Field(
+        description="Who is in it now: the awareness states' `user` {name, color} "
+        "(the y-codemirror convention), one per distinct name and colour"
+    )
+
+
+class AccessOut(BaseModel):
+    auth_required: bool = Field(description="False: the server is open to anyone")
+    role: Literal["read", "write", "admin"]
+    documents: list[str] = Field(description="Names, PREFIX* patterns, or * for all")
+    subject: str | None
+    expires_at: datetime | None
 
 
 class DocumentContent(BaseModel):
@@ -95,6 +132,8 @@ class DocumentContent(BaseModel):
 
 
 def create_app(settings: Settings) -> FastAPI:
+    access = build_access_policy(settings)  # AuthConfigError: the server must not start
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_runtime(settings, is_server=True) as runtime:
@@ -110,6 +149,14 @@ def create_app(settings: Settings) -> FastAPI:
             logger.info(
                 "collab %s ready; database %s", __version__, redact_url(settings.database_url)
             )
+            if access.verifier is None:
+                logger.warning(
+                    "running OPEN: no COLLAB_AUTH_SECRET or COLLAB_AUTH_PUBLIC_KEY, so anyone "
+                    "who can reach %s can read, change and delete every document",
+                    settings.advertised_url,
+                )
+            else:
+                logger.info("tokens required (%s)", ", ".join(access.verifier.algorithms))
             yield
         logger.info("collab stopped; %d transactions committed", runtime.writer.commits)
 
@@ -119,6 +166,9 @@ def create_app(settings: Settings) -> FastAPI:
         summary="Yjs-compatible collaborative document server",
         lifespan=lifespan,
     )
+    app.state.access = access
+    install_cors(app, access)
+    app.add_exception_handler(AuthError, refuse_request)
 
     runtime = runtime_of
 
@@ -158,35 +208,51 @@ def create_app(settings: Settings) -> FastAPI:
         body = runtime(request).metrics.exposition()
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/api/documents", response_model=list[DocumentSummary], tags=["documents"])
-    async def list_documents(request: Request) -> list[DocumentSummary]:
-        svc = runtime(request)
-        summaries = {
-            info.name: DocumentSummary(
-                name=info.name,
-                created_at=timestamp(info.created_at),
-                updated_at=timestamp(info.updated_at),
-                size_bytes=info.size_bytes,
-                live_connections=svc.registry.live_connections(info.name),
+    @app.get("/api/access", response_model=AccessOut, responses=AUTH_ERRORS, tags=["access"])
+    async def get_access(grant: ReadGrant, request: Request) -> AccessOut:
+        """What the request's token allows (an editor shows read-only mode from this)."""
+        return AccessOut(
+            auth_required=not access_of(request).is_open,
+            role=grant.role.value,
+            documents=list(grant.documents),
+            subject=grant.subject,
+            expires_at=None if grant.expires_at is None else timestamp(grant.expires_at),
+        )
+
+    @app.get(
+        "/api/documents",
+        response_model=list[DocumentSummary],
+        responses=AUTH_ERRORS,
+        tags=["documents"],
+    )
+    async def list_documents(grant: ReadGrant, request: Request) -> list[DocumentSummary]:
+        """The documents the token covers (all of them on an open server)."""
+        registry = runtime(request).registry
+
+        def summary(name: str, info: DocumentInfo | None) -> DocumentSummary:
+            return DocumentSummary(
+                name=name,
+                created_at=timestamp(info.created_at) if info else None,
+                updated_at=timestamp(info.updated_at) if info else None,
+                size_bytes=info.size_bytes if info else 0,
+                live_connections=registry.live_connections(name),
+                present=[
+                    PresentUserOut(name=user.name, color=user.color)
+                    for user in registry.present_users(name)
+                ],
             )
-            for info in await svc.store.list_documents()
-        }
-        for name, room in svc.registry.rooms.items():
-            if name not in summaries and room.peers:
-                summaries[name] = DocumentSummary(
-                    name=name,
-                    created_at=None,
-                    updated_at=None,
-                    size_bytes=0,
-                    live_connections=len(room.peers),
-                )
-        return [summaries[name] for name in sorted(summaries)]
+
+        stored = {info.name: info for info in await runtime(request).store.list_documents()}
+        live = {name for name, room in registry.rooms.items() if room.peers}
+        names = sorted(name for name in stored.keys() | live if grant.covers(name))
+        return [summary(name, stored.get(name)) for name in names]
 
     @app.get(
         "/api/documents/{name}",
         response_model=DocumentContent,
-        responses=NOT_FOUND,
+        responses=NOT_FOUND | AUTH_ERRORS,
         tags=["documents"],
+        dependencies=[READ_ACCESS],
     )
     async def get_document(name: DocumentName, request: Request) -> DocumentContent:
         state = await runtime(request).registry.read_state(name)
@@ -195,7 +261,13 @@ def create_app(settings: Settings) -> FastAPI:
         content = await asyncio.to_thread(render_content, state)
         return DocumentContent(name=name, content=content)
 
-    @app.delete("/api/documents/{name}", status_code=204, responses=NOT_FOUND, tags=["documents"])
+    @app.delete(
+        "/api/documents/{name}",
+        status_code=204,
+        responses=NOT_FOUND | AUTH_ERRORS,
+        tags=["documents"],
+        dependencies=[ADMIN_ACCESS],
+    )
     async def delete_document(name: DocumentName, request: Request) -> Response:
         if not await runtime(request).registry.delete(name):
             raise DocumentNotFound(name)  # one 404 shape: the handler above
@@ -211,20 +283,33 @@ def create_app(settings: Settings) -> FastAPI:
             logger.warning("refused connection: bad document name %r", name[:200])
             await websocket.close(
                 CloseCode.BAD_DOCUMENT_NAME,
-                "bad document name: use 1-128 of A-Z a-z 0-9 . _ : -",
+                f"bad document name: use {DOCUMENT_NAME_RULE}",
             )
             return
+        try:
+            grant = admit_websocket(websocket)
+        except AuthError as exc:
+            log_refusal(websocket, exc, name)
+            transport = WebSocketTransport(websocket)
+            await transport.send_bytes(encode_permission_denied(exc.message))
+            await transport.close(exc.close_code, exc.message)
+            return
         await _serve_peer(
-            websocket, name, websocket.app.state.runtime, websocket.app.state.peer_limits
+            websocket,
+            name,
+            websocket.app.state.runtime,
+            websocket.app.state.peer_limits,
+            is_read_only=grant.is_read_only,
         )
 
-    if settings.web_dir.is_dir():
-        app.mount("/", StaticFiles(directory=settings.web_dir, html=True), name="web")
+    add_web_client(app, settings.web_dir / "dist")
     return app
 
 
-async def _serve_peer(websocket: WebSocket, name: str, svc: Runtime, limits: PeerLimits) -> None:
-    peer = Peer(WebSocketTransport(websocket), name, limits, svc.metrics)
+async def _serve_peer(
+    websocket: WebSocket, name: str, svc: Runtime, limits: PeerLimits, *, is_read_only: bool
+) -> None:
+    peer = Peer(WebSocketTransport(websocket), name, limits, svc.metrics, is_read_only=is_read_only)
     svc.metrics.connections_opened.inc()
     try:
         room = await svc.registry.join(name, peer)
@@ -238,7 +323,13 @@ async def _serve_peer(websocket: WebSocket, name: str, svc: Runtime, limits: Pee
         peer.close(CloseCode.INTERNAL_ERROR, "could not load the document")
         await _finish(peer, svc)
         return
-    logger.info("doc=%s peer=%d connected (%d in room)", name, peer.id, len(room.peers))
+    logger.info(
+        "doc=%s peer=%d connected%s (%d in room)",
+        name,
+        peer.id,
+        " read-only" if is_read_only else "",
+        len(room.peers),
+    )
     writer = asyncio.create_task(peer.run_writer(), name=f"peer {peer.id} writer")
     reader = asyncio.create_task(_receive_loop(websocket, peer, room, svc), name=f"peer {peer.id}")
     try:
@@ -304,4 +395,6 @@ async def _receive_loop(websocket: WebSocket, peer: Peer, room: Room, svc: Runti
             exc.close_code,
             exc.reason,
         )
+        if isinstance(exc, ReadOnlyEdit):
+            svc.metrics.auth_failed(AuthFailure.READ_ONLY_EDIT)
         peer.close(exc.close_code, exc.reason)

@@ -20,6 +20,8 @@ from collab.db_cli import add_db_commands, run_db_command
 from collab.logs import configure_logging
 from collab.snapshots_cli import add_snapshot_commands, run_snapshot_command
 from collab.sql_store import redact_url
+from collab.token_cli import add_token_commands, run_token_command
+from collab.tokens import build_access_policy
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_arguments(serve)
     add_snapshot_commands(commands)
     add_db_commands(commands)
+    add_token_commands(commands)
     return parser
 
 
@@ -60,6 +63,17 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-message-bytes", type=int, metavar="BYTES")
     parser.add_argument(
         "--log-format", choices=["text", "json"], help="COLLAB_LOG_FORMAT, default text"
+    )
+    parser.add_argument(
+        "--allow-anonymous",
+        action="store_true",
+        default=None,
+        help="run open (no tokens) on a non-loopback host (COLLAB_ALLOW_ANONYMOUS)",
+    )
+    parser.add_argument(
+        "--allowed-origins",
+        metavar="ORIGINS",
+        help="other web origins allowed, comma-separated, or * (COLLAB_ALLOWED_ORIGINS)",
     )
     parser.add_argument(
         "--redis-url",
@@ -116,6 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         options = {k: v for k, v in vars(args).items() if k != "command"}
         try:
             settings = Settings.load(**options)
+            build_access_policy(settings)  # refuse to start on unusable auth settings
         except ValueError as exc:
             parser.error(str(exc))
         serve(settings)
@@ -124,6 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_snapshot_command(args)
     if command == "db":
         return run_db_command(args)
+    if command == "token":
+        return run_token_command(args)
     parser.error(f"unknown command {command!r}")
     return 2
 

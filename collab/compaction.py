@@ -21,9 +21,10 @@ import logging
 
 from pycrdt import Doc
 
+from collab.ledger import SnapshotCapture
 from collab.loading import DocumentLoader, catch_up
 from collab.metrics import Metrics
-from collab.room import Room, SnapshotCapture
+from collab.room import Room
 from collab.store import CompactionBusy, SnapshotConflict, SnapshotKind
 
 logger = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ class Compactor:
         current = capture or room.capture()
         window_s = self._window_s if kind is SnapshotKind.AUTO else 0.0
         for attempt in range(_ATTEMPTS):
-            current = await room.settle(current)
+            current = await room.ledger.settle(current)
             try:
                 snapshot_id = await room.save(
                     current, kind, label=label, author=author, merge_window_s=window_s

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -78,6 +78,21 @@ class Settings:
     write_backlog_max_ops: int = 50000
     shutdown_timeout_s: float = 30.0
     web_dir: Path = field(default=DEFAULT_WEB_DIR)
+    # Access (README, Security). With a key, every connection and REST call needs a
+    # token signed with it: an HMAC secret (HS256) or a PEM public key, as text or a
+    # file path (RS256/ES256/...). Without one the server is open; it refuses a
+    # non-loopback host then, unless allow_anonymous.
+    auth_secret: str = field(default="", repr=False)
+    auth_public_key: str = field(default="", repr=False)
+    auth_algorithms: str = ""  # comma-separated; default: the key's (HS256, RS256, ES256)
+    auth_audience: str = ""  # when set, tokens need this `aud`
+    auth_issuer: str = ""  # when set, tokens need this `iss`
+    auth_leeway_s: float = 30.0  # clock skew allowed on exp/nbf/iat
+    allow_anonymous: bool = False
+    # Browser pages of other origins allowed to use the WebSocket and REST API
+    # (comma-separated `scheme://host[:port]`, or `*`); pages served by this server
+    # always are.
+    allowed_origins: str = ""
     # Several server processes on one database: they share updates and presence
     # through Redis Streams (empty: a server on its own, the only one allowed on
     # its database). Keys live under the prefix, so clusters can share a Redis.
@@ -96,7 +111,9 @@ class Settings:
             raise ValueError(
                 f"sqlite_synchronous must be OFF/NORMAL/FULL/EXTRA, not {self.sqlite_synchronous!r}"
             )
-        for name in (
+        self._require(
+            lambda value: value >= 1,
+            "must be at least 1",
             "compact_after_updates",
             "max_message_bytes",
             "send_queue_messages",
@@ -104,10 +121,10 @@ class Settings:
             "write_batch_max_ops",
             "write_backlog_max_ops",
             "redis_stream_max_entries",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
-        for name in (
+        )
+        self._require(
+            lambda value: value >= 0,
+            "must be 0 (no limit) or more",
             "max_document_bytes",
             "max_awareness_bytes",
             "max_connections",
@@ -118,10 +135,10 @@ class Settings:
             "idle_timeout_s",
             "ws_ping_interval_s",
             "ws_ping_timeout_s",
-        ):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be 0 (no limit) or more")
-        for name in (
+        )
+        self._require(
+            lambda value: value > 0,
+            "must be greater than 0",
             "keepalive_interval_s",
             "janitor_interval_s",
             "retention_interval_s",
@@ -129,9 +146,8 @@ class Settings:
             "close_timeout_s",
             "shutdown_timeout_s",
             "cluster_heartbeat_interval_s",
-        ):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be greater than 0")
+        )
+        self._require(lambda value: value >= 0, "must not be negative", "auth_leeway_s")
         if self.cluster_heartbeat_ttl_s <= self.cluster_heartbeat_interval_s:
             raise ValueError("cluster_heartbeat_ttl_s must be longer than the interval")
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
@@ -140,6 +156,11 @@ class Settings:
             )
         if not self.redis_prefix:
             raise ValueError("redis_prefix must not be empty")
+
+    def _require(self, is_valid: Callable[[Any], bool], requirement: str, *names: str) -> None:
+        for name in names:
+            if not is_valid(getattr(self, name)):
+                raise ValueError(f"{name} {requirement}")
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -165,6 +186,19 @@ class Settings:
         return f"http://{host}:{self.port}"
 
 
+_BOOLEANS = {
+    **dict.fromkeys(("1", "true", "yes", "on"), True),
+    **dict.fromkeys(("0", "false", "no", "off"), False),
+}
+
+
+def client_token(environ: Mapping[str, str] | None = None) -> str | None:
+    """`COLLAB_TOKEN`: the token command-line clients send to a server (not a server
+    setting: the server verifies tokens, it never holds one)."""
+    environ = os.environ if environ is None else environ
+    return environ.get(ENV_PREFIX + "TOKEN") or None
+
+
 def _convert(f: dataclasses.Field[Any], raw: str) -> Any:
     kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
     try:
@@ -174,6 +208,12 @@ def _convert(f: dataclasses.Field[Any], raw: str) -> Any:
             return float(raw)
         if kind == "Path":
             return Path(raw)
+        if kind == "bool":
+            return _BOOLEANS[raw.strip().lower()]
+    except KeyError:
+        raise ValueError(
+            f"{ENV_PREFIX}{f.name.upper()}={raw!r}: use 1/true/yes/on or 0/false/no/off"
+        ) from None
     except ValueError as exc:
         raise ValueError(f"{ENV_PREFIX}{f.name.upper()}={raw!r}: not a valid {kind}") from exc
     return raw

@@ -30,6 +30,8 @@ class CloseCode(IntEnum):
     STORAGE_UNAVAILABLE = 4503  # the database is failing: edits are refused until it is back
     # permanent (4400-4499): y-websocket stops reconnecting
     MALFORMED_MESSAGE = 4400  # framing: bad varint, length beyond the frame, trailing bytes
+    UNAUTHORIZED = 4401  # token missing, malformed, badly signed, or expired
+    FORBIDDEN = 4403  # document outside the token's scope, bad Origin, or a read-only edit
     BAD_DOCUMENT_NAME = 4404
     DOCUMENT_DELETED = 4410
     MESSAGE_TOO_BIG = 4413
@@ -115,6 +117,12 @@ class StorageUnavailable(Refusal):
     it when it reconnects."""
 
     close_code = CloseCode.STORAGE_UNAVAILABLE
+
+
+class ReadOnlyEdit(Refusal):
+    """A connection with read access sent an edit; it was neither applied nor relayed."""
+
+    close_code = CloseCode.FORBIDDEN
 
 
 class DocumentNotFound(CollabError):

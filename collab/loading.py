@@ -106,5 +106,4 @@ def catch_up(room: Room, loaded: LoadedDocument) -> None:
     snapshot they were loaded with, so its next snapshot may delete those rows
     and build on that snapshot's sequence."""
     room.apply_remote(loaded.doc.get_update(room.doc.get_state()))
-    room.applied_ids.update(loaded.row_ids)
-    room.snapshot_seq = max(room.snapshot_seq, loaded.stored.snapshot_seq)
+    room.ledger.note_loaded(loaded.row_ids, loaded.stored.snapshot_seq)

@@ -1,5 +1,8 @@
 """Logging set-up: human text by default, one JSON object per line when asked.
 
+Tokens never reach a log line, whoever writes it: the handler redacts them
+(uvicorn logs WebSocket paths with their query string, `?token=...`).
+
 collab's log lines follow one convention: an event's subject comes first as
 `key=value` tokens (`doc=NAME peer=ID ...`). The JSON formatter lifts those
 tokens into fields (`doc`, `conn`), so a log pipeline can filter by document or
@@ -17,6 +20,29 @@ TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 _SUBJECT_TOKENS = re.compile(r"(?:^|\s)(doc|peer)=(\S+)")
 _FIELD_NAMES = {"doc": "doc", "peer": "conn"}
+# A JWT's header always starts with `{"` -> "eyJ"; also `token=...` in query strings
+# and `Bearer ...`.
+_SECRETS_IN_TEXT = re.compile(
+    r"eyJ[\w-]*\.[\w-]*\.[\w-]*"
+    r"|(?<=token=)[^&\s\"']+"
+    r"|(?<=Bearer )[\w.~+/=-]+",
+    re.IGNORECASE,
+)
+
+
+def redact_tokens(text: str) -> str:
+    return _SECRETS_IN_TEXT.sub("[redacted]", text)
+
+
+class TokenRedactingFilter(logging.Filter):
+    """On a handler, it sees every record, from any logger."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = redact_tokens(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -41,6 +67,7 @@ def configure_logging(level: str, log_format: str) -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+    handler.addFilter(TokenRedactingFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -13,6 +13,7 @@ by the frame's first bytes, and gauges that mirror existing state
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from functools import partial
 
 from prometheus_client import (
     CollectorRegistry,
@@ -83,27 +84,25 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.connections = Gauge("collab_connections", "Open WebSocket connections", registry=r)
-        self.rooms_loaded = Gauge("collab_rooms_loaded", "Documents loaded in memory", registry=r)
-        self.pending_writes = Gauge(
-            "collab_pending_writes", "Write operations not yet committed", registry=r
+        gauge = partial(Gauge, registry=r)
+        counter = partial(Counter, registry=r)
+        self.connections = gauge("collab_connections", "Open WebSocket connections")
+        self.rooms_loaded = gauge("collab_rooms_loaded", "Documents loaded in memory")
+        self.pending_writes = gauge("collab_pending_writes", "Write operations not yet committed")
+        self.storage_failing = gauge(
+            "collab_storage_failing", "1 while commits to the database are failing"
         )
-        self.storage_failing = Gauge(
-            "collab_storage_failing", "1 while commits to the database are failing", registry=r
-        )
-        self.connections_opened = Counter(
-            "collab_connections_opened", "WebSocket connections accepted", registry=r
+        self.connections_opened = counter(
+            "collab_connections_opened", "WebSocket connections accepted"
         )
         self.received = _DirectionCounters("received", r)
         self.sent = _DirectionCounters("sent", r)
-        self.updates_persisted = Counter(
-            "collab_updates_persisted", "Yjs updates committed to the database", registry=r
+        self.updates_persisted = counter(
+            "collab_updates_persisted", "Yjs updates committed to the database"
         )
-        self.commits = Counter(
-            "collab_commits", "Database transactions committed by the writer", registry=r
-        )
-        self.commit_failures = Counter(
-            "collab_commit_failures", "Commits that failed and were retried", registry=r
+        self.commits = counter("collab_commits", "Database transactions committed by the writer")
+        self.commit_failures = counter(
+            "collab_commit_failures", "Commits that failed and were retried"
         )
         self.persist_latency = Histogram(
             "collab_persist_latency_seconds",
@@ -111,52 +110,44 @@ class Metrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
             registry=r,
         )
-        self.queue_overflows = Counter(
-            "collab_send_queue_overflows",
-            "Connections closed because their send queue overflowed",
-            registry=r,
+        self.queue_overflows = counter(
+            "collab_send_queue_overflows", "Connections closed because their send queue overflowed"
         )
-        self._closes = Counter(
-            "collab_connections_closed", "Closed connections, by close code", ["code"], registry=r
+        self._closes = counter(
+            "collab_connections_closed", "Closed connections, by close code", ["code"]
         )
-        self._refusals = Counter(
-            "collab_limit_refusals", "Requests refused by a limit, by limit", ["limit"], registry=r
+        self._refusals = counter(
+            "collab_limit_refusals", "Requests refused by a limit, by limit", ["limit"]
         )
-        self._auth_failures = Counter(
-            "collab_auth_failures", "Refused credentials, by reason", ["reason"], registry=r
+        self._auth_failures = counter(
+            "collab_auth_failures", "Refused credentials, by reason", ["reason"]
         )
-        self.quarantined_rows = Counter(
+        self.quarantined_rows = counter(
             "collab_quarantined_rows",
             "Stored rows that did not decode and were moved to quarantine",
-            registry=r,
         )
-        self.snapshots_declined = Counter(
+        self.snapshots_declined = counter(
             "collab_snapshots_declined",
             "Snapshots the database declined (conflict: another process saved one first; "
             "busy: another process was compacting the document), by reason",
             ["reason"],
-            registry=r,
         )
-        self.cluster_updates_applied = Counter(
+        self.cluster_updates_applied = counter(
             "collab_cluster_updates_applied",
             "Updates made durable by another server process and applied here",
-            registry=r,
         )
-        self.cluster_catch_ups = Counter(
+        self.cluster_catch_ups = counter(
             "collab_cluster_catch_ups",
             "Live documents caught up from storage because the stream could not vouch "
             "for every message (Redis restarted or was away, trimming, a process died)",
-            registry=r,
         )
-        self.cluster_connected = Gauge(
+        self.cluster_connected = gauge(
             "collab_cluster_redis_connected",
             "1 while the Redis bus is connected (0 also for a server on its own)",
-            registry=r,
         )
-        self.rooms_evicted = Counter(
+        self.rooms_evicted = counter(
             "collab_rooms_evicted",
             "Idle documents unloaded early to stay under the loaded-documents limit",
-            registry=r,
         )
 
     def closed(self, code: int | None) -> None:

@@ -86,9 +86,12 @@ class Peer:
         document: str,
         limits: PeerLimits,
         metrics: Metrics,
+        *,
+        is_read_only: bool = False,
     ) -> None:
         self.id = next(_peer_ids)
         self.document = document
+        self.is_read_only = is_read_only  # its token grants read: the room applies no edit of it
         self.client_ids: set[int] = set()  # awareness ids this connection announced
         self.state = PeerState.OPEN
         self.close_code: int | None = None  # ours, or the client's if it closed first

@@ -15,8 +15,8 @@ that reconnected through another process is not removed when its old one dies.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 from pycrdt import Awareness, Doc
 
@@ -25,18 +25,31 @@ from collab.errors import AwarenessTooLarge, InvalidAwareness
 from collab.peer import Peer
 from collab.protocol import encode_awareness
 
+# Awareness states are whatever clients send; what the document list echoes is bounded.
+_MAX_PRESENT_NAME_CHARS = 100
+_MAX_PRESENT_COLOR_CHARS = 32
+
+
+class PresentUser(NamedTuple):
+    """A person in a document, as their editor announces them."""
+
+    name: str
+    color: str
+
 
 class Presence:
     def __init__(
         self,
         document: str,
         doc: Doc,
+        peers: Mapping[int, Peer],
         broadcast: Callable[[bytes], None],
         feed: ClusterFeed,
         *,
         max_bytes: int,
     ) -> None:
         self._document = document
+        self._peers = peers  # the room's own mapping, read live
         self._broadcast = broadcast
         self._feed = feed
         self._max_bytes = max_bytes
@@ -84,24 +97,62 @@ class Presence:
         present = sorted(client_ids & set(self.awareness.states))
         return self.awareness.encode_awareness_update(present) if present else None
 
+    def present_users(self) -> list[PresentUser]:
+        """Who is in the document, from the awareness states that follow the
+        y-codemirror convention `{"user": {"name", "color", ...}}`.
+
+        One entry per distinct (name, colour) — one person in two tabs is one
+        person — sorted by name. States without a string name (other clients,
+        or a state that has not said who it is yet) are not people to show.
+        """
+        users: set[PresentUser] = set()
+        for state in self.awareness.states.values():
+            user = state.get("user") if isinstance(state, dict) else None
+            if not isinstance(user, dict):
+                continue
+            name, color = user.get("name"), user.get("color")
+            if isinstance(name, str) and name.strip():
+                color = color[:_MAX_PRESENT_COLOR_CHARS] if isinstance(color, str) else ""
+                users.add(PresentUser(name[:_MAX_PRESENT_NAME_CHARS], color))
+        return sorted(users)
+
     def _on_change(self, topic: str, change: tuple[dict[str, Any], Any]) -> None:
         if topic != "update":
             return
         changes, origin = change
         announced = changes["added"] + changes["updated"]
         removed = changes["removed"]
-        if isinstance(origin, Peer):
-            origin.client_ids.update(announced)
-            origin.client_ids.difference_update(removed)
-        elif isinstance(origin, RemoteProcess):
-            self.remote_client_ids.setdefault(origin.process_id, set()).update(announced)
-        for process_id, client_ids in self.remote_client_ids.items():
-            if origin != RemoteProcess(process_id):
-                client_ids.difference_update(announced)  # the latest announcer owns it
-            client_ids.difference_update(removed)
+        owned = self._owned_by(origin)
+        if owned is not None:
+            moved = [client_id for client_id in announced if client_id not in owned]
+            if moved:
+                # A client that reconnected (here or through another process)
+                # announces itself there before its old connection is gone: the
+                # old owner must not remove it when it leaves or dies.
+                for other in self._owners():
+                    if other is not owned:
+                        other.difference_update(moved)
+            owned.update(announced)
+            owned.difference_update(removed)
+        if removed and isinstance(origin, RemoteProcess):
+            for client_ids in self.remote_client_ids.values():
+                client_ids.difference_update(removed)
         changed = announced + removed
         if changed:
             payload = self.awareness.encode_awareness_update(changed)
             self._broadcast(encode_awareness(payload))
             if not isinstance(origin, RemoteProcess):
                 self._feed.publish_awareness(self._document, payload)
+
+    def _owned_by(self, origin: Any) -> set[int] | None:
+        """The client ids `origin` (a local peer, another process) announced."""
+        if isinstance(origin, Peer):
+            return origin.client_ids
+        if isinstance(origin, RemoteProcess):
+            return self.remote_client_ids.setdefault(origin.process_id, set())
+        return None
+
+    def _owners(self) -> list[set[int]]:
+        return [peer.client_ids for peer in self._peers.values()] + list(
+            self.remote_client_ids.values()
+        )

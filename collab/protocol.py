@@ -262,6 +262,15 @@ def encode_awareness(payload: bytes) -> bytes:
     return create_awareness_message(payload)
 
 
+# y-protocols/auth.js: the one auth message, sent by servers; y-websocket logs its
+# reason ("Permission denied to access ...").
+_PERMISSION_DENIED = 0
+
+
+def encode_permission_denied(reason: str) -> bytes:
+    return bytes((MessageType.AUTH, _PERMISSION_DENIED)) + write_message(reason.encode())
+
+
 # An awareness update with zero entries: every Yjs client accepts it as a no-op,
 # and it counts as traffic for y-websocket's 30 s liveness check.
 KEEPALIVE_MESSAGE = encode_awareness(b"\x00")
@@ -269,6 +278,7 @@ KEEPALIVE_MESSAGE = encode_awareness(b"\x00")
 
 _DOCUMENT_NAME = re.compile(r"[A-Za-z0-9._:-]{1,128}", re.ASCII)
 DOCUMENT_NAME_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+DOCUMENT_NAME_RULE = "1-128 of A-Z a-z 0-9 . _ : -"  # the pattern, for people
 
 
 def is_valid_document_name(name: str) -> bool:

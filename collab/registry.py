@@ -27,6 +27,7 @@ from collab.errors import AtCapacity, CloseCode, DocumentNotFound
 from collab.loading import DocumentLoader, build_doc, catch_up
 from collab.metrics import Metrics
 from collab.peer import Peer
+from collab.presence import PresentUser
 from collab.protocol import decode_state_vector, encode_state_vector
 from collab.room import Room, RoomLimits
 from collab.store import DeleteDocument, DocumentStore
@@ -131,6 +132,10 @@ class RoomRegistry:
         room = self.rooms.get(name)
         return len(room.peers) if room else 0
 
+    def present_users(self, name: str) -> list[PresentUser]:
+        room = self.rooms.get(name)
+        return room.presence.present_users() if room else []
+
     async def _load_once(self, name: str) -> Room:
         task = self._loading.get(name)
         if task is None:
@@ -202,7 +207,7 @@ class RoomRegistry:
         for room in idle:
             if len(self.rooms) < limit:
                 return
-            if room.is_dirty:
+            if room.ledger.is_dirty:
                 with contextlib.suppress(SnapshotNotSaved):
                     await self.compactor.save(room)  # if not, the log keeps its rows
             if room.peers or self._writer.pending_for(room.name) or room.is_closed:
@@ -306,9 +311,9 @@ class RoomRegistry:
                 continue
             is_idle = not room.peers and room.empty_since is not None
             is_unload_due = is_idle and now - room.empty_since >= policy.grace_s  # type: ignore[operator]
-            if room.is_compaction_due(
+            if room.ledger.is_compaction_due(
                 now, policy.compact_after_updates, policy.compact_after_s
-            ) or (is_unload_due and room.is_dirty):
+            ) or (is_unload_due and room.ledger.is_dirty):
                 self.compactor.start(room)
                 continue
             if is_unload_due and not self._writer.pending_for(name):
@@ -323,7 +328,7 @@ class RoomRegistry:
         for room in rooms.values():
             self._cluster.unfollow(room.name)
             room.close_peers(CloseCode.SERVICE_RESTART, "server restarting")
-            if room.is_dirty:
+            if room.ledger.is_dirty:
                 room.snapshot(merge_window_s=self._policy.auto_version_window_s)
             room.close(CloseCode.SERVICE_RESTART, "server restarting")
         await self._writer.flush()

@@ -24,10 +24,9 @@ Invariants:
 - Every change to the Doc goes through `_on_transaction`, whether a client sent
   it, the server made it, or another process did, so there is one path to
   storage and one relay path to the peers.
-- Compaction is exact: the room remembers the log rows it wrote or loaded,
-  whose content its Doc holds (`applied_ids`); a snapshot deletes exactly
-  those, built on the snapshot sequence its Doc is known to contain
-  (`snapshot_seq`). Only this process's own edits make a compaction due.
+- Compaction is exact: the room's ledger (collab.ledger) knows the log rows its
+  Doc holds and the snapshot sequence it contains; a snapshot deletes exactly
+  those rows. Only this process's own edits make a compaction due.
 - Limits are checked before an update is applied: the document's size (an
   estimate, made exact by one encode only near the limit) and the history of a
   deleted incarnation (its tombstone) that an old client might try to bring back.
@@ -54,8 +53,10 @@ from collab.errors import (
     DeletedHistory,
     DocumentTooLarge,
     InvalidUpdate,
+    ReadOnlyEdit,
     StorageUnavailable,
 )
+from collab.ledger import CompactionLedger, SnapshotCapture
 from collab.peer import Peer
 from collab.presence import Presence
 from collab.protocol import (
@@ -91,17 +92,6 @@ class UpdateSink(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class SnapshotCapture:
-    """A room's state at one moment, and what saving it as a snapshot deletes."""
-
-    state: bytes
-    update_ids: tuple[int, ...]  # log rows whose content `state` holds
-    base_seq: int  # the snapshot sequence `state` is known to contain
-    # writes of changes `state` holds that were not committed yet (see `settle`)
-    pending: tuple[asyncio.Future[int | None], ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
 class RoomLimits:
     max_document_bytes: int = 128 * 1024 * 1024
     max_awareness_bytes: int = 64 * 1024
@@ -127,8 +117,7 @@ class Room:
         self.peers: dict[int, Peer] = {}
         self.is_closed = False
         self.unknown_messages = 0
-        self.updates_since_compaction = 0
-        self.dirty_since: float | None = None
+        self.read_only_updates_dropped = 0
         self._clock = clock
         self.empty_since: float | None = clock()
         self._sink = sink
@@ -141,12 +130,11 @@ class Room:
         self._last_write: asyncio.Future[int | None] | None = None
         self._feed = feed or NoCluster()
         self._is_applying_remote = False
-        self.applied_ids: set[int] = set(applied_ids)
-        self._unconfirmed: set[asyncio.Future[int | None]] = set()  # appends in flight
-        self.snapshot_seq = snapshot_seq
+        self.ledger = CompactionLedger(clock, applied_ids, snapshot_seq)
         self.presence = Presence(
             name,
             doc,
+            self.peers,
             self.broadcast,
             self._feed,
             max_bytes=self._limits.max_awareness_bytes,
@@ -196,6 +184,8 @@ class Room:
         match message:
             case SyncStep1(state_vector):
                 self._answer_step1(peer, state_vector)
+            case SyncStep2() | SyncUpdate() if peer.is_read_only:
+                self._refuse_edit(peer, message)
             case SyncStep2(update) | SyncUpdate(update):
                 return self.apply_update(update)
             case AwarenessUpdate(payload):
@@ -208,6 +198,22 @@ class Room:
                 peer.unknown_messages += 1
                 logger.debug("doc=%s peer=%d ignored %r", self.name, peer.id, message)
         return None
+
+    def _refuse_edit(self, peer: Peer, message: SyncStep2 | SyncUpdate) -> None:
+        """A read-only peer's updates are never applied, so never stored or relayed.
+        A live edit closes it (4403) so the client learns its edits are refused; its
+        step 2 is y-websocket's automatic reply to our step 1, not an edit: dropped
+        and counted, the connection stays."""
+        if isinstance(message, SyncUpdate) and message.update != _EMPTY_UPDATE:
+            raise ReadOnlyEdit("read-only access: edits are refused")
+        self.read_only_updates_dropped += 1
+        logger.debug(
+            "doc=%s peer=%d read-only: dropped a %s of %d bytes",
+            self.name,
+            peer.id,
+            type(message).__name__,
+            len(message.update),
+        )
 
     def _answer_step1(self, peer: Peer, state_vector: bytes) -> None:
         try:
@@ -292,60 +298,25 @@ class Room:
         if self._is_applying_remote:
             self.broadcast(encode_update(delta))  # durable already (another process)
             return
-        self.updates_since_compaction += 1
-        if self.dirty_since is None:
-            self.dirty_since = self._clock()
         write = self._sink.submit(AppendUpdate(self.name, delta))
-        self._unconfirmed.add(write)
+        self.ledger.note_edit(write)
         write.add_done_callback(partial(self._relay_if_committed, delta))
         self._last_write = write
 
     def _relay_if_committed(self, delta: bytes, write: asyncio.Future[int | None]) -> None:
-        self._unconfirmed.discard(write)
-        if write.cancelled() or write.exception() is not None or self.is_closed:
+        row_id = self.ledger.note_committed(write)
+        if row_id is None or self.is_closed:
             return
-        row_id = write.result()
-        assert row_id is not None
-        self.applied_ids.add(row_id)
         self.broadcast(encode_update(delta))
         self._feed.publish_update(self.name, delta, row_id)
 
     # -- lifecycle -----------------------------------------------------------
 
-    @property
-    def is_dirty(self) -> bool:
-        return self.updates_since_compaction > 0
-
-    def is_compaction_due(self, now: float, after_updates: int, after_s: float) -> bool:
-        if not self.is_dirty or self.dirty_since is None:
-            return False
-        return self.updates_since_compaction >= after_updates or now - self.dirty_since >= after_s
-
     def capture(self) -> SnapshotCapture:
-        """The state now and the log rows it holds, for a snapshot; restarts the
-        compaction clock. (A save that fails hands the rows back.)"""
+        """The state now and the log rows it holds, for a snapshot (see the ledger)."""
         state = self.doc.get_update()
         self.size_bytes = len(state)
-        self.updates_since_compaction = 0
-        self.dirty_since = None
-        update_ids = tuple(self.applied_ids)
-        self.applied_ids.clear()
-        return SnapshotCapture(state, update_ids, self.snapshot_seq, tuple(self._unconfirmed))
-
-    async def settle(self, capture: SnapshotCapture) -> SnapshotCapture:
-        """Wait until the captured changes still in flight are committed, so the
-        snapshot deletes their rows too (else they wait for the next one)."""
-        if not capture.pending:
-            return capture
-        await asyncio.wait(capture.pending)
-        ids = [
-            row_id
-            for write in capture.pending
-            if not write.cancelled() and write.exception() is None
-            if (row_id := write.result()) is not None
-        ]
-        self.applied_ids.difference_update(ids)  # `_relay_if_committed` listed them
-        return SnapshotCapture(capture.state, capture.update_ids + tuple(ids), capture.base_seq)
+        return self.ledger.capture(state)
 
     def save(
         self,
@@ -372,7 +343,7 @@ class Room:
                 base_seq=capture.base_seq,
             )
         )
-        write.add_done_callback(partial(self._after_snapshot, capture))
+        write.add_done_callback(partial(self.ledger.after_snapshot, capture))
         return write
 
     def snapshot(
@@ -387,17 +358,6 @@ class Room:
         return self.save(
             self.capture(), kind, label=label, author=author, merge_window_s=merge_window_s
         )
-
-    def _after_snapshot(self, capture: SnapshotCapture, write: asyncio.Future[int | None]) -> None:
-        if write.cancelled() or write.exception() is not None:
-            # The state stays in memory and the log keeps its rows: a later
-            # snapshot deletes them.
-            self.applied_ids.update(capture.update_ids)
-            self.updates_since_compaction = max(self.updates_since_compaction, 1)
-            if self.dirty_since is None:
-                self.dirty_since = self._clock()
-            return
-        self.snapshot_seq = max(self.snapshot_seq, capture.base_seq + 1)
 
     def restore(self, target_state: bytes) -> asyncio.Future[int | None] | None:
         """Make the content equal `target_state`'s with new operations, in one

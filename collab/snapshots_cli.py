@@ -21,7 +21,7 @@ import urllib.request
 from typing import Any
 
 from collab.api_versions import SnapshotOut
-from collab.config import Settings
+from collab.config import Settings, client_token
 from collab.content import render_content
 from collab.errors import CollabError, DocumentNotFound
 from collab.runtime import Runtime, open_runtime, running_servers
@@ -52,6 +52,11 @@ def add_snapshot_commands(commands: Any) -> None:
             sub.add_argument("--limit", type=_positive, default=50)
             sub.add_argument("--before", type=int, metavar="ID")
         sub.add_argument("--server", metavar="URL", help="a running collab server")
+        sub.add_argument(
+            "--token",
+            default=client_token(),
+            help="sent to a server that requires one (default: COLLAB_TOKEN)",
+        )
         sub.add_argument(
             "--database", dest="database_url", metavar="URL", help="when no server runs"
         )
@@ -110,21 +115,25 @@ async def _running_server(settings: Settings) -> str | None:
 
 def _over_http(server: str, args: argparse.Namespace) -> dict[str, Any]:
     base = f"{server}/api/documents/{args.document}/snapshots"
+    token = args.token
     if args.action == "list":
         query = f"?limit={args.limit}" + (f"&before={args.before}" if args.before else "")
-        return _request("GET", base + query)
+        return _request("GET", base + query, token)
     if args.action == "save":
-        return _request("POST", base, {"label": args.label, "author": args.author})
+        return _request("POST", base, token, {"label": args.label, "author": args.author})
     if args.action == "show":
-        return _request("GET", f"{base}/{args.snapshot_id}")
-    return _request("POST", f"{base}/{args.snapshot_id}/restore")
+        return _request("GET", f"{base}/{args.snapshot_id}", token)
+    return _request("POST", f"{base}/{args.snapshot_id}/restore", token)
 
 
-def _request(method: str, url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+def _request(
+    method: str, url: str, token: str | None, body: dict[str, Any] | None = None
+) -> dict[str, Any]:
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        url, data=data, method=method, headers={"Content-Type": "application/json"}
-    )
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             return json.loads(response.read())  # type: ignore[no-any-return]
@@ -134,6 +143,8 @@ def _request(method: str, url: str, body: dict[str, Any] | None = None) -> dict[
             detail = str(json.loads(detail)["detail"])
         except (ValueError, KeyError, TypeError):
             pass
+        if exc.code == 401:
+            detail += " (pass --token or set COLLAB_TOKEN; `collab token issue` makes one)"
         raise CliError(f"{method} {url}: {exc.code} {detail}") from exc
     except urllib.error.URLError as exc:
         raise CliError(f"cannot reach the server at {url}: {exc.reason}") from exc

@@ -126,7 +126,7 @@ class ServerProcess:
         self.port = free_port()
         self.log_path = log_path
         self.args = list(args)
-        self.env = {**os.environ, **(env or {})}
+        self.env = None if env is None else {**os.environ, **env}
         self.process: asyncio.subprocess.Process | None = None
 
     @property
@@ -149,9 +149,9 @@ class ServerProcess:
             self.database_url,
             *self.args,
             cwd=REPO,
+            env=self.env,
             stdout=log,
             stderr=log,
-            env=self.env,
         )
         log.close()
         async with httpx.AsyncClient() as http:
@@ -173,8 +173,12 @@ class ServerProcess:
 
 
 @contextlib.asynccontextmanager
-async def server_process(tmp_path: Path) -> AsyncIterator[ServerProcess]:
-    server = ServerProcess(f"sqlite+aiosqlite:///{tmp_path / 'collab.db'}", tmp_path / "log")
+async def server_process(
+    tmp_path: Path, *, args: Sequence[str] = (), env: Mapping[str, str] | None = None
+) -> AsyncIterator[ServerProcess]:
+    server = ServerProcess(
+        f"sqlite+aiosqlite:///{tmp_path / 'collab.db'}", tmp_path / "log", args=args, env=env
+    )
     await server.start()
     try:
         yield server
@@ -182,3 +186,20 @@ async def server_process(tmp_path: Path) -> AsyncIterator[ServerProcess]:
         if server.process and server.process.returncode is None:
             server.process.kill()
             await server.process.wait()
+
+
+async def run_collab(*args: str, env: Mapping[str, str] | None = None) -> tuple[int, str, str]:
+    """`python -m collab ARGS` in a subprocess: (exit code, stdout, stderr)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "collab",
+        *args,
+        cwd=REPO,
+        env=None if env is None else {**os.environ, **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), TIMEOUT_S * 3)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()

@@ -18,16 +18,20 @@ ALLOWED = {
     "restore_text": {"textdiff"},
     "retention": {"store"},
     "config": set(),
+    "auth": {"errors", "protocol"},
+    "tokens": {"auth", "config"},
     "metrics": set(),
     "peer": {"errors", "metrics", "protocol"},
     "writer": {"metrics", "store"},
     "cluster_feed": set(),
     "presence": {"cluster_feed", "errors", "peer", "protocol"},
-    "room": {"cluster_feed", "content", "errors", "peer", "presence", "protocol", "restore"}
+    "ledger": set(),
+    "room": {"cluster_feed", "content", "errors", "ledger", "peer", "presence", "protocol"}
+    | {"restore"}
     | {"store"},
     "loading": {"metrics", "room", "store", "writer"},
-    "compaction": {"loading", "metrics", "room", "store"},
-    "registry": {"cluster_feed", "compaction", "errors", "loading", "metrics", "peer"}
+    "compaction": {"ledger", "loading", "metrics", "room", "store"},
+    "registry": {"cluster_feed", "compaction", "errors", "loading", "metrics", "peer", "presence"}
     | {"protocol", "room", "store", "writer"},
     "history": {"content", "errors", "registry", "retention", "store", "textdiff", "writer"},
     "sql_schema": {"store"},
@@ -40,20 +44,27 @@ ALLOWED = {
     "cluster": {"cluster_feed", "metrics", "registry"},
     "runtime": {"config", "history", "metrics", "registry", "retention", "room", "sql_store"}
     | {"store", "writer", "cluster", "redis_bus"},
-    "api_versions": {"content", "protocol", "runtime", "store"},
-    "app": {"api_versions", "config", "content", "errors", "history", "metrics", "peer"}
-    | {"protocol", "room", "runtime", "sql_store"},
+    "api_auth": {"auth", "metrics"},
+    "api_versions": {"api_auth", "content", "protocol", "runtime", "store"},
+    "app": {"api_auth", "api_versions", "auth", "config", "content", "errors", "history"}
+    | {"metrics", "peer", "protocol", "room", "runtime", "sql_store", "store", "tokens"}
+    | {"web_client"},
+    "web_client": {"protocol"},
     "snapshots_cli": {"api_versions", "config", "content", "errors", "runtime", "sql_store"},
+    "token_cli": {"auth", "config", "tokens"},
     "logs": set(),
     "db_cli": {"config", "sql_store"},
-    "cli": {"app", "config", "db_cli", "logs", "snapshots_cli", "sql_store"},
+    "cli": {"app", "config", "db_cli", "logs", "snapshots_cli", "sql_store", "token_cli"}
+    | {"tokens"},
     "__main__": {"cli"},
     "__init__": set(),
 }
 # third-party packages only one layer may use
 EXCLUSIVE = {
-    "fastapi": {"app", "api_versions"},
-    "starlette": {"app", "api_versions"},
+    "fastapi": {"app", "api_auth", "api_versions", "web_client"},
+    "starlette": {"app", "api_auth", "api_versions", "web_client"},
+    "jwt": {"tokens"},
+    "cryptography": {"tokens"},
     "sqlalchemy": {"sql_schema", "sql_store", "sql_writes", "migrate"},
     "alembic": {"migrate"},
     "redis": {"redis_bus", "redis_liveness", "redis_publisher"},

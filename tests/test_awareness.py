@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from pycrdt import create_awareness_message
 
 from collab.protocol import KEEPALIVE_MESSAGE
 from tests.helpers import eventually, run_server
@@ -44,6 +45,32 @@ async def test_presence_is_removed_when_a_connection_goes(connect, server, how):
     await eventually(lambda: _names(b) == set(), what=f"ghost cursor after {how}")
     room = server.services.registry.rooms["doc"]
     await eventually(lambda: a.doc.client_id not in room.awareness.states)
+
+
+async def test_a_reconnected_client_keeps_its_presence_when_its_old_connection_closes(
+    connect, server
+):
+    watcher = await connect("doc")
+    old = await connect("doc")
+    await old.set_presence({"user": {"name": "ada"}})
+    await eventually(lambda: _names(watcher) == {"ada"})
+    # The same client (same Doc and awareness) is back on a new connection, with a
+    # new clock, before the server has noticed its old connection is gone.
+    new = YClient(server.ws_url("doc"), doc=old.doc)
+    new.awareness = old.awareness
+    await new.connect()
+    old.awareness.set_local_state({"user": {"name": "ada"}})
+    payload = old.awareness.encode_awareness_update([old.doc.client_id])
+    await new.send_raw(create_awareness_message(payload))
+    room = server.services.registry.rooms["doc"]
+    await eventually(lambda: old.doc.client_id in room.peers[max(room.peers)].client_ids)
+
+    await old.close()
+    await eventually(lambda: len(room.peers) == 2)
+    assert old.doc.client_id in room.awareness.states
+    assert _names(watcher) == {"ada"}
+    await new.close()
+    await eventually(lambda: _names(watcher) == set(), what="removed when the new one goes")
 
 
 async def test_query_awareness_is_answered_with_all_states(connect):

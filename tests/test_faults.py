@@ -15,18 +15,10 @@ from pycrdt import Doc, Map, Text
 from collab.errors import CloseCode
 from collab.sql_store import SqlStore
 from collab.store import AppendUpdate, SaveSnapshot, SnapshotKind
-from tests.helpers import TIMEOUT_S, ServerProcess, eventually, run_server, server_process
-from tests.yclient import YClient
+from tests.helpers import TIMEOUT_S, eventually, run_server, server_process
+from tests.yclient import YClient, read_text
 
 ROUNDS = 8
-
-
-async def _read_text(server: ServerProcess, document: str) -> str:
-    client = await YClient(server.ws_url(document)).connect()
-    try:
-        return str(client.text)
-    finally:
-        await client.close()
 
 
 async def _write_continuously(client: YClient, tag: str, stop: asyncio.Event) -> None:
@@ -61,7 +53,7 @@ async def test_kill_9_at_random_moments_under_load_loses_nothing_seen(tmp_path):
             seen = str(witness.text)
             seen_tokens = [t + ">" for t in seen.split(">") if t]
             await server.start()
-            recovered = await _read_text(server, "doc")
+            recovered = await read_text(server.ws_url("doc"))
             missing = [t for t in seen_tokens if t not in recovered]
             assert not missing, f"round {round_no}: lost {len(missing)} seen updates"
             assert all(recovered.count(t) == 1 for t in seen_tokens), "duplicated content"
@@ -190,7 +182,7 @@ async def test_restart_never_duplicates_content_for_reconnecting_clients(tmp_pat
             # The same client (same Doc, same history) reconnects: nothing doubles.
             client = await YClient(server.ws_url("doc"), doc=client.doc).connect()
             assert str(client.text) == "hello"
-            assert await _read_text(server, "doc") == "hello"
+            assert await read_text(server.ws_url("doc")) == "hello"
         await client.close()
 
 
@@ -209,4 +201,7 @@ async def test_sigterm_closes_clients_with_1012_after_saving(tmp_path):
                 await http.get(f"http://127.0.0.1:{server.port}/healthz")
                 raise AssertionError("the server still accepts requests")
         await server.start()
-        assert sorted((await _read_text(server, "doc0")).split(";")[:-1]) == ["edit 0", "edit 2"]
+        assert sorted((await read_text(server.ws_url("doc0"))).split(";")[:-1]) == [
+            "edit 0",
+            "edit 2",
+        ]

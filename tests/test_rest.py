@@ -103,11 +103,3 @@ async def test_openapi_documents_the_api(server):
         schema = (await http.get("/openapi.json")).json()
     assert {"/healthz", "/api/documents", "/api/documents/{name}"} <= set(schema["paths"])
     assert "404" in schema["paths"]["/api/documents/{name}"]["get"]["responses"]
-
-
-async def test_web_page_is_served_at_the_root(server):
-    async with await _http(server) as http:
-        response = await http.get("/")
-    assert response.status_code == 200
-    assert "text/html" in response.headers["content-type"]
-    assert "/api/documents" in response.text

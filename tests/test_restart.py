@@ -5,16 +5,8 @@ from __future__ import annotations
 import signal
 
 from collab.sql_store import SqlStore
-from tests.helpers import ServerProcess, eventually, server_process
-from tests.yclient import YClient
-
-
-async def _read_back(server: ServerProcess, document: str) -> str:
-    client = await YClient(server.ws_url(document)).connect()
-    try:
-        return str(client.text)
-    finally:
-        await client.close()
+from tests.helpers import eventually, server_process
+from tests.yclient import YClient, read_text
 
 
 async def test_sigterm_keeps_every_edit_and_compacts(tmp_path):
@@ -30,7 +22,7 @@ async def test_sigterm_keeps_every_edit_and_compacts(tmp_path):
         log = server.log_path.read_text()
         assert "collab stopped" in log, log
         await server.start()
-        assert await _read_back(server, "doc") == "".join(pieces)
+        assert await read_text(server.ws_url("doc")) == "".join(pieces)
     assert "Traceback" not in log, log
     store = SqlStore(server.database_url)
     await store.open()
@@ -54,6 +46,6 @@ async def test_kill_9_loses_nothing_another_client_has_seen(tmp_path):
         await author.wait_closed()
         await witness.wait_closed()
         await server.start()
-        recovered = await _read_back(server, "doc")
+        recovered = await read_text(server.ws_url("doc"))
     assert all(f"<{i}>" in seen for i in range(count))
     assert recovered == seen

@@ -2,33 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sys
 
 from pycrdt import Doc, Text
 
 from collab.registry import build_doc
 from collab.sql_store import SqlStore
 from collab.store import AppendUpdate
-from tests.helpers import REPO, TIMEOUT_S, eventually, server_process
+from tests.helpers import eventually, run_collab, server_process
 from tests.yclient import YClient
 
 
 async def cli(*args: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "collab",
-        "snapshots",
-        *args,
-        cwd=REPO,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), TIMEOUT_S * 3)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+    return await run_collab("snapshots", *args)
 
 
 async def cli_json(*args: str) -> dict:

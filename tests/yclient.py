@@ -140,3 +140,12 @@ class YClient:
 
     def presence_json(self) -> str:
         return json.dumps(self.presence_of_others(), sort_keys=True)
+
+
+async def read_text(url: str) -> str:
+    """Connect, sync, and return the document's "text" root as a fresh client sees it."""
+    client = await YClient(url).connect()
+    try:
+        return str(client.text)
+    finally:
+        await client.close()

@@ -16,6 +16,7 @@
 //   --insert-before-connect  make the insertion offline, before connecting
 //                            (a concurrent edit the server has never seen)
 //   --presence NAME          set awareness local state {user: {name: NAME}}
+//   --token TOKEN            send it as ?token= (the provider's `params` option)
 //   --expect TEXT            wait until the text equals TEXT
 //   --expect-contains S      wait until the text contains S (repeatable)
 //   --expect-presence NAME   wait until another client's user.name is NAME (repeatable)
@@ -46,6 +47,7 @@ try {
       at: { type: 'string' },
       'insert-before-connect': { type: 'boolean', default: false },
       presence: { type: 'string' },
+      token: { type: 'string' },
       expect: { type: 'string' },
       'expect-contains': { type: 'string', multiple: true, default: [] },
       'expect-presence': { type: 'string', multiple: true, default: [] },
@@ -79,7 +81,10 @@ const insert = () => {
 
 if (args['insert-before-connect']) insert()
 
-const provider = new WebsocketProvider(args.server, args.doc, ydoc, { WebSocketPolyfill: WebSocket })
+const provider = new WebsocketProvider(args.server, args.doc, ydoc, {
+  WebSocketPolyfill: WebSocket,
+  params: args.token === undefined ? {} : { token: args.token }
+})
 const awareness = provider.awareness
 
 // `event` is null when we closed the socket ourselves; anything else is worth a line.

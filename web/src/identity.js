@@ -1,0 +1,97 @@
+// Who you are to the others: a name and a colour, asked once, kept in
+// localStorage, editable at any time. Published in the awareness state as
+// `user: { name, color, colorLight }` — the y-codemirror convention, which the
+// server's document list reads too.
+
+import { h } from './dom.js'
+
+const STORAGE_KEY = 'collab.user'
+export const MAX_NAME_LENGTH = 40
+
+// Dark enough that a white name label on them stays readable.
+export const PALETTE = [
+  '#c2410c', '#b91c1c', '#be185d', '#7e22ce', '#4338ca',
+  '#1d4ed8', '#0e7490', '#047857', '#4d7c0f', '#a16207'
+]
+const ADJECTIVES = [
+  'Amber', 'Brave', 'Bright', 'Calm', 'Clever', 'Curious', 'Gentle', 'Happy',
+  'Keen', 'Lucky', 'Merry', 'Nimble', 'Quiet', 'Quick', 'Sunny', 'Witty'
+]
+const ANIMALS = [
+  'Badger', 'Crane', 'Dolphin', 'Falcon', 'Fox', 'Heron', 'Koala', 'Lynx',
+  'Otter', 'Owl', 'Panda', 'Puffin', 'Raven', 'Seal', 'Tiger', 'Wren'
+]
+
+/** @template T @param {T[]} items @returns {T} */
+const pick = (items) => items[Math.floor(Math.random() * items.length)]
+
+/** @typedef {{ name: string, color: string, colorLight: string }} User */
+
+/** @param {string} name @param {string} color @returns {User} */
+export function makeUser (name, color) {
+  // Yjs cursor convention: colorLight tints the remote selection.
+  return { name, color, colorLight: color + '33' }
+}
+
+export function generateUser () {
+  return makeUser(`${pick(ADJECTIVES)} ${pick(ANIMALS)}`, pick(PALETTE))
+}
+
+/** @returns {{ user: User, isNew: boolean }} */
+export function loadUser () {
+  try {
+    const saved = JSON.parse(localStorage.getItem(STORAGE_KEY) || 'null')
+    if (saved && typeof saved.name === 'string' && saved.name.trim() &&
+        typeof saved.color === 'string' && /^#[0-9a-f]{6}$/i.test(saved.color)) {
+      return { user: makeUser(saved.name.trim().slice(0, MAX_NAME_LENGTH), saved.color), isNew: false }
+    }
+  } catch {
+    // unreadable or blocked storage: start afresh
+  }
+  return { user: generateUser(), isNew: true }
+}
+
+/** @param {User} user */
+export function saveUser (user) {
+  try {
+    localStorage.setItem(STORAGE_KEY, JSON.stringify({ name: user.name, color: user.color }))
+  } catch {
+    // storage blocked (private mode): the name still holds for this page
+  }
+}
+
+/**
+ * Ask for a name and colour in the page's <dialog id="user-dialog">.
+ * Resolves with the chosen user (or `current` if the dialog is dismissed).
+ * @param {HTMLDialogElement} dialog
+ * @param {User} current
+ * @returns {Promise<User>}
+ */
+export function askUser (dialog, current) {
+  const form = /** @type {HTMLFormElement} */ (dialog.querySelector('form'))
+  const nameInput = /** @type {HTMLInputElement} */ (form.elements.namedItem('name'))
+  const swatches = /** @type {HTMLElement} */ (dialog.querySelector('.swatch-list'))
+  nameInput.maxLength = MAX_NAME_LENGTH
+  nameInput.value = current.name
+  const colors = PALETTE.includes(current.color) ? PALETTE : [current.color, ...PALETTE]
+  swatches.replaceChildren(...colors.map((color, index) => h('label', { class: 'swatch', style: { '--swatch': color } },
+    h('input', {
+      type: 'radio',
+      name: 'color',
+      value: color,
+      checked: color === current.color,
+      'aria-label': `colour ${index + 1}`
+    }))))
+  return new Promise((resolve) => {
+    dialog.addEventListener('close', () => {
+      const name = nameInput.value.trim().slice(0, MAX_NAME_LENGTH)
+      const color = /** @type {HTMLInputElement | null} */ (form.querySelector('input[name=color]:checked'))?.value
+      const chosen = dialog.returnValue === 'save' && name && color ? makeUser(name, color) : current
+      saveUser(chosen)
+      resolve(chosen)
+    }, { once: true })
+    dialog.returnValue = ''
+    dialog.showModal()
+    nameInput.select()
+  })
+}
