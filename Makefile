@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := tests/interop/node_modules/.installed
 
-.PHONY: install run test lint format clean
+.PHONY: install run test lint format clean bench bench-quick
 
 install: $(PY_STAMP) $(NODE_STAMP)
 
@@ -26,6 +26,14 @@ run: $(PY_STAMP)
 test: install
 	$(BIN)/pytest
 
+# Benchmarks (never part of `make test`): collab vs. the peers, see bench/README.md.
+# bench/run.py sets up bench/.venv and bench/node/node_modules itself on first use.
+bench: $(PY_STAMP)
+	$(PYTHON) bench/run.py $(BENCH_ARGS)
+
+bench-quick: $(PY_STAMP)
+	$(PYTHON) bench/run.py --quick $(BENCH_ARGS)
+
 lint: $(PY_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -35,4 +43,4 @@ format: $(PY_STAMP)
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) tests/interop/node_modules .pytest_cache .ruff_cache
+	rm -rf $(VENV) tests/interop/node_modules .pytest_cache .ruff_cache bench/.venv bench/node/node_modules
