@@ -228,43 +228,128 @@ def targets(summary: Summary, server: str = "collab") -> Table:
     def rel(row: dict[str, Any], ref: dict[str, Any], key: str) -> float | None:
         return ratio(row.get(key), ref.get(key))
 
-    f, fr = _get(summary, "fanout", "10x10@1000", server), _get(summary, "fanout", "10x10@1000", REFERENCE)
+    f, fr = (
+        _get(summary, "fanout", "10x10@1000", server),
+        _get(summary, "fanout", "10x10@1000", REFERENCE),
+    )
     r = rel(f, fr, "server_cpu_us_per_delivery")
-    add("fan-out 10x10@1000/s: CPU per delivery vs ref", "<= 1.0x", r and f"{r:.2f}x", fr.get("server_cpu_us_per_delivery"), None if r is None else r <= 1.0)
+    add(
+        "fan-out 10x10@1000/s: CPU per delivery vs ref",
+        "<= 1.0x",
+        r and f"{r:.2f}x",
+        fr.get("server_cpu_us_per_delivery"),
+        None if r is None else r <= 1.0,
+    )
     p99 = f.get("p99_ms")
-    add("fan-out 10x10@1000/s: p99 relay latency", "<= 20 ms", p99, fr.get("p99_ms"), None if p99 is None else p99 <= 20 and not f.get("missing"))
+    add(
+        "fan-out 10x10@1000/s: p99 relay latency",
+        "<= 20 ms",
+        p99,
+        fr.get("p99_ms"),
+        None if p99 is None else p99 <= 20 and not f.get("missing"),
+    )
     s, sr = _get(summary, "ramp", "", server), _get(summary, "ramp", "", REFERENCE)
     sat = s.get("saturation_rate") if s else None
-    add("100x2 ramp: saturation (p99 < 100 ms, nothing dropped)", ">= 3,000/s", sat, sr.get("saturation_rate"), None if not s else (sat or 0) >= 3000)
+    add(
+        "100x2 ramp: saturation (p99 < 100 ms, nothing dropped)",
+        ">= 3,000/s",
+        sat,
+        sr.get("saturation_rate"),
+        None if not s else (sat or 0) >= 3000,
+    )
     a, ar = _get(summary, "awareness", "", server), _get(summary, "awareness", "", REFERENCE)
     p99 = a.get("p99_ms")
-    add("awareness 50x10 Hz: p99, every state delivered", "<= 10 ms", p99, ar.get("p99_ms"), None if p99 is None else p99 <= 10 and not a.get("missing"))
+    add(
+        "awareness 50x10 Hz: p99, every state delivered",
+        "<= 10 ms",
+        p99,
+        ar.get("p99_ms"),
+        None if p99 is None else p99 <= 10 and not a.get("missing"),
+    )
     r = rel(a, ar, "server_cpu_us_per_delivery")
-    add("awareness 50x10 Hz: CPU per delivery vs ref", "<= 1.5x", r and f"{r:.2f}x", ar.get("server_cpu_us_per_delivery"), None if r is None else r <= 1.5)
+    add(
+        "awareness 50x10 Hz: CPU per delivery vs ref",
+        "<= 1.5x",
+        r and f"{r:.2f}x",
+        ar.get("server_cpu_us_per_delivery"),
+        None if r is None else r <= 1.5,
+    )
     i, ir = _get(summary, "idle", "", server), _get(summary, "idle", "", REFERENCE)
     v = i.get("rss_per_connection_kb")
-    add("idle: RSS per connection (5,000 conns)", "<= 10 kB", v, ir.get("rss_per_connection_kb"), None if v is None else v <= 10)
+    add(
+        "idle: RSS per connection (5,000 conns)",
+        "<= 10 kB",
+        v,
+        ir.get("rss_per_connection_kb"),
+        None if v is None else v <= 10,
+    )
     v = i.get("rss_per_room_kb")
-    add("idle: RSS per loaded small room", "<= 100 kB", v, ir.get("rss_per_room_kb"), None if v is None else v <= 100)
+    add(
+        "idle: RSS per loaded small room",
+        "<= 100 kB",
+        v,
+        ir.get("rss_per_room_kb"),
+        None if v is None else v <= 100,
+    )
     t, tr = _get(summary, "trace", "", server), _get(summary, "trace", "", REFERENCE)
     r = rel(t, tr, "total_s")
-    add(f"trace replay ({t.get('edits', '?')} edits): total time vs ref", "<= 1.0x", r and f"{r:.2f}x", tr.get("total_s"), None if r is None else r <= 1.0)
-    add("trace replay: final text correct", "yes", t.get("text_ok"), tr.get("text_ok"), t.get("text_ok") if t else None)
+    add(
+        f"trace replay ({t.get('edits', '?')} edits): total time vs ref",
+        "<= 1.0x",
+        r and f"{r:.2f}x",
+        tr.get("total_s"),
+        None if r is None else r <= 1.0,
+    )
+    add(
+        "trace replay: final text correct",
+        "yes",
+        t.get("text_ok"),
+        tr.get("text_ok"),
+        t.get("text_ok") if t else None,
+    )
     stored, state = t.get("stored_size_bytes"), t.get("final_state_bytes")
     ok = None if not stored or not state else stored <= 2 * state
-    add("trace: stored size after compaction / final state", "<= 2x", stored and state and f"{stored / state:.2f}x", tr.get("stored_bytes_on_disk"), ok)
+    add(
+        "trace: stored size after compaction / final state",
+        "<= 2x",
+        stored and state and f"{stored / state:.2f}x",
+        tr.get("stored_bytes_on_disk"),
+        ok,
+    )
     c, cr = _get(summary, "coldload", "", server), _get(summary, "coldload", "", REFERENCE)
     v = c.get("full_text_ms")
-    add("cold load of the trace document after restart", "<= 200 ms", v, cr.get("full_text_ms"), None if not c else (v is not None and v <= 200 and c.get("text_ok")))
+    add(
+        "cold load of the trace document after restart",
+        "<= 200 ms",
+        v,
+        cr.get("full_text_ms"),
+        None if not c else (v is not None and v <= 200 and c.get("text_ok")),
+    )
     b, br = _get(summary, "bigdoc", "", server), _get(summary, "bigdoc", "", REFERENCE)
     v = b.get("join_deflate_offered_s")
-    add("50 MB document to a new client (loopback)", "<= 30 s", v, br.get("join_deflate_offered_s"), None if not b else (v is not None and v <= 30))
+    add(
+        "50 MB document to a new client (loopback)",
+        "<= 30 s",
+        v,
+        br.get("join_deflate_offered_s"),
+        None if not b else (v is not None and v <= 30),
+    )
     growth = None
     if b.get("server_rss_peak_during_joins_kb") and b.get("server_rss_before_join_kb"):
         growth = (b["server_rss_peak_during_joins_kb"] - b["server_rss_before_join_kb"]) / 1024
     doc_mb = b.get("megabytes")
-    add("20 joins of the 50 MB doc: RSS growth MB", "<= 4x doc size", growth and round(growth), None, None if growth is None or not doc_mb else growth <= 4 * doc_mb)
-    return Table(f"targets for {server} (ref = {REFERENCE} in the same run)", ["target", "wanted", server, "ref", "verdict"], rows)
+    add(
+        "20 joins of the 50 MB doc: RSS growth MB",
+        "<= 4x doc size",
+        growth and round(growth),
+        None,
+        None if growth is None or not doc_mb else growth <= 4 * doc_mb,
+    )
+    return Table(
+        f"targets for {server} (ref = {REFERENCE} in the same run)",
+        ["target", "wanted", server, "ref", "verdict"],
+        rows,
+    )
 
 
 def one_line(record: dict[str, Any]) -> str:
@@ -300,13 +385,16 @@ def to_markdown(table: Table) -> str:
 
 def _header(meta: dict[str, Any]) -> list[str]:
     env = meta["environment"]
+    dirty = " (collab/ modified)" if env["collab_tree_dirty"] else ""
+    deps = " ".join(env["collab_pycrdt_uvicorn_websockets_uvloop"])
     return [
         f"run {meta['started']} UTC, {meta.get('duration_s', '?')} s: `{meta['command']}`",
         f"machine: {env['cores']} cores ({env['cpu']}), {env['memory_gib']} GiB, "
         f"load at start {env['load_average_at_start']}; server on core 0, generator on core 1",
-        f"collab {env['collab_git_commit']}{' (collab/ modified)' if env['collab_tree_dirty'] else ''}"
-        f" (pycrdt, uvicorn, websockets, uvloop: {' '.join(env['collab_pycrdt_uvicorn_websockets_uvloop'])}); "
-        f"@y/websocket-server {env['y_websocket_server']} + LevelDB; hocuspocus {env['hocuspocus']}; "
+        f"collab {env['collab_git_commit']}{dirty}"
+        f" (pycrdt, uvicorn, websockets, uvloop: {deps}); "
+        f"@y/websocket-server {env['y_websocket_server']} + LevelDB; "
+        f"hocuspocus {env['hocuspocus']}; "
         f"pycrdt-websocket {env['pycrdt_websocket']} + pycrdt-store {env['pycrdt_store']}; "
         f"yjs {env['yjs']}, node {env['node']}",
     ]

@@ -54,7 +54,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--servers",
         default=",".join(DEFAULT_SERVERS),
-        help=f"comma-separated, from {','.join(ALL_SERVERS)} (default: {','.join(DEFAULT_SERVERS)})",
+        help=f"comma-separated, from {','.join(ALL_SERVERS)} (default: the first four)",
     )
     parser.add_argument(
         "--repeat", type=int, default=1, help="runs per (scenario, server), interleaved; medians"
@@ -129,7 +129,9 @@ def bootstrap(args: argparse.Namespace, argv: list[str]) -> None:
     """Make bench/.venv and bench/node ready, then continue inside bench/.venv."""
     for tool in ("node", "taskset"):
         if shutil.which(tool) is None:
-            sys.exit(f"{tool} is not installed (node: apt-get install nodejs npm; taskset: util-linux)")
+            sys.exit(
+                f"{tool} is not installed (node: apt-get install nodejs npm; taskset: util-linux)"
+            )
     if (os.cpu_count() or 1) < 2:
         sys.exit("the benchmark pins the server and the load generator to two different cores")
     ensure_node_env()

@@ -92,12 +92,20 @@ def idle_unit(rooms: int, clients: int) -> Unit:
     )
 
 
-def trace_unit(edits: int, cold_loads: int) -> Unit:
+def trace_unit(edits: int, cold_loads: int, quiet_timeout_s: float) -> Unit:
+    """Replay, then stay connected until the server is idle (at most `quiet_timeout_s`),
+    stop it, measure the store, and restart it `cold_loads` times for a cold join."""
     label = "full trace" if edits in (0, TRACE_EDITS) else f"first {edits:,} edits"
     return Unit(
         "trace",
         label,
-        {"scenario": "trace", "tracePath": TRACE_PATH, "traceCount": edits, "timeoutS": 600},
+        {
+            "scenario": "trace",
+            "tracePath": TRACE_PATH,
+            "traceCount": edits,
+            "timeoutS": 600,
+            "quietTimeoutS": quiet_timeout_s,
+        },
         timeout_s=900,
         cold_loads=cold_loads,
         profile=True,
@@ -125,7 +133,7 @@ def full_plan(duration_s: float = 8.0) -> list[Unit]:
         ramp_unit([500, 1000, 1500, 2000, 3000, 4000, 5000, 6000, 8000, 10000, 12000], 4),
         awareness_unit(duration_s),
         idle_unit(1000, 5),
-        trace_unit(0, cold_loads=3),
+        trace_unit(0, cold_loads=3, quiet_timeout_s=120),
         bigdoc_unit(50, 20),
     ]
 
@@ -133,9 +141,9 @@ def full_plan(duration_s: float = 8.0) -> list[Unit]:
 def quick_plan() -> list[Unit]:
     """`make bench-quick`: one of each kind that fits in under two minutes."""
     return [
-        *fanout_units([(10, 10)], [500], 4),
-        awareness_unit(4),
-        trace_unit(20_000, cold_loads=1),
+        *fanout_units([(10, 10)], [500], 3),
+        awareness_unit(3),
+        trace_unit(20_000, cold_loads=1, quiet_timeout_s=4),
     ]
 
 

@@ -26,17 +26,18 @@ from typing import Any
 import chart
 import report
 import scenarios
+from scenarios import Unit
 from servers import (
     BENCH_DIR,
     CLOCK_TICKS,
     GENERATOR_CORE,
+    NICENESS,
     NODE_DIR,
     PROJECT_DIR,
     SERVERS,
     Server,
     tree_bytes,
 )
-from scenarios import Unit
 
 PY_SPY = Path(sys.prefix) / "bin" / "py-spy"
 
@@ -121,9 +122,7 @@ class Runner:
             "clockTicks": CLOCK_TICKS,
         }
         cmd = [
-            "taskset",
-            "-c",
-            GENERATOR_CORE,
+            *("nice", "-n", NICENESS, "taskset", "-c", GENERATOR_CORE),
             "node",
             "--max-old-space-size=8192",
             str(NODE_DIR / "loadgen.mjs"),
@@ -141,7 +140,9 @@ class Runner:
             log.write(f"--- {server.kind.name} {spec['scenario']}\n{done.stderr}")
         records = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
         if done.returncode != 0 and not any("error" in r for r in records):
-            records.append({"error": f"load generator exited {done.returncode}: {done.stderr[-300:]}"})
+            records.append(
+                {"error": f"load generator exited {done.returncode}: {done.stderr[-300:]}"}
+            )
         return records or [{"error": "load generator printed nothing"}]
 
     def run_unit(self, unit: Unit, server_name: str, repeat: int) -> None:
@@ -256,7 +257,9 @@ def run_benchmarks(args: argparse.Namespace) -> int:
             for unit in plan:
                 for repeat in range(args.repeat):
                     for name in args.servers:
-                        print(f"{unit.scenario} {unit.config}: {name} (run {repeat + 1})", flush=True)
+                        print(
+                            f"{unit.scenario} {unit.config}: {name} (run {repeat + 1})", flush=True
+                        )
                         runner.run_unit(unit, name, repeat)
         finally:
             runner.close()
@@ -282,7 +285,9 @@ def run_benchmarks(args: argparse.Namespace) -> int:
     failed = [r for r in runner.records if r.get("error")]
     print(f"done in {meta['duration_s']} s: {run_dir}/summary.md, chart.png, results.jsonl")
     if failed:
-        print("FAILED: " + "; ".join(f"{r['scenario']}/{r['server']}: {r['error']}" for r in failed))
+        print(
+            "FAILED: " + "; ".join(f"{r['scenario']}/{r['server']}: {r['error']}" for r in failed)
+        )
     return 1 if failed else 0
 
 
