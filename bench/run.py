@@ -57,6 +57,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help=f"comma-separated, from {','.join(ALL_SERVERS)} (default: the first four)",
     )
     parser.add_argument(
+        "--configs",
+        default="",
+        help="comma-separated substrings: run only units whose config contains one "
+        "(e.g. '10x10@1000,ramp,50 clients'); default: all",
+    )
+    parser.add_argument(
         "--repeat", type=int, default=1, help="runs per (scenario, server), interleaved; medians"
     )
     parser.add_argument(
@@ -74,6 +80,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     args.servers = [s.strip() for s in args.servers.split(",") if s.strip()]
+    args.configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     for scenario in args.scenarios:
         if scenario not in SCENARIOS:
             parser.error(f"unknown scenario {scenario!r} (choose from {', '.join(SCENARIOS)})")

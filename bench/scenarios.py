@@ -105,6 +105,7 @@ def trace_unit(edits: int, cold_loads: int, quiet_timeout_s: float) -> Unit:
             "traceCount": edits,
             "timeoutS": 600,
             "quietTimeoutS": quiet_timeout_s,
+            "stallS": 60,
         },
         timeout_s=900,
         cold_loads=cold_loads,

@@ -241,6 +241,8 @@ def run_benchmarks(args: argparse.Namespace) -> int:
     env = environment()
     plan = scenarios.quick_plan() if args.quick else scenarios.full_plan(args.duration)
     plan = [u for u in plan if u.scenario in args.scenarios]
+    if args.configs:
+        plan = [u for u in plan if any(c in u.config for c in args.configs)]
     print(f"machine: {env['cores']} cores, {env['cpu']}; load {env['load_average_at_start']}")
     print(f"servers: {', '.join(args.servers)}; {len(plan)} units x {args.repeat} repeats")
     print(f"results -> {run_dir}", flush=True)

@@ -250,16 +250,29 @@ async function scenarioRamp () {
   const rooms = await openRooms(ctx, spec.rooms, spec.clients)
   await sleep(300)
   let best = null
-  for (const rate of spec.rates) {
-    const step = await offerEdits(ctx, rooms, rate, spec)
+  const judge = (step, rate) => {
     const reasons = []
     if (step.p99_ms === null || step.p99_ms >= spec.p99LimitMs) reasons.push(`p99 ${step.p99_ms} ms >= ${spec.p99LimitMs}`)
     if (step.missing > 0) reasons.push(`${step.missing} deliveries missing`)
     if (step.closed_by_server > 0) reasons.push(`${step.closed_by_server} connections closed by the server`)
     if (step.achieved_rate < 0.95 * rate) reasons.push(`generator reached only ${step.achieved_rate}/s`)
     step.passed = reasons.length === 0
+    // A failure while the server had CPU to spare and others were busy is the
+    // shared machine's doing, not saturation: say so.
+    if (!step.passed && step.server_cpu_util < 0.8 && step.other_cpu_util > 0.3) reasons.push('disturbed: server not CPU-bound, other load high')
     step.failure = reasons.join('; ') || null
-    log(`ramp ${rate}/s: p99 ${step.p99_ms} ms, missing ${step.missing}, server CPU ${step.server_cpu_util}, generator CPU ${step.gen_cpu_util} -> ${step.passed ? 'pass' : 'FAIL'}`)
+    log(`ramp ${rate}/s: p99 ${step.p99_ms} ms, missing ${step.missing}, server CPU ${step.server_cpu_util}, generator CPU ${step.gen_cpu_util}, other ${step.other_cpu_util} -> ${step.passed ? 'pass' : 'FAIL'}`)
+  }
+  for (const rate of spec.rates) {
+    let step = await offerEdits(ctx, rooms, rate, spec)
+    judge(step, rate)
+    if (!step.passed && ctx.stats.closedByServer === 0) {
+      // Disturbances on a shared machine come in bursts: one retry of a failed step.
+      emit({ step: true, retried: true, ...step })
+      await sleep(2000)
+      step = await offerEdits(ctx, rooms, rate, spec)
+      judge(step, rate)
+    }
     emit({ step: true, ...step })
     if (!step.passed) break
     best = rate
@@ -445,7 +458,14 @@ async function scenarioTrace () {
     writer.sendUpdate(updates[i])
     if ((i & 127) === 127) {
       // Behave like a real client: let the socket drain and keep reading echoes.
-      while (writer.ws.bufferedAmount > 1 << 20) await sleep(1)
+      const stalledAt = performance.now()
+      while (writer.ws.bufferedAmount > 1 << 20) {
+        if (performance.now() - stalledAt > spec.stallS * 1000) {
+          throw new Error(`the server stopped reading: ${i + 1} of ${updates.length} edits sent, ` +
+            `observer has ${observer.updatesIn}; nothing drained for ${spec.stallS} s`)
+        }
+        await sleep(1)
+      }
       await new Promise(resolve => setImmediate(resolve))
     }
   }
