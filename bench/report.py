@@ -394,7 +394,12 @@ def _header(meta: dict[str, Any]) -> list[str]:
     return [
         f"run {meta['started']} UTC, {meta.get('duration_s', '?')} s: `{meta['command']}`",
         f"machine: {env['cores']} cores ({env['cpu']}), {env['memory_gib']} GiB, "
-        f"load at start {env['load_average_at_start']}; server on core 0, generator on core 1",
+        f"load at start {env['load_average_at_start']}; server on core 0, generator on core 1; "
+        + (
+            "clients offer permessage-deflate (as browsers do)"
+            if meta.get("clients_offer_deflate")
+            else "clients do not offer permessage-deflate"
+        ),
         f"collab {env['collab_git_commit']}{dirty}"
         f" (pycrdt, uvicorn, websockets, uvloop: {deps}); "
         f"@y/websocket-server {env['y_websocket_server']} + LevelDB; "

@@ -69,6 +69,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--duration", type=float, default=8.0, help="measured seconds per fan-out/awareness run"
     )
     parser.add_argument(
+        "--deflate",
+        action="store_true",
+        help="every client offers permessage-deflate, as browsers do (default: none does; "
+        "the big-document scenario always tries both)",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="py-spy collab (and its variants) during fan-out 10x10@1000, the ramp, awareness "

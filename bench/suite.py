@@ -154,6 +154,8 @@ class Runner:
         base["repeat"] = repeat
         room_prefix = f"{unit.scenario}-{self._counter}"
         spec = {**unit.spec, "roomPrefix": room_prefix}
+        if self.args.deflate:
+            spec["deflate"] = True
         profiler = None
         try:
             server.start()
@@ -249,6 +251,7 @@ def run_benchmarks(args: argparse.Namespace) -> int:
     meta = {
         "started": stamp,
         "command": shlex.join(["bench/run.py", *sys.argv[1:]]),
+        "clients_offer_deflate": args.deflate,
         "environment": env,
         "servers": {n: SERVERS[n].description + "; " + SERVERS[n].storage for n in args.servers},
     }

@@ -73,6 +73,7 @@ class CpuWindow {
 function makeCtx () {
   return {
     hocuspocus: Boolean(spec.hocuspocus),
+    deflate: Boolean(spec.deflate),
     urlFor: spec.hocuspocus ? () => spec.url : (room) => spec.url + room,
     stats: { framesIn: 0, closedByServer: 0, errors: 0 },
     onUpdate: null,

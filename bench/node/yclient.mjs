@@ -105,7 +105,8 @@ export class BenchClient {
       const timer = setTimeout(() => reject(new Error(`${this.room}: not synced after ${timeoutMs} ms`)), timeoutMs)
       this._onSynced = () => { clearTimeout(timer); resolve(this) }
       const ws = new WebSocket(this.ctx.urlFor(this.room), {
-        perMessageDeflate: Boolean(this.opts.deflate),
+        // Browsers always offer permessage-deflate; `ctx.deflate` makes every client do so.
+        perMessageDeflate: Boolean(this.opts.deflate ?? this.ctx.deflate),
         maxPayload: 512 * 1024 * 1024
       })
       this.ws = ws
