@@ -81,6 +81,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "and the trace; profiles perturb the figures, so run this apart from a measurement",
     )
     parser.add_argument(
+        "--rerender",
+        type=Path,
+        metavar="RUN_DIR",
+        help="only redo the tables, summary.md and chart.png of an earlier run",
+    )
+    parser.add_argument(
         "--results-dir", type=Path, default=BENCH_DIR / "results", help="default bench/results"
     )
     args = parser.parse_args(argv)
@@ -162,9 +168,9 @@ def main() -> None:
     argv = sys.argv[1:]
     args = parse_args(argv)
     bootstrap(args, argv)
-    from suite import run_benchmarks
+    from suite import rerender, run_benchmarks
 
-    sys.exit(run_benchmarks(args))
+    sys.exit(rerender(args.rerender) if args.rerender else run_benchmarks(args))
 
 
 if __name__ == "__main__":

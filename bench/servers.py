@@ -147,8 +147,15 @@ def scan_log(path: Path, *, max_examples: int = 5) -> LogFindings:
 class Server:
     """One server process on its own core; restartable on the same storage."""
 
-    def __init__(self, kind: ServerKind, workdir: Path, log_path: Path) -> None:
+    def __init__(
+        self,
+        kind: ServerKind,
+        workdir: Path,
+        log_path: Path,
+        collab_env: dict[str, str] | None = None,
+    ) -> None:
         self.kind = kind
+        self.collab_env = collab_env or {}
         self.workdir = workdir
         self.log_path = log_path
         self.port = free_port()
@@ -174,6 +181,7 @@ class Server:
         env = {k: v for k, v in os.environ.items() if not k.startswith("COLLAB_")}
         kind = self.kind
         if kind.is_collab:
+            env.update(self.collab_env)
             self.storage_path.mkdir(exist_ok=True)
             database = f"sqlite+aiosqlite:///{self.storage_path / 'collab.db'}"
             serve = ["serve", "--port", str(self.port), "--database", database]

@@ -149,7 +149,8 @@ class Runner:
         kind = SERVERS[server_name]
         self._counter += 1
         label = f"{self._counter:03d}-{unit.scenario}-{server_name}"
-        server = Server(kind, self.workdir / label, self.run_dir / "logs" / f"{label}.log")
+        log_path = self.run_dir / "logs" / f"{label}.log"
+        server = Server(kind, self.workdir / label, log_path, unit.collab_env)
         base = {"scenario": unit.scenario, "config": unit.config, "server": server_name}
         base["repeat"] = repeat
         room_prefix = f"{unit.scenario}-{self._counter}"
@@ -235,6 +236,26 @@ class Runner:
             process.wait()
 
 
+def render(run_dir: Path, records: list[dict[str, Any]], meta: dict[str, Any]) -> None:
+    """Tables on the terminal, summary.md and chart.png from a run's records."""
+    summary = report.summarise(records, meta["server_names"])
+    print()
+    print(report.render_text(summary, meta))
+    (run_dir / "summary.md").write_text(report.render_markdown(summary, meta))
+    chart.draw(summary, meta["server_names"], run_dir / "chart.png", meta)
+
+
+def rerender(run_dir: Path) -> int:
+    """Render an earlier run again from its run.json and results.jsonl (after a
+    change to the report), without running anything."""
+    meta = json.loads((run_dir / "run.json").read_text())
+    lines = (run_dir / "results.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines if line.strip()]
+    meta.setdefault("server_names", list(dict.fromkeys(r["server"] for r in records)))
+    render(run_dir, records, meta)
+    return 0
+
+
 def run_benchmarks(args: argparse.Namespace) -> int:
     began = time.perf_counter()
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
@@ -270,13 +291,9 @@ def run_benchmarks(args: argparse.Namespace) -> int:
             runner.close()
     meta["duration_s"] = round(time.perf_counter() - began, 1)
     meta["server_runs"] = runner.server_runs
+    meta["server_names"] = args.servers
     (run_dir / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
-    summary = report.summarise(runner.records, args.servers)
-    text = report.render_text(summary, meta)
-    print()
-    print(text)
-    (run_dir / "summary.md").write_text(report.render_markdown(summary, meta))
-    chart.draw(summary, args.servers, run_dir / "chart.png", meta)
+    render(run_dir, runner.records, meta)
     if args.profile:
         import profile_summary
 
