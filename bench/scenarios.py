@@ -93,7 +93,9 @@ def idle_unit(rooms: int, clients: int) -> Unit:
     )
 
 
-def trace_unit(edits: int, cold_loads: int, quiet_timeout_s: float) -> Unit:
+def trace_unit(
+    edits: int, cold_loads: int, quiet_timeout_s: float, cold_timeout_s: float = 30
+) -> Unit:
     """Replay, then stay connected until the server is idle (at most `quiet_timeout_s`),
     stop it, measure the store, and restart it `cold_loads` times for a cold join."""
     label = "full trace" if edits in (0, TRACE_EDITS) else f"first {edits:,} edits"
@@ -107,6 +109,7 @@ def trace_unit(edits: int, cold_loads: int, quiet_timeout_s: float) -> Unit:
             "timeoutS": 600,
             "quietTimeoutS": quiet_timeout_s,
             "stallS": 60,
+            "coldTimeoutS": cold_timeout_s,  # a cold client's wait for the full text
         },
         timeout_s=900,
         cold_loads=cold_loads,
@@ -149,7 +152,7 @@ def quick_plan() -> list[Unit]:
     return [
         *fanout_units([(10, 10)], [500], 3),
         awareness_unit(3),
-        trace_unit(20_000, cold_loads=1, quiet_timeout_s=4),
+        trace_unit(20_000, cold_loads=1, quiet_timeout_s=3, cold_timeout_s=5),
     ]
 
 

@@ -205,7 +205,7 @@ class Runner:
         for attempt in range(unit.cold_loads):
             server.start()
             time.sleep(0.3)
-            cold_spec = {**spec, "scenario": "coldload", "timeoutS": 30}
+            cold_spec = {**spec, "scenario": "coldload", "timeoutS": spec["coldTimeoutS"]}
             (out,) = self.generate(server, cold_spec, 120)[-1:]
             base = {"scenario": "coldload", "config": unit.config, "server": server.kind.name}
             cold.append({**base, "repeat": trace["repeat"], "attempt": attempt, **out})
