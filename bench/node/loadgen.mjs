@@ -132,6 +132,66 @@ function convergence (rooms) {
   return { rooms_converged: converged, rooms: rooms.length }
 }
 
+// -- which sent change reached which client, and when -------------------------
+
+/**
+ * Tracks changes (an edit's update, an awareness state), each named by the
+ * (client, clock) it carries, from the moment it is made to its arrival at every
+ * other client. Only changes made while the window is open are measured;
+ * deliveries and echoes are counted while it is open.
+ */
+class DeliveryTracker {
+  constructor () {
+    this.sent = new Map()
+    this.latencies = []
+    this.windowOpen = false
+    this.deliveries = 0
+    this.echoes = 0
+    this.measured = 0
+  }
+
+  /** A change by `clientId` at `clock`, to be delivered to `receivers` others. */
+  expect (clientId, clock, receivers) {
+    this.sent.set(clientId * KEY_CLOCK + clock, { t: performance.now(), pending: receivers, measured: this.windowOpen })
+    if (this.windowOpen) this.measured++
+  }
+
+  /** `receiver` got the change (cid, clock) at `now`. */
+  deliver (receiver, cid, clock, now) {
+    if (cid === receiver.doc.clientID) {
+      if (this.windowOpen) this.echoes++
+      return
+    }
+    if (this.windowOpen) this.deliveries++
+    const key = cid * KEY_CLOCK + clock
+    const rec = this.sent.get(key)
+    if (rec === undefined) return
+    if (rec.measured) this.latencies.push(now - rec.t)
+    if (--rec.pending === 0) this.sent.delete(key)
+  }
+
+  pendingMeasured () {
+    let n = 0
+    for (const rec of this.sent.values()) if (rec.measured) n += rec.pending
+    return n
+  }
+
+  /** Wait up to `drainS` for the measured changes, then the window's figures. */
+  async finish (usage, drainS, receiversEach) {
+    await waitFor(() => this.pendingMeasured() === 0, drainS * 1000, 10)
+    return {
+      achieved_rate: Math.round(this.measured / usage.wall_s),
+      expected_deliveries: this.measured * receiversEach,
+      missing: this.pendingMeasured(),
+      ...percentiles(this.latencies),
+      delivered_per_s: Math.round(this.deliveries / usage.wall_s),
+      echoes_per_s: Math.round(this.echoes / usage.wall_s),
+      server_cpu_us_per_delivery: this.deliveries ? Math.round(usage.server_cpu_s / this.deliveries * 1e6 * 100) / 100 : null,
+      ...roundAll(usage)
+    }
+  }
+}
+
 // -- fan-out at an offered rate (also one step of the ramp) ---------------------
 
 const ALPHABET = 'abcdefghijklmnopqrstuvwxyz '
@@ -145,30 +205,13 @@ async function offerEdits (ctx, rooms, rate, { warmupS, durationS, drainS }) {
   const perRoom = rooms[0].length
   const order = []
   for (let c = 0; c < perRoom; c++) for (const clients of rooms) order.push(clients[c])
-  const sent = new Map()
-  const latencies = []
-  let windowOpen = false
-  let deliveries = 0
-  let echoes = 0
-  let measuredEdits = 0
-  ctx.onUpdate = (client, cid, clock, now) => {
-    if (cid === client.doc.clientID) {
-      if (windowOpen) echoes++
-      return
-    }
-    if (windowOpen) deliveries++
-    const key = cid * KEY_CLOCK + clock
-    const rec = sent.get(key)
-    if (rec === undefined) return
-    if (rec.measured) latencies.push(now - rec.t)
-    if (--rec.pending === 0) sent.delete(key)
-  }
+  const tracker = new DeliveryTracker()
+  ctx.onUpdate = (client, cid, clock, now) => tracker.deliver(client, cid, clock, now)
   const edit = (client) => {
-    const key = client.doc.clientID * KEY_CLOCK + stateOf(client)
+    const clock = stateOf(client)
     const pos = Math.floor(Math.random() * (client.text.length + 1))
-    sent.set(key, { t: performance.now(), pending: perRoom - 1, measured: windowOpen })
-    if (windowOpen) measuredEdits++
-    client.text.insert(pos, ALPHABET[key % ALPHABET.length])
+    tracker.expect(client.doc.clientID, clock, perRoom - 1)
+    client.text.insert(pos, ALPHABET[clock % ALPHABET.length])
   }
   let cpu = null
   let usage = null
@@ -180,12 +223,12 @@ async function offerEdits (ctx, rooms, rate, { warmupS, durationS, drainS }) {
     let made = 0
     const tick = () => {
       const elapsed = performance.now() - start
-      if (!windowOpen && cpu === null && elapsed >= warmupMs) {
+      if (!tracker.windowOpen && cpu === null && elapsed >= warmupMs) {
         cpu = new CpuWindow()
-        windowOpen = true
+        tracker.windowOpen = true
       }
-      if (windowOpen && elapsed >= endMs) {
-        windowOpen = false
+      if (tracker.windowOpen && elapsed >= endMs) {
+        tracker.windowOpen = false
         usage = cpu.end()
         memAtEnd = serverMemKb()
         resolve()
@@ -197,21 +240,12 @@ async function offerEdits (ctx, rooms, rate, { warmupS, durationS, drainS }) {
     }
     tick()
   })
-  const pendingMeasured = () => { let n = 0; for (const rec of sent.values()) if (rec.measured) n += rec.pending; return n }
-  await waitFor(() => pendingMeasured() === 0, drainS * 1000, 10)
-  const missing = pendingMeasured()
+  const figures = await tracker.finish(usage, drainS, perRoom - 1)
   ctx.onUpdate = null
   return {
     offered_rate: rate,
-    achieved_rate: Math.round(measuredEdits / usage.wall_s),
-    measured_edits: measuredEdits,
-    expected_deliveries: measuredEdits * (perRoom - 1),
-    missing,
-    ...percentiles(latencies),
-    delivered_per_s: Math.round(deliveries / usage.wall_s),
-    echoes_per_s: Math.round(echoes / usage.wall_s),
-    server_cpu_us_per_delivery: deliveries ? Math.round(usage.server_cpu_s / deliveries * 1e6 * 100) / 100 : null,
-    ...roundAll(usage),
+    measured_edits: tracker.measured,
+    ...figures,
     server_rss_kb: memAtEnd.rss,
     server_hwm_kb: memAtEnd.hwm,
     closed_by_server: ctx.stats.closedByServer,
@@ -294,28 +328,11 @@ async function scenarioAwareness () {
   })
   await connectAll(clients)
   await sleep(500)
-  const sent = new Map()
-  const latencies = []
-  let windowOpen = false
-  let deliveries = 0
-  let echoes = 0
-  let measured = 0
-  ctx.onAwareness = (client, cid, clock, now) => {
-    if (cid === client.doc.clientID) {
-      if (windowOpen) echoes++
-      return
-    }
-    if (windowOpen) deliveries++
-    const key = cid * KEY_CLOCK + clock
-    const rec = sent.get(key)
-    if (rec === undefined) return
-    if (rec.measured) latencies.push(now - rec.t)
-    if (--rec.pending === 0) sent.delete(key)
-  }
+  const tracker = new DeliveryTracker()
+  ctx.onAwareness = (client, cid, clock, now) => tracker.deliver(client, cid, clock, now)
   const move = (client) => {
     const clock = client.awareness.meta.get(client.doc.clientID).clock + 1
-    sent.set(client.doc.clientID * KEY_CLOCK + clock, { t: performance.now(), pending: clients.length - 1, measured: windowOpen })
-    if (windowOpen) measured++
+    tracker.expect(client.doc.clientID, clock, clients.length - 1)
     const pos = clock % 1000
     client.awareness.setLocalStateField('cursor', { anchor: pos, head: pos + 1 })
   }
@@ -327,14 +344,13 @@ async function scenarioAwareness () {
   })
   await sleep(spec.warmupS * 1000)
   const cpu = new CpuWindow()
-  windowOpen = true
+  tracker.windowOpen = true
   await sleep(spec.durationS * 1000)
-  windowOpen = false
+  tracker.windowOpen = false
   const usage = cpu.end()
   const mem = serverMemKb()
   for (const h of timers) { clearTimeout(h.timeout); clearInterval(h.interval) }
-  const pendingMeasured = () => { let n = 0; for (const rec of sent.values()) if (rec.measured) n += rec.pending; return n }
-  await waitFor(() => pendingMeasured() === 0, spec.drainS * 1000, 10)
+  const figures = await tracker.finish(usage, spec.drainS, clients.length - 1)
   await sleep(200)
   // Did every client end up with every other client's final state (even if a
   // server coalesced intermediate ones)?
@@ -349,16 +365,9 @@ async function scenarioAwareness () {
   }
   emit({
     offered_rate: spec.clients * spec.hz,
-    achieved_rate: Math.round(measured / usage.wall_s),
-    measured_states: measured,
-    expected_deliveries: measured * (clients.length - 1),
-    missing: pendingMeasured(),
+    measured_states: tracker.measured,
+    ...figures,
     final_states_missing: finalMissing,
-    ...percentiles(latencies),
-    delivered_per_s: Math.round(deliveries / usage.wall_s),
-    echoes_per_s: Math.round(echoes / usage.wall_s),
-    server_cpu_us_per_delivery: deliveries ? Math.round(usage.server_cpu_s / deliveries * 1e6 * 100) / 100 : null,
-    ...roundAll(usage),
     server_rss_kb: mem.rss,
     server_hwm_kb: mem.hwm,
     closed_by_server: ctx.stats.closedByServer,
