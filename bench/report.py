@@ -146,7 +146,9 @@ def summarise(records: list[dict[str, Any]], servers: list[str]) -> Summary:
             # The first load after a restart can differ (a store compacting on load).
             firsts = [row.get("full_text_ms") for row in rows if row.get("attempt") == 0]
             merged["first_load_ms"] = _median(firsts) if firsts else None
-            merged["max_ms"] = max((row.get("full_text_ms") or math.inf) for row in rows)
+            loads = [row.get("full_text_ms") for row in rows]
+            # A load that never completed has no time: the max is then unknown.
+            merged["max_ms"] = None if None in loads else max(loads)
         merged["runs"] = len(rows)
         merged["all_runs"] = rows
         summary.setdefault(scenario, {}).setdefault(config, {})[server] = merged
