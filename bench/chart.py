@@ -76,7 +76,7 @@ def draw(summary: dict[str, Any], servers: list[str], path: Path, meta: dict[str
                     ys.append(value * scale)
             bars = ax.bar(xs, ys, width, label=server, color=colours[server])
             if len(configs) <= 3:
-                ax.bar_label(bars, fmt="%.3g", fontsize=7, padding=1)
+                ax.bar_label(bars, fmt="%.4g", fontsize=7, padding=1)
         ax.set_title(title, fontsize=10)
         ax.set_xticks(range(len(configs)))
         ax.set_xlim(-0.5, len(configs) - 0.5)
