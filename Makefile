@@ -10,7 +10,7 @@ WEB_DEPS_STAMP := web/node_modules/.installed
 WEB_STAMP := web/dist/.built
 WEB_SOURCES := web/build.mjs $(shell find web/src -type f 2>/dev/null)
 
-.PHONY: install run test lint format clean
+.PHONY: install run test lint format clean bench bench-quick
 
 install: $(PY_STAMP) $(NODE_STAMP) $(WEB_STAMP)
 
@@ -40,6 +40,14 @@ run: $(PY_STAMP) $(WEB_STAMP)
 test: install
 	$(BIN)/pytest
 
+# Benchmarks (never part of `make test`): collab vs. the peers, see bench/README.md.
+# bench/run.py sets up bench/.venv and bench/node/node_modules itself on first use.
+bench: $(PY_STAMP)
+	$(PYTHON) bench/run.py $(BENCH_ARGS)
+
+bench-quick: $(PY_STAMP)
+	$(PYTHON) bench/run.py --quick $(BENCH_ARGS)
+
 lint: $(PY_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -49,4 +57,5 @@ format: $(PY_STAMP)
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) tests/interop/node_modules web/node_modules web/dist .pytest_cache .ruff_cache
+	rm -rf $(VENV) tests/interop/node_modules web/node_modules web/dist .pytest_cache .ruff_cache \
+		bench/.venv bench/node/node_modules

@@ -48,8 +48,11 @@ class StoredWebsocketServer(WebsocketServer):
                 except YDocNotFound:
                     pass
                 self.rooms[name] = room
-        room = self.rooms[name]
-        await self.start_room(room)
+            room = self.rooms[name]
+            # Inside the lock too: pycrdt-websocket's own get_room/start_room let two
+            # concurrent first joins both call room.start(), and the second fails
+            # ("already running": the client is closed with 1011).
+            await self.start_room(room)
         return room
 
     async def delete_room(self, *, name: str | None = None, room: YRoom | None = None) -> None:

@@ -1,12 +1,13 @@
 """Benchmark collab against its peers in one run and report ratios.
 
-    python bench/run.py [--workloads A,B,C] [--updates K] [--readers N] [--targets ...]
+    python3 bench/run.py [--quick] [--scenarios ...] [--servers ...] [--repeat N] [--profile]
 
-Sets up what it needs the first time (bench/.venv with the pinned Python peer
-and client libraries, bench/node/node_modules from the lock file), re-executes
-itself inside bench/.venv, starts every server fresh for every workload on a
-free 127.0.0.1 port, prints a table per workload and writes JSON + a Markdown
-summary to bench/results/<timestamp>/. See bench/README.md.
+Sets up what it needs the first time (bench/.venv with the pinned Python peer,
+matplotlib and py-spy; bench/node/node_modules from the lock file), re-executes
+itself inside bench/.venv, starts every server fresh for every scenario on a
+free 127.0.0.1 port pinned to core 0, drives it with the Node load generator
+pinned to core 1, prints the tables and writes results.jsonl, summary.md and
+chart.png to bench/results/<timestamp>/. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 PROJECT_DIR = BENCH_DIR.parent
@@ -25,62 +26,81 @@ BENCH_VENV = BENCH_DIR / ".venv"
 VENV_PYTHON = BENCH_VENV / "bin" / "python"
 REQUIREMENTS = BENCH_DIR / "requirements.txt"
 NODE_DIR = BENCH_DIR / "node"
-WORKLOADS = ("A", "B", "C")
-ALL_TARGETS = ("collab", "node", "pycrdt-ws", "pycrdt-ws+sqlite")
+SCENARIOS = ("fanout", "ramp", "awareness", "idle", "trace", "bigdoc")
+DEFAULT_SERVERS = ("collab", "y-websocket", "pycrdt-websocket", "hocuspocus")
+ALL_SERVERS = (
+    *DEFAULT_SERVERS,
+    "collab-asyncio",
+    "collab-websockets",
+    "collab-wsproto",
+    "collab-nodeflate",
+)
+WSPROTO = "wsproto==1.2.0"  # only for the collab-wsproto variant, installed on demand
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="bench/run.py", description="collab vs. @y/websocket-server vs. pycrdt-websocket"
+        prog="bench/run.py",
+        description="collab vs. @y/websocket-server, pycrdt-websocket and Hocuspocus",
     )
     parser.add_argument(
-        "--workloads", default="A,B,C", help="comma-separated subset of A,B,C (default: all)"
+        "--quick", action="store_true", help="the reduced set of `make bench-quick` (< 2 min)"
     )
     parser.add_argument(
-        "--updates",
-        type=int,
-        default=20_000,
-        metavar="K",
-        help="trace updates for A and C (default 20000; 0 = the full trace, 259,778)",
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated subset of {','.join(SCENARIOS)} (default: all in the plan)",
     )
     parser.add_argument(
-        "--readers", type=int, default=20, metavar="N", help="readers in B (default 20)"
+        "--servers",
+        default=",".join(DEFAULT_SERVERS),
+        help=f"comma-separated, from {','.join(ALL_SERVERS)} (default: the first four)",
     )
     parser.add_argument(
-        "--fanout-updates", type=int, default=500, help="updates the writer sends in B (500)"
+        "--configs",
+        default="",
+        help="comma-separated substrings: run only units whose config contains one "
+        "(e.g. '10x10@1000,ramp,50 clients'); default: all",
     )
     parser.add_argument(
-        "--interval-ms", type=float, default=5.0, help="B: ms between the writer's updates (5)"
+        "--repeat", type=int, default=1, help="runs per (scenario, server), interleaved; medians"
     )
     parser.add_argument(
-        "--repeat",
-        type=int,
-        default=3,
-        help="A and B: runs per server, each on a fresh document (default 3; A reports the "
-        "median run, B pools the latencies)",
+        "--duration", type=float, default=8.0, help="measured seconds per fan-out/awareness run"
     )
-    parser.add_argument("--joins", type=int, default=20, help="C: joins per server (default 20)")
     parser.add_argument(
-        "--targets",
-        default=",".join(ALL_TARGETS),
-        help=f"comma-separated servers (default: {','.join(ALL_TARGETS)})",
+        "--deflate",
+        action="store_true",
+        help="every client offers permessage-deflate, as browsers do (default: none does; "
+        "the big-document scenario always tries both)",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy collab (and its variants) during fan-out 10x10@1000, the ramp, awareness "
+        "and the trace; profiles perturb the figures, so run this apart from a measurement",
+    )
+    parser.add_argument(
+        "--rerender",
+        type=Path,
+        metavar="RUN_DIR",
+        help="only redo the tables, summary.md and chart.png of an earlier run",
     )
     parser.add_argument(
         "--results-dir", type=Path, default=BENCH_DIR / "results", help="default bench/results"
     )
     args = parser.parse_args(argv)
-    args.workloads = [w.strip().upper() for w in args.workloads.split(",") if w.strip()]
-    args.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
-    for workload in args.workloads:
-        if workload not in WORKLOADS:
-            parser.error(f"unknown workload {workload!r} (choose from A, B, C)")
-    for target in args.targets:
-        if target not in ALL_TARGETS:
-            parser.error(f"unknown target {target!r} (choose from {', '.join(ALL_TARGETS)})")
-    if args.updates < 0 or min(args.readers, args.joins, args.fanout_updates, args.repeat) < 1:
-        parser.error("counts must be positive (--updates 0 means the full trace)")
-    if not 0.1 <= args.interval_ms <= 1000:
-        parser.error("--interval-ms must be between 0.1 and 1000")
+    args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    args.servers = [s.strip() for s in args.servers.split(",") if s.strip()]
+    args.configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    for scenario in args.scenarios:
+        if scenario not in SCENARIOS:
+            parser.error(f"unknown scenario {scenario!r} (choose from {', '.join(SCENARIOS)})")
+    for server in args.servers:
+        if server not in ALL_SERVERS:
+            parser.error(f"unknown server {server!r} (choose from {', '.join(ALL_SERVERS)})")
+    if args.repeat < 1 or args.duration <= 0:
+        parser.error("--repeat and --duration must be positive")
     return args
 
 
@@ -116,16 +136,30 @@ def ensure_node_env() -> None:
     stamp.write_text(wanted + "\n")
 
 
+def ensure_wsproto() -> None:
+    """The collab-wsproto variant needs wsproto in the project's .venv (not a collab
+    dependency: uvicorn[standard] does not include it)."""
+    python = PROJECT_DIR / ".venv" / "bin" / "python"
+    if subprocess.run([str(python), "-c", "import wsproto"], capture_output=True).returncode:
+        _run([str(python), "-m", "pip", "install", "--quiet", WSPROTO], PROJECT_DIR)
+
+
 def bootstrap(args: argparse.Namespace, argv: list[str]) -> None:
     """Make bench/.venv and bench/node ready, then continue inside bench/.venv."""
-    if "node" in args.targets:
-        if subprocess.run(["node", "--version"], capture_output=True).returncode != 0:
-            sys.exit("node is not installed (apt-get install nodejs npm), or pass --targets")
-        ensure_node_env()
+    for tool in ("node", "taskset"):
+        if shutil.which(tool) is None:
+            sys.exit(
+                f"{tool} is not installed (node: apt-get install nodejs npm; taskset: util-linux)"
+            )
+    if (os.cpu_count() or 1) < 2:
+        sys.exit("the benchmark pins the server and the load generator to two different cores")
+    ensure_node_env()
     ensure_python_env()
     collab_bin = PROJECT_DIR / ".venv" / "bin" / "collab"
-    if "collab" in args.targets and not collab_bin.exists():
+    if any(s.startswith("collab") for s in args.servers) and not collab_bin.exists():
         sys.exit(f"{collab_bin} is missing: run `make install` in {PROJECT_DIR} first")
+    if "collab-wsproto" in args.servers:
+        ensure_wsproto()
     if Path(sys.prefix).resolve() != BENCH_VENV.resolve():
         os.execv(VENV_PYTHON, [str(VENV_PYTHON), str(Path(__file__).resolve()), *argv])
 
@@ -134,11 +168,9 @@ def main() -> None:
     argv = sys.argv[1:]
     args = parse_args(argv)
     bootstrap(args, argv)
-    from suite import run_benchmarks
+    from suite import rerender, run_benchmarks
 
-    summary: dict[str, Any] = run_benchmarks(args)
-    if summary.get("failed"):
-        sys.exit(1)
+    sys.exit(rerender(args.rerender) if args.rerender else run_benchmarks(args))
 
 
 if __name__ == "__main__":

@@ -1,61 +1,113 @@
-"""The servers under test, each started fresh as a subprocess on a free 127.0.0.1 port.
+"""The servers under test, each started fresh on a free 127.0.0.1 port, pinned to one core.
 
-- collab: this project, `collab serve` from the project's .venv, default settings
-  (SQLite; every update committed, group commit, before it is relayed)
-- node: npm @y/websocket-server, the reference y-websocket server (memory only)
-- pycrdt-ws: pycrdt-websocket's WebsocketServer as an ASGI app on uvicorn (memory only)
-- pycrdt-ws+sqlite: the same with its SQLiteYStore (written after the relay)
+- collab: this project, `collab serve` from the project's .venv, default settings,
+  a temp SQLite file (every update committed, group commit, before it is relayed)
+- y-websocket: npm @y/websocket-server with its LevelDB persistence (YPERSISTENCE)
+- pycrdt-websocket: its WebsocketServer on uvicorn with its SQLiteYStore
+- hocuspocus: @hocuspocus/server, memory only
+- collab variants (collab-asyncio, collab-wsproto, ...): collab's own code with
+  another event loop / WebSocket implementation / permessage-deflate setting,
+  through bench/collab_variant.py
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import json
 import os
 import re
 import signal
 import socket
+import subprocess
 import sys
 import time
-from collections.abc import Sequence
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
 PROJECT_DIR = BENCH_DIR.parent
+PROJECT_PYTHON = PROJECT_DIR / ".venv" / "bin" / "python"
 COLLAB_BIN = PROJECT_DIR / ".venv" / "bin" / "collab"
 NODE_DIR = BENCH_DIR / "node"
 NODE_SERVER = NODE_DIR / "node_modules" / "@y" / "websocket-server" / "src" / "server.js"
-PYCRDT_SERVER = BENCH_DIR / "pycrdt_server.py"
-
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-# Lines worth reporting from a server's log (Python logging levels, tracebacks, Node errors).
+SERVER_CORE = "0"
+GENERATOR_CORE = "1"
+# The machine is shared: without a priority boost, other work scheduled on the
+# server's core takes its share and the figures measure the neighbours. Both the
+# server and the generator run at this niceness (root only; ignored otherwise).
+NICENESS = "-15" if os.geteuid() == 0 else "0"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _NOTABLE = re.compile(r"\b(WARNING|ERROR|CRITICAL)\b|Traceback|^\S*Error\b|\bError: ")
 
 
 @dataclass(frozen=True)
-class Target:
+class ServerKind:
     name: str
     description: str
-    storage: str  # shown in the tables: "durable before relay", "after relay", "memory"
-    durable: bool  # has storage at all (cold-from-disk joins make sense)
+    storage: str
+    url_path: str = "/ws/"  # a room's URL is ws://host:port{url_path}{room}
+    hocuspocus: bool = False  # the room name travels in every message instead
+    has_storage: bool = True
+    collab_variant: tuple[str, ...] = ()  # arguments for bench/collab_variant.py
+
+    @property
+    def is_collab(self) -> bool:
+        return self.name.startswith("collab")
 
 
-TARGETS: dict[str, Target] = {
-    t.name: t
-    for t in (
-        Target("collab", "collab (this project), default settings", "SQLite, before relay", True),
-        Target("node", "@y/websocket-server (reference Node server)", "memory only", False),
-        Target("pycrdt-ws", "pycrdt-websocket on uvicorn", "memory only", False),
-        Target(
-            "pycrdt-ws+sqlite",
-            "pycrdt-websocket + SQLiteYStore on uvicorn",
+SERVERS: dict[str, ServerKind] = {
+    k.name: k
+    for k in (
+        ServerKind("collab", "collab (this project), default settings", "SQLite, before relay"),
+        ServerKind(
+            "y-websocket",
+            "@y/websocket-server (reference) + LevelDB",
+            "LevelDB, after relay",
+            url_path="/",
+        ),
+        ServerKind(
+            "pycrdt-websocket",
+            "pycrdt-websocket on uvicorn + SQLiteYStore",
             "SQLite, after relay",
-            True,
+        ),
+        ServerKind(
+            "hocuspocus",
+            "@hocuspocus/server, memory only",
+            "memory only",
+            url_path="/",
+            hocuspocus=True,
+            has_storage=False,
+        ),
+        # Transport variants of collab (same code; loop / WebSocket library / deflate).
+        ServerKind(
+            "collab-asyncio",
+            "collab, asyncio loop",
+            "SQLite, before relay",
+            collab_variant=("--loop", "asyncio"),
+        ),
+        ServerKind(
+            "collab-websockets",
+            "collab, uvicorn --ws websockets (legacy impl)",
+            "SQLite, before relay",
+            collab_variant=("--ws", "websockets"),
+        ),
+        ServerKind(
+            "collab-wsproto",
+            "collab, uvicorn --ws wsproto",
+            "SQLite, before relay",
+            collab_variant=("--ws", "wsproto"),
+        ),
+        ServerKind(
+            "collab-nodeflate",
+            "collab, permessage-deflate off",
+            "SQLite, before relay",
+            collab_variant=("--deflate", "off"),
         ),
     )
 }
-PEERS = [name for name in TARGETS if name != "collab"]
+PEERS = ("y-websocket", "pycrdt-websocket", "hocuspocus")
+REFERENCE = "y-websocket"
 
 
 def free_port() -> int:
@@ -64,36 +116,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process (all its threads), from /proc."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return float("nan")
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds spent on anything but idle/iowait, summed over all cores (/proc/stat)."""
-    try:
-        first = Path("/proc/stat").read_text().splitlines()[0].split()
-    except OSError:
-        return float("nan")
-    ticks = [int(v) for v in first[1:]]
-    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
-    return (sum(ticks[:8]) - idle) / _CLOCK_TICKS
-
-
-def process_peak_rss_mb(pid: int) -> float:
-    """Peak resident memory (VmHWM) of a running process, in MiB."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except (OSError, ValueError):
-        pass
-    return float("nan")
+def tree_bytes(path: Path) -> int:
+    """Bytes of every file under `path` (a database and its WAL, or a LevelDB folder)."""
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
 
 
 @dataclass
@@ -102,7 +129,7 @@ class LogFindings:
     examples: list[str] = field(default_factory=list)
 
 
-def scan_log(path: Path, *, max_examples: int = 8) -> LogFindings:
+def scan_log(path: Path, *, max_examples: int = 5) -> LogFindings:
     """Count warning/error lines; keep the first few distinct ones (numbers masked)."""
     findings = LogFindings()
     seen: set[str] = set()
@@ -118,105 +145,136 @@ def scan_log(path: Path, *, max_examples: int = 8) -> LogFindings:
 
 
 class Server:
-    """One running server process."""
+    """One server process on its own core; restartable on the same storage."""
 
     def __init__(
-        self, target: Target, workdir: Path, log_path: Path, *, extra_args: Sequence[str] = ()
+        self,
+        kind: ServerKind,
+        workdir: Path,
+        log_path: Path,
+        collab_env: dict[str, str] | None = None,
     ) -> None:
-        self.target = target
+        self.kind = kind
+        self.collab_env = collab_env or {}
         self.workdir = workdir
         self.log_path = log_path
-        self.extra_args = list(extra_args)
         self.port = free_port()
-        self.db_path = workdir / f"{target.name}.db"
-        self.process: asyncio.subprocess.Process | None = None
+        self.process: subprocess.Popen[bytes] | None = None
         self.started_s = 0.0
-        self.stop_s = 0.0
         self.returncode: int | None = None
-        self.findings = LogFindings()
-
-    def url(self, document: str) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws/{document}"
+        workdir.mkdir(parents=True, exist_ok=True)
 
     @property
     def pid(self) -> int:
         assert self.process is not None
         return self.process.pid
 
-    def cpu_seconds(self) -> float:
-        return process_cpu_seconds(self.pid)
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}{self.kind.url_path}"
 
-    def peak_rss_mb(self) -> float:
-        return process_peak_rss_mb(self.pid)
+    @property
+    def storage_path(self) -> Path:
+        return self.workdir / "store"
 
     def _command(self) -> tuple[list[str], dict[str, str], Path]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("COLLAB_")}
-        name = self.target.name
-        if name == "collab":
-            database = f"sqlite+aiosqlite:///{self.db_path}"
-            cmd = [str(COLLAB_BIN), "serve", "--port", str(self.port), "--database", database]
-            return cmd + self.extra_args, env, self.workdir
-        if name == "node":
-            env.update(HOST="127.0.0.1", PORT=str(self.port))
-            return ["node", str(NODE_SERVER), *self.extra_args], env, NODE_DIR
-        cmd = [sys.executable, str(PYCRDT_SERVER), "--port", str(self.port)]
-        if name == "pycrdt-ws+sqlite":
-            cmd += ["--sqlite", str(self.db_path)]
-        return cmd + self.extra_args, env, self.workdir
+        kind = self.kind
+        if kind.is_collab:
+            env.update(self.collab_env)
+            self.storage_path.mkdir(exist_ok=True)
+            database = f"sqlite+aiosqlite:///{self.storage_path / 'collab.db'}"
+            serve = ["serve", "--port", str(self.port), "--database", database]
+            if kind.collab_variant:
+                script = str(BENCH_DIR / "collab_variant.py")
+                cmd = [str(PROJECT_PYTHON), script, *kind.collab_variant, "--", *serve]
+            else:
+                cmd = [str(COLLAB_BIN), *serve]
+            return cmd, env, self.workdir
+        if kind.name == "y-websocket":
+            env.update(HOST="127.0.0.1", PORT=str(self.port), YPERSISTENCE=str(self.storage_path))
+            return ["node", str(NODE_SERVER)], env, NODE_DIR
+        if kind.name == "hocuspocus":
+            return ["node", str(NODE_DIR / "hocuspocus-server.mjs"), str(self.port)], env, NODE_DIR
+        self.storage_path.mkdir(exist_ok=True)
+        script = str(BENCH_DIR / "pycrdt_server.py")
+        sqlite = str(self.storage_path / "pycrdt.db")
+        return (
+            [sys.executable, script, "--port", str(self.port), "--sqlite", sqlite],
+            env,
+            BENCH_DIR,
+        )
 
-    async def start(self, *, timeout_s: float = 30.0) -> None:
+    def start(self, *, timeout_s: float = 30.0) -> None:
         cmd, env, cwd = self._command()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
         with self.log_path.open("ab") as log:
-            self.process = await asyncio.create_subprocess_exec(
-                *cmd,
+            self.process = subprocess.Popen(
+                ["nice", "-n", NICENESS, "taskset", "-c", SERVER_CORE, *cmd],
                 cwd=cwd,
                 env=env,
-                stdin=asyncio.subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL,
                 stdout=log,
-                stderr=asyncio.subprocess.STDOUT,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         deadline = started + timeout_s
         while time.perf_counter() < deadline:
-            if self.process.returncode is not None:
-                raise RuntimeError(
-                    f"{self.target.name} exited with {self.process.returncode}; see {self.log_path}"
-                )
-            with contextlib.suppress(OSError):
-                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
-                writer.close()
-                with contextlib.suppress(OSError):
-                    await writer.wait_closed()
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.kind.name} exited with {self.process.returncode}")
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), 1),
+            ):
                 self.started_s = time.perf_counter() - started
                 return
-            await asyncio.sleep(0.05)
-        await self.stop()
-        raise RuntimeError(f"{self.target.name} did not listen within {timeout_s}s")
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"{self.kind.name} did not listen within {timeout_s}s")
 
-    async def stop(self, *, timeout_s: float = 20.0) -> None:
-        """SIGTERM (graceful: collab compacts), SIGKILL after `timeout_s`."""
-        if self.process is None or self.process.returncode is not None:
-            return
+    def cpu_seconds(self) -> float:
+        stat = Path(f"/proc/{self.pid}/stat").read_text()
+        fields = stat[stat.rindex(")") + 2 :].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+    def wait_quiet(
+        self, *, idle_cpu: float = 0.03, window_s: float = 0.5, timeout_s: float = 60.0
+    ) -> float:
+        """Wait until the server uses under `idle_cpu` cores for `window_s` (its
+        background writes are done); returns the seconds waited."""
         started = time.perf_counter()
+        while time.perf_counter() - started < timeout_s:
+            before = self.cpu_seconds()
+            time.sleep(window_s)
+            if (self.cpu_seconds() - before) / window_s < idle_cpu:
+                break
+        return time.perf_counter() - started
+
+    def stop(self, *, timeout_s: float = 30.0) -> None:
+        """SIGTERM (graceful: collab compacts), SIGKILL after `timeout_s`."""
+        if self.process is None or self.process.poll() is not None:
+            return
         with contextlib.suppress(ProcessLookupError):
             self.process.send_signal(signal.SIGTERM)
         try:
-            await asyncio.wait_for(self.process.wait(), timeout_s)
-        except TimeoutError:
+            self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
                 self.process.kill()
-            await self.process.wait()
-        self.stop_s = time.perf_counter() - started
+            self.process.wait()
         self.returncode = self.process.returncode
 
-    def count_in_log(self, needle: str) -> int:
-        try:
-            return self.log_path.read_text(errors="replace").count(needle)
-        except OSError:
-            return 0
+    def document_size_bytes(self, document: str) -> int | None:
+        """collab's own account of a document's stored size (latest snapshot + log)."""
+        if not self.kind.is_collab:
+            return None
+        url = f"http://127.0.0.1:{self.port}/api/documents"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            for info in json.load(response):
+                if info["name"] == document:
+                    return int(info["size_bytes"])
+        return None
 
     def scan(self) -> LogFindings:
-        self.findings = scan_log(self.log_path)
-        return self.findings
+        return scan_log(self.log_path)

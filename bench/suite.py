@@ -1,40 +1,48 @@
-"""Runs the workloads against every server and writes the results (inside bench/.venv)."""
+"""Runs the plan: a fresh server per unit, the load generator against it, records out.
+
+Runs inside bench/.venv. Every unit is run against every server, `repeat` times,
+interleaved (repeat 1 of every server, then repeat 2, ...) so that drift on the
+shared machine touches all servers alike. The server is pinned to core 0 and the
+generator to core 1 (taskset).
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import dataclasses
 import json
 import os
 import platform
-import re
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import chart
 import report
-from editing_trace import TRACE_PATH, cached_updates, load_trace
-from pycrdt import create_update_message
-from servers import BENCH_DIR, NODE_DIR, PROJECT_DIR, TARGETS, Server
-from workloads import FanoutResult, JoinResult, ReplayResult, fanout, join, replay
+import scenarios
+from scenarios import Unit
+from servers import (
+    BENCH_DIR,
+    CLOCK_TICKS,
+    GENERATOR_CORE,
+    NICENESS,
+    NODE_DIR,
+    PROJECT_DIR,
+    SERVERS,
+    Server,
+    tree_bytes,
+)
 
-CACHE_DIR = BENCH_DIR / ".cache"
-DISTURBED_CPU = 0.15  # cores used by other processes during a measurement
-CLIENT_BOUND_CPU = 0.9  # the client process near one full core: it, not the server, may limit
-_COMMITS = re.compile(r"collab stopped; (\d+) transactions committed")
+PY_SPY = Path(sys.prefix) / "bin" / "py-spy"
 
 
-def _command_output(cmd: list[str], cwd: Path | None = None) -> str:
+def _output(cmd: list[str], cwd: Path | None = None) -> str:
     try:
         done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired):
@@ -43,8 +51,8 @@ def _command_output(cmd: list[str], cwd: Path | None = None) -> str:
 
 
 def _npm_version(package: str) -> str:
-    manifest = NODE_DIR / "node_modules" / package / "package.json"
     try:
+        manifest = NODE_DIR / "node_modules" / package / "package.json"
         return str(json.loads(manifest.read_text())["version"])
     except (OSError, ValueError, KeyError):
         return "unknown"
@@ -52,382 +60,257 @@ def _npm_version(package: str) -> str:
 
 def environment() -> dict[str, Any]:
     cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
     git = ["git", "-C", str(PROJECT_DIR)]
-    dirty = _command_output([*git, "status", "--porcelain", "--", "collab"]) not in ("", "unknown")
     collab_python = str(PROJECT_DIR / ".venv" / "bin" / "python")
+    versions = "import importlib.metadata as m; print(' '.join(m.version(p) for p in %r))"
+    collab_deps = _output(
+        [collab_python, "-c", versions % (["pycrdt", "uvicorn", "websockets", "uvloop"],)]
+    ).split()
     return {
         "cores": os.cpu_count(),
         "cpu": cpu,
         "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
         "os": platform.platform(),
-        "python": platform.python_version(),
-        "node": _command_output(["node", "--version"]),
-        "collab": _command_output(
-            [str(PROJECT_DIR / ".venv" / "bin" / "collab"), "--version"]
-        ).removeprefix("collab "),
-        "collab_git_commit": _command_output([*git, "rev-parse", "--short", "HEAD"]),
-        "collab_tree_dirty": dirty,
-        "collab_pycrdt": _command_output(
-            [collab_python, "-c", "import importlib.metadata as m; print(m.version('pycrdt'))"]
+        "load_average_at_start": [round(v, 2) for v in os.getloadavg()],
+        "node": _output(["node", "--version"]),
+        "collab_git_commit": _output([*git, "rev-parse", "--short", "HEAD"]),
+        "collab_tree_dirty": bool(
+            subprocess.run(
+                [*git, "status", "--porcelain", "--", "collab"], capture_output=True, text=True
+            ).stdout.strip()
         ),
+        "collab_pycrdt_uvicorn_websockets_uvloop": collab_deps,
         "y_websocket_server": _npm_version("@y/websocket-server"),
+        "hocuspocus": _npm_version("@hocuspocus/server"),
         "yjs": _npm_version("yjs"),
+        "ws": _npm_version("ws"),
         "pycrdt_websocket": metadata.version("pycrdt-websocket"),
         "pycrdt_store": metadata.version("pycrdt-store"),
-        "pycrdt_clients": metadata.version("pycrdt"),
-        "websockets": metadata.version("websockets"),
-        "uvicorn": metadata.version("uvicorn"),
+        "bench_uvicorn": metadata.version("uvicorn"),
     }
 
 
 class Runner:
-    """Starts a fresh server per (workload, target), keeps its log, collects findings."""
-
-    def __init__(self, run_dir: Path, workdir: Path) -> None:
+    def __init__(self, args: argparse.Namespace, run_dir: Path, workdir: Path) -> None:
+        self.args = args
         self.run_dir = run_dir
         self.workdir = workdir
-        self.findings: list[dict[str, Any]] = []
+        self.records: list[dict[str, Any]] = []
+        self.server_runs: list[dict[str, Any]] = []
+        self._jsonl = (run_dir / "results.jsonl").open("a")
+        self._counter = 0
 
-    async def with_server(
-        self,
-        label: str,
-        target_name: str,
-        body: Callable[[Server], Awaitable[Any]],
-        on_error: Callable[[str], Any],
-        *,
-        extra_args: tuple[str, ...] = (),
-    ) -> Any:
-        """Run `body` against a fresh server; a failure becomes `on_error(message)`, so
-        one broken server is reported in its row instead of ending the whole run."""
-        target = TARGETS[target_name]
-        workdir = self.workdir / f"{label}-{target_name}"
-        workdir.mkdir(parents=True)
-        log_path = self.run_dir / "logs" / f"{label}-{target_name}.log"
-        server = Server(target, workdir, log_path, extra_args=extra_args)
+    def close(self) -> None:
+        self._jsonl.close()
+
+    def _emit(self, record: dict[str, Any]) -> None:
+        self.records.append(record)
+        self._jsonl.write(json.dumps(record) + "\n")
+        self._jsonl.flush()
+
+    def generate(self, server: Server, spec: dict[str, Any], timeout_s: float) -> list[dict]:
+        """Run loadgen.mjs on the generator core; its JSON lines are the results."""
+        spec = {
+            **spec,
+            "url": server.url,
+            "hocuspocus": server.kind.hocuspocus,
+            "serverPid": server.pid,
+            "clockTicks": CLOCK_TICKS,
+        }
+        cmd = [
+            *("nice", "-n", NICENESS, "taskset", "-c", GENERATOR_CORE),
+            "node",
+            "--max-old-space-size=8192",
+            str(NODE_DIR / "loadgen.mjs"),
+            json.dumps(spec),
+        ]
         try:
-            await server.start()
-            result = await body(server)
-        except Exception as exc:  # reported in the results, with the server's log kept
-            result = on_error(f"{type(exc).__name__}: {exc}")
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+        except subprocess.TimeoutExpired as exc:
+            return [{"error": f"load generator timed out after {timeout_s:.0f}s"}] + [
+                json.loads(line)
+                for line in (exc.stdout or b"").decode().splitlines()
+                if line.startswith("{")
+            ]
+        with (self.run_dir / "logs" / "loadgen.log").open("a") as log:
+            log.write(f"--- {server.kind.name} {spec['scenario']}\n{done.stderr}")
+        records = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+        if done.returncode != 0 and not any("error" in r for r in records):
+            records.append(
+                {"error": f"load generator exited {done.returncode}: {done.stderr[-300:]}"}
+            )
+        return records or [{"error": "load generator printed nothing"}]
+
+    def run_unit(self, unit: Unit, server_name: str, repeat: int) -> None:
+        kind = SERVERS[server_name]
+        self._counter += 1
+        label = f"{self._counter:03d}-{unit.scenario}-{server_name}"
+        log_path = self.run_dir / "logs" / f"{label}.log"
+        server = Server(kind, self.workdir / label, log_path, unit.collab_env)
+        base = {"scenario": unit.scenario, "config": unit.config, "server": server_name}
+        base["repeat"] = repeat
+        room_prefix = f"{unit.scenario}-{self._counter}"
+        spec = {**unit.spec, "roomPrefix": room_prefix}
+        if self.args.deflate:
+            spec["deflate"] = True
+        profiler = None
+        try:
+            server.start()
+            time.sleep(0.3)
+            if self.args.profile and kind.is_collab and unit.profile:
+                profiler = self._start_profiler(server, label)
+            outputs = self.generate(server, spec, unit.timeout_s)
+            if profiler is not None:
+                self._stop_profiler(profiler)
+                profiler = None
+            if unit.scenario == "trace":  # the replay's figures, then its quiet-wait
+                outputs = [{k: v for out in outputs for k, v in out.items()}]
+            records = [{**base, **out} for out in outputs]
+            if unit.scenario == "trace" and not any("error" in r for r in records):
+                records += self._after_trace(unit, server, records[-1], spec)
+        except Exception as exc:  # one broken server is a row with an error, not a dead run
+            records = [{**base, "error": f"{type(exc).__name__}: {exc}"}]
         finally:
-            await server.stop()
+            if profiler is not None:
+                self._stop_profiler(profiler)
+            server.stop()
         found = server.scan()
-        commits = _COMMITS.findall(log_path.read_text(errors="replace"))
-        self.findings.append(
+        self.server_runs.append(
             {
-                "run": f"{label}/{target_name}",
-                "args": list(extra_args),
+                "run": label,
                 "startup_s": round(server.started_s, 3),
-                "shutdown_s": round(server.stop_s, 3),
                 "exit_code": server.returncode,
                 "warning_or_error_lines": found.notable_lines,
                 "examples": found.examples,
-                "transactions_committed": int(commits[-1]) if commits else None,
-                "log": str(log_path.relative_to(self.run_dir)),
             }
         )
-        return result
+        for record in records:
+            self._emit(record)
+            print("   ", report.one_line(record), flush=True)
+
+    def _after_trace(
+        self, unit: Unit, server: Server, trace: dict[str, Any], spec: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """Stored size, then restarts: each followed by one cold load of the trace document."""
+        document = f"{spec['roomPrefix']}-trace"
+        if not server.kind.has_storage:
+            return []
+        server.stop()
+        trace["stored_bytes_on_disk"] = tree_bytes(server.storage_path)
+        cold: list[dict[str, Any]] = []
+        for attempt in range(unit.cold_loads):
+            server.start()
+            time.sleep(0.3)
+            cold_spec = {**spec, "scenario": "coldload", "timeoutS": spec["coldTimeoutS"]}
+            (out,) = self.generate(server, cold_spec, 120)[-1:]
+            base = {"scenario": "coldload", "config": unit.config, "server": server.kind.name}
+            cold.append({**base, "repeat": trace["repeat"], "attempt": attempt, **out})
+            if attempt == 0 and server.kind.is_collab:
+                # After the graceful stop's compaction: the snapshot (+ any log after it).
+                trace["stored_size_bytes"] = server.document_size_bytes(document)
+            server.wait_quiet()
+            server.stop()
+        return cold
+
+    def _start_profiler(self, server: Server, label: str) -> subprocess.Popen[bytes]:
+        out = self.run_dir / "profiles" / f"{label}.txt"
+        out.parent.mkdir(exist_ok=True)
+        cmd = ["taskset", "-c", GENERATOR_CORE, str(PY_SPY), "record", "--pid", str(server.pid)]
+        cmd += ["--rate", "250", "--nonblocking", "--format", "raw", "-o", str(out)]
+        log = (self.run_dir / "logs" / f"{label}.py-spy.log").open("wb")
+        process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        time.sleep(1.0)  # py-spy attaches
+        return process
+
+    @staticmethod
+    def _stop_profiler(process: subprocess.Popen[bytes]) -> None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
-@dataclass(frozen=True)
-class Plan:
-    """What every workload needs: the arguments and the trace prepared once."""
-
-    args: argparse.Namespace
-    count: int
-    frames: list[bytes]
-    expected_text: str
-    timeout_s: float
+def render(run_dir: Path, records: list[dict[str, Any]], meta: dict[str, Any]) -> None:
+    """Tables on the terminal, summary.md and chart.png from a run's records."""
+    summary = report.summarise(records, meta["server_names"])
+    print()
+    print(report.render_text(summary, meta))
+    (run_dir / "summary.md").write_text(report.render_markdown(summary, meta))
+    chart.draw(summary, meta["server_names"], run_dir / "chart.png", meta)
 
 
-def _replay_failed(name: str, count: int, error: str) -> ReplayResult:
-    return ReplayResult(name, count, error=error)
+def rerender(run_dir: Path) -> int:
+    """Render an earlier run again from its run.json and results.jsonl (after a
+    change to the report), without running anything."""
+    meta = json.loads((run_dir / "run.json").read_text())
+    lines = (run_dir / "results.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines if line.strip()]
+    meta.setdefault("server_names", list(dict.fromkeys(r["server"] for r in records)))
+    render(run_dir, records, meta)
+    return 0
 
 
-def _fanout_failed(name: str, args: argparse.Namespace, error: str) -> FanoutResult:
-    return FanoutResult(name, args.readers, args.fanout_updates, args.interval_ms, error=error)
-
-
-async def workload_a(plan: Plan, runner: Runner) -> tuple[list[dict[str, Any]], list[report.Table]]:
-    results = []
-    for name in plan.args.targets:
-        print(f"A replay: {name} ...", flush=True)
-        result = await runner.with_server(
-            "A",
-            name,
-            lambda s: replay(
-                s,
-                plan.frames,
-                plan.expected_text,
-                repeats=plan.args.repeat,
-                timeout_s=plan.timeout_s,
-            ),
-            partial(_replay_failed, name, plan.count),
-        )
-        results.append(dataclasses.asdict(result))
-    title = f"A. Trace replay: {plan.count:,} automerge-paper updates, 1 writer -> 1 reader"
-    note = (
-        "updates/s: higher is better; durable = every update also in the store; "
-        "CPU = core-seconds per second"
-    )
-    return results, [
-        report.results_table(title, results, report.REPLAY_COLUMNS, note),
-        report.ratio_table("A. Ratios", results, report.REPLAY_METRICS),
-    ]
-
-
-async def workload_b(plan: Plan, runner: Runner) -> tuple[list[dict[str, Any]], list[report.Table]]:
-    args = plan.args
-    results = []
-    for name in args.targets:
-        print(f"B fan-out: {name} ...", flush=True)
-        result = await runner.with_server(
-            "B",
-            name,
-            lambda s: fanout(
-                s,
-                readers=args.readers,
-                updates=args.fanout_updates,
-                interval_ms=args.interval_ms,
-                repeats=args.repeat,
-                timeout_s=30.0,
-            ),
-            partial(_fanout_failed, name, args),
-        )
-        results.append(dataclasses.asdict(result))
-    title = (
-        f"B. Fan-out latency: 1 writer, {args.readers} readers, "
-        f"{args.fanout_updates} updates every {args.interval_ms:g} ms"
-    )
-    note = "latency = writer's send -> reader's receive; lower is better"
-    return results, [
-        report.results_table(title, results, report.FANOUT_COLUMNS, note),
-        report.ratio_table("B. Ratios", results, report.FANOUT_METRICS),
-    ]
-
-
-def _join_failed(name: str, mode: str, count: int, error: str) -> JoinResult:
-    return JoinResult(name, mode, count, error=error)
-
-
-async def workload_c(plan: Plan, runner: Runner) -> tuple[list[dict[str, Any]], list[report.Table]]:
-    results = []
-    for name in plan.args.targets:
-        for mode in ("live", "disk") if TARGETS[name].durable else ("live",):
-            print(f"C join ({mode}): {name} ...", flush=True)
-            extra = ("--room-grace", "0") if (name, mode) == ("collab", "disk") else ()
-
-            async def body(server: Server, mode: str = mode) -> Any:
-                return await join(
-                    server,
-                    plan.frames,
-                    plan.expected_text,
-                    mode=mode,
-                    joins=plan.args.joins,
-                    timeout_s=plan.timeout_s,
-                )
-
-            failed = partial(_join_failed, name, mode, plan.count)
-            result = await runner.with_server(f"C-{mode}", name, body, failed, extra_args=extra)
-            results.append(dataclasses.asdict(result))
-    tables = []
-    for mode, what in (
-        ("live", "document in memory (another client keeps it open)"),
-        ("disk", "document only in storage (loaded for each join)"),
-    ):
-        rows = [r for r in results if r["mode"] == mode]
-        if not rows:
-            continue
-        title = f"C. Cold join, {what}: {plan.count:,}-update document, {plan.args.joins} joins"
-        note = "connect -> synced (step 2 applied); lower is better"
-        if mode == "disk":
-            note += "; collab runs with --room-grace 0 here so that every join loads from disk"
-        tables += [
-            report.results_table(title, rows, report.JOIN_COLUMNS, note),
-            report.ratio_table(f"C ({mode}). Ratios", rows, report.JOIN_METRICS),
-        ]
-    return results, tables
-
-
-WORKLOAD_RUNNERS = {"A": workload_a, "B": workload_b, "C": workload_c}
-
-
-async def run_workloads(
-    plan: Plan, runner: Runner
-) -> tuple[dict[str, list[dict[str, Any]]], list[report.Table]]:
-    results: dict[str, list[dict[str, Any]]] = {}
-    tables: list[report.Table] = []
-    for workload in plan.args.workloads:
-        results[workload], new_tables = await WORKLOAD_RUNNERS[workload](plan, runner)
-        tables += new_tables
-        for table in new_tables:
-            print()
-            print(report.to_text(table))
-        print(flush=True)
-    return results, tables
-
-
-def run_benchmarks(args: argparse.Namespace) -> dict[str, Any]:
+def run_benchmarks(args: argparse.Namespace) -> int:
     began = time.perf_counter()
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     run_dir: Path = args.results_dir / stamp
-    run_dir.mkdir(parents=True)
+    (run_dir / "logs").mkdir(parents=True)
     env = environment()
-    env["load_average_at_start"] = [round(v, 2) for v in os.getloadavg()]
-    print(f"machine: {env['cores']} cores, {env['cpu']}; results -> {run_dir}", flush=True)
-
-    trace = load_trace()
-    count = len(trace.txns) if args.updates == 0 else min(args.updates, len(trace.txns))
-    updates, generated_s = cached_updates(trace, count, CACHE_DIR)
-    expected = trace.text_after(count)
-    source = f"generated in {generated_s:.1f}s" if generated_s else "from the cache"
-    print(
-        f"trace: {count:,} updates ({sum(map(len, updates)):,} bytes, {source}); "
-        f"text at K: {len(expected):,} chars",
-        flush=True,
-    )
-    plan = Plan(
-        args=args,
-        count=count,
-        frames=[create_update_message(update) for update in updates],
-        expected_text=expected,
-        timeout_s=max(60.0, count / 500),
-    )
-    with tempfile.TemporaryDirectory(prefix="collab-bench-") as tmp:
-        runner = Runner(run_dir, Path(tmp))
-        results, tables = asyncio.run(run_workloads(plan, runner))
-
-    duration = round(time.perf_counter() - began, 1)
-    failed = [
-        f"{w}/{r['target']}" + (f"/{r['mode']}" if "mode" in r else "")
-        for w, rs in results.items()
-        for r in rs
-        if r.get("error")
-    ]
-    summary: dict[str, Any] = {
+    plan = scenarios.quick_plan() if args.quick else scenarios.full_plan(args.duration)
+    plan = [u for u in plan if u.scenario in args.scenarios]
+    if args.configs:
+        plan = [u for u in plan if any(c in u.config for c in args.configs)]
+    print(f"machine: {env['cores']} cores, {env['cpu']}; load {env['load_average_at_start']}")
+    print(f"servers: {', '.join(args.servers)}; {len(plan)} units x {args.repeat} repeats")
+    print(f"results -> {run_dir}", flush=True)
+    meta = {
         "started": stamp,
-        "command": shlex.join(["python", "bench/run.py", *sys.argv[1:]]),
-        "duration_s": duration,
-        "arguments": {
-            "workloads": args.workloads,
-            "targets": args.targets,
-            "updates": count,
-            "readers": args.readers,
-            "fanout_updates": args.fanout_updates,
-            "interval_ms": args.interval_ms,
-            "joins": args.joins,
-            "repeat": args.repeat,
-        },
+        "command": shlex.join(["bench/run.py", *sys.argv[1:]]),
+        "clients_offer_deflate": args.deflate,
         "environment": env,
-        "trace": {"path": str(TRACE_PATH), "sha256": trace.sha256, "updates": count},
-        "results": results,
-        "server_runs": runner.findings,
-        "failed": failed,
+        "servers": {n: SERVERS[n].description + "; " + SERVERS[n].storage for n in args.servers},
     }
-    (run_dir / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (run_dir / "summary.md").write_text(markdown_summary(summary, tables))
-    print_findings(runner.findings)
-    print(f"done in {duration}s; {run_dir / 'summary.md'}", flush=True)
-    if failed:
-        print("FAILED runs: " + ", ".join(failed), flush=True)
-    return summary
+    (run_dir / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
+    with tempfile.TemporaryDirectory(prefix="collab-bench-") as tmp:
+        runner = Runner(args, run_dir, Path(tmp))
+        try:
+            for unit in plan:
+                for repeat in range(args.repeat):
+                    for name in args.servers:
+                        print(
+                            f"{unit.scenario} {unit.config}: {name} (run {repeat + 1})", flush=True
+                        )
+                        runner.run_unit(unit, name, repeat)
+        finally:
+            runner.close()
+    meta["duration_s"] = round(time.perf_counter() - began, 1)
+    meta["server_runs"] = runner.server_runs
+    meta["server_names"] = args.servers
+    (run_dir / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
+    render(run_dir, runner.records, meta)
+    if args.profile:
+        import profile_summary
 
-
-def print_findings(findings: list[dict[str, Any]]) -> None:
-    noisy = [f for f in findings if f["warning_or_error_lines"]]
-    print("\nserver logs: " + ("no warnings or errors" if not noisy else ""))
-    for finding in noisy:
-        print(f"  {finding['run']}: {finding['warning_or_error_lines']} warning/error lines")
-        for example in finding["examples"][:4]:
+        for path in sorted((run_dir / "profiles").glob("*.txt")):
+            (path.with_suffix(".top.txt")).write_text(profile_summary.summarise(path))
+    noisy = [r for r in runner.server_runs if r["warning_or_error_lines"]]
+    for run in noisy:
+        print(f"server log {run['run']}: {run['warning_or_error_lines']} warning/error lines")
+        for example in run["examples"][:3]:
             print(f"    {example}")
-
-
-CAVEATS = """\
-**Not like-for-like.** collab commits every update to SQLite (WAL, synchronous=NORMAL,
-group commit) *before* relaying it to anyone, the sender included. The Node server
-(@y/websocket-server, no persistence configured) and pycrdt-ws keep documents in memory
-only: a restart loses everything. pycrdt-ws+sqlite writes each update to its
-SQLiteYStore in the background *after* relaying it (its "durable updates/s" waits for
-the rows to appear). So collab pays for a guarantee the in-memory peers do not give.
-
-All processes share one 2-core machine: the server under test, and one Python client
-process running every benchmark client (asyncio, `websockets` + pycrdt). The CPU
-columns (core-seconds per second) show who was busy: a server near 1.0 is saturated
-(all four are single-threaded event loops, plus collab's SQLite thread); "other CPU" is
-everything else on the machine in the same window: well above 0.1, the run was disturbed.
-"""
-
-
-def markdown_summary(summary: dict[str, Any], tables: list[report.Table]) -> str:
-    env = summary["environment"]
-    lines = [
-        f"# Benchmark run {summary['started']} UTC",
-        "",
-        f"Machine: {env['cores']} cores ({env['cpu']}), {env['memory_gib']} GiB; {env['os']}.",
-        f"Duration: {summary['duration_s']} s. Command: `{summary['command']}`.",
-        "",
-        f"- collab {env['collab']} (commit {env['collab_git_commit']}"
-        f"{', uncommitted changes in collab/' if env['collab_tree_dirty'] else ''}), "
-        f"pycrdt {env['collab_pycrdt']}, default settings, temp SQLite file",
-        f"- @y/websocket-server {env['y_websocket_server']} with yjs {env['yjs']} "
-        f"on Node {env['node']}: **in memory, no persistence**",
-        f"- pycrdt-websocket {env['pycrdt_websocket']} (pycrdt-store {env['pycrdt_store']}) "
-        f"on uvicorn {env['uvicorn']}, in memory and with SQLiteYStore",
-        f"- clients: Python {env['python']}, websockets {env['websockets']}, "
-        f"pycrdt {env['pycrdt_clients']}",
-        "",
-        CAVEATS,
-        "Ratios are collab / peer; each cell says whether that is better or worse for collab.",
-        "",
-    ]
-    disturbed = [
-        f"{workload}/{r['target']} ({r['other_cpu']:.2f})"
-        for workload, rows in summary["results"].items()
-        for r in rows
-        if isinstance(r.get("other_cpu"), float) and r["other_cpu"] > DISTURBED_CPU
-    ]
-    if disturbed:
-        lines += [
-            f"**Disturbed:** other processes used more than {DISTURBED_CPU} cores during "
-            + ", ".join(disturbed)
-            + "; treat those numbers with care.",
-            "",
-        ]
-    client_bound = [
-        f"{workload}/{r['target']} ({r['client_cpu']:.2f})"
-        for workload, rows in summary["results"].items()
-        for r in rows
-        if isinstance(r.get("client_cpu"), float) and r["client_cpu"] >= CLIENT_BOUND_CPU
-    ]
-    if client_bound:
-        lines += [
-            "**Client-bound:** the benchmark client used a whole core during "
-            + ", ".join(client_bound)
-            + ": that server may be faster than measured (its number is a lower bound).",
-            "",
-        ]
-    for table in tables:
-        lines.append(report.to_markdown(table))
-    lines += ["## Server logs", ""]
-    for finding in summary["server_runs"]:
-        extra = (
-            f", {finding['transactions_committed']} transactions committed"
-            if finding["transactions_committed"] is not None
-            else ""
+    failed = [r for r in runner.records if r.get("error")]
+    print(f"done in {meta['duration_s']} s: {run_dir}/summary.md, chart.png, results.jsonl")
+    if failed:
+        print(
+            "FAILED: " + "; ".join(f"{r['scenario']}/{r['server']}: {r['error']}" for r in failed)
         )
-        lines.append(
-            f"- {finding['run']}{' ' + ' '.join(finding['args']) if finding['args'] else ''}: "
-            f"{finding['warning_or_error_lines']} warning/error lines, startup "
-            f"{finding['startup_s']} s, shutdown {finding['shutdown_s']} s{extra}"
-        )
-        lines.extend(f"  - `{example}`" for example in finding["examples"][:4])
-    if summary["failed"]:
-        lines += ["", "**Failed runs:** " + ", ".join(summary["failed"])]
-    return "\n".join(lines) + "\n"
+    return 1 if failed else 0
+
+
+__all__ = ["BENCH_DIR", "run_benchmarks"]

@@ -112,6 +112,9 @@ class Peer:
         self._wakeup = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._is_sending = False
+        self._sent = 0  # messages written to the socket
+        self._sent_at_last_check = 0
+        self._keepalive: asyncio.TimerHandle | None = None
 
     def __repr__(self) -> str:
         return f"<Peer {self.id} {self.document!r} {self.state}>"
@@ -167,21 +170,43 @@ class Peer:
             self._writer.cancel()
 
     async def run_writer(self) -> None:
-        """Drain the outbox until the peer closes; send a keep-alive when idle."""
+        """Drain the outbox until the peer closes.
+
+        Keep-alives come from one timer per peer that re-arms itself every
+        interval, not from a timeout around each wait: a busy peer wakes up
+        thousands of times a second, and a timeout per wake-up costs a timer each."""
         self._writer = asyncio.current_task()
-        keepalive_s = self._limits.keepalive_interval_s
-        while self.is_open:
-            if not self._outbox:
-                self._wakeup.clear()
-                try:
-                    async with asyncio.timeout(keepalive_s):
-                        await self._wakeup.wait()
-                except TimeoutError:
-                    await self._send(KEEPALIVE_MESSAGE)
-                continue
-            message = self._outbox.popleft()
-            self._queued_bytes -= len(message)
-            await self._send(message)
+        loop = asyncio.get_running_loop()
+        self._keepalive = loop.call_later(self._keepalive_check_s, self._keepalive_due)
+        try:
+            while self.is_open:
+                if not self._outbox:
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+                    continue
+                message = self._outbox.popleft()
+                self._queued_bytes -= len(message)
+                await self._send(message)
+        finally:
+            self._keepalive.cancel()
+
+    def _keepalive_due(self) -> None:
+        """Send a no-op if nothing went out since the last check; re-arm."""
+        if not self.is_open:
+            return
+        if self._sent == self._sent_at_last_check and not self._outbox:
+            self.send(KEEPALIVE_MESSAGE)
+        self._sent_at_last_check = self._sent
+        self._keepalive = asyncio.get_running_loop().call_later(
+            self._keepalive_check_s, self._keepalive_due
+        )
+
+    @property
+    def _keepalive_check_s(self) -> float:
+        # Checking every half interval bounds the silence by one interval: a
+        # message sent just after a check is followed by a keep-alive at most
+        # two checks later.
+        return self._limits.keepalive_interval_s / 2
 
     async def _send(self, message: bytes) -> None:
         self._is_sending = True
@@ -189,6 +214,7 @@ class Peer:
             await self._transport.send_bytes(message)
         finally:
             self._is_sending = False
+        self._sent += 1
         self._metrics.sent.count(message)
 
     async def finish(self) -> None:
