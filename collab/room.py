@@ -37,9 +37,10 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from typing import Protocol
@@ -79,6 +80,23 @@ from collab.store import AppendUpdate, SaveSnapshot, SnapshotKind, WriteOp
 logger = logging.getLogger(__name__)
 
 _EMPTY_UPDATE = b"\x00\x00"
+
+
+@contextlib.contextmanager
+def yrs_panics_as(error: Callable[[str], Exception]) -> Iterator[None]:
+    """Turn a Rust panic inside yrs into `error`.
+
+    pycrdt surfaces a panic as pyo3's PanicException, a BaseException, so every
+    `except Exception` task boundary would miss it (a janitor sweep that met one
+    would end the janitor). Fuzzing found frames that leave a Doc whose encoding
+    panics (yrs 0.28, divide by zero in block_store); this keeps that to one
+    refused connection or one failed compaction, reported, not a dead task."""
+    try:
+        yield
+    except BaseException as exc:
+        if type(exc).__name__ != "PanicException":
+            raise
+        raise error(f"yrs panicked: {exc}") from exc
 
 
 class UpdateSink(Protocol):
@@ -217,7 +235,8 @@ class Room:
 
     def _answer_step1(self, peer: Peer, state_vector: bytes) -> None:
         try:
-            reply = encode_sync_step2(self.doc.get_update(state_vector))
+            with yrs_panics_as(InvalidUpdate):
+                reply = encode_sync_step2(self.doc.get_update(state_vector))
         except ValueError as exc:
             raise InvalidUpdate(f"invalid state vector: {exc}") from exc
         if not self._sink.pending_for(self.name):
@@ -241,7 +260,8 @@ class Room:
             self._check_size(len(update))
         self._last_write = None
         try:
-            self.doc.apply_update(update)
+            with yrs_panics_as(InvalidUpdate):
+                self.doc.apply_update(update)
         except (ValueError, RuntimeError) as exc:
             # yrs reports undecodable updates as ValueError and some structurally
             # impossible ones as RuntimeError; either way the Doc is unchanged.
@@ -264,7 +284,8 @@ class Room:
             )
 
     def _check_size(self, incoming: int) -> None:
-        self.size_bytes = len(self.doc.get_update())
+        with yrs_panics_as(RuntimeError):
+            self.size_bytes = len(self.doc.get_update())
         if self.size_bytes + incoming > self._limits.max_document_bytes:
             raise DocumentTooLarge(
                 f"document of {self.size_bytes} bytes would exceed "
@@ -314,7 +335,8 @@ class Room:
 
     def capture(self) -> SnapshotCapture:
         """The state now and the log rows it holds, for a snapshot (see the ledger)."""
-        state = self.doc.get_update()
+        with yrs_panics_as(RuntimeError):
+            state = self.doc.get_update()
         self.size_bytes = len(state)
         return self.ledger.capture(state)
 
