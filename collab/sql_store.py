@@ -11,13 +11,16 @@ in WAL mode never blocks them).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    create_engine,
     delete,
     event,
     func,
@@ -28,7 +31,7 @@ from sqlalchemy import (
     union_all,
     update,
 )
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.types import LargeBinary
@@ -93,6 +96,8 @@ class SqlStore:
         self.schema: SchemaVersion | None = None
         self._sqlite_synchronous = sqlite_synchronous
         self._engine: AsyncEngine | None = None
+        self._write_engine: Engine | None = None
+        self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
 
     @property
     def engine(self) -> AsyncEngine:
@@ -111,6 +116,11 @@ class SqlStore:
         self._engine = create_async_engine(self._url)
         if self.is_sqlite:
             event.listen(self._engine.sync_engine, "connect", self._set_sqlite_pragmas)
+            if self._url.database not in (None, "", ":memory:"):
+                # Writes go through the standard library's sqlite3 driver on one
+                # dedicated thread (see _commit); reads stay on aiosqlite.
+                self._write_engine = create_engine(self._url.set(drivername="sqlite"))
+                event.listen(self._write_engine, "connect", self._set_sqlite_pragmas)
         if migrate:
             self.schema = await upgrade_database(self._engine)
 
@@ -128,10 +138,27 @@ class SqlStore:
         cursor.execute("PRAGMA busy_timeout=5000")
         cursor.close()
 
+    def _commit_in_thread(
+        self, ops: Sequence[WriteOp], now: float
+    ) -> tuple[list[int | OpDeclined | None], WriteTransaction]:
+        assert self._write_engine is not None
+        with self._write_engine.begin() as conn:
+            return self._run(conn, ops, now)
+
+    def _run(
+        self, conn: Connection, ops: Sequence[WriteOp], now: float
+    ) -> tuple[list[int | OpDeclined | None], WriteTransaction]:
+        transaction = WriteTransaction(conn, now, self._touched_at)
+        return transaction.run(ops), transaction
+
     async def close(self) -> None:
         if self._engine is not None:
             await self._engine.dispose()
             self._engine = None
+        if self._write_engine is not None:
+            engine, self._write_engine = self._write_engine, None
+            await asyncio.get_running_loop().run_in_executor(self._write_thread, engine.dispose)
+            self._write_thread.shutdown(wait=False)
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
@@ -152,9 +179,16 @@ class SqlStore:
         raise AssertionError("unreachable")
 
     async def _commit(self, ops: Sequence[WriteOp]) -> list[int | OpDeclined | None]:
-        async with self.engine.begin() as conn:
-            transaction = WriteTransaction(conn, self._clock(), self._touched_at)
-            results = await transaction.run(ops)
+        now = self._clock()
+        if self._write_engine is not None:
+            # SQLite: the whole transaction in one hop to the writer's own thread.
+            loop = asyncio.get_running_loop()
+            results, transaction = await loop.run_in_executor(
+                self._write_thread, self._commit_in_thread, ops, now
+            )
+        else:
+            async with self.engine.begin() as conn:
+                results, transaction = await conn.run_sync(self._run, ops, now)
         # Committed: only now may the cache believe what this transaction wrote.
         for name, touched_at in transaction.touched.items():
             if touched_at is None:
