@@ -9,12 +9,18 @@ it dies (its heartbeat expires) the others remove its clients' presence.
 Every change is encoded once and broadcast to the room's peers; changes made
 here (by a local peer, or a local peer leaving) are also published to the
 other processes, changes that came from another process are not (it published
-them itself). A client id belongs to whoever announced it last, so a client
-that reconnected through another process is not removed when its old one dies.
+them itself). Changes are coalesced per event-loop tick: all the states that
+changed while the loop handled one batch of incoming frames go out as ONE
+awareness message (the format carries any number of clients), so fifty cursors
+moving at once cost one send per peer, not fifty - at no added latency.
+
+A client id belongs to whoever announced it last, so a client that reconnected
+through another process is not removed when its old one dies.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -59,6 +65,10 @@ class Presence:
         # The server has no presence of its own (as in the reference server).
         self.awareness.set_local_state(None)
         self.awareness.observe(self._on_change)
+        # client ids changed during this tick, to send at its end (see _flush)
+        self._to_broadcast: set[int] = set()
+        self._to_publish: set[int] = set()
+        self._flush_scheduled = False
 
     def encode_all(self) -> bytes:
         """Every state, as one awareness message."""
@@ -138,11 +148,35 @@ class Presence:
             for client_ids in self.remote_client_ids.values():
                 client_ids.difference_update(removed)
         changed = announced + removed
-        if changed:
-            payload = self.awareness.encode_awareness_update(changed)
+        if not changed:
+            return
+        self._to_broadcast.update(changed)
+        if not isinstance(origin, RemoteProcess):
+            self._to_publish.update(changed)
+        if self._flush_scheduled:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # a synchronous caller: nothing to coalesce with
+            self._flush()
+            return
+        self._flush_scheduled = True
+        loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Send this tick's changes: one message to the peers, one to the cluster."""
+        self._flush_scheduled = False
+        to_broadcast, self._to_broadcast = self._to_broadcast, set()
+        to_publish, self._to_publish = self._to_publish, set()
+        if to_broadcast:
+            payload = self.awareness.encode_awareness_update(sorted(to_broadcast))
             self._broadcast(encode_awareness(payload))
-            if not isinstance(origin, RemoteProcess):
+            if to_publish == to_broadcast:
                 self._feed.publish_awareness(self._document, payload)
+                return
+        if to_publish:
+            payload = self.awareness.encode_awareness_update(sorted(to_publish))
+            self._feed.publish_awareness(self._document, payload)
 
     def _owned_by(self, origin: Any) -> set[int] | None:
         """The client ids `origin` (a local peer, another process) announced."""

@@ -119,13 +119,21 @@ def _presence(client_id: int, clock: int, name: str | None) -> bytes:
     return awareness.encode_awareness_update([client_id])
 
 
+async def _next_tick() -> None:
+    """Presence changes go out at the end of the event-loop tick (coalesced)."""
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+
+
 async def test_presence_from_another_process_is_relayed_not_republished_and_dies_with_it():
     room, _, feed, peer = _room()
     room.presence.apply_from_process("process-b", _presence(7, 1, "bea"))
     assert 7 in room.awareness.states
+    await _next_tick()
     assert feed.awareness == [], "process b published it itself"
     room.presence.remove_process("process-b")
     assert 7 not in room.awareness.states
+    await _next_tick()
     removals = [m for m in _queued(peer) if isinstance(m, AwarenessUpdate)]
     assert removals[-1].entries[0].client_id == 7 and removals[-1].entries[0].state is None
 
@@ -135,10 +143,12 @@ async def test_local_presence_is_published_and_a_client_that_moved_is_not_remove
     room.presence.apply_from_process("process-b", _presence(7, 1, "bea"))
     # Client 7 reconnects here (its old process is about to die) and announces itself.
     room.handle(peer, AwarenessUpdate(_presence(7, 2, "bea"), ()))
+    await _next_tick()
     [published] = feed.awareness
     assert decode_awareness_update(published)[0].client_id == 7
     room.presence.remove_process("process-b")
     assert 7 in room.awareness.states, "its presence now belongs to this process"
     room.remove_peer(peer)
     assert 7 not in room.awareness.states
+    await _next_tick()
     assert decode_awareness_update(feed.awareness[-1])[0].state is None, "removal published"
