@@ -97,6 +97,7 @@ class SqlStore:
         self._sqlite_synchronous = sqlite_synchronous
         self._engine: AsyncEngine | None = None
         self._write_engine: Engine | None = None
+        self._write_conn: Connection | None = None  # used on the writer thread only
         self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
 
     @property
@@ -142,8 +143,17 @@ class SqlStore:
         self, ops: Sequence[WriteOp], now: float
     ) -> tuple[list[int | OpDeclined | None], WriteTransaction]:
         assert self._write_engine is not None
-        with self._write_engine.begin() as conn:
-            return self._run(conn, ops, now)
+        if self._write_conn is None or self._write_conn.invalidated:
+            # One connection for the thread's life: no pool checkout per batch.
+            self._write_conn = self._write_engine.connect()
+        with self._write_conn.begin():
+            return self._run(self._write_conn, ops, now)
+
+    def _dispose_writes(self, engine: Engine) -> None:
+        if self._write_conn is not None:
+            self._write_conn.close()
+            self._write_conn = None
+        engine.dispose()
 
     def _run(
         self, conn: Connection, ops: Sequence[WriteOp], now: float
@@ -157,7 +167,9 @@ class SqlStore:
             self._engine = None
         if self._write_engine is not None:
             engine, self._write_engine = self._write_engine, None
-            await asyncio.get_running_loop().run_in_executor(self._write_thread, engine.dispose)
+            await asyncio.get_running_loop().run_in_executor(
+                self._write_thread, self._dispose_writes, engine
+            )
             self._write_thread.shutdown(wait=False)
 
     async def ping(self) -> None:
