@@ -26,6 +26,7 @@ Several processes may write one document (a cluster). What keeps that safe:
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
@@ -52,6 +53,10 @@ TOUCH_INTERVAL_S = 1.0
 # pg_try_advisory_xact_lock(class, hashtext(document)): the class keeps these
 # locks apart from any other advisory locks on the database.
 _COMPACTION_LOCK_CLASS = 0x636F6C6C  # "coll"
+_SQLITE_APPEND = (
+    f"INSERT INTO {updates.name} ({updates.c.document.name}, {updates.c.data.name}, "
+    f"{updates.c.created_at.name}) VALUES (?, ?, ?)"
+)
 # Rows deleted per statement (well under both engines' bound-parameter limits).
 _DELETE_CHUNK = 5000
 
@@ -102,15 +107,34 @@ class WriteTransaction:
         # batch, in name order so two processes' batches never lock rows crosswise.
         for document in sorted({op.document for _, op in appends}):
             self._touch(document)
-        rows = [
-            {"document": op.document, "data": op.update, "created_at": self._now}
-            for _, op in appends
-        ]
-        inserted = self._conn.execute(
-            insert(updates).returning(updates.c.id, sort_by_parameter_order=True), rows
-        )
-        for (index, _), row_id in zip(appends, inserted.scalars().all(), strict=True):
-            results[index] = int(row_id)
+        driver = self._conn.connection.driver_connection
+        if isinstance(driver, sqlite3.Connection):
+            row_ids = self._append_sqlite(driver, [op for _, op in appends])
+        else:
+            rows = [
+                {"document": op.document, "data": op.update, "created_at": self._now}
+                for _, op in appends
+            ]
+            inserted = self._conn.execute(
+                insert(updates).returning(updates.c.id, sort_by_parameter_order=True), rows
+            )
+            row_ids = [int(row_id) for row_id in inserted.scalars().all()]
+        for (index, _), row_id in zip(appends, row_ids, strict=True):
+            results[index] = row_id
+
+    def _append_sqlite(self, driver: sqlite3.Connection, ops: list[AppendUpdate]) -> list[int]:
+        """The hottest statement, straight to the driver on this transaction's own
+        connection: SQLAlchemy's execution context cost more than SQLite's insert
+        (the profile of one-update commits). `lastrowid` is the AUTOINCREMENT id."""
+        cursor = driver.cursor()
+        try:
+            row_ids = []
+            for op in ops:
+                cursor.execute(_SQLITE_APPEND, (op.document, op.update, self._now))
+                row_ids.append(int(cursor.lastrowid))
+            return row_ids
+        finally:
+            cursor.close()
 
     def _touch(self, name: str) -> None:
         if name in self.touched:
