@@ -11,11 +11,9 @@ in WAL mode never blocks them).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +29,7 @@ from sqlalchemy import (
     union_all,
     update,
 )
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.types import LargeBinary
@@ -48,6 +46,7 @@ from collab.sql_schema import (
     updates,
 )
 from collab.sql_writes import WriteTransaction
+from collab.sqlite_commit import SqliteCommitter
 from collab.store import (
     DocumentInfo,
     OpDeclined,
@@ -65,6 +64,10 @@ logger = logging.getLogger(__name__)
 # PostgreSQL's deadlock_detected and serialization_failure: run the batch again.
 _RETRY_SQLSTATES = {"40P01", "40001"}
 _SERIALIZATION_RETRIES = 5
+
+
+# A batch's results (row ids, snapshot ids, declines) and the transaction that ran it.
+_BatchResult = tuple[list[int | OpDeclined | None], WriteTransaction]
 
 
 def _sqlstate(exc: DBAPIError) -> str | None:
@@ -96,15 +99,20 @@ class SqlStore:
         self.schema: SchemaVersion | None = None
         self._sqlite_synchronous = sqlite_synchronous
         self._engine: AsyncEngine | None = None
-        self._write_engine: Engine | None = None
-        self._write_conn: Connection | None = None  # used on the writer thread only
-        self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+        # SQLite's write path (see collab.sqlite_commit); None on PostgreSQL.
+        self._sqlite_writes: SqliteCommitter[_BatchResult] | None = None
 
     @property
     def engine(self) -> AsyncEngine:
         if self._engine is None:
             raise RuntimeError("SqlStore is not open")
         return self._engine
+
+    @property
+    def sqlite_writes(self) -> SqliteCommitter[_BatchResult] | None:
+        """SQLite's write path (which batches ran inline, which on the thread); None
+        on PostgreSQL or an in-memory database."""
+        return self._sqlite_writes
 
     @property
     def is_sqlite(self) -> bool:
@@ -118,10 +126,16 @@ class SqlStore:
         if self.is_sqlite:
             event.listen(self._engine.sync_engine, "connect", self._set_sqlite_pragmas)
             if self._url.database not in (None, "", ":memory:"):
-                # Writes go through the standard library's sqlite3 driver on one
-                # dedicated thread (see _commit); reads stay on aiosqlite.
-                self._write_engine = create_engine(self._url.set(drivername="sqlite"))
-                event.listen(self._write_engine, "connect", self._set_sqlite_pragmas)
+                # Writes go through the standard library's sqlite3 driver, on the
+                # loop or on one dedicated thread (see _commit); reads stay on aiosqlite.
+                write_engine = create_engine(self._url.set(drivername="sqlite"))
+                event.listen(write_engine, "connect", self._set_sqlite_pragmas)
+                self._sqlite_writes = SqliteCommitter(
+                    write_engine,
+                    self._run,
+                    # With FULL or EXTRA every commit fsyncs: never on the loop.
+                    is_inline_allowed=self._sqlite_synchronous.upper() in ("OFF", "NORMAL"),
+                )
         if migrate:
             self.schema = await upgrade_database(self._engine)
 
@@ -139,25 +153,7 @@ class SqlStore:
         cursor.execute("PRAGMA busy_timeout=5000")
         cursor.close()
 
-    def _commit_in_thread(
-        self, ops: Sequence[WriteOp], now: float
-    ) -> tuple[list[int | OpDeclined | None], WriteTransaction]:
-        assert self._write_engine is not None
-        if self._write_conn is None or self._write_conn.invalidated:
-            # One connection for the thread's life: no pool checkout per batch.
-            self._write_conn = self._write_engine.connect()
-        with self._write_conn.begin():
-            return self._run(self._write_conn, ops, now)
-
-    def _dispose_writes(self, engine: Engine) -> None:
-        if self._write_conn is not None:
-            self._write_conn.close()
-            self._write_conn = None
-        engine.dispose()
-
-    def _run(
-        self, conn: Connection, ops: Sequence[WriteOp], now: float
-    ) -> tuple[list[int | OpDeclined | None], WriteTransaction]:
+    def _run(self, conn: Connection, ops: Sequence[WriteOp], now: float) -> _BatchResult:
         transaction = WriteTransaction(conn, now, self._touched_at)
         return transaction.run(ops), transaction
 
@@ -165,12 +161,9 @@ class SqlStore:
         if self._engine is not None:
             await self._engine.dispose()
             self._engine = None
-        if self._write_engine is not None:
-            engine, self._write_engine = self._write_engine, None
-            await asyncio.get_running_loop().run_in_executor(
-                self._write_thread, self._dispose_writes, engine
-            )
-            self._write_thread.shutdown(wait=False)
+        if self._sqlite_writes is not None:
+            sqlite_writes, self._sqlite_writes = self._sqlite_writes, None
+            await sqlite_writes.close()
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
@@ -192,12 +185,8 @@ class SqlStore:
 
     async def _commit(self, ops: Sequence[WriteOp]) -> list[int | OpDeclined | None]:
         now = self._clock()
-        if self._write_engine is not None:
-            # SQLite: the whole transaction in one hop to the writer's own thread.
-            loop = asyncio.get_running_loop()
-            results, transaction = await loop.run_in_executor(
-                self._write_thread, self._commit_in_thread, ops, now
-            )
+        if self._sqlite_writes is not None:
+            results, transaction = await self._sqlite_writes.commit(ops, now)
         else:
             async with self.engine.begin() as conn:
                 results, transaction = await conn.run_sync(self._run, ops, now)
