@@ -385,7 +385,7 @@ async def _receive_loop(websocket: WebSocket, peer: Peer, room: Room, svc: Runti
             count_received(data)
             if len(data) > max_bytes:
                 raise MessageTooBig(f"message of {len(data)} bytes exceeds {max_bytes}")
-            if room.handle(peer, decode_message(data)) is not None and writer.pending_ops:
+            if room.handle(peer, decode_message(data)) and writer.pending_ops:
                 await writer.wait_for_capacity()
     except Refusal as exc:
         logger.warning(

@@ -20,13 +20,13 @@ through another process is not removed when its old one dies.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from pycrdt import Awareness, Doc
 
 from collab.cluster_feed import ClusterFeed, RemoteProcess
+from collab.end_of_tick import EndOfTick
 from collab.errors import AwarenessTooLarge, InvalidAwareness
 from collab.peer import Peer
 from collab.protocol import encode_awareness
@@ -68,7 +68,7 @@ class Presence:
         # client ids changed during this tick, to send at its end (see _flush)
         self._to_broadcast: set[int] = set()
         self._to_publish: set[int] = set()
-        self._flush_scheduled = False
+        self._end_of_tick = EndOfTick(self._flush)
 
     def encode_all(self) -> bytes:
         """Every state, as one awareness message."""
@@ -153,19 +153,10 @@ class Presence:
         self._to_broadcast.update(changed)
         if not isinstance(origin, RemoteProcess):
             self._to_publish.update(changed)
-        if self._flush_scheduled:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # a synchronous caller: nothing to coalesce with
-            self._flush()
-            return
-        self._flush_scheduled = True
-        loop.call_soon(self._flush)
+        self._end_of_tick.schedule()
 
     def _flush(self) -> None:
         """Send this tick's changes: one message to the peers, one to the cluster."""
-        self._flush_scheduled = False
         to_broadcast, self._to_broadcast = self._to_broadcast, set()
         to_publish, self._to_publish = self._to_publish, set()
         if to_broadcast:

@@ -210,7 +210,7 @@ class RoomRegistry:
             if room.ledger.is_dirty:
                 with contextlib.suppress(SnapshotNotSaved):
                     await self.compactor.save(room)  # if not, the log keeps its rows
-            if room.peers or self._writer.pending_for(room.name) or room.is_closed:
+            if room.peers or room.has_unsaved_edits or room.is_closed:
                 continue  # someone joined meanwhile, or it is going away anyway
             self._unload(room)
             self._metrics.rooms_evicted.inc()
@@ -230,7 +230,7 @@ class RoomRegistry:
         if not is_failing:
             return
         for room in self.rooms.values():
-            if self._writer.pending_for(room.name):
+            if room.has_unsaved_edits:
                 room.close_peers(
                     CloseCode.STORAGE_UNAVAILABLE, "storage is failing: edits are not being saved"
                 )
@@ -241,8 +241,9 @@ class RoomRegistry:
         room = self.rooms.get(name)
         if room is not None:
             state = room.doc.get_update()
-            if self._writer.pending_for(name):
+            if room.has_unsaved_edits:
                 # Show nothing that is not durable yet: wait for what `state` contains.
+                room.submit_edits()
                 await self._writer.flush()
             return state
         stored = await self._store.load(name)
@@ -316,7 +317,7 @@ class RoomRegistry:
             ) or (is_unload_due and room.ledger.is_dirty):
                 self.compactor.start(room)
                 continue
-            if is_unload_due and not self._writer.pending_for(name):
+            if is_unload_due and not room.has_unsaved_edits:
                 self._unload(room)
 
     async def close(self) -> None:

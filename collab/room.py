@@ -15,9 +15,16 @@ stored again. Awareness goes both ways too, tagged with the process it came
 from, so the presence of a dead process's clients can be removed.
 
 Invariants:
-- The hot path is synchronous: decode -> apply -> submit to the writer -> on
-  commit, encode once -> append to each peer's outbox (and the feed). The room
-  never awaits a peer (a `Peer.send` never blocks), the database nor the feed.
+- The hot path never awaits: decode -> apply -> (end of the tick) submit to the
+  writer -> on commit, encode once -> append to each peer's outbox (and the
+  feed). The room never awaits a peer (a `Peer.send` never blocks), the
+  database nor the feed.
+- The changes of one event-loop tick are stored as ONE log row and relayed as
+  ONE message (merged): a client that sends a burst - a paste, a replay, a
+  reconnect flushing its offline edits - costs one commit and one send per peer
+  per tick, not per frame. Whoever needs them stored sooner (a step 2, a
+  snapshot, closing, a restore) calls `submit_edits` first; `has_unsaved_edits`
+  covers both the unsubmitted and the uncommitted.
 - Nothing leaves the room before it is durable: relays wait for the writer's
   future; a step 2 waits for the document's pending writes (a barrier). A remote
   update is durable already: another process committed it before publishing.
@@ -45,10 +52,11 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Protocol
 
-from pycrdt import Doc, TransactionEvent, get_state
+from pycrdt import Doc, TransactionEvent, get_state, merge_updates
 
 from collab.cluster_feed import ClusterFeed, NoCluster
 from collab.content import text_preview
+from collab.end_of_tick import EndOfTick
 from collab.errors import (
     CloseCode,
     DeletedHistory,
@@ -145,7 +153,10 @@ class Room:
         self.size_bytes = size_bytes
         # client id -> clock that a deleted earlier incarnation reached (its tombstone)
         self.deleted_clocks = decode_state_vector(deleted_state) if deleted_state else {}
-        self._last_write: asyncio.Future[int | None] | None = None
+        # This tick's local changes, stored and relayed together at its end.
+        self._unsubmitted: list[bytes] = []
+        self._end_of_tick = EndOfTick(self.submit_edits)
+        self._local_changes = 0  # counts `_on_transaction`'s local changes
         self._feed = feed or NoCluster()
         self._is_applying_remote = False
         self.ledger = CompactionLedger(clock, applied_ids, snapshot_seq)
@@ -195,10 +206,10 @@ class Room:
 
     # -- messages ------------------------------------------------------------
 
-    def handle(self, peer: Peer, message: Message) -> asyncio.Future[int | None] | None:
-        """Dispatch one decoded message; returns the write it caused, if any."""
+    def handle(self, peer: Peer, message: Message) -> bool:
+        """Dispatch one decoded message; True if it changed the document."""
         if self.is_closed:
-            return None
+            return False
         match message:
             case SyncStep1(state_vector):
                 self._answer_step1(peer, state_vector)
@@ -215,7 +226,7 @@ class Room:
                 self.unknown_messages += 1
                 peer.unknown_messages += 1
                 logger.debug("doc=%s peer=%d ignored %r", self.name, peer.id, message)
-        return None
+        return False
 
     def _refuse_edit(self, peer: Peer, message: SyncStep2 | SyncUpdate) -> None:
         """A read-only peer's updates are never applied, so never stored or relayed.
@@ -234,6 +245,7 @@ class Room:
         )
 
     def _answer_step1(self, peer: Peer, state_vector: bytes) -> None:
+        self.submit_edits()  # the reply may hold them: they must be on their way to disk
         try:
             with yrs_panics_as(InvalidUpdate):
                 reply = encode_sync_step2(self.doc.get_update(state_vector))
@@ -250,15 +262,16 @@ class Room:
         peer.has_deferred_reply = True
         self._sink.submit(None).add_done_callback(partial(_send_if_committed, peer, reply))
 
-    def apply_update(self, update: bytes) -> asyncio.Future[int | None] | None:
-        """Merge a Yjs update; whatever it changes is stored, then relayed."""
+    def apply_update(self, update: bytes) -> bool:
+        """Merge a Yjs update; whatever it changes is stored, then relayed.
+        True if it changed the document."""
         if update == _EMPTY_UPDATE:
-            return None
+            return False
         if self.deleted_clocks:
             self._refuse_deleted_history(update)
         if self.size_bytes + len(update) > self._limits.max_document_bytes:
             self._check_size(len(update))
-        self._last_write = None
+        changes_before = self._local_changes
         try:
             with yrs_panics_as(InvalidUpdate):
                 self.doc.apply_update(update)
@@ -266,11 +279,11 @@ class Room:
             # yrs reports undecodable updates as ValueError and some structurally
             # impossible ones as RuntimeError; either way the Doc is unchanged.
             raise InvalidUpdate(f"invalid Yjs update: {exc}") from exc
-        write, self._last_write = self._last_write, None
-        if write is not None and self._sink.is_failing:
+        is_changed = self._local_changes != changes_before
+        if is_changed and self._sink.is_failing:
             # Merged and queued, so nothing is lost; but not durable, so not relayed.
             raise StorageUnavailable("storage is failing: the edit is not saved yet; reconnect")
-        return write
+        return is_changed
 
     def _refuse_deleted_history(self, update: bytes) -> None:
         try:
@@ -319,10 +332,32 @@ class Room:
         if self._is_applying_remote:
             self.broadcast(encode_update(delta))  # durable already (another process)
             return
-        write = self._sink.submit(AppendUpdate(self.name, delta))
-        self.ledger.note_edit(write)
-        write.add_done_callback(partial(self._relay_if_committed, delta))
-        self._last_write = write
+        self._local_changes += 1
+        self._unsubmitted.append(delta)
+        self._end_of_tick.schedule()
+
+    @property
+    def has_unsaved_edits(self) -> bool:
+        """Changes in the Doc that are not durable yet (unsubmitted or uncommitted)."""
+        return bool(self._unsubmitted) or self._sink.pending_for(self.name) > 0
+
+    def submit_edits(self) -> asyncio.Future[int | None] | None:
+        """Send the changes not yet submitted to the writer, as one log row that
+        is relayed once committed; returns that write (None if there was none)."""
+        deltas, self._unsubmitted = self._unsubmitted, []
+        if not deltas:
+            return None
+        if len(deltas) > 1:
+            try:
+                with yrs_panics_as(RuntimeError):
+                    deltas = [merge_updates(*deltas)]
+            except (ValueError, RuntimeError):  # yrs made them; still, store them as they are
+                logger.exception("doc=%s could not merge %d updates", self.name, len(deltas))
+        for delta in deltas:
+            write = self._sink.submit(AppendUpdate(self.name, delta))
+            self.ledger.note_edit(write)
+            write.add_done_callback(partial(self._relay_if_committed, delta))
+        return write
 
     def _relay_if_committed(self, delta: bytes, write: asyncio.Future[int | None]) -> None:
         row_id = self.ledger.note_committed(write)
@@ -335,6 +370,7 @@ class Room:
 
     def capture(self) -> SnapshotCapture:
         """The state now and the log rows it holds, for a snapshot (see the ledger)."""
+        self.submit_edits()
         with yrs_panics_as(RuntimeError):
             state = self.doc.get_update()
         self.size_bytes = len(state)
@@ -384,13 +420,13 @@ class Room:
     def restore(self, target_state: bytes) -> asyncio.Future[int | None] | None:
         """Make the content equal `target_state`'s with new operations, in one
         transaction that is stored and relayed like any client's update."""
-        self._last_write = None
+        self.submit_edits()  # earlier edits keep their own row, before the restore's
         restore_doc(self.doc, target_state)
-        write, self._last_write = self._last_write, None
-        return write
+        return self.submit_edits()
 
     def close(self, code: CloseCode, reason: str) -> None:
         """Stop the room: no more writes or relays; its peers are asked to close."""
+        self.submit_edits()  # stored still, even if nobody is left to relay them to
         self.close_peers(code, reason)
         self.is_closed = True
         self.doc.unobserve(self._doc_subscription)

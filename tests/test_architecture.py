@@ -24,10 +24,11 @@ ALLOWED = {
     "peer": {"errors", "metrics", "protocol"},
     "writer": {"metrics", "store"},
     "cluster_feed": set(),
-    "presence": {"cluster_feed", "errors", "peer", "protocol"},
+    "end_of_tick": set(),
+    "presence": {"cluster_feed", "end_of_tick", "errors", "peer", "protocol"},
     "ledger": set(),
     "room": {"cluster_feed", "content", "errors", "ledger", "peer", "presence", "protocol"}
-    | {"restore"}
+    | {"end_of_tick", "restore"}
     | {"store"},
     "loading": {"metrics", "room", "store", "writer"},
     "compaction": {"ledger", "loading", "metrics", "room", "store"},
@@ -37,7 +38,8 @@ ALLOWED = {
     "sql_schema": {"store"},
     "migrate": set(),
     "sql_writes": {"sql_schema", "store"},
-    "sql_store": {"migrate", "sql_schema", "sql_writes", "store"},
+    "sqlite_commit": {"store"},
+    "sql_store": {"migrate", "sql_schema", "sql_writes", "sqlite_commit", "store"},
     "redis_liveness": set(),
     "redis_publisher": set(),
     "redis_bus": {"redis_liveness", "redis_publisher"},
@@ -65,7 +67,7 @@ EXCLUSIVE = {
     "starlette": {"app", "api_auth", "api_versions", "web_client"},
     "jwt": {"tokens"},
     "cryptography": {"tokens"},
-    "sqlalchemy": {"sql_schema", "sql_store", "sql_writes", "migrate"},
+    "sqlalchemy": {"sql_schema", "sql_store", "sql_writes", "sqlite_commit", "migrate"},
     "alembic": {"migrate"},
     "redis": {"redis_bus", "redis_liveness", "redis_publisher"},
     "uvicorn": {"cli"},

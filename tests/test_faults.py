@@ -174,7 +174,7 @@ async def test_restart_never_duplicates_content_for_reconnecting_clients(tmp_pat
         client = await YClient(server.ws_url("doc")).connect()
         client.text.insert(0, "hello")
         client.map()["k"] = "v"
-        await eventually(lambda: client.received_updates == 2)
+        await eventually(client.is_saved)
         for stop in (signal.SIGKILL, signal.SIGTERM):
             await server.stop(stop)
             await client.wait_closed()
@@ -191,7 +191,7 @@ async def test_sigterm_closes_clients_with_1012_after_saving(tmp_path):
         clients = [await YClient(server.ws_url(f"doc{i % 2}")).connect() for i in range(4)]
         for i, client in enumerate(clients):
             client.text.insert(0, f"edit {i};")
-        await eventually(lambda: all(c.received_updates == 2 for c in clients))
+        await eventually(lambda: all(c.is_saved() for c in clients))
         exit_code = await server.stop(signal.SIGTERM)
         assert exit_code in (0, -signal.SIGTERM)
         for client in clients:

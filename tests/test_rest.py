@@ -26,7 +26,7 @@ async def test_document_content_infers_root_types(connect, server):
     doc["notes"] = Text("hello")
     doc["meta"] = Map({"title": "Plan", "tags": Array(["a", "b"]), "body": Text("nested")})
     doc["items"] = Array([1, "two", Map({"three": 3})])
-    await eventually(lambda: client.received_updates >= 3)
+    await eventually(client.is_saved)
     async with await _http(server) as http:
         response = await http.get("/api/documents/typed")
     assert response.status_code == 200

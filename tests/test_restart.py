@@ -15,7 +15,7 @@ async def test_sigterm_keeps_every_edit_and_compacts(tmp_path):
         client = await YClient(server.ws_url("doc")).connect()
         for piece in pieces:
             client.text.insert(len(client.text), piece)
-        await eventually(lambda: client.received_updates == len(pieces))
+        await eventually(client.is_saved)
         # uvicorn shuts down gracefully, then re-raises the signal it caught
         assert await server.stop(signal.SIGTERM) in (0, -signal.SIGTERM)
         await client.wait_closed()

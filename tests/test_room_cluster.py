@@ -91,7 +91,8 @@ async def test_a_local_update_is_stored_then_relayed_and_published_with_its_row(
     room, sink, feed, peer = _room()
     [update] = text_edits("typed here")
     room.handle(peer, SyncUpdate(update))
-    await asyncio.sleep(0)  # the commit callback
+    assert sink.ops == [], "stored at the end of the tick, with whatever else it brings"
+    await _next_tick()  # the submission, then the commit callback
     assert [type(op) for op in sink.ops] == [AppendUpdate]
     assert feed.updates == [(update, 1)]
     assert room.ledger.applied_ids == {1}

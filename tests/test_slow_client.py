@@ -11,7 +11,9 @@ from tests.yclient import YClient
 
 
 async def test_client_that_never_reads_is_disconnected_without_stalling_others(settings):
-    async with run_server(settings.replace(send_queue_messages=64)) as server:
+    # No inbound rate limit: the writer floods on purpose (one relayed message per
+    # round, since the server merges what arrives in one tick).
+    async with run_server(settings.replace(send_queue_messages=64, rate_limit_per_s=0)) as server:
         writer = await YClient(server.ws_url("busy")).connect()
         reader = await YClient(server.ws_url("busy")).connect()
         # max_queue=1: once one frame is buffered the client stops reading the socket,

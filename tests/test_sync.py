@@ -60,7 +60,7 @@ async def test_stored_document_syncs_to_a_new_client(connect, server):
     writer = await connect("stored")
     writer.text.insert(0, "written earlier")
     writer.map()["k"] = "v"
-    await eventually(lambda: writer.received_updates >= 2)
+    await eventually(writer.is_saved)
     await writer.close()
     registry = server.services.registry
     await eventually(lambda: "stored" not in registry.rooms, what="room unloaded after grace")

@@ -24,6 +24,7 @@ from pycrdt import (
     create_sync_message,
     create_update_message,
     handle_sync_message,
+    read_message,
 )
 from websockets.asyncio.client import ClientConnection
 
@@ -36,6 +37,10 @@ class YClient:
         self.ws: ClientConnection | None = None
         self.synced = asyncio.Event()
         self.received_updates = 0
+        # What the server has sent, applied to a Doc of its own: this client's own
+        # edits in it have come back, which means durable (one echo may carry
+        # several edits: the server merges what arrives in one tick).
+        self._from_server: Doc = Doc()
         self.received_messages = 0
         self.close_code: int | None = None
         self.close_reason: str | None = None
@@ -86,13 +91,13 @@ class YClient:
                 self._applying_remote = False
             if message[1] == YSyncMessageType.SYNC_STEP2:
                 self.synced.set()
+            if message[1] in (YSyncMessageType.SYNC_STEP2, YSyncMessageType.SYNC_UPDATE):
+                self._from_server.apply_update(read_message(message[2:]))
             if message[1] == YSyncMessageType.SYNC_UPDATE:
                 self.received_updates += 1
             if reply is not None:
                 await self.ws.send(reply)
         elif message[0] == YMessageType.AWARENESS:
-            from pycrdt import read_message
-
             self.awareness.apply_awareness_update(read_message(message[1:]), "remote")
 
     def _on_local_change(self, event: Any) -> None:
@@ -105,6 +110,12 @@ class YClient:
         assert self.ws is not None
         with contextlib.suppress(websockets.ConnectionClosed):
             await self.ws.send(message)
+
+    def is_saved(self) -> bool:
+        """Every edit this client made has come back from the server: it is durable."""
+        me = self.doc.client_id
+        saved = _state_vector(self._from_server.get_state()).get(me, 0)
+        return saved >= _state_vector(self.doc.get_state()).get(me, 0)
 
     async def send_raw(self, data: bytes | str) -> None:
         assert self.ws is not None
@@ -149,3 +160,21 @@ async def read_text(url: str) -> str:
         return str(client.text)
     finally:
         await client.close()
+
+
+def _state_vector(encoded: bytes) -> dict[int, int]:
+    """client id -> clock, from lib0's encoding (read here, not with collab's codec)."""
+    position = 0
+
+    def varuint() -> int:
+        nonlocal position
+        value = shift = 0
+        while True:
+            byte = encoded[position]
+            position += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if byte < 0x80:
+                return value
+
+    return {varuint(): varuint() for _ in range(varuint())}
