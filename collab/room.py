@@ -88,6 +88,7 @@ from collab.store import AppendUpdate, SaveSnapshot, SnapshotKind, WriteOp
 logger = logging.getLogger(__name__)
 
 _EMPTY_UPDATE = b"\x00\x00"
+_MAX_MERGED = 64  # updates merged into one log row at most
 
 
 @contextlib.contextmanager
@@ -347,13 +348,7 @@ class Room:
         deltas, self._unsubmitted = self._unsubmitted, []
         if not deltas:
             return None
-        if len(deltas) > 1:
-            try:
-                with yrs_panics_as(RuntimeError):
-                    deltas = [merge_updates(*deltas)]
-            except (ValueError, RuntimeError):  # yrs made them; still, store them as they are
-                logger.exception("doc=%s could not merge %d updates", self.name, len(deltas))
-        for delta in deltas:
+        for delta in self._merged(deltas):
             write = self._sink.submit(AppendUpdate(self.name, delta))
             self.ledger.note_edit(write)
             write.add_done_callback(partial(self._relay_if_committed, delta))
@@ -365,6 +360,19 @@ class Room:
             return
         self.broadcast(encode_update(delta))
         self._feed.publish_update(self.name, delta, row_id)
+
+    def _merged(self, deltas: list[bytes]) -> list[bytes]:
+        """A few updates, each merging a bounded run of `deltas` (merging grows
+        faster than linearly with the number of updates)."""
+        if len(deltas) == 1:
+            return deltas
+        runs = [deltas[i : i + _MAX_MERGED] for i in range(0, len(deltas), _MAX_MERGED)]
+        try:
+            with yrs_panics_as(RuntimeError):
+                return [run[0] if len(run) == 1 else merge_updates(*run) for run in runs]
+        except (ValueError, RuntimeError):  # yrs made them; still, store them as they are
+            logger.exception("doc=%s could not merge %d updates", self.name, len(deltas))
+            return deltas
 
     # -- lifecycle -----------------------------------------------------------
 

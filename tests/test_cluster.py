@@ -287,7 +287,8 @@ async def test_a_process_behind_the_trimmed_stream_catches_up(cluster, clients):
     await eventually(lambda: _same_text([author, reader]))
     b.process.send_signal(signal.SIGSTOP)  # type: ignore[union-attr]
     try:
-        await _write(author, "while-b-sleeps", 600, pause_s=0)
+        # Paced, so that they are many stream entries (what arrives in one tick is one).
+        await _write(author, "while-b-sleeps", 600)
         await eventually(author.is_saved, what="a committed them all")
     finally:
         b.process.send_signal(signal.SIGCONT)  # type: ignore[union-attr]
