@@ -36,15 +36,41 @@ export function readVarUint (bytes, pos) {
   }
 }
 
-/** (client, clock) of the first struct of a Yjs v1 update, or null (delete-only). */
-export function firstStructId (update) {
+/**
+ * Call `each(client, clock)` for every clock of every struct of a Yjs v1 update.
+ * A server may merge several edits into one update (collab merges what arrives
+ * in one tick), and adjacent edits of one client into one struct, so an update
+ * can carry many edits. One struct of length 1 - one edit, the common case -
+ * is read straight from the bytes; anything else is decoded with Yjs.
+ */
+export function forEachStructClock (update, each) {
   let [groups, pos] = readVarUint(update, 0)
-  if (groups === 0) return null
-  ;[, pos] = readVarUint(update, pos) // structs in the group
-  let client
+  if (groups === 0) return
+  let structs, client, clock
+  ;[structs, pos] = readVarUint(update, pos)
   ;[client, pos] = readVarUint(update, pos)
-  const [clock] = readVarUint(update, pos)
-  return [client, clock]
+  ;[clock, pos] = readVarUint(update, pos)
+  // One group, one struct: an Item (info byte with content ref 4 = string) of one
+  // UTF-16 unit is one edit. Other shapes fall through to the full decode.
+  if (groups === 1 && structs === 1 && isOneCharString(update, pos)) {
+    each(client, clock)
+    return
+  }
+  for (const struct of Y.decodeUpdate(update).structs) {
+    if (struct.constructor.name === 'Skip') continue
+    for (let k = 0; k < struct.length; k++) each(struct.id.client, struct.id.clock + k)
+  }
+}
+
+/** Whether the struct at `pos` is an Item holding a string of length 1. */
+function isOneCharString (update, pos) {
+  const info = update[pos++]
+  if ((info & 0x1f) !== 4) return false // content ref 4: ContentString
+  if (info & 0x80) [, pos] = readVarUint(update, readVarUint(update, pos)[1]) // origin id
+  if (info & 0x40) [, pos] = readVarUint(update, readVarUint(update, pos)[1]) // right origin id
+  if ((info & 0xc0) === 0) return false // no origins: parent info follows; not our edits' shape
+  const [chars] = readVarUint(update, pos)
+  return chars === 1
 }
 
 let nextClientId = 1
@@ -156,8 +182,8 @@ export class BenchClient {
       if (sub === SYNC_UPDATE && ctx.onUpdate) {
         const peek = decoding.clone(decoder)
         decoding.readVarUint(peek)
-        const id = firstStructId(decoding.readVarUint8Array(peek))
-        if (id !== null) ctx.onUpdate(this, id[0], id[1], now)
+        forEachStructClock(decoding.readVarUint8Array(peek), (client, clock) =>
+          ctx.onUpdate(this, client, clock, now))
       }
       if (sub === SYNC_UPDATE) {
         this.updatesIn++
