@@ -21,14 +21,16 @@ ALLOWED = {
     "auth": {"errors", "protocol"},
     "tokens": {"auth", "config"},
     "metrics": set(),
-    "peer": {"errors", "metrics", "protocol"},
+    "send_gate": set(),
+    "sync_reply": set(),
+    "peer": {"errors", "metrics", "protocol", "send_gate"},
     "writer": {"metrics", "store"},
     "cluster_feed": set(),
     "presence": {"cluster_feed", "errors", "peer", "protocol"},
     "ledger": set(),
     "room": {"cluster_feed", "content", "errors", "ledger", "peer", "presence", "protocol"}
     | {"restore"}
-    | {"store"},
+    | {"store", "sync_reply"},
     "loading": {"metrics", "room", "store", "writer"},
     "compaction": {"ledger", "loading", "metrics", "room", "store"},
     "registry": {"cluster_feed", "compaction", "errors", "loading", "metrics", "peer", "presence"}
@@ -48,7 +50,7 @@ ALLOWED = {
     "api_versions": {"api_auth", "content", "protocol", "runtime", "store"},
     "app": {"api_auth", "api_versions", "auth", "config", "content", "errors", "history"}
     | {"metrics", "peer", "protocol", "room", "runtime", "sql_store", "store", "tokens"}
-    | {"web_client"},
+    | {"send_gate", "web_client"},
     "web_client": {"protocol"},
     "snapshots_cli": {"api_versions", "config", "content", "errors", "runtime", "sql_store"},
     "token_cli": {"auth", "config", "tokens"},
