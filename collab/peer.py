@@ -239,6 +239,9 @@ class Peer:
                     # The wait can outlast y-websocket's 30 s liveness window, and the
                     # keep-alive timer only queues behind the message waiting here.
                     await self._write(KEEPALIVE_MESSAGE)
+            # y-websocket counts only complete messages as signs of life, so its 30 s
+            # window must cover the whole transfer of the big one: restart it now.
+            await self._write(KEEPALIVE_MESSAGE)
             await self._write(message)
             # uvicorn's send waits until the socket's buffer is below its high-water
             # mark before writing: once this small message is written, the big one

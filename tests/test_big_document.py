@@ -12,6 +12,10 @@ import websockets
 from pycrdt import Doc, create_sync_message
 from websockets.asyncio.client import ClientConnection
 
+from collab.errors import CloseCode
+from collab.metrics import Metrics
+from collab.peer import Peer, PeerLimits
+from collab.protocol import KEEPALIVE_MESSAGE, encode_update
 from collab.send_gate import BigSendGate
 from tests.helpers import RunningServer, eventually, run_server
 from tests.yclient import YClient
@@ -144,3 +148,32 @@ async def test_send_gate_grants_slots_in_request_order_and_never_more_than_it_ha
 async def test_send_gate_refuses_to_have_no_slot():
     with pytest.raises(ValueError):
         BigSendGate(slots=0)
+
+
+class RecordingTransport:
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    async def send_bytes(self, data: bytes) -> None:
+        self.sent.append(data)
+
+    async def close(self, code: int, reason: str) -> None:
+        pass
+
+
+async def test_a_big_message_is_sent_between_keep_alives_and_a_small_one_alone():
+    # Before: y-websocket's liveness window restarts as the transfer begins. After:
+    # its send returns only once the big one has drained (the gate's signal).
+    transport, gate = RecordingTransport(), BigSendGate(slots=1, min_bytes=MIB)
+    peer = Peer(transport, "big", PeerLimits(), Metrics(), gate=gate)
+    writer = asyncio.create_task(peer.run_writer())
+    big, small = b"\x00\x01" + b"x" * MIB, encode_update(b"\x00\x00")
+    peer.send(big)
+    peer.send(small)
+    try:
+        await eventually(lambda: len(transport.sent) == 4)
+        assert transport.sent == [KEEPALIVE_MESSAGE, big, KEEPALIVE_MESSAGE, small]
+        assert gate.request().done()  # the slot was given back
+    finally:
+        peer.close(CloseCode.NORMAL, "")
+        await writer
