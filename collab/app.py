@@ -64,6 +64,7 @@ from collab.protocol import (
 )
 from collab.room import Room
 from collab.runtime import Runtime, open_runtime
+from collab.send_gate import BigSendGate
 from collab.sql_store import redact_url
 from collab.store import DocumentInfo
 from collab.tokens import build_access_policy
@@ -172,6 +173,8 @@ def create_app(settings: Settings) -> FastAPI:
                 rate_per_s=settings.rate_limit_per_s,
                 rate_burst=settings.rate_limit_burst,
             )
+            # One for the whole server: it bounds the copies of big messages in flight.
+            app.state.send_gate = BigSendGate()
             logger.info(
                 "collab %s ready; database %s", __version__, redact_url(settings.database_url)
             )
@@ -326,6 +329,7 @@ def create_app(settings: Settings) -> FastAPI:
             name,
             websocket.app.state.runtime,
             websocket.app.state.peer_limits,
+            websocket.app.state.send_gate,
             is_read_only=grant.is_read_only,
         )
 
@@ -334,9 +338,22 @@ def create_app(settings: Settings) -> FastAPI:
 
 
 async def _serve_peer(
-    websocket: WebSocket, name: str, svc: Runtime, limits: PeerLimits, *, is_read_only: bool
+    websocket: WebSocket,
+    name: str,
+    svc: Runtime,
+    limits: PeerLimits,
+    gate: BigSendGate,
+    *,
+    is_read_only: bool,
 ) -> None:
-    peer = Peer(WebSocketTransport(websocket), name, limits, svc.metrics, is_read_only=is_read_only)
+    peer = Peer(
+        WebSocketTransport(websocket),
+        name,
+        limits,
+        svc.metrics,
+        is_read_only=is_read_only,
+        gate=gate,
+    )
     svc.metrics.connections_opened.inc()
     try:
         room = await svc.registry.join(name, peer)

@@ -8,6 +8,11 @@ dropping its queue loses nothing; the others never wait for it.
 Lifecycle: OPEN --close()--> CLOSING --(transport closed)--> CLOSED. `close()` is
 idempotent; the first code and reason win.
 
+A message of at least the gate's `min_bytes` (a big document's initial sync)
+waits for a slot of the server-wide `BigSendGate` before it is handed to the
+transport, so twenty joiners of a 50 MB document do not each hold a serialized
+copy at once. While it waits, the writer keeps its client alive.
+
 Inbound limits that belong to one connection live here too: a token bucket for
 its message rate, and the time it last sent anything (the janitor closes
 connections idle past the limit).
@@ -16,6 +21,7 @@ connections idle past the limit).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import time
@@ -27,6 +33,7 @@ from typing import Protocol
 from collab.errors import CloseCode, RateLimited
 from collab.metrics import Metrics
 from collab.protocol import KEEPALIVE_MESSAGE
+from collab.send_gate import BigSendGate
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +95,7 @@ class Peer:
         metrics: Metrics,
         *,
         is_read_only: bool = False,
+        gate: BigSendGate | None = None,
     ) -> None:
         self.id = next(_peer_ids)
         self.document = document
@@ -102,6 +110,7 @@ class Peer:
         self._transport = transport
         self._limits = limits
         self._metrics = metrics
+        self._gate = gate
         self._bucket = (
             TokenBucket(limits.rate_per_s, limits.rate_burst, self.last_received)
             if limits.rate_per_s > 0
@@ -166,7 +175,8 @@ class Peer:
         self._queued_bytes = 0
         self._wakeup.set()
         if self._is_sending and self._writer is not None:
-            # The writer is parked on a backed-up socket; it would never see the request.
+            # The writer is parked on a backed-up socket or on the send gate; it
+            # would never see the request.
             self._writer.cancel()
 
     async def run_writer(self) -> None:
@@ -186,7 +196,10 @@ class Peer:
                     continue
                 message = self._outbox.popleft()
                 self._queued_bytes -= len(message)
-                await self._send(message)
+                if self._gate is not None and self._gate.is_big(message):
+                    await self._send_big(message, self._gate)
+                else:
+                    await self._send(message)
         finally:
             self._keepalive.cancel()
 
@@ -209,11 +222,45 @@ class Peer:
         return self._limits.keepalive_interval_s / 2
 
     async def _send(self, message: bytes) -> None:
+        # The hot path: straight to the transport (no extra coroutine layer).
         self._is_sending = True
         try:
             await self._transport.send_bytes(message)
         finally:
             self._is_sending = False
+        self._note_sent(message)
+
+    async def _send_big(self, message: bytes, gate: BigSendGate) -> None:
+        """Send `message` holding one of the gate's slots until it has drained."""
+        self._is_sending = True
+        grant = gate.request()
+        try:
+            while not grant.done():
+                await asyncio.wait((grant,), timeout=self._limits.keepalive_interval_s)
+                if not grant.done():
+                    # The wait can outlast y-websocket's 30 s liveness window, and the
+                    # keep-alive timer only queues behind the message waiting here.
+                    await self._write(KEEPALIVE_MESSAGE)
+            # y-websocket counts only complete messages as signs of life, so its 30 s
+            # window must cover the whole transfer of the big one: restart it now.
+            await self._write(KEEPALIVE_MESSAGE)
+            await self._write(message)
+            # uvicorn's send waits until the socket's buffer is below its high-water
+            # mark before writing: once this small message is written, the big one
+            # has drained, and its copy is gone. A client that does not read gives
+            # the slot back after drain_timeout_s all the same.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(gate.drain_timeout_s):
+                    await self._write(KEEPALIVE_MESSAGE)
+        finally:
+            gate.give_back(grant)
+            self._is_sending = False
+
+    async def _write(self, message: bytes) -> None:
+        await self._transport.send_bytes(message)
+        self._note_sent(message)
+
+    def _note_sent(self, message: bytes) -> None:
         self._sent += 1
         self._metrics.sent.count(message)
 

@@ -84,6 +84,7 @@ from collab.protocol import (
 )
 from collab.restore import restore_doc
 from collab.store import AppendUpdate, SaveSnapshot, SnapshotKind, WriteOp
+from collab.sync_reply import SyncReplyCache
 
 logger = logging.getLogger(__name__)
 
@@ -170,6 +171,7 @@ class Room:
             max_bytes=self._limits.max_awareness_bytes,
         )
         self.awareness = self.presence.awareness
+        self.sync_replies = SyncReplyCache()  # joiners of a big document share one step 2
         self._doc_subscription = doc.observe(self._on_transaction)
 
     def __repr__(self) -> str:
@@ -249,7 +251,7 @@ class Room:
         self.submit_edits()  # the reply may hold them: they must be on their way to disk
         try:
             with yrs_panics_as(InvalidUpdate):
-                reply = encode_sync_step2(self.doc.get_update(state_vector))
+                reply = self.sync_replies.reply(state_vector, self._encode_step2)
         except ValueError as exc:
             raise InvalidUpdate(f"invalid state vector: {exc}") from exc
         if not self._sink.pending_for(self.name):
@@ -262,6 +264,9 @@ class Room:
         # The reply may contain updates that are not durable yet: it waits for them.
         peer.has_deferred_reply = True
         self._sink.submit(None).add_done_callback(partial(_send_if_committed, peer, reply))
+
+    def _encode_step2(self, state_vector: bytes) -> bytes:
+        return encode_sync_step2(self.doc.get_update(state_vector))
 
     def apply_update(self, update: bytes) -> bool:
         """Merge a Yjs update; whatever it changes is stored, then relayed.
@@ -326,6 +331,7 @@ class Room:
     def _on_transaction(self, event: TransactionEvent) -> None:
         # Must not raise: pycrdt turns an observer's exception into an error of the
         # operation that changed the Doc.
+        self.sync_replies.invalidate()
         delta: bytes = event.update
         if delta == _EMPTY_UPDATE or self.is_closed:
             return
@@ -438,6 +444,7 @@ class Room:
         self.close_peers(code, reason)
         self.is_closed = True
         self.doc.unobserve(self._doc_subscription)
+        self.sync_replies.invalidate()
 
 
 def _send_if_committed(peer: Peer, message: bytes, barrier: asyncio.Future[int | None]) -> None:

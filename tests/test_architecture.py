@@ -21,7 +21,9 @@ ALLOWED = {
     "auth": {"errors", "protocol"},
     "tokens": {"auth", "config"},
     "metrics": set(),
-    "peer": {"errors", "metrics", "protocol"},
+    "send_gate": set(),
+    "sync_reply": set(),
+    "peer": {"errors", "metrics", "protocol", "send_gate"},
     "writer": {"metrics", "store"},
     "cluster_feed": set(),
     "end_of_tick": set(),
@@ -29,7 +31,7 @@ ALLOWED = {
     "ledger": set(),
     "room": {"cluster_feed", "content", "errors", "ledger", "peer", "presence", "protocol"}
     | {"end_of_tick", "restore"}
-    | {"store"},
+    | {"store", "sync_reply"},
     "loading": {"metrics", "room", "store", "writer"},
     "compaction": {"ledger", "loading", "metrics", "room", "store"},
     "registry": {"cluster_feed", "compaction", "errors", "loading", "metrics", "peer", "presence"}
@@ -50,7 +52,7 @@ ALLOWED = {
     "api_versions": {"api_auth", "content", "protocol", "runtime", "store"},
     "app": {"api_auth", "api_versions", "auth", "config", "content", "errors", "history"}
     | {"metrics", "peer", "protocol", "room", "runtime", "sql_store", "store", "tokens"}
-    | {"web_client"},
+    | {"send_gate", "web_client"},
     "web_client": {"protocol"},
     "snapshots_cli": {"api_versions", "config", "content", "errors", "runtime", "sql_store"},
     "token_cli": {"auth", "config", "tokens"},
