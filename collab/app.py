@@ -4,8 +4,9 @@ The only module that imports FastAPI/Starlette. Everything is built in
 `create_app(settings)`; there is no module-level state.
 
 Connection discipline for /ws/{document}: accept -> validate the name -> join
-the room -> one receive loop and one writer task per connection -> whichever
-ends first ends the connection -> leave the room and close in `finally`.
+the room -> one receive loop (in the endpoint's task) and one writer task per
+connection -> whichever ends first ends the connection -> leave the room and
+close in `finally`.
 """
 
 from __future__ import annotations
@@ -331,25 +332,24 @@ async def _serve_peer(
         len(room.peers),
     )
     writer = asyncio.create_task(peer.run_writer(), name=f"peer {peer.id} writer")
-    reader = asyncio.create_task(_receive_loop(websocket, peer, room, svc), name=f"peer {peer.id}")
     try:
-        await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
+        await _receive_until_writer_ends(websocket, peer, room, svc, writer)
+    except (WebSocketDisconnect, OSError):
+        peer.state = PeerState.CLOSED  # the socket went away under us
+    except Exception:  # task boundary: this client is closed; the others are untouched
+        logger.exception("doc=%s peer=%d receive loop failed", name, peer.id)
+        peer.close(CloseCode.INTERNAL_ERROR, "internal error")
     finally:
         svc.registry.leave(room, peer)
-        for task in (writer, reader):
-            task.cancel()
-        for task, result in zip(
-            (writer, reader),
-            await asyncio.gather(writer, reader, return_exceptions=True),
-            strict=True,
-        ):
-            if isinstance(result, WebSocketDisconnect | OSError):
-                peer.state = PeerState.CLOSED  # the socket went away under a send
-            elif isinstance(result, Exception):
-                logger.error(
-                    "doc=%s peer=%d %s failed", name, peer.id, task.get_name(), exc_info=result
-                )
-                peer.close(CloseCode.INTERNAL_ERROR, "internal error")
+        writer.cancel()
+        (result,) = await asyncio.gather(writer, return_exceptions=True)
+        if isinstance(result, WebSocketDisconnect | OSError):
+            peer.state = PeerState.CLOSED  # the socket went away under a send
+        elif isinstance(result, Exception):
+            logger.error(
+                "doc=%s peer=%d %s failed", name, peer.id, writer.get_name(), exc_info=result
+            )
+            peer.close(CloseCode.INTERNAL_ERROR, "internal error")
         await _finish(peer, svc)
         logger.info(
             "doc=%s peer=%d disconnected (code %s%s)",
@@ -358,6 +358,35 @@ async def _serve_peer(
             int(peer.close_code) if peer.close_code else "-",
             f", {peer.close_reason}" if peer.close_reason else "",
         )
+
+
+async def _receive_until_writer_ends(
+    websocket: WebSocket, peer: Peer, room: Room, svc: Runtime, writer: asyncio.Task[None]
+) -> None:
+    """Run the receive loop in the endpoint's own task until it or `writer` ends.
+
+    Not a task of its own: an idle connection then costs two tasks (this one,
+    which uvicorn runs anyway, and the writer), not three plus an `asyncio.wait`.
+    Whichever ends first still ends the connection: when the writer ends first
+    (the peer was closed, or a send failed) it moves the read's deadline to now,
+    which cancels the pending `receive()`; the caller then cleans up.
+    """
+    is_reading = True
+
+    def end_read(_writer: asyncio.Task[None]) -> None:
+        if is_reading:  # the callback can run after the block below has exited
+            read_deadline.reschedule(0)  # in the past: expires at once
+
+    try:
+        async with asyncio.timeout(None) as read_deadline:
+            writer.add_done_callback(end_read)
+            await _receive_loop(websocket, peer, room, svc)
+    except TimeoutError:
+        if not read_deadline.expired():
+            raise  # not ours: a failure of the loop itself
+    finally:
+        is_reading = False
+        writer.remove_done_callback(end_read)
 
 
 async def _finish(peer: Peer, svc: Runtime) -> None:
