@@ -34,6 +34,7 @@ from collab.api_auth import (
     log_refusal,
     refuse_request,
 )
+from collab.api_sockets import SocketRoute
 from collab.api_versions import (
     AUTH_ERRORS,
     NOT_FOUND,
@@ -274,9 +275,6 @@ def create_app(settings: Settings) -> FastAPI:
             raise DocumentNotFound(name)  # one 404 shape: the handler above
         return Response(status_code=204)
 
-    # `:path` so that a name with "/" reaches the validator and gets a close code,
-    # not a bare handshake refusal.
-    @app.websocket("/ws/{name:path}")
     async def websocket_endpoint(websocket: WebSocket, name: str) -> None:
         # Accept first, so a refusal carries a close code and reason the client can read.
         await websocket.accept()
@@ -303,6 +301,9 @@ def create_app(settings: Settings) -> FastAPI:
             is_read_only=grant.is_read_only,
         )
 
+    # Every name after the prefix, "/" included, reaches the validator and gets a
+    # close code, not a bare handshake refusal. Not `@app.websocket`: see api_sockets.
+    app.add_middleware(SocketRoute, prefix="/ws/", endpoint=websocket_endpoint)
     add_web_client(app, settings.web_dir / "dist")
     return app
 
