@@ -4,8 +4,9 @@ The only module that imports FastAPI/Starlette. Everything is built in
 `create_app(settings)`; there is no module-level state.
 
 Connection discipline for /ws/{document}: accept -> validate the name -> join
-the room -> one receive loop and one writer task per connection -> whichever
-ends first ends the connection -> leave the room and close in `finally`.
+the room -> one receive loop (in the endpoint's task) and one writer task per
+connection -> whichever ends first ends the connection -> leave the room and
+close in `finally`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any, Literal
 from fastapi import FastAPI, Request, Response, WebSocket
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Send
 from starlette.websockets import WebSocketDisconnect
 
 from collab import __version__
@@ -34,6 +35,7 @@ from collab.api_auth import (
     log_refusal,
     refuse_request,
 )
+from collab.api_sockets import SERVER_SEND, SocketRoute
 from collab.api_versions import (
     AUTH_ERRORS,
     NOT_FOUND,
@@ -75,36 +77,17 @@ logger = logging.getLogger(__name__)
 _MAX_CLOSE_REASON_BYTES = 123  # RFC 6455 5.5: a control frame payload is at most 125 bytes
 
 
-# Where KeepServerSend leaves the server's own ASGI `send` in a WebSocket's scope.
-_SERVER_SEND = "collab.server_send"
-
-
-class KeepServerSend:
-    """ASGI middleware: keeps the server's own `send` of each WebSocket connection
-    in its scope, for `WebSocketTransport`.
-
-    Why: Starlette wraps `send` in layers (state checks, exception handling) that
-    cost a coroutine call each per frame; relaying an update to N peers is N frames,
-    and these layers were a fifth of the time of a send. Installed outermost, so
-    what it keeps is exactly what uvicorn passed in."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket":
-            scope[_SERVER_SEND] = send
-        await self.app(scope, receive, send)
-
-
 class WebSocketTransport:
-    """Adapts Starlette's WebSocket to the `Transport` a `Peer` needs; data frames
-    go straight to the server's `send` (see KeepServerSend), which raises OSError
-    once the client is gone."""
+    """Adapts Starlette's WebSocket to the `Transport` a `Peer` needs.
+
+    Data frames go straight to the server's own `send` (kept in the scope by
+    `SocketRoute`), which raises OSError once the client is gone: Starlette's
+    `send_bytes` adds a state check and a coroutine layer per frame, and relaying
+    an update to N peers is N frames."""
 
     def __init__(self, websocket: WebSocket) -> None:
         self._websocket = websocket
-        self._send: Send = websocket.scope.get(_SERVER_SEND) or websocket.send
+        self._send: Send = websocket.scope.get(SERVER_SEND) or websocket.send
 
     async def send_bytes(self, data: bytes) -> None:
         await self._send({"type": "websocket.send", "bytes": data})
@@ -197,7 +180,6 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.access = access
     install_cors(app, access)
-    app.add_middleware(KeepServerSend)  # added last = outermost of the middleware
     app.add_exception_handler(AuthError, refuse_request)
 
     runtime = runtime_of
@@ -303,9 +285,6 @@ def create_app(settings: Settings) -> FastAPI:
             raise DocumentNotFound(name)  # one 404 shape: the handler above
         return Response(status_code=204)
 
-    # `:path` so that a name with "/" reaches the validator and gets a close code,
-    # not a bare handshake refusal.
-    @app.websocket("/ws/{name:path}")
     async def websocket_endpoint(websocket: WebSocket, name: str) -> None:
         # Accept first, so a refusal carries a close code and reason the client can read.
         await websocket.accept()
@@ -333,6 +312,9 @@ def create_app(settings: Settings) -> FastAPI:
             is_read_only=grant.is_read_only,
         )
 
+    # Every name after the prefix, "/" included, reaches the validator and gets a
+    # close code, not a bare handshake refusal. Not `@app.websocket`: see api_sockets.
+    app.add_middleware(SocketRoute, prefix="/ws/", endpoint=websocket_endpoint)
     add_web_client(app, settings.web_dir / "dist")
     return app
 
@@ -375,25 +357,24 @@ async def _serve_peer(
         len(room.peers),
     )
     writer = asyncio.create_task(peer.run_writer(), name=f"peer {peer.id} writer")
-    reader = asyncio.create_task(_receive_loop(websocket, peer, room, svc), name=f"peer {peer.id}")
     try:
-        await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
+        await _receive_until_writer_ends(websocket, peer, room, svc, writer)
+    except (WebSocketDisconnect, OSError):
+        peer.state = PeerState.CLOSED  # the socket went away under us
+    except Exception:  # task boundary: this client is closed; the others are untouched
+        logger.exception("doc=%s peer=%d receive loop failed", name, peer.id)
+        peer.close(CloseCode.INTERNAL_ERROR, "internal error")
     finally:
         svc.registry.leave(room, peer)
-        for task in (writer, reader):
-            task.cancel()
-        for task, result in zip(
-            (writer, reader),
-            await asyncio.gather(writer, reader, return_exceptions=True),
-            strict=True,
-        ):
-            if isinstance(result, WebSocketDisconnect | OSError):
-                peer.state = PeerState.CLOSED  # the socket went away under a send
-            elif isinstance(result, Exception):
-                logger.error(
-                    "doc=%s peer=%d %s failed", name, peer.id, task.get_name(), exc_info=result
-                )
-                peer.close(CloseCode.INTERNAL_ERROR, "internal error")
+        writer.cancel()
+        (result,) = await asyncio.gather(writer, return_exceptions=True)
+        if isinstance(result, WebSocketDisconnect | OSError):
+            peer.state = PeerState.CLOSED  # the socket went away under a send
+        elif isinstance(result, Exception):
+            logger.error(
+                "doc=%s peer=%d %s failed", name, peer.id, writer.get_name(), exc_info=result
+            )
+            peer.close(CloseCode.INTERNAL_ERROR, "internal error")
         await _finish(peer, svc)
         logger.info(
             "doc=%s peer=%d disconnected (code %s%s)",
@@ -402,6 +383,35 @@ async def _serve_peer(
             int(peer.close_code) if peer.close_code else "-",
             f", {peer.close_reason}" if peer.close_reason else "",
         )
+
+
+async def _receive_until_writer_ends(
+    websocket: WebSocket, peer: Peer, room: Room, svc: Runtime, writer: asyncio.Task[None]
+) -> None:
+    """Run the receive loop in the endpoint's own task until it or `writer` ends.
+
+    Not a task of its own: an idle connection then costs two tasks (this one,
+    which uvicorn runs anyway, and the writer), not three plus an `asyncio.wait`.
+    Whichever ends first still ends the connection: when the writer ends first
+    (the peer was closed, or a send failed) it moves the read's deadline to now,
+    which cancels the pending `receive()`; the caller then cleans up.
+    """
+    is_reading = True
+
+    def end_read(_writer: asyncio.Task[None]) -> None:
+        if is_reading:  # the callback can run after the block below has exited
+            read_deadline.reschedule(0)  # in the past: expires at once
+
+    try:
+        async with asyncio.timeout(None) as read_deadline:
+            writer.add_done_callback(end_read)
+            await _receive_loop(websocket, peer, room, svc)
+    except TimeoutError:
+        if not read_deadline.expired():
+            raise  # not ours: a failure of the loop itself
+    finally:
+        is_reading = False
+        writer.remove_done_callback(end_read)
 
 
 async def _finish(peer: Peer, svc: Runtime) -> None:
