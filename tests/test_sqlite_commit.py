@@ -69,17 +69,17 @@ async def test_inline_commits_are_checkpointed_off_the_loop(settings):
     store, writes = await _open(settings.database_url)
     wal = _path(settings.database_url).with_name(_path(settings.database_url).name + "-wal")
     try:
-        for _ in range(3000):
+        for _ in range(5000):
             await store.commit([AppendUpdate("doc", _UPDATE)])
-        # Every 256th batch went to the thread, which checkpointed after it: without
-        # that the WAL would hold every commit's pages (~38 MB here).
-        assert writes.thread_commits == 3000 // 257
-        assert wal.stat().st_size < 8 * 1024 * 1024
+        # Every 1001st batch went to the thread, which checkpointed after it: without
+        # that the WAL would hold every commit's pages (~64 MB here, ~13 MB with).
+        assert writes.thread_commits == 5000 // 1001
+        assert wal.stat().st_size < 20 * 1024 * 1024
     finally:
         await store.close()
     info_store, _ = await _open(settings.database_url)
     try:
         info = await info_store.document_info("doc")
-        assert info is not None and info.log_entries == 3000
+        assert info is not None and info.log_entries == 5000
     finally:
         await info_store.close()
