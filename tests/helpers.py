@@ -203,3 +203,16 @@ async def run_collab(*args: str, env: Mapping[str, str] | None = None) -> tuple[
     out, err = await asyncio.wait_for(process.communicate(), TIMEOUT_S * 3)
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
+
+
+class RecordingTransport:
+    """A peer's transport that keeps what is sent (tests of peers without sockets)."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    async def send_bytes(self, data: bytes) -> None:
+        self.sent.append(data)
+
+    async def close(self, code: int, reason: str) -> None:
+        pass

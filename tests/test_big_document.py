@@ -17,7 +17,7 @@ from collab.metrics import Metrics
 from collab.peer import Peer, PeerLimits
 from collab.protocol import KEEPALIVE_MESSAGE, encode_update
 from collab.send_gate import BigSendGate
-from tests.helpers import RunningServer, eventually, run_server
+from tests.helpers import RecordingTransport, RunningServer, eventually, run_server
 from tests.yclient import YClient
 
 MIB = 1 << 20
@@ -148,17 +148,6 @@ async def test_send_gate_grants_slots_in_request_order_and_never_more_than_it_ha
 async def test_send_gate_refuses_to_have_no_slot():
     with pytest.raises(ValueError):
         BigSendGate(slots=0)
-
-
-class RecordingTransport:
-    def __init__(self) -> None:
-        self.sent: list[bytes] = []
-
-    async def send_bytes(self, data: bytes) -> None:
-        self.sent.append(data)
-
-    async def close(self, code: int, reason: str) -> None:
-        pass
 
 
 async def test_a_big_message_is_sent_between_keep_alives_and_a_small_one_alone():

@@ -17,7 +17,7 @@ from collab.protocol import (
 )
 from collab.room import Room
 from collab.store import AppendUpdate, WriteOp
-from tests.helpers import text_edits
+from tests.helpers import RecordingTransport, text_edits
 
 
 class RecordingSink:
@@ -48,17 +48,6 @@ class RecordingFeed:
 
     def publish_awareness(self, document: str, payload: bytes) -> None:
         self.awareness.append(payload)
-
-
-class RecordingTransport:
-    def __init__(self) -> None:
-        self.sent: list[bytes] = []
-
-    async def send_bytes(self, data: bytes) -> None:
-        self.sent.append(data)
-
-    async def close(self, code: int, reason: str) -> None:
-        pass
 
 
 def _room() -> tuple[Room, RecordingSink, RecordingFeed, Peer]:
