@@ -56,7 +56,7 @@ class SqliteCommitter(Generic[Result]):
         *,
         is_inline_allowed: bool = True,
         inline_max_bytes: int = 64 * 1024,
-        checkpoint_every: int = 1000,
+        checkpoint_every: int = 256,
     ) -> None:
         self._engine = engine
         self._run = run

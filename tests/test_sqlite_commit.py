@@ -71,10 +71,10 @@ async def test_inline_commits_are_checkpointed_off_the_loop(settings):
     try:
         for _ in range(5000):
             await store.commit([AppendUpdate("doc", _UPDATE)])
-        # Every 1001st batch went to the thread, which checkpointed after it: without
-        # that the WAL would hold every commit's pages (~64 MB here, ~13 MB with).
-        assert writes.thread_commits == 5000 // 1001
-        assert wal.stat().st_size < 20 * 1024 * 1024
+        # Every 257th batch went to the thread, which checkpointed after it: without
+        # that the WAL would hold every commit's pages (~64 MB here, ~3 MB with).
+        assert writes.thread_commits == 5000 // 257
+        assert wal.stat().st_size < 8 * 1024 * 1024
     finally:
         await store.close()
     info_store, _ = await _open(settings.database_url)
