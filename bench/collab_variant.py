@@ -16,7 +16,7 @@ from typing import Any
 
 import uvicorn
 
-from collab import cli
+from collab.cli import main as cli
 
 
 def main() -> int:

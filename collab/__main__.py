@@ -2,6 +2,6 @@
 
 import sys
 
-from collab.cli import main
+from collab.cli.main import main
 
 sys.exit(main())

@@ -5,7 +5,7 @@ no server running, so both share one way to build and shut down the stack:
 store -> writer -> registry -> history, plus their background tasks (janitor,
 retention, and - for a server - the lease that tells offline tools it is there).
 A server with a Redis URL is one process of a cluster: it also runs the Redis
-bus (collab.redis_bus) and what applies the others' messages (collab.cluster).
+bus (collab.cluster.redis_bus) and what applies the others' messages (collab.cluster.sync).
 
 Shutdown order matters: rooms are closed and snapshotted first, then the writer
 drains every pending write (whose relays still reach the bus), then the bus
@@ -30,17 +30,17 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from collab.cluster import ClusterSync
+from collab.cluster.redis_bus import BusSettings, RedisBus
+from collab.cluster.sync import ClusterSync
 from collab.config import Settings
-from collab.history import VersionHistory
+from collab.history.retention import RetentionPolicy
+from collab.history.versions import VersionHistory
 from collab.metrics import Metrics
-from collab.redis_bus import BusSettings, RedisBus
-from collab.registry import LifecyclePolicy, RoomRegistry
-from collab.retention import RetentionPolicy
-from collab.room import RoomLimits
-from collab.sql_store import SqlStore
-from collab.store import ServerLease
-from collab.writer import UpdateWriter
+from collab.rooms.registry import LifecyclePolicy, RoomRegistry
+from collab.rooms.room import RoomLimits
+from collab.storage.sql_store import SqlStore
+from collab.storage.store import ServerLease
+from collab.storage.writer import UpdateWriter
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ import uvicorn
 from fastapi import FastAPI
 from pycrdt import Doc, Text
 
-from collab.cli import uvicorn_config
+from collab.cli.main import uvicorn_config
 from collab.config import Settings
 
 TIMEOUT_S = 10.0 * float(os.environ.get("COLLAB_TEST_TIMEOUT_SCALE", "1"))

@@ -1,4 +1,8 @@
-"""Imports flow one way (see README, Architecture); this keeps them so."""
+"""Imports flow one way (docs/architecture.md, ../shared/STYLE.md); this keeps them so.
+
+Every part of `collab` has a rank. A module may import from a lower rank, or
+from its own package; never sideways, never up.
+"""
 
 from __future__ import annotations
 
@@ -7,74 +11,34 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "collab"
 
-# module -> collab modules it may import
-ALLOWED = {
-    "errors": set(),
-    "protocol": {"errors"},
-    "store": set(),
-    "content": set(),
-    "textdiff": set(),
-    "restore": {"content", "restore_text"},
-    "restore_text": {"textdiff"},
-    "retention": {"store"},
-    "config": set(),
-    "auth": {"errors", "protocol"},
-    "tokens": {"auth", "config"},
-    "metrics": set(),
-    "send_gate": set(),
-    "sync_reply": set(),
-    "peer": {"errors", "metrics", "protocol", "send_gate"},
-    "writer": {"metrics", "store"},
-    "cluster_feed": set(),
-    "end_of_tick": set(),
-    "presence": {"cluster_feed", "end_of_tick", "errors", "peer", "protocol"},
-    "ledger": set(),
-    "room": {"cluster_feed", "content", "errors", "ledger", "peer", "presence", "protocol"}
-    | {"end_of_tick", "restore"}
-    | {"store", "sync_reply"},
-    "loading": {"metrics", "room", "store", "writer"},
-    "compaction": {"ledger", "loading", "metrics", "room", "store"},
-    "registry": {"cluster_feed", "compaction", "errors", "loading", "metrics", "peer", "presence"}
-    | {"protocol", "room", "store", "writer"},
-    "history": {"content", "errors", "registry", "retention", "store", "textdiff", "writer"},
-    "sql_schema": {"store"},
-    "migrate": set(),
-    "sql_writes": {"sql_schema", "store"},
-    "sqlite_commit": {"store"},
-    "sql_store": {"migrate", "sql_schema", "sql_writes", "sqlite_commit", "store"},
-    "redis_liveness": set(),
-    "redis_publisher": set(),
-    "redis_bus": {"redis_liveness", "redis_publisher"},
-    "cluster": {"cluster_feed", "metrics", "registry"},
-    "runtime": {"config", "history", "metrics", "registry", "retention", "room", "sql_store"}
-    | {"store", "writer", "cluster", "redis_bus"},
-    "api_auth": {"auth", "metrics"},
-    "api_versions": {"api_auth", "content", "protocol", "runtime", "store"},
-    "api_sockets": set(),
-    "app": {"api_auth", "api_sockets", "api_versions", "auth", "config", "content", "errors"}
-    | {"history", "metrics", "peer", "protocol", "room", "runtime", "sql_store", "store"}
-    | {"send_gate", "tokens", "web_client"},
-    "web_client": {"protocol"},
-    "snapshots_cli": {"api_versions", "config", "content", "errors", "runtime", "sql_store"},
-    "token_cli": {"auth", "config", "tokens"},
-    "logs": set(),
-    "db_cli": {"config", "sql_store"},
-    "cli": {"app", "config", "db_cli", "logs", "snapshots_cli", "sql_store", "token_cli"}
-    | {"tokens"},
-    "__main__": {"cli"},
-    "__init__": set(),
-}
-# third-party packages only one layer may use
+RANKS = {
+    "config": 0, "errors": 0, "logs": 0, "metrics": 0, "content": 0,
+    "protocol": 1,
+    "storage": 2, "auth": 2,
+    "rooms": 3,
+    "cluster": 4, "history": 4,
+    "runtime": 5,
+    "api": 6,
+    "cli": 7,
+    "__main__": 8,
+}  # fmt: skip
+# third-party packages only one part may use
 EXCLUSIVE = {
-    "fastapi": {"app", "api_auth", "api_versions", "web_client"},
-    "starlette": {"app", "api_auth", "api_sockets", "api_versions", "web_client"},
-    "jwt": {"tokens"},
-    "cryptography": {"tokens"},
-    "sqlalchemy": {"sql_schema", "sql_store", "sql_writes", "sqlite_commit", "migrate"},
-    "alembic": {"migrate"},
-    "redis": {"redis_bus", "redis_liveness", "redis_publisher"},
+    "fastapi": {"api"},
+    "starlette": {"api"},
     "uvicorn": {"cli"},
+    "jwt": {"auth"},
+    "cryptography": {"auth"},
+    "sqlalchemy": {"storage"},
+    "alembic": {"storage"},
+    "redis": {"cluster"},
 }
+
+
+def _part(path: Path) -> str:
+    """The first name below collab/: a root module's stem or a subpackage's name."""
+    relative = path.relative_to(PACKAGE)
+    return relative.parts[0] if len(relative.parts) > 1 else relative.stem
 
 
 def _imports(path: Path) -> set[str]:
@@ -84,32 +48,43 @@ def _imports(path: Path) -> set[str]:
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
             names.add(node.module)
+            if node.module == "collab":  # `from collab import x`
+                names.update(f"collab.{alias.name}" for alias in node.names)
     return names
 
 
-def test_every_module_is_known():
-    assert {p.stem for p in PACKAGE.glob("*.py")} == set(ALLOWED)
+def _modules() -> list[Path]:
+    return [p for p in PACKAGE.rglob("*.py") if p != PACKAGE / "__init__.py"]
+
+
+def test_every_part_has_a_rank():
+    assert {_part(p) for p in _modules()} == set(RANKS)
 
 
 def test_imports_point_downward():
-    for path in PACKAGE.glob("*.py"):
-        module = path.stem
+    for path in _modules():
+        part = _part(path)
         imported = _imports(path)
-        internal = {n.split(".")[1] for n in imported if n.startswith("collab.")}
-        internal |= {"__init__"} & {n for n in imported if n == "collab"}
-        assert internal <= ALLOWED[module] | {"__init__"}, f"{module} imports {internal}"
+        for name in imported:
+            if not name.startswith("collab."):
+                continue
+            target = name.split(".")[1]
+            if target == "__version__":
+                continue
+            assert target == part or RANKS[target] < RANKS[part], f"{path}: {part} imports {name}"
         for package, owners in EXCLUSIVE.items():
             if any(n == package or n.startswith(package + ".") for n in imported):
-                assert module in owners, f"{module} must not import {package}"
+                assert part in owners, f"{path} must not import {package}"
 
 
-def test_migrations_only_use_the_storage_layer():
-    """collab/migrations/ is storage: SQLAlchemy, Alembic and the schema, nothing above."""
-    for path in (PACKAGE / "migrations").rglob("*.py"):
+def test_migrations_only_use_the_schema():
+    """Revision scripts are frozen history: they may read the schema, nothing above."""
+    for path in (PACKAGE / "storage" / "migrations").rglob("*.py"):
         internal = {n for n in _imports(path) if n.startswith("collab")}
-        assert internal <= {"collab.sql_schema"}, f"{path.name} imports {internal}"
+        assert internal <= {"collab.storage.sql_schema"}, f"{path.name} imports {internal}"
 
 
 def test_protocol_layer_is_sans_io():
-    imported = _imports(PACKAGE / "protocol.py")
-    assert not {"asyncio", "socket", "fastapi", "starlette", "websockets"} & imported
+    for path in (PACKAGE / "protocol").glob("*.py"):
+        imported = _imports(path)
+        assert not {"asyncio", "socket", "fastapi", "starlette", "websockets"} & imported

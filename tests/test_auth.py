@@ -16,10 +16,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from pycrdt import Text
 
-from collab.auth import Role
+from collab.auth.policy import Role
+from collab.auth.tokens import issue_token
 from collab.config import Settings
-from collab.protocol import AuthMessage, decode_message
-from collab.tokens import issue_token
+from collab.protocol.codec import AuthMessage, decode_message
 from tests.helpers import (
     TIMEOUT_S,
     RunningServer,

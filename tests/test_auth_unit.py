@@ -20,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pycrdt import Awareness, Doc, Text
 
-from collab.auth import (
+from collab.auth.policy import (
     OPEN_GRANT,
     AccessPolicy,
     AuthConfigError,
@@ -34,20 +34,7 @@ from collab.auth import (
     normalize_origin,
     validate_document_patterns,
 )
-from collab.config import Settings, client_token
-from collab.errors import CloseCode, ReadOnlyEdit, Refusal
-from collab.logs import TokenRedactingFilter, redact_tokens
-from collab.metrics import Metrics
-from collab.peer import Peer, PeerLimits
-from collab.protocol import (
-    AwarenessUpdate,
-    SyncStep2,
-    SyncUpdate,
-    decode_message,
-    encode_awareness,
-)
-from collab.room import Room
-from collab.tokens import (
+from collab.auth.tokens import (
     JwtVerifier,
     build_access_policy,
     build_verifier,
@@ -56,6 +43,19 @@ from collab.tokens import (
     load_public_key,
     parse_ttl,
 )
+from collab.config import Settings, client_token
+from collab.errors import CloseCode, ReadOnlyEdit, Refusal
+from collab.logs import TokenRedactingFilter, redact_tokens
+from collab.metrics import Metrics
+from collab.protocol.codec import (
+    AwarenessUpdate,
+    SyncStep2,
+    SyncUpdate,
+    decode_message,
+    encode_awareness,
+)
+from collab.rooms.peer import Peer, PeerLimits
+from collab.rooms.room import Room
 from tests.test_fuzz import FUZZ, NullTransport, RecordingSink, frames
 
 SECRET = "unit-test-secret-of-at-least-32-bytes!"

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from pycrdt import create_awareness_message
 
-from collab.protocol import KEEPALIVE_MESSAGE
+from collab.protocol.codec import KEEPALIVE_MESSAGE
 from tests.helpers import eventually, run_server
 from tests.yclient import YClient
 

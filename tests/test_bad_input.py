@@ -10,7 +10,7 @@ import websockets
 from pycrdt import Doc, Text, create_awareness_message, write_message, write_var_uint
 
 from collab.errors import CloseCode
-from collab.protocol import encode_update
+from collab.protocol.codec import encode_update
 from tests.helpers import TIMEOUT_S, eventually, run_server
 
 

@@ -14,9 +14,9 @@ from websockets.asyncio.client import ClientConnection
 
 from collab.errors import CloseCode
 from collab.metrics import Metrics
-from collab.peer import Peer, PeerLimits
-from collab.protocol import KEEPALIVE_MESSAGE, encode_update
-from collab.send_gate import BigSendGate
+from collab.protocol.codec import KEEPALIVE_MESSAGE, encode_update
+from collab.rooms.peer import Peer, PeerLimits
+from collab.rooms.send_gate import BigSendGate
 from tests.helpers import RecordingTransport, RunningServer, eventually, run_server
 from tests.yclient import YClient
 

@@ -21,8 +21,8 @@ import pytest
 from pycrdt import Text
 
 from collab.errors import CloseCode
-from collab.loading import build_doc
-from collab.sql_store import SqlStore
+from collab.rooms.loading import build_doc
+from collab.storage.sql_store import SqlStore
 from tests.balancer import balancer
 from tests.helpers import TIMEOUT_S, ServerProcess, eventually
 from tests.nodeclient import node_clients, require_node

@@ -13,8 +13,8 @@ import httpx
 from pycrdt import Doc, Map, Text
 
 from collab.errors import CloseCode
-from collab.sql_store import SqlStore
-from collab.store import AppendUpdate, SaveSnapshot, SnapshotKind
+from collab.storage.sql_store import SqlStore
+from collab.storage.store import AppendUpdate, SaveSnapshot, SnapshotKind
 from tests.helpers import TIMEOUT_S, eventually, run_server, server_process
 from tests.yclient import YClient, read_text
 

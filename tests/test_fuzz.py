@@ -20,10 +20,10 @@ from pycrdt import Awareness, Doc, Map, Text, write_message, write_var_uint
 
 from collab.errors import ProtocolError, Refusal
 from collab.metrics import Metrics
-from collab.peer import Peer, PeerLimits
-from collab.protocol import Message, decode_message, decode_state_vector
-from collab.room import Room, RoomLimits, yrs_panics_as
-from collab.store import AppendUpdate, WriteOp
+from collab.protocol.codec import Message, decode_message, decode_state_vector
+from collab.rooms.peer import Peer, PeerLimits
+from collab.rooms.room import Room, RoomLimits, yrs_panics_as
+from collab.storage.store import AppendUpdate, WriteOp
 
 # derandomize: CI runs the same examples every time (a failure is reproducible,
 # never a one-off); run with --hypothesis-seed=random locally to explore more.

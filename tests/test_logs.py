@@ -17,7 +17,9 @@ def _record(message: str, *args: object, exc: bool = False) -> logging.LogRecord
             import sys
 
             exc_info = sys.exc_info()
-    return logging.LogRecord("collab.app", logging.WARNING, __file__, 1, message, args, exc_info)
+    return logging.LogRecord(
+        "collab.api.app", logging.WARNING, __file__, 1, message, args, exc_info
+    )
 
 
 def test_json_lines_carry_document_and_connection():
@@ -28,7 +30,7 @@ def test_json_lines_carry_document_and_connection():
     assert entry["doc"] == "team:notes"
     assert entry["conn"] == 42
     assert entry["level"] == "warning"
-    assert entry["logger"] == "collab.app"
+    assert entry["logger"] == "collab.api.app"
     assert entry["event"] == "doc=team:notes peer=42 refused, closing with 4029: slow down"
     assert entry["ts"].endswith("+00:00")
     assert "\n" not in line

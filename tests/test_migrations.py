@@ -15,11 +15,11 @@ from pycrdt import Doc, Text
 from sqlalchemy import MetaData, delete, insert
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from collab.loading import build_doc
-from collab.migrate import MIGRATIONS_DIR, head_revision
-from collab.sql_schema import metadata
-from collab.sql_store import SqlStore
-from collab.store import AppendUpdate
+from collab.rooms.loading import build_doc
+from collab.storage.migrate import MIGRATIONS_DIR, head_revision
+from collab.storage.sql_schema import metadata
+from collab.storage.sql_store import SqlStore
+from collab.storage.store import AppendUpdate
 from tests.helpers import REPO, text_edits
 
 pytestmark = pytest.mark.postgres

@@ -13,20 +13,20 @@ import asyncpg
 import pytest
 from pycrdt import Doc, Text
 
-from collab.loading import build_doc
 from collab.metrics import Metrics
-from collab.peer import Peer, PeerLimits
-from collab.registry import LifecyclePolicy, RoomRegistry
-from collab.room import Room
-from collab.sql_store import SqlStore
-from collab.store import (
+from collab.rooms.loading import build_doc
+from collab.rooms.peer import Peer, PeerLimits
+from collab.rooms.registry import LifecyclePolicy, RoomRegistry
+from collab.rooms.room import Room
+from collab.storage.sql_store import SqlStore
+from collab.storage.store import (
     AppendUpdate,
     CompactionBusy,
     SaveSnapshot,
     SnapshotConflict,
     SnapshotKind,
 )
-from collab.writer import UpdateWriter
+from collab.storage.writer import UpdateWriter
 
 pytestmark = pytest.mark.postgres
 

@@ -8,7 +8,7 @@ import pytest
 from pycrdt import Awareness, Doc, Text, create_awareness_message, write_message
 
 from collab.errors import InvalidAwareness, InvalidUpdate, MalformedMessage, ProtocolError
-from collab.protocol import (
+from collab.protocol.codec import (
     KEEPALIVE_MESSAGE,
     AuthMessage,
     AwarenessUpdate,
@@ -21,8 +21,8 @@ from collab.protocol import (
     encode_sync_step1,
     encode_sync_step2,
     encode_update,
-    is_valid_document_name,
 )
+from collab.protocol.names import is_valid_document_name
 
 
 def _doc_with_text(text: str) -> Doc:

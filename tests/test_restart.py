@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 
-from collab.sql_store import SqlStore
+from collab.storage.sql_store import SqlStore
 from tests.helpers import eventually, server_process
 from tests.yclient import YClient, read_text
 

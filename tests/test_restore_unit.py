@@ -19,7 +19,7 @@ from pycrdt import (
 )
 
 from collab.content import render_content, root_kinds
-from collab.restore import restore_doc
+from collab.history.restore import restore_doc
 
 
 def content(doc: Doc) -> dict[str, Any]:

@@ -6,12 +6,12 @@ import asyncio
 
 from pycrdt import Doc, Text
 
-from collab.history import VersionHistory
-from collab.registry import LifecyclePolicy, RoomRegistry
-from collab.retention import RetentionPolicy, select_for_deletion
-from collab.sql_store import SqlStore
-from collab.store import AppendUpdate, SaveSnapshot, SnapshotInfo, SnapshotKind
-from collab.writer import UpdateWriter
+from collab.history.retention import RetentionPolicy, select_for_deletion
+from collab.history.versions import VersionHistory
+from collab.rooms.registry import LifecyclePolicy, RoomRegistry
+from collab.storage.sql_store import SqlStore
+from collab.storage.store import AppendUpdate, SaveSnapshot, SnapshotInfo, SnapshotKind
+from collab.storage.writer import UpdateWriter
 
 HOUR, DAY = 3600.0, 86400.0
 

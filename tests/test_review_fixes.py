@@ -10,8 +10,8 @@ from pycrdt import Doc, Text, create_sync_message, create_update_message
 
 from collab.errors import CloseCode
 from collab.metrics import Metrics
-from collab.peer import Peer, PeerLimits
-from collab.registry import build_doc
+from collab.rooms.peer import Peer, PeerLimits
+from collab.rooms.registry import build_doc
 from tests.helpers import REPO, TIMEOUT_S, eventually, server_process
 
 # An update yrs rejects with RuntimeError (not ValueError) on top of BASE.

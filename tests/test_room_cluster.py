@@ -8,15 +8,15 @@ import asyncio
 from pycrdt import Awareness, Doc, Text
 
 from collab.metrics import Metrics
-from collab.peer import Peer, PeerLimits
-from collab.protocol import (
+from collab.protocol.codec import (
     AwarenessUpdate,
     SyncUpdate,
     decode_awareness_update,
     decode_message,
 )
-from collab.room import Room
-from collab.store import AppendUpdate, WriteOp
+from collab.rooms.peer import Peer, PeerLimits
+from collab.rooms.room import Room
+from collab.storage.store import AppendUpdate, WriteOp
 from tests.helpers import RecordingTransport, text_edits
 
 

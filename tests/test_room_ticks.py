@@ -7,8 +7,8 @@ import asyncio
 
 from pycrdt import Doc, Text
 
-from collab.protocol import SyncStep1, SyncStep2, SyncUpdate
-from collab.store import AppendUpdate
+from collab.protocol.codec import SyncStep1, SyncStep2, SyncUpdate
+from collab.storage.store import AppendUpdate
 from tests.helpers import text_edits
 from tests.test_room_cluster import _next_tick, _queued, _room
 

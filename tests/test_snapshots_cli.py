@@ -6,9 +6,9 @@ import json
 
 from pycrdt import Doc, Text
 
-from collab.registry import build_doc
-from collab.sql_store import SqlStore
-from collab.store import AppendUpdate
+from collab.rooms.registry import build_doc
+from collab.storage.sql_store import SqlStore
+from collab.storage.store import AppendUpdate
 from tests.helpers import eventually, run_collab, server_process
 from tests.yclient import YClient
 

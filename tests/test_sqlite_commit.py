@@ -9,9 +9,9 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from collab.sql_store import SqlStore
-from collab.sqlite_commit import SqliteCommitter
-from collab.store import AppendUpdate, SaveSnapshot
+from collab.storage.sql_store import SqlStore
+from collab.storage.sqlite_commit import SqliteCommitter
+from collab.storage.store import AppendUpdate, SaveSnapshot
 
 _UPDATE = b"\x01\x01\xb0\x96\x80\x01\x00\x04\x01\x01t\x01a\x00"
 

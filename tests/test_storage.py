@@ -6,10 +6,10 @@ import asyncio
 
 from pycrdt import Doc, Text
 
-from collab.registry import build_doc
-from collab.sql_store import SqlStore
-from collab.store import AppendUpdate, SaveSnapshot
-from collab.writer import UpdateWriter
+from collab.rooms.registry import build_doc
+from collab.storage.sql_store import SqlStore
+from collab.storage.store import AppendUpdate, SaveSnapshot
+from collab.storage.writer import UpdateWriter
 from tests.helpers import eventually, run_server
 from tests.yclient import YClient
 

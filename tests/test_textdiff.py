@@ -7,7 +7,7 @@ from itertools import pairwise
 
 import pytest
 
-from collab.textdiff import Hunk, diff_text
+from collab.history.textdiff import Hunk, diff_text
 
 ALPHABET = "ab \n🚀é字"
 WORDS = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod".split()

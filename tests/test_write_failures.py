@@ -6,7 +6,7 @@ import asyncio
 
 from pycrdt import Text
 
-from collab.registry import build_doc
+from collab.rooms.registry import build_doc
 from tests.helpers import eventually
 
 

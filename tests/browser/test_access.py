@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from collab.auth import Role
+from collab.auth.policy import Role
+from collab.auth.tokens import issue_token
 from collab.config import Settings
-from collab.tokens import issue_token
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.browser

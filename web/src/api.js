@@ -6,7 +6,7 @@
 
 export const token = new URLSearchParams(location.search).get('token') || ''
 
-/** Same as the server's rule (collab/protocol.py DOCUMENT_NAME_PATTERN). */
+/** Same as the server's rule (collab/protocol/codec.py DOCUMENT_NAME_PATTERN). */
 export const DOCUMENT_NAME = /^[A-Za-z0-9._:-]{1,128}$/
 export const DOCUMENT_NAME_RULE = '1–128 letters, digits, or . _ : - (no spaces)'
 

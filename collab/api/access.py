@@ -1,0 +1,121 @@
+"""Authorization in the transport: REST dependencies, the WebSocket check, CORS.
+
+Translates requests into `AccessPolicy.admit` calls (collab.auth.policy holds the rules)
+and refusals into HTTP 401 (with `WWW-Authenticate: Bearer`, RFC 6750) / 403 JSON
+errors or WebSocket close codes 4401 / 4403. Tokens travel as
+`Authorization: Bearer` on REST and as `?token=` on the WebSocket URL (browsers
+cannot set headers on a WebSocket; y-websocket's `params` option puts it there),
+or `Authorization: Bearer` on the WebSocket handshake for non-browser clients.
+
+One log line per refusal, with its reason and the client's address, never the
+token.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import HTTPConnection
+
+from collab.auth.policy import AccessPolicy, AuthError, AuthFailure, Grant, Role, Unauthenticated
+from collab.metrics import Metrics
+
+logger = logging.getLogger(__name__)
+
+bearer_scheme = HTTPBearer(
+    auto_error=False,
+    description="A token from `collab token issue` (needed when the server has a key)",
+)
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
+
+
+def access_of(connection: HTTPConnection) -> AccessPolicy:
+    return connection.app.state.access  # type: ignore[no-any-return]
+
+
+def _client(connection: HTTPConnection) -> str:
+    return f"{connection.client.host}:{connection.client.port}" if connection.client else "-"
+
+
+def log_refusal(connection: HTTPConnection, exc: AuthError, document: str | None) -> None:
+    """One log line and one count (`collab_auth_failures_total{reason}`) per refusal."""
+    metrics: Metrics = connection.app.state.runtime.metrics
+    metrics.auth_failed(exc.failure)
+    logger.warning(
+        "doc=%s client=%s refused %s (%s): %s",
+        document or "-",
+        _client(connection),
+        connection.url.path,
+        exc.failure,
+        exc.message,
+    )
+
+
+def _admit(connection: HTTPConnection, token: str | None, role: Role) -> Grant:
+    return access_of(connection).admit(
+        origin=connection.headers.get("origin"),
+        host=connection.headers.get("host"),
+        token=token,
+        document=connection.path_params.get("name"),
+        role=role,
+    )
+
+
+def require(
+    role: Role,
+) -> Callable[[Request, HTTPAuthorizationCredentials | None], Awaitable[Grant]]:
+    """A dependency: the request's grant if it may act on `{name}` (if the path
+    has one) with `role`; otherwise an `AuthError`, which `refuse_request` answers."""
+
+    async def grant_for(request: Request, credentials: Credentials) -> Grant:
+        return _admit(request, credentials.credentials if credentials else None, role)
+
+    return grant_for
+
+
+# For a route's `dependencies=[...]`, or as a parameter type when it needs the grant.
+READ_ACCESS = Depends(require(Role.READ))
+WRITE_ACCESS = Depends(require(Role.WRITE))
+ADMIN_ACCESS = Depends(require(Role.ADMIN))
+ReadGrant = Annotated[Grant, READ_ACCESS]
+WriteGrant = Annotated[Grant, WRITE_ACCESS]
+
+
+async def refuse_request(request: Request, exc: Exception) -> JSONResponse:
+    """The exception handler for `AuthError`."""
+    assert isinstance(exc, AuthError)
+    log_refusal(request, exc, request.path_params.get("name"))
+    headers = None
+    if isinstance(exc, Unauthenticated):
+        error = "" if exc.failure is AuthFailure.MISSING_TOKEN else ', error="invalid_token"'
+        headers = {"WWW-Authenticate": f'Bearer realm="collab"{error}'}
+    return JSONResponse({"detail": exc.message}, status_code=exc.http_status, headers=headers)
+
+
+def admit_websocket(connection: HTTPConnection) -> Grant:
+    """The grant for a WebSocket to `/ws/{name}`: at least read access."""
+    token = connection.query_params.get("token")
+    if token is None:
+        scheme, _, credentials = connection.headers.get("authorization", "").partition(" ")
+        token = credentials.strip() if scheme.lower() == "bearer" else None
+    return _admit(connection, token, Role.READ)
+
+
+def install_cors(app: FastAPI, access: AccessPolicy) -> None:
+    """CORS headers for the other origins allowed; none by default (same-origin)."""
+    origins = access.origins
+    if not origins.is_cross_origin_allowed:
+        return
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=["*"] if origins.allows_any else sorted(origins.allowed),
+        allow_methods=["GET", "POST", "DELETE"],
+        allow_headers=["Authorization", "Content-Type"],
+        max_age=600,
+    )

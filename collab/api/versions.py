@@ -1,0 +1,243 @@
+"""REST endpoints for version history: /api/documents/{name}/snapshots/...
+
+Part of the transport layer (with app.py): translates HTTP to `VersionHistory`
+calls and back; the rules live in collab.history.versions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Path, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from collab.api.access import ADMIN_ACCESS, READ_ACCESS, WriteGrant
+from collab.content import render_content
+from collab.protocol.names import DOCUMENT_NAME_PATTERN, DOCUMENT_NAME_RULE
+from collab.runtime import Runtime
+from collab.storage.store import SnapshotInfo
+
+DocumentName = Annotated[str, Path(pattern=DOCUMENT_NAME_PATTERN, description=DOCUMENT_NAME_RULE)]
+MAX_ID = 2**63 - 1  # BIGINT
+SnapshotId = Annotated[int, Path(ge=1, le=MAX_ID, description="A snapshot id from the listing")]
+
+
+class ErrorBody(BaseModel):
+    detail: str
+
+
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}}
+AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "No token, or a bad or expired one"},
+    403: {"model": ErrorBody, "description": "Document or role not granted, or bad Origin"},
+}
+
+
+def runtime_of(request: Request) -> Runtime:
+    return request.app.state.runtime  # type: ignore[no-any-return]
+
+
+def timestamp(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+class SnapshotOut(BaseModel):
+    id: int
+    document: str
+    created_at: datetime
+    updated_at: datetime = Field(
+        description="When its state was captured (an automatic version absorbs the "
+        "compactions of its window)"
+    )
+    kind: Literal["auto", "named", "pre-restore"]
+    label: str | None
+    author: str | None
+    size_bytes: int
+    preview: str = Field(description="The start of the document's text")
+
+    @classmethod
+    def of(cls, info: SnapshotInfo) -> SnapshotOut:
+        return cls(
+            id=info.id,
+            document=info.document,
+            created_at=timestamp(info.created_at),
+            updated_at=timestamp(info.updated_at),
+            kind=info.kind.value,  # type: ignore[arg-type]
+            label=info.label,
+            author=info.author,
+            size_bytes=info.size_bytes,
+            preview=info.preview,
+        )
+
+
+class SnapshotPage(BaseModel):
+    snapshots: list[SnapshotOut] = Field(description="Newest first")
+    next_before: int | None = Field(
+        description="Pass as ?before= for the next page; null on the last page"
+    )
+
+
+class SaveSnapshotIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    label: str = Field(min_length=1, max_length=200)
+    author: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class SnapshotContent(BaseModel):
+    name: str
+    content: dict[str, Any] = Field(description="Same shape as GET /api/documents/{name}")
+    snapshot: SnapshotOut
+
+
+class HunkOut(BaseModel):
+    op: Literal["equal", "delete", "insert"]
+    text: str
+    old_start: int = Field(description="Offset (characters) in the snapshot's text")
+    new_start: int = Field(description="Offset (characters) in the text compared against")
+
+
+class TextRootDiffOut(BaseModel):
+    root: str
+    inserted_chars: int
+    deleted_chars: int
+    hunks: list[HunkOut] = Field(
+        description="In order; equal+delete hunks spell the old text, equal+insert the new"
+    )
+
+
+class DiffOut(BaseModel):
+    document: str
+    snapshot_id: int
+    against: int | Literal["current"]
+    text_roots: list[TextRootDiffOut]
+    other_changed_roots: list[str] = Field(description="Map and array roots that differ")
+
+
+class RestoreOut(BaseModel):
+    document: str
+    restored_snapshot_id: int
+    pre_restore_snapshot_id: int = Field(description="Restore this one to undo the restore")
+    changed: bool
+
+
+router = APIRouter(
+    prefix="/api/documents/{name}/snapshots", tags=["versions"], responses=AUTH_ERRORS
+)
+
+
+@router.get("", response_model=SnapshotPage, responses=NOT_FOUND, dependencies=[READ_ACCESS])
+async def list_snapshots(
+    name: DocumentName,
+    request: Request,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    before: Annotated[int | None, Query(ge=1, le=MAX_ID, description="Only ids below this")] = None,
+) -> SnapshotPage:
+    versions = await runtime_of(request).history.list_versions(name, limit=limit, before_id=before)
+    return SnapshotPage(
+        snapshots=[SnapshotOut.of(v) for v in versions],
+        next_before=versions[-1].id if len(versions) == limit else None,
+    )
+
+
+@router.post("", response_model=SnapshotOut, status_code=201, responses=NOT_FOUND)
+async def save_snapshot(
+    name: DocumentName,
+    request: Request,
+    body: Annotated[SaveSnapshotIn, Body()],
+    grant: WriteGrant,
+) -> SnapshotOut:
+    """Needs the write role; the author defaults to the token's `sub`."""
+    info = await runtime_of(request).history.save_version(
+        name, label=body.label, author=body.author or grant.subject
+    )
+    return SnapshotOut.of(info)
+
+
+@router.get(
+    "/{snapshot_id}",
+    response_model=SnapshotContent,
+    responses=NOT_FOUND,
+    dependencies=[READ_ACCESS],
+)
+async def get_snapshot(
+    name: DocumentName, snapshot_id: SnapshotId, request: Request
+) -> SnapshotContent:
+    snapshot = await runtime_of(request).history.get_version(name, snapshot_id)
+    content = await asyncio.to_thread(render_content, snapshot.state)
+    return SnapshotContent(name=name, content=content, snapshot=SnapshotOut.of(snapshot.info))
+
+
+@router.get(
+    "/{snapshot_id}/update",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"application/octet-stream": {}},
+            "description": "The snapshot's full state as a Yjs update (v1)",
+        },
+        **NOT_FOUND,
+    },
+    dependencies=[READ_ACCESS],
+)
+async def get_snapshot_update(
+    name: DocumentName, snapshot_id: SnapshotId, request: Request
+) -> Response:
+    snapshot = await runtime_of(request).history.get_version(name, snapshot_id)
+    return Response(snapshot.state, media_type="application/octet-stream")
+
+
+@router.get(
+    "/{snapshot_id}/diff", response_model=DiffOut, responses=NOT_FOUND, dependencies=[READ_ACCESS]
+)
+async def diff_snapshot(
+    name: DocumentName,
+    snapshot_id: SnapshotId,
+    request: Request,
+    against: Annotated[
+        str,
+        Query(
+            pattern=r"^(current|[1-9][0-9]{0,17})$",
+            description="`current` or another snapshot id; the snapshot is the old side",
+        ),
+    ] = "current",
+) -> DiffOut:
+    other: int | Literal["current"] = "current" if against == "current" else int(against)
+    diff = await runtime_of(request).history.diff(name, snapshot_id, other)
+    return DiffOut(
+        document=name,
+        snapshot_id=snapshot_id,
+        against=other,
+        text_roots=[
+            TextRootDiffOut(
+                root=root.root,
+                inserted_chars=root.inserted_chars,
+                deleted_chars=root.deleted_chars,
+                hunks=[
+                    HunkOut(op=h.op, text=h.text, old_start=h.old_start, new_start=h.new_start)
+                    for h in root.hunks
+                ],
+            )
+            for root in diff.text_roots
+        ],
+        other_changed_roots=diff.other_changed_roots,
+    )
+
+
+@router.post(
+    "/{snapshot_id}/restore",
+    response_model=RestoreOut,
+    responses=NOT_FOUND,
+    dependencies=[ADMIN_ACCESS],
+)
+async def restore_snapshot(
+    name: DocumentName, snapshot_id: SnapshotId, request: Request
+) -> RestoreOut:
+    result = await runtime_of(request).history.restore(name, snapshot_id)
+    return RestoreOut(
+        document=name,
+        restored_snapshot_id=snapshot_id,
+        pre_restore_snapshot_id=result.pre_restore_id,
+        changed=result.changed,
+    )

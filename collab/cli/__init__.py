@@ -1,0 +1,1 @@
+"""The command line (rank 7): `collab serve`, `db`, `snapshots`, `token`."""

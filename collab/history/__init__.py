@@ -1,0 +1,1 @@
+"""Version history (rank 4): versions, retention, restore, text diffs."""

@@ -1,0 +1,125 @@
+"""Saving snapshots from live rooms, safely with several processes on one database.
+
+Owns the retry rules around `Room.save`: the store declines a snapshot that is
+not built on the document's current snapshot sequence (`SnapshotConflict`:
+another process saved one since) or while another process is compacting the
+same document (`CompactionBusy`). On a conflict the room first catches up with
+storage - so it holds the newer snapshot - and the snapshot is built again; an
+explicit capture (a pre-restore version, which must show the state before the
+restore) is merged with the newer snapshot instead of re-read from the room.
+A snapshot that finds another process compacting the document waits its turn.
+
+Owns the janitor's compaction tasks too (at most one per document). Each
+process compacts the rows it wrote (and those it loaded); the advisory lock
+keeps it to one compactor per document at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from pycrdt import Doc
+
+from collab.metrics import Metrics
+from collab.rooms.ledger import SnapshotCapture
+from collab.rooms.loading import DocumentLoader, catch_up
+from collab.rooms.room import Room
+from collab.storage.store import CompactionBusy, SnapshotConflict, SnapshotKind
+
+logger = logging.getLogger(__name__)
+
+_ATTEMPTS = 20
+_BUSY_BACKOFF_S = 0.02
+
+
+class SnapshotNotSaved(RuntimeError):
+    """Other processes kept compacting the document; the state is still in memory."""
+
+
+class Compactor:
+    def __init__(
+        self,
+        loader: DocumentLoader,
+        metrics: Metrics,
+        *,
+        auto_version_window_s: float,
+    ) -> None:
+        self._loader = loader
+        self._metrics = metrics
+        self._window_s = auto_version_window_s
+        self._tasks: dict[str, asyncio.Task[int | None]] = {}
+
+    def is_compacting(self, name: str) -> bool:
+        return name in self._tasks
+
+    def start(self, room: Room) -> None:
+        """Compact `room` in the background (the janitor's sweep cannot await)."""
+        if room.name in self._tasks:
+            return
+        task = asyncio.create_task(self._compact(room), name=f"compact {room.name}")
+        self._tasks[room.name] = task
+        task.add_done_callback(lambda _: self._tasks.pop(room.name, None))
+
+    async def _compact(self, room: Room) -> int | None:
+        try:
+            return await self.save(room)
+        except Exception:  # task boundary: the state stays in memory; next sweep retries
+            logger.exception("doc=%s compaction failed", room.name)
+            return None
+
+    async def save(
+        self,
+        room: Room,
+        kind: SnapshotKind = SnapshotKind.AUTO,
+        *,
+        label: str | None = None,
+        author: str | None = None,
+        capture: SnapshotCapture | None = None,
+    ) -> int:
+        """Save a snapshot of `room` (of `capture` if given); its id."""
+        is_explicit = capture is not None
+        current = capture or room.capture()
+        window_s = self._window_s if kind is SnapshotKind.AUTO else 0.0
+        for attempt in range(_ATTEMPTS):
+            current = await room.ledger.settle(current)
+            try:
+                snapshot_id = await room.save(
+                    current, kind, label=label, author=author, merge_window_s=window_s
+                )
+            except CompactionBusy:
+                # Another process holds the document's compaction lock for the
+                # length of one transaction: wait our turn (its snapshot does not
+                # hold our rows; ours must still be written).
+                self._metrics.snapshots_declined.labels("busy").inc()
+                await asyncio.sleep(_BUSY_BACKOFF_S * (attempt + 1))
+                continue
+            except SnapshotConflict as exc:
+                self._metrics.snapshots_declined.labels("conflict").inc()
+                logger.info("doc=%s %s: catching up and saving again", room.name, exc)
+                loaded = await self._loader.load(room.name)
+                catch_up(room, loaded)
+                if is_explicit:
+                    state = _merge(current.state, loaded.stored.snapshot)
+                    current = SnapshotCapture(state, current.update_ids, loaded.stored.snapshot_seq)
+                else:
+                    current = room.capture()
+                continue
+            assert snapshot_id is not None  # a SaveSnapshot resolves to its id
+            return snapshot_id
+        raise SnapshotNotSaved(f"doc={room.name}: no snapshot saved after {_ATTEMPTS} attempts")
+
+    async def close(self) -> None:
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _merge(state: bytes, snapshot: bytes | None) -> bytes:
+    if snapshot is None:
+        return state
+    doc: Doc = Doc()
+    doc.apply_update(snapshot)
+    doc.apply_update(state)
+    return doc.get_update()

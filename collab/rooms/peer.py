@@ -1,0 +1,289 @@
+"""One connected client: its bounded outbox and the task that drains it.
+
+Owns the only code that awaits a client's socket. The room calls `send()`, which
+never blocks: it appends to the outbox or, when the outbox is over its bound,
+closes this peer with `SLOW_CONSUMER`. The peer re-syncs when it reconnects, so
+dropping its queue loses nothing; the others never wait for it.
+
+Lifecycle: OPEN --close()--> CLOSING --(transport closed)--> CLOSED. `close()` is
+idempotent; the first code and reason win.
+
+A message of at least the gate's `min_bytes` (a big document's initial sync)
+waits for a slot of the server-wide `BigSendGate` before it is handed to the
+transport, so twenty joiners of a 50 MB document do not each hold a serialized
+copy at once. While it waits, the writer keeps its client alive.
+
+Inbound limits that belong to one connection live here too: a token bucket for
+its message rate, and the time it last sent anything (the janitor closes
+connections idle past the limit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from collab.errors import CloseCode, RateLimited
+from collab.metrics import Metrics
+from collab.protocol.codec import KEEPALIVE_MESSAGE
+from collab.rooms.send_gate import BigSendGate
+
+logger = logging.getLogger(__name__)
+
+_peer_ids = itertools.count(1)
+
+
+class Transport(Protocol):
+    """What a peer needs from a connection; the WebSocket adapter in app.py satisfies it."""
+
+    async def send_bytes(self, data: bytes) -> None: ...
+
+    async def close(self, code: int, reason: str) -> None: ...
+
+
+class PeerState(StrEnum):
+    OPEN = "open"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class PeerLimits:
+    max_queue_messages: int = 100_000
+    max_queue_bytes: int = 64 * 1024 * 1024
+    keepalive_interval_s: float = 15.0
+    close_timeout_s: float = 10.0
+    # Inbound messages per second, sustained, and the burst above it; 0 = no limit.
+    rate_per_s: float = 0.0
+    rate_burst: int = 0
+
+
+class TokenBucket:
+    """`rate` tokens a second up to `burst`; one message takes one token."""
+
+    __slots__ = ("_burst", "_rate", "_stamp", "_tokens")
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        self._rate = rate
+        self._burst = float(max(burst, 1))
+        self._tokens = self._burst
+        self._stamp = now
+
+    def take(self, now: float) -> bool:
+        tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
+        self._stamp = now
+        if tokens < 1.0:
+            self._tokens = tokens
+            return False
+        self._tokens = tokens - 1.0
+        return True
+
+
+class Peer:
+    def __init__(
+        self,
+        transport: Transport,
+        document: str,
+        limits: PeerLimits,
+        metrics: Metrics,
+        *,
+        is_read_only: bool = False,
+        gate: BigSendGate | None = None,
+    ) -> None:
+        self.id = next(_peer_ids)
+        self.document = document
+        self.is_read_only = is_read_only  # its token grants read: the room applies no edit of it
+        self.client_ids: set[int] = set()  # awareness ids this connection announced
+        self.state = PeerState.OPEN
+        self.close_code: int | None = None  # ours, or the client's if it closed first
+        self.close_reason = ""
+        self.unknown_messages = 0
+        self.has_deferred_reply = False  # a sync step 2 waiting for durability
+        self.last_received = time.monotonic()
+        self._transport = transport
+        self._limits = limits
+        self._metrics = metrics
+        self._gate = gate
+        self._bucket = (
+            TokenBucket(limits.rate_per_s, limits.rate_burst, self.last_received)
+            if limits.rate_per_s > 0
+            else None
+        )
+        self._outbox: deque[bytes] = deque()
+        self._queued_bytes = 0
+        # The future the idle writer awaits; None while it is busy. Not an
+        # asyncio.Event: an Event holds an empty deque (~760 bytes) for the life
+        # of every connection, and most connections are idle.
+        self._wakeup: asyncio.Future[None] | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._is_sending = False
+        self._sent = 0  # messages written to the socket
+        self._sent_at_last_check = 0
+        self._keepalive: asyncio.TimerHandle | None = None
+
+    def __repr__(self) -> str:
+        return f"<Peer {self.id} {self.document!r} {self.state}>"
+
+    @property
+    def is_open(self) -> bool:
+        return self.state is PeerState.OPEN
+
+    def note_received(self) -> None:
+        """Called for every inbound message: idle bookkeeping and the rate limit."""
+        now = self.last_received = time.monotonic()
+        if self._bucket is not None and not self._bucket.take(now):
+            raise RateLimited(
+                f"more than {self._limits.rate_per_s:g} messages/s "
+                f"(burst {self._limits.rate_burst}): slow down"
+            )
+
+    def send(self, message: bytes) -> None:
+        """Queue `message`; never blocks. Overflow closes this peer, not the caller."""
+        if not self.is_open:
+            return
+        # A single message larger than the byte bound is still admitted on an empty
+        # queue: a big initial sync must be able to reach a fresh client.
+        if len(self._outbox) >= self._limits.max_queue_messages or (
+            self._outbox and self._queued_bytes + len(message) > self._limits.max_queue_bytes
+        ):
+            logger.warning(
+                "doc=%s peer=%d send queue overflow (%d messages, %d bytes): disconnecting",
+                self.document,
+                self.id,
+                len(self._outbox),
+                self._queued_bytes,
+            )
+            self._metrics.queue_overflows.inc()
+            self.close(CloseCode.SLOW_CONSUMER, "send queue overflow: reconnect to re-sync")
+            return
+        self._outbox.append(message)
+        self._queued_bytes += len(message)
+        if self._wakeup is not None:
+            self._wake_writer()
+
+    def close(self, code: CloseCode, reason: str) -> None:
+        """Ask for this peer to be closed; the endpoint sends the close frame."""
+        if not self.is_open:
+            return
+        self.state = PeerState.CLOSING
+        self.close_code = code
+        self.close_reason = reason
+        self._outbox.clear()
+        self._queued_bytes = 0
+        self._wake_writer()
+        if self._is_sending and self._writer is not None:
+            # The writer is parked on a backed-up socket or on the send gate; it
+            # would never see the request.
+            self._writer.cancel()
+
+    async def run_writer(self) -> None:
+        """Drain the outbox until the peer closes.
+
+        Keep-alives come from one timer per peer that re-arms itself every
+        interval, not from a timeout around each wait: a busy peer wakes up
+        thousands of times a second, and a timeout per wake-up costs a timer each."""
+        self._writer = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        self._keepalive = loop.call_later(self._keepalive_check_s, self._keepalive_due)
+        try:
+            while self.is_open:
+                if not self._outbox:
+                    self._wakeup = loop.create_future()
+                    await self._wakeup
+                    continue
+                message = self._outbox.popleft()
+                self._queued_bytes -= len(message)
+                if self._gate is not None and self._gate.is_big(message):
+                    await self._send_big(message, self._gate)
+                else:
+                    await self._send(message)
+        finally:
+            self._keepalive.cancel()
+
+    def _wake_writer(self) -> None:
+        wakeup, self._wakeup = self._wakeup, None
+        if wakeup is not None and not wakeup.done():  # done: cancelled with the writer
+            wakeup.set_result(None)
+
+    def _keepalive_due(self) -> None:
+        """Send a no-op if nothing went out since the last check; re-arm."""
+        if not self.is_open:
+            return
+        if self._sent == self._sent_at_last_check and not self._outbox:
+            self.send(KEEPALIVE_MESSAGE)
+        self._sent_at_last_check = self._sent
+        self._keepalive = asyncio.get_running_loop().call_later(
+            self._keepalive_check_s, self._keepalive_due
+        )
+
+    @property
+    def _keepalive_check_s(self) -> float:
+        # Checking every half interval bounds the silence by one interval: a
+        # message sent just after a check is followed by a keep-alive at most
+        # two checks later.
+        return self._limits.keepalive_interval_s / 2
+
+    async def _send(self, message: bytes) -> None:
+        # The hot path: straight to the transport (no extra coroutine layer).
+        self._is_sending = True
+        try:
+            await self._transport.send_bytes(message)
+        finally:
+            self._is_sending = False
+        self._note_sent(message)
+
+    async def _send_big(self, message: bytes, gate: BigSendGate) -> None:
+        """Send `message` holding one of the gate's slots until it has drained."""
+        self._is_sending = True
+        grant = gate.request()
+        try:
+            while not grant.done():
+                await asyncio.wait((grant,), timeout=self._limits.keepalive_interval_s)
+                if not grant.done():
+                    # The wait can outlast y-websocket's 30 s liveness window, and the
+                    # keep-alive timer only queues behind the message waiting here.
+                    await self._write(KEEPALIVE_MESSAGE)
+            # y-websocket counts only complete messages as signs of life, so its 30 s
+            # window must cover the whole transfer of the big one: restart it now.
+            await self._write(KEEPALIVE_MESSAGE)
+            await self._write(message)
+            # uvicorn's send waits until the socket's buffer is below its high-water
+            # mark before writing: once this small message is written, the big one
+            # has drained, and its copy is gone. A client that does not read gives
+            # the slot back after drain_timeout_s all the same.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(gate.drain_timeout_s):
+                    await self._write(KEEPALIVE_MESSAGE)
+        finally:
+            gate.give_back(grant)
+            self._is_sending = False
+
+    async def _write(self, message: bytes) -> None:
+        await self._transport.send_bytes(message)
+        self._note_sent(message)
+
+    def _note_sent(self, message: bytes) -> None:
+        self._sent += 1
+        self._metrics.sent.count(message)
+
+    async def finish(self) -> None:
+        """Send the requested close frame (bounded wait); the peer is CLOSED after."""
+        if self.state is PeerState.CLOSED:
+            return
+        if self.close_code is None:
+            self.close_code, self.close_reason = CloseCode.NORMAL, ""
+        self.state = PeerState.CLOSED
+        try:
+            async with asyncio.timeout(self._limits.close_timeout_s):
+                await self._transport.close(self.close_code, self.close_reason)
+        except TimeoutError:
+            logger.info("doc=%s peer=%d close frame not delivered in time", self.document, self.id)
+        except Exception as exc:  # task boundary: the socket is already gone
+            logger.debug("doc=%s peer=%d close failed: %r", self.document, self.id, exc)

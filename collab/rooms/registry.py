@@ -1,0 +1,335 @@
+"""The rooms of this process: single-flight load, unload, compaction scheduling.
+
+Owns `rooms` (loaded documents) and the in-flight loads. Concurrent first joins
+of one document share one load. The janitor's pass is synchronous, so nothing
+can change under it: a room is unloaded only when it has no peers, has been
+empty for the grace period, is compacted, and has no write pending — a room
+whose writes are failing therefore stays in memory.
+
+Limits that span rooms live here: connections in all and per document, and the
+number of documents loaded (the least recently used idle ones are unloaded
+first; if none is idle, the join is refused with 1013). Loading quarantines
+stored rows that do not decode, so a document loads from whatever is valid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from collab.errors import AtCapacity, CloseCode, DocumentNotFound
+from collab.metrics import Metrics
+from collab.protocol.codec import decode_state_vector, encode_state_vector
+from collab.rooms.cluster_feed import Cluster, NoCluster
+from collab.rooms.compaction import Compactor, SnapshotNotSaved
+from collab.rooms.loading import DocumentLoader, build_doc, catch_up
+from collab.rooms.peer import Peer
+from collab.rooms.presence import PresentUser
+from collab.rooms.room import Room, RoomLimits
+from collab.storage.store import DeleteDocument, DocumentStore
+from collab.storage.writer import UpdateWriter
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class LifecyclePolicy:
+    grace_s: float = 30.0
+    compact_after_updates: int = 1000
+    compact_after_s: float = 300.0
+    janitor_interval_s: float = 1.0
+    # Compactions within this long of the newest automatic version replace it.
+    auto_version_window_s: float = 300.0
+    # 0 disables each of these limits.
+    idle_timeout_s: float = 600.0
+    max_rooms: int = 10_000
+    max_connections: int = 10_000
+    max_connections_per_document: int = 1_000
+    room_limits: RoomLimits = field(default_factory=RoomLimits)
+
+
+class RoomRegistry:
+    def __init__(
+        self,
+        store: DocumentStore,
+        writer: UpdateWriter,
+        policy: LifecyclePolicy,
+        *,
+        metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        cluster: Cluster | None = None,
+    ) -> None:
+        self.rooms: dict[str, Room] = {}
+        self.connections = 0  # peers in all rooms
+        self._store = store
+        self._writer = writer
+        self._policy = policy
+        self._metrics = metrics or Metrics()
+        self._clock = clock
+        self._cluster: Cluster = cluster or NoCluster()
+        self._loader = DocumentLoader(store, writer, self._metrics)
+        self.compactor = Compactor(
+            self._loader,
+            self._metrics,
+            auto_version_window_s=policy.auto_version_window_s,
+        )
+        writer.on_failing.append(self._on_storage_failing)
+        self._loading: dict[str, asyncio.Task[Room]] = {}
+        # Deletions in flight: nothing may load the document until they commit, or a
+        # join would load the old rows and its next snapshot would write them back.
+        self._deleting: dict[str, asyncio.Future[None]] = {}
+        self.loads = 0  # documents loaded from storage, for tests and introspection
+
+    async def join(self, name: str, peer: Peer) -> Room:
+        policy = self._policy
+        if policy.max_connections and self.connections >= policy.max_connections:
+            self._metrics.refused("connections")
+            raise AtCapacity(f"server full: {policy.max_connections} connections; retry later")
+        while True:
+            room = self.rooms.get(name) or await self._load_once(name)
+            # The janitor or a delete may have closed it while we awaited the load.
+            if not room.is_closed:
+                break
+            await asyncio.sleep(0)  # let whoever closed it finish removing it
+        limit = policy.max_connections_per_document
+        if limit and len(room.peers) >= limit:
+            self._metrics.refused("connections_per_document")
+            raise AtCapacity(f"document full: {limit} connections; retry later")
+        room.add_peer(peer)
+        self.connections += 1
+        return room
+
+    async def open_room(self, name: str) -> Room:
+        """The live room of an existing document, loading it if needed (no peer joins).
+
+        Version operations go through the room even when nobody is connected, so
+        that a snapshot always covers exactly the log entries it contains."""
+        while True:
+            room = self.rooms.get(name)
+            if room is None:
+                if await self._store.document_info(name) is None:
+                    raise DocumentNotFound(name)
+                room = await self._load_once(name)
+            if not room.is_closed:
+                if not room.peers:
+                    room.empty_since = self._clock()  # a fresh grace period
+                return room
+            await asyncio.sleep(0)
+
+    async def exists(self, name: str) -> bool:
+        return name in self.rooms or await self._store.document_info(name) is not None
+
+    def leave(self, room: Room, peer: Peer) -> None:
+        if peer.id in room.peers:
+            self.connections -= 1
+        room.remove_peer(peer)
+
+    def live_connections(self, name: str) -> int:
+        room = self.rooms.get(name)
+        return len(room.peers) if room else 0
+
+    def present_users(self, name: str) -> list[PresentUser]:
+        room = self.rooms.get(name)
+        return room.presence.present_users() if room else []
+
+    async def _load_once(self, name: str) -> Room:
+        task = self._loading.get(name)
+        if task is None:
+            task = asyncio.create_task(self._load(name), name=f"load {name}")
+            self._loading[name] = task
+            task.add_done_callback(lambda _: self._loading.pop(name, None))
+        # shield: one joiner giving up (disconnecting) must not cancel the others' load
+        return await asyncio.shield(task)
+
+    async def _wait_for_deletion(self, name: str) -> None:
+        deleting = self._deleting.get(name)
+        if deleting is not None:
+            await asyncio.shield(deleting)
+
+    async def _load(self, name: str) -> Room:
+        await self._wait_for_deletion(name)
+        await self._make_room_for_one()
+        # The stream position first: whatever was published before it is in
+        # storage by now; whatever comes after is read from the stream (what is
+        # in both is applied twice, which changes nothing).
+        position = await self._cluster.stream_position(name)
+        loaded = await self._loader.load(name)
+        room = self.rooms.get(name)
+        if room is not None:  # loaded while we awaited (e.g. after a delete)
+            return room
+        stored = loaded.stored
+        room = Room(
+            name,
+            loaded.doc,
+            self._writer,
+            limits=self._policy.room_limits,
+            size_bytes=len(stored.snapshot or b"") + sum(map(len, stored.updates)),
+            deleted_state=stored.deleted_state,
+            clock=self._clock,
+            feed=self._cluster,
+            applied_ids=loaded.row_ids,
+            snapshot_seq=stored.snapshot_seq,
+        )
+        self.rooms[name] = room
+        self._cluster.follow(name, position)
+        self.loads += 1
+        logger.info(
+            "doc=%s loaded (snapshot: %s, log entries: %d)",
+            name,
+            "yes" if stored.snapshot else "no",
+            len(stored.updates),
+        )
+        return room
+
+    async def catch_up(self, name: str) -> None:
+        """Bring the live room up to date with storage (messages from the other
+        processes may have been lost); what it lacked is relayed to its peers."""
+        if name not in self.rooms:
+            return
+        loaded = await self._loader.load(name)
+        room = self.rooms.get(name)
+        if room is not None and not room.is_closed:
+            catch_up(room, loaded)
+
+    async def _make_room_for_one(self) -> None:
+        """Unload least recently used idle documents to stay under `max_rooms`."""
+        limit = self._policy.max_rooms
+        if not limit or len(self.rooms) < limit:
+            return
+        idle = sorted(
+            (room for room in self.rooms.values() if not room.peers),
+            key=lambda room: room.empty_since or 0.0,
+        )
+        for room in idle:
+            if len(self.rooms) < limit:
+                return
+            if room.ledger.is_dirty:
+                with contextlib.suppress(SnapshotNotSaved):
+                    await self.compactor.save(room)  # if not, the log keeps its rows
+            if room.peers or room.has_unsaved_edits or room.is_closed:
+                continue  # someone joined meanwhile, or it is going away anyway
+            self._unload(room)
+            self._metrics.rooms_evicted.inc()
+        if len(self.rooms) >= limit:
+            self._metrics.refused("rooms")
+            raise AtCapacity(f"{limit} documents loaded and none idle; retry later")
+
+    def _unload(self, room: Room) -> None:
+        if self.rooms.get(room.name) is room:
+            del self.rooms[room.name]
+            self._cluster.unfollow(room.name)
+        room.close(CloseCode.NORMAL, "unloaded")
+        logger.info("doc=%s unloaded", room.name)
+
+    def _on_storage_failing(self, is_failing: bool) -> None:
+        """Clients whose edits are stuck in the failing writes are told (4503)."""
+        if not is_failing:
+            return
+        for room in self.rooms.values():
+            if room.has_unsaved_edits:
+                room.close_peers(
+                    CloseCode.STORAGE_UNAVAILABLE, "storage is failing: edits are not being saved"
+                )
+
+    async def read_state(self, name: str) -> bytes | None:
+        """The document's full state as one update, or None if it does not exist."""
+        await self._wait_for_deletion(name)
+        room = self.rooms.get(name)
+        if room is not None:
+            state = room.doc.get_update()
+            if room.has_unsaved_edits:
+                # Show nothing that is not durable yet: wait for what `state` contains.
+                room.submit_edits()
+                await self._writer.flush()
+            return state
+        stored = await self._store.load(name)
+        if stored.is_empty:
+            return None
+        return build_doc(stored, name).get_update()
+
+    async def delete(self, name: str) -> bool:
+        """Close the document's clients (4410) and remove all its data."""
+        await self._wait_for_deletion(name)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._deleting[name] = done
+        try:
+            loading = self._loading.get(name)
+            if loading is not None:
+                await asyncio.wait([loading])
+            room = self.rooms.pop(name, None)
+            if room is not None:
+                self._cluster.unfollow(name)
+                room.close(CloseCode.DOCUMENT_DELETED, "document deleted")
+                clocks = dict(room.deleted_clocks)
+                state_vector = room.doc.get_state()
+            else:
+                if await self._store.document_info(name) is None:
+                    return False
+                stored = await self._store.load(name)
+                clocks = decode_state_vector(stored.deleted_state or b"\x00")
+                state_vector = build_doc(stored, name).get_state()
+            for client_id, clock in decode_state_vector(state_vector).items():
+                clocks[client_id] = max(clock, clocks.get(client_id, 0))
+            await self._writer.submit(DeleteDocument(name, encode_state_vector(clocks)))
+            self._cluster.publish_deleted(name)
+            logger.info("doc=%s deleted", name)
+            return True
+        finally:
+            del self._deleting[name]
+            done.set_result(None)
+
+    def drop_deleted(self, name: str) -> None:
+        """Another process deleted the document: close its clients here too (4410)."""
+        room = self.rooms.pop(name, None)
+        if room is not None:
+            self._cluster.unfollow(name)
+            room.close(CloseCode.DOCUMENT_DELETED, "document deleted")
+            logger.info("doc=%s deleted by another process: room closed", name)
+
+    # -- janitor -------------------------------------------------------------
+
+    async def run_janitor(self) -> None:
+        while True:
+            await asyncio.sleep(self._policy.janitor_interval_s)
+            try:
+                self.sweep()
+            except Exception:  # task boundary: one bad room must not stop the sweeps
+                logger.exception("janitor sweep failed")
+
+    def sweep(self) -> None:
+        """Compact rooms that are due; unload idle ones that are safely on disk;
+        close connections that have sent nothing for the idle timeout."""
+        now = self._clock()
+        policy = self._policy
+        for name, room in list(self.rooms.items()):
+            if policy.idle_timeout_s and room.peers:
+                room.close_idle_peers(time.monotonic(), policy.idle_timeout_s)
+            if self.compactor.is_compacting(name):
+                continue
+            is_idle = not room.peers and room.empty_since is not None
+            is_unload_due = is_idle and now - room.empty_since >= policy.grace_s  # type: ignore[operator]
+            if room.ledger.is_compaction_due(
+                now, policy.compact_after_updates, policy.compact_after_s
+            ) or (is_unload_due and room.ledger.is_dirty):
+                self.compactor.start(room)
+                continue
+            if is_unload_due and not room.has_unsaved_edits:
+                self._unload(room)
+
+    async def close(self) -> None:
+        """Graceful shutdown: close every peer, snapshot every changed room (one
+        attempt each: a snapshot another process got in first leaves the rows in
+        the log, where the next load finds them)."""
+        await self.compactor.close()
+        rooms, self.rooms = self.rooms, {}
+        for room in rooms.values():
+            self._cluster.unfollow(room.name)
+            room.close_peers(CloseCode.SERVICE_RESTART, "server restarting")
+            if room.ledger.is_dirty:
+                room.snapshot(merge_window_s=self._policy.auto_version_window_s)
+            room.close(CloseCode.SERVICE_RESTART, "server restarting")
+        await self._writer.flush()

@@ -1,0 +1,445 @@
+"""One document: its Doc, its peers, fan-out (awareness: collab.rooms.presence).
+
+This is y-websocket's reference algorithm, kept readable:
+join -> send sync step 1 and the current awareness states; answer step 1 with
+step 2; every change to the Doc -> made durable -> relayed to every peer, the
+sender included (y-websocket marks an edit saved on that echo); track the
+awareness client ids each peer announced and broadcast their removal when it
+leaves, so no ghost cursors remain.
+
+With several server processes (a cluster), a room also hears from the others
+through its `ClusterFeed`: what a local peer changes is stored, then relayed to
+the local peers AND published to the feed; what another process made durable
+arrives through `apply_remote` and is relayed to the local peers at once, never
+stored again. Awareness goes both ways too, tagged with the process it came
+from, so the presence of a dead process's clients can be removed.
+
+Invariants:
+- The hot path never awaits: decode -> apply -> (end of the tick) submit to the
+  writer -> on commit, encode once -> append to each peer's outbox (and the
+  feed). The room never awaits a peer (a `Peer.send` never blocks), the
+  database nor the feed.
+- The changes of one event-loop tick are stored as ONE log row and relayed as
+  ONE message (merged): a client that sends a burst - a paste, a replay, a
+  reconnect flushing its offline edits - costs one commit and one send per peer
+  per tick, not per frame. Whoever needs them stored sooner (a step 2, a
+  snapshot, closing, a restore) calls `submit_edits` first; `has_unsaved_edits`
+  covers both the unsubmitted and the uncommitted.
+- Nothing leaves the room before it is durable: relays wait for the writer's
+  future; a step 2 waits for the document's pending writes (a barrier). A remote
+  update is durable already: another process committed it before publishing.
+- Every change to the Doc goes through `_on_transaction`, whether a client sent
+  it, the server made it, or another process did, so there is one path to
+  storage and one relay path to the peers.
+- Compaction is exact: the room's ledger (collab.rooms.ledger) knows the log rows its
+  Doc holds and the snapshot sequence it contains; a snapshot deletes exactly
+  those rows. Only this process's own edits make a compaction due.
+- Limits are checked before an update is applied: the document's size (an
+  estimate, made exact by one encode only near the limit) and the history of a
+  deleted incarnation (its tombstone) that an old client might try to bring back.
+  While storage fails, an edit is still merged and queued (never lost, never
+  relayed before it is durable) but its sender is told, with 4503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from functools import partial
+from typing import Protocol
+
+from pycrdt import Doc, TransactionEvent, get_state, merge_updates
+
+from collab.content import text_preview
+from collab.errors import (
+    CloseCode,
+    DeletedHistory,
+    DocumentTooLarge,
+    InvalidUpdate,
+    ReadOnlyEdit,
+    StorageUnavailable,
+)
+from collab.protocol.codec import (
+    AuthMessage,
+    AwarenessUpdate,
+    Message,
+    QueryAwareness,
+    SyncStep1,
+    SyncStep2,
+    SyncUpdate,
+    UnknownMessage,
+    decode_state_vector,
+    encode_sync_step1,
+    encode_sync_step2,
+    encode_update,
+)
+from collab.rooms.cluster_feed import ClusterFeed, NoCluster
+from collab.rooms.end_of_tick import EndOfTick
+from collab.rooms.ledger import CompactionLedger, SnapshotCapture
+from collab.rooms.peer import Peer
+from collab.rooms.presence import Presence
+from collab.rooms.sync_reply import SyncReplyCache
+from collab.storage.store import AppendUpdate, SaveSnapshot, SnapshotKind, WriteOp
+
+logger = logging.getLogger(__name__)
+
+_EMPTY_UPDATE = b"\x00\x00"
+_MAX_MERGED = 64  # updates merged into one log row at most
+
+
+@contextlib.contextmanager
+def yrs_panics_as(error: Callable[[str], Exception]) -> Iterator[None]:
+    """Turn a Rust panic inside yrs into `error`.
+
+    pycrdt surfaces a panic as pyo3's PanicException, a BaseException, so every
+    `except Exception` task boundary would miss it (a janitor sweep that met one
+    would end the janitor). Fuzzing found frames that leave a Doc whose encoding
+    panics (yrs 0.28, divide by zero in block_store); this keeps that to one
+    refused connection or one failed compaction, reported, not a dead task."""
+    try:
+        yield
+    except BaseException as exc:
+        if type(exc).__name__ != "PanicException":
+            raise
+        raise error(f"yrs panicked: {exc}") from exc
+
+
+class UpdateSink(Protocol):
+    """Where a room sends its writes; `UpdateWriter` satisfies it."""
+
+    is_failing: bool
+
+    def submit(self, op: WriteOp | None) -> asyncio.Future[int | None]: ...
+
+    def pending_for(self, document: str) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RoomLimits:
+    max_document_bytes: int = 128 * 1024 * 1024
+    max_awareness_bytes: int = 64 * 1024
+
+
+class Room:
+    def __init__(
+        self,
+        name: str,
+        doc: Doc,
+        sink: UpdateSink,
+        *,
+        limits: RoomLimits = RoomLimits(),
+        size_bytes: int = 0,
+        deleted_state: bytes | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        feed: ClusterFeed | None = None,
+        applied_ids: Iterable[int] = (),
+        snapshot_seq: int = 0,
+    ) -> None:
+        self.name = name
+        self.doc = doc
+        self.peers: dict[int, Peer] = {}
+        self.is_closed = False
+        self.unknown_messages = 0
+        self.read_only_updates_dropped = 0
+        self._clock = clock
+        self.empty_since: float | None = clock()
+        self._sink = sink
+        self._limits = limits or RoomLimits()
+        # Encoded size of the state, over-estimated by adding each change's size;
+        # recomputed exactly only when the estimate nears the limit.
+        self.size_bytes = size_bytes
+        # client id -> clock that a deleted earlier incarnation reached (its tombstone)
+        self.deleted_clocks = decode_state_vector(deleted_state) if deleted_state else {}
+        # This tick's local changes, stored and relayed together at its end.
+        self._unsubmitted: list[bytes] = []
+        self._end_of_tick = EndOfTick(self.submit_edits)
+        self._local_changes = 0  # counts `_on_transaction`'s local changes
+        self._feed = feed or NoCluster()
+        self._is_applying_remote = False
+        self.ledger = CompactionLedger(clock, applied_ids, snapshot_seq)
+        self.presence = Presence(
+            name,
+            doc,
+            self.peers,
+            self.broadcast,
+            self._feed,
+            max_bytes=self._limits.max_awareness_bytes,
+        )
+        self.awareness = self.presence.awareness
+        self.sync_replies = SyncReplyCache()  # joiners of a big document share one step 2
+        self._doc_subscription = doc.observe(self._on_transaction)
+
+    def __repr__(self) -> str:
+        return f"<Room {self.name!r} peers={len(self.peers)}>"
+
+    # -- peers ---------------------------------------------------------------
+
+    def add_peer(self, peer: Peer) -> None:
+        self.peers[peer.id] = peer
+        self.empty_since = None
+        peer.send(encode_sync_step1(self.doc.get_state()))
+        if self.awareness.states:
+            peer.send(self.presence.encode_all())
+
+    def remove_peer(self, peer: Peer) -> None:
+        if self.peers.pop(peer.id, None) is None:
+            return
+        if not self.peers:
+            self.empty_since = self._clock()
+        self.presence.remove_peer(peer)
+
+    def close_peers(self, code: CloseCode, reason: str) -> None:
+        for peer in list(self.peers.values()):
+            peer.close(code, reason)
+
+    def broadcast(self, message: bytes) -> None:
+        for peer in list(self.peers.values()):
+            peer.send(message)
+
+    def close_idle_peers(self, now: float, idle_timeout_s: float) -> None:
+        for peer in list(self.peers.values()):
+            if now - peer.last_received >= idle_timeout_s:
+                logger.info("doc=%s peer=%d idle: closing", self.name, peer.id)
+                peer.close(CloseCode.IDLE_TIMEOUT, f"nothing received for {idle_timeout_s:g}s")
+
+    # -- messages ------------------------------------------------------------
+
+    def handle(self, peer: Peer, message: Message) -> bool:
+        """Dispatch one decoded message; True if it changed the document."""
+        if self.is_closed:
+            return False
+        match message:
+            case SyncStep1(state_vector):
+                self._answer_step1(peer, state_vector)
+            case SyncStep2() | SyncUpdate() if peer.is_read_only:
+                self._refuse_edit(peer, message)
+            case SyncStep2(update) | SyncUpdate(update):
+                return self.apply_update(update)
+            case AwarenessUpdate(payload):
+                self.presence.apply_from_peer(peer, payload)
+            case QueryAwareness():
+                peer.send(self.presence.encode_all())
+            case AuthMessage() | UnknownMessage():
+                # Clients never send auth; unknown types are ignored and counted.
+                self.unknown_messages += 1
+                peer.unknown_messages += 1
+                logger.debug("doc=%s peer=%d ignored %r", self.name, peer.id, message)
+        return False
+
+    def _refuse_edit(self, peer: Peer, message: SyncStep2 | SyncUpdate) -> None:
+        """A read-only peer's updates are never applied, so never stored or relayed.
+        A live edit closes it (4403) so the client learns its edits are refused; its
+        step 2 is y-websocket's automatic reply to our step 1, not an edit: dropped
+        and counted, the connection stays."""
+        if isinstance(message, SyncUpdate) and message.update != _EMPTY_UPDATE:
+            raise ReadOnlyEdit("read-only access: edits are refused")
+        self.read_only_updates_dropped += 1
+        logger.debug(
+            "doc=%s peer=%d read-only: dropped a %s of %d bytes",
+            self.name,
+            peer.id,
+            type(message).__name__,
+            len(message.update),
+        )
+
+    def _answer_step1(self, peer: Peer, state_vector: bytes) -> None:
+        self.submit_edits()  # the reply may hold them: they must be on their way to disk
+        try:
+            with yrs_panics_as(InvalidUpdate):
+                reply = self.sync_replies.reply(state_vector, self._encode_step2)
+        except ValueError as exc:
+            raise InvalidUpdate(f"invalid state vector: {exc}") from exc
+        if not self._sink.pending_for(self.name):
+            peer.send(reply)
+            return
+        if peer.has_deferred_reply:
+            # One parked step 2 per peer: it answers this request too (it holds
+            # at least as much), and a flood of step 1s cannot pile up copies.
+            return
+        # The reply may contain updates that are not durable yet: it waits for them.
+        peer.has_deferred_reply = True
+        self._sink.submit(None).add_done_callback(partial(_send_if_committed, peer, reply))
+
+    def _encode_step2(self, state_vector: bytes) -> bytes:
+        return encode_sync_step2(self.doc.get_update(state_vector))
+
+    def apply_update(self, update: bytes) -> bool:
+        """Merge a Yjs update; whatever it changes is stored, then relayed.
+        True if it changed the document."""
+        if update == _EMPTY_UPDATE:
+            return False
+        if self.deleted_clocks:
+            self._refuse_deleted_history(update)
+        if self.size_bytes + len(update) > self._limits.max_document_bytes:
+            self._check_size(len(update))
+        changes_before = self._local_changes
+        try:
+            with yrs_panics_as(InvalidUpdate):
+                self.doc.apply_update(update)
+        except (ValueError, RuntimeError) as exc:
+            # yrs reports undecodable updates as ValueError and some structurally
+            # impossible ones as RuntimeError; either way the Doc is unchanged.
+            raise InvalidUpdate(f"invalid Yjs update: {exc}") from exc
+        is_changed = self._local_changes != changes_before
+        if is_changed and self._sink.is_failing:
+            # Merged and queued, so nothing is lost; but not durable, so not relayed.
+            raise StorageUnavailable("storage is failing: the edit is not saved yet; reconnect")
+        return is_changed
+
+    def _refuse_deleted_history(self, update: bytes) -> None:
+        try:
+            clocks = decode_state_vector(get_state(update))
+        except ValueError as exc:
+            raise InvalidUpdate(f"invalid Yjs update: {exc}") from exc
+        deleted = self.deleted_clocks
+        if any(client_id in deleted for client_id, clock in clocks.items() if clock):
+            raise DeletedHistory(
+                "this update carries history of the deleted document: discard local state"
+            )
+
+    def _check_size(self, incoming: int) -> None:
+        with yrs_panics_as(RuntimeError):
+            self.size_bytes = len(self.doc.get_update())
+        if self.size_bytes + incoming > self._limits.max_document_bytes:
+            raise DocumentTooLarge(
+                f"document of {self.size_bytes} bytes would exceed "
+                f"{self._limits.max_document_bytes} bytes"
+            )
+
+    def apply_remote(self, update: bytes) -> None:
+        """Merge an update another process made durable: it is relayed to this
+        room's peers at once and never stored again. Raises ValueError or
+        RuntimeError if it does not decode (the Doc is unchanged).
+
+        Its log row is left to the process that wrote it (or to whoever loads
+        it from storage next) to compact: one that arrived before its causal
+        past stays pending inside yrs, outside `get_update()`, so this room
+        cannot tell that a snapshot of its own would hold it."""
+        if self.is_closed:
+            return
+        self._is_applying_remote = True
+        try:
+            self.doc.apply_update(update)
+        finally:
+            self._is_applying_remote = False
+
+    def _on_transaction(self, event: TransactionEvent) -> None:
+        # Must not raise: pycrdt turns an observer's exception into an error of the
+        # operation that changed the Doc.
+        self.sync_replies.invalidate()
+        delta: bytes = event.update
+        if delta == _EMPTY_UPDATE or self.is_closed:
+            return
+        self.size_bytes += len(delta)
+        if self._is_applying_remote:
+            self.broadcast(encode_update(delta))  # durable already (another process)
+            return
+        self._local_changes += 1
+        self._unsubmitted.append(delta)
+        self._end_of_tick.schedule()
+
+    @property
+    def has_unsaved_edits(self) -> bool:
+        """Changes in the Doc that are not durable yet (unsubmitted or uncommitted)."""
+        return bool(self._unsubmitted) or self._sink.pending_for(self.name) > 0
+
+    def submit_edits(self) -> asyncio.Future[int | None] | None:
+        """Send the changes not yet submitted to the writer, as one log row that
+        is relayed once committed; returns that write (None if there was none)."""
+        deltas, self._unsubmitted = self._unsubmitted, []
+        if not deltas:
+            return None
+        for delta in self._merged(deltas):
+            write = self._sink.submit(AppendUpdate(self.name, delta))
+            self.ledger.note_edit(write)
+            write.add_done_callback(partial(self._relay_if_committed, delta))
+        return write
+
+    def _relay_if_committed(self, delta: bytes, write: asyncio.Future[int | None]) -> None:
+        row_id = self.ledger.note_committed(write)
+        if row_id is None or self.is_closed:
+            return
+        self.broadcast(encode_update(delta))
+        self._feed.publish_update(self.name, delta, row_id)
+
+    def _merged(self, deltas: list[bytes]) -> list[bytes]:
+        """A few updates, each merging a bounded run of `deltas` (merging grows
+        faster than linearly with the number of updates)."""
+        if len(deltas) == 1:
+            return deltas
+        runs = [deltas[i : i + _MAX_MERGED] for i in range(0, len(deltas), _MAX_MERGED)]
+        try:
+            with yrs_panics_as(RuntimeError):
+                return [run[0] if len(run) == 1 else merge_updates(*run) for run in runs]
+        except (ValueError, RuntimeError):  # yrs made them; still, store them as they are
+            logger.exception("doc=%s could not merge %d updates", self.name, len(deltas))
+            return deltas
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def capture(self) -> SnapshotCapture:
+        """The state now and the log rows it holds, for a snapshot (see the ledger)."""
+        self.submit_edits()
+        with yrs_panics_as(RuntimeError):
+            state = self.doc.get_update()
+        self.size_bytes = len(state)
+        return self.ledger.capture(state)
+
+    def save(
+        self,
+        capture: SnapshotCapture,
+        kind: SnapshotKind = SnapshotKind.AUTO,
+        *,
+        label: str | None = None,
+        author: str | None = None,
+        merge_window_s: float = 0.0,
+    ) -> asyncio.Future[int | None]:
+        """Write `capture` as a snapshot (a version); it also compacts: the writer
+        deletes the log rows it holds. Resolves to the snapshot's id, or fails
+        (e.g. `SnapshotConflict`: another process saved one meanwhile)."""
+        write = self._sink.submit(
+            SaveSnapshot(
+                self.name,
+                capture.state,
+                preview=text_preview(capture.state),
+                kind=kind,
+                label=label,
+                author=author,
+                merge_window_s=merge_window_s,
+                update_ids=capture.update_ids,
+                base_seq=capture.base_seq,
+            )
+        )
+        write.add_done_callback(partial(self.ledger.after_snapshot, capture))
+        return write
+
+    def snapshot(
+        self,
+        kind: SnapshotKind = SnapshotKind.AUTO,
+        *,
+        label: str | None = None,
+        author: str | None = None,
+        merge_window_s: float = 0.0,
+    ) -> asyncio.Future[int | None]:
+        """Capture and save the full state now (see `save`)."""
+        return self.save(
+            self.capture(), kind, label=label, author=author, merge_window_s=merge_window_s
+        )
+
+    def close(self, code: CloseCode, reason: str) -> None:
+        """Stop the room: no more writes or relays; its peers are asked to close."""
+        self.submit_edits()  # stored still, even if nobody is left to relay them to
+        self.close_peers(code, reason)
+        self.is_closed = True
+        self.doc.unobserve(self._doc_subscription)
+        self.sync_replies.invalidate()
+
+
+def _send_if_committed(peer: Peer, message: bytes, barrier: asyncio.Future[int | None]) -> None:
+    peer.has_deferred_reply = False
+    if not barrier.cancelled() and barrier.exception() is None:
+        peer.send(message)

@@ -1,0 +1,154 @@
+"""The database schema as the code expects it (SQLite and PostgreSQL alike):
+
+    documents(name PK, created_at, updated_at, snapshot_seq)
+    updates(id, document, data, created_at)          -- the append-only log
+    snapshots(id, document, created_at, updated_at, kind, label, author,
+              size_bytes, preview, state)
+    server_leases(id, url, pid, hostname, started_at, heartbeat_at, ttl_s, cluster)
+    tombstones(name PK, state_vector, deleted_at)   -- what deleted documents held
+    quarantine(id, document, source, source_id, data, reason, quarantined_at)
+
+Databases get there through the Alembic migrations in collab/migrations (run at
+start-up); a change here needs a migration there, and tests/test_migrations.py
+checks that the two agree.
+
+`updates.id` is the log's sequence number: strictly increasing and never reused
+(SQLite AUTOINCREMENT, a PostgreSQL identity). A snapshot deletes exactly the
+rows it contains, so the log after compaction is "every row still present".
+`documents.snapshot_seq` counts the document's snapshot writes: a snapshot must
+be built on the current value (compare-and-set), so the newest snapshot always
+contains every earlier one even when several processes compact.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+from collab.storage.store import SnapshotInfo, SnapshotKind
+
+_Id = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData()
+
+documents = Table(
+    "documents",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("snapshot_seq", BigInteger, nullable=False, server_default="0"),
+)
+
+
+def _per_document_columns() -> list[Column[Any]]:
+    """A never-reused id, and the document the row belongs to (deleted with it)."""
+    return [
+        Column("id", _Id, primary_key=True, autoincrement=True),
+        Column(
+            "document",
+            String(128),
+            ForeignKey("documents.name", ondelete="CASCADE"),
+            nullable=False,
+        ),
+    ]
+
+
+updates = Table(
+    "updates",
+    metadata,
+    *_per_document_columns(),
+    Column("data", LargeBinary, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_updates_document_id", "document", "id"),
+    sqlite_autoincrement=True,
+)
+
+snapshots = Table(
+    "snapshots",
+    metadata,
+    *_per_document_columns(),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("label", Text),
+    Column("author", Text),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("preview", Text, nullable=False),
+    Column("state", LargeBinary, nullable=False),
+    Index("ix_snapshots_document_id", "document", "id"),
+    sqlite_autoincrement=True,
+)
+
+server_leases = Table(
+    "server_leases",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("hostname", Text, nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("heartbeat_at", Float, nullable=False),
+    Column("ttl_s", Float, nullable=False),
+    Column("cluster", Text),  # the Redis key prefix; NULL: a server on its own
+)
+
+tombstones = Table(
+    "tombstones",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("state_vector", LargeBinary, nullable=False),
+    Column("deleted_at", Float, nullable=False),
+)
+
+quarantine = Table(
+    "quarantine",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("document", String(128), nullable=False, index=True),
+    Column("source", String(16), nullable=False),  # "updates" or "snapshots"
+    Column("source_id", BigInteger, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("quarantined_at", Float, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+SNAPSHOT_INFO_COLUMNS = (
+    snapshots.c.id,
+    snapshots.c.document,
+    snapshots.c.created_at,
+    snapshots.c.updated_at,
+    snapshots.c.kind,
+    snapshots.c.label,
+    snapshots.c.author,
+    snapshots.c.size_bytes,
+    snapshots.c.preview,
+)
+
+
+def snapshot_info(row: Any) -> SnapshotInfo:
+    return SnapshotInfo(
+        id=row.id,
+        document=row.document,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        kind=SnapshotKind(row.kind),
+        label=row.label,
+        author=row.author,
+        size_bytes=row.size_bytes,
+        preview=row.preview,
+    )

@@ -1,0 +1,360 @@
+"""`DocumentStore` on SQLAlchemy 2 (async): SQLite by default, PostgreSQL by URL.
+
+Owns the engine, the reads, and the commit of a batch (the SQL of each write
+op is in collab.storage.sql_writes; the tables in collab.storage.sql_schema). `open` brings the
+schema up to date with the Alembic migrations (collab.storage.migrate). `commit` is
+called by one `UpdateWriter` task per process, so a process's writes never race
+each other; other processes on the same database may write beside it (a
+cluster), which the write SQL is built for. Reads run beside the writer (SQLite
+in WAL mode never blocks them).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    literal,
+    null,
+    select,
+    union_all,
+    update,
+)
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, ProgrammingError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.types import LargeBinary
+
+from collab.storage.migrate import SchemaVersion, schema_version, upgrade_database
+from collab.storage.sql_schema import (
+    SNAPSHOT_INFO_COLUMNS,
+    documents,
+    quarantine,
+    server_leases,
+    snapshot_info,
+    snapshots,
+    tombstones,
+    updates,
+)
+from collab.storage.sql_writes import WriteTransaction
+from collab.storage.sqlite_commit import SqliteCommitter
+from collab.storage.store import (
+    DocumentInfo,
+    OpDeclined,
+    PermanentWriteError,
+    ServerLease,
+    Snapshot,
+    SnapshotInfo,
+    SnapshotKind,
+    StoredDocument,
+    WriteOp,
+)
+
+logger = logging.getLogger(__name__)
+
+# PostgreSQL's deadlock_detected and serialization_failure: run the batch again.
+_RETRY_SQLSTATES = {"40P01", "40001"}
+_SERIALIZATION_RETRIES = 5
+
+
+# A batch's results (row ids, snapshot ids, declines) and the transaction that ran it.
+_BatchResult = tuple[list[int | OpDeclined | None], WriteTransaction]
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    return getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+
+
+class SqlStore:
+    """One engine, one schema; `commit` is called by a single `UpdateWriter` task."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        sqlite_synchronous: str = "NORMAL",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._url = make_url(url)
+        self._clock = clock
+        # When each document row was last written by a committed transaction: a
+        # burst of small commits then skips the UPDATE of `updated_at` (it is
+        # refreshed at most once per sql_writes.TOUCH_INTERVAL_S) - a third of
+        # their cost.
+        self._touched_at: dict[str, float] = {}
+        self.schema: SchemaVersion | None = None
+        self._sqlite_synchronous = sqlite_synchronous
+        self._engine: AsyncEngine | None = None
+        # SQLite's write path (see collab.storage.sqlite_commit); None on PostgreSQL.
+        self._sqlite_writes: SqliteCommitter[_BatchResult] | None = None
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            raise RuntimeError("SqlStore is not open")
+        return self._engine
+
+    @property
+    def sqlite_writes(self) -> SqliteCommitter[_BatchResult] | None:
+        """SQLite's write path (which batches ran inline, which on the thread); None
+        on PostgreSQL or an in-memory database."""
+        return self._sqlite_writes
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self._url.get_backend_name() == "sqlite"
+
+    async def open(self, *, migrate: bool = True) -> None:
+        """Connect, and (unless `migrate` is False) upgrade the schema to head."""
+        if self.is_sqlite and self._url.database not in (None, "", ":memory:"):
+            Path(self._url.database).parent.mkdir(parents=True, exist_ok=True)
+        self._engine = create_async_engine(self._url)
+        if self.is_sqlite:
+            event.listen(self._engine.sync_engine, "connect", self._set_sqlite_pragmas)
+            if self._url.database not in (None, "", ":memory:"):
+                # Writes go through the standard library's sqlite3 driver, on the
+                # loop or on one dedicated thread (see _commit); reads stay on aiosqlite.
+                write_engine = create_engine(self._url.set(drivername="sqlite"))
+                event.listen(write_engine, "connect", self._set_sqlite_pragmas)
+                self._sqlite_writes = SqliteCommitter(
+                    write_engine,
+                    self._run,
+                    # With FULL or EXTRA every commit fsyncs: never on the loop.
+                    is_inline_allowed=self._sqlite_synchronous.upper() in ("OFF", "NORMAL"),
+                )
+        if migrate:
+            self.schema = await upgrade_database(self._engine)
+
+    async def schema_version(self) -> SchemaVersion:
+        return await schema_version(self.engine)
+
+    def _set_sqlite_pragmas(self, dbapi_connection: Any, _record: Any) -> None:
+        # WAL: readers never block the writer. synchronous=NORMAL in WAL survives a
+        # killed process (the commit is in the OS's hands); FULL also survives power
+        # loss. foreign_keys makes ON DELETE CASCADE work.
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={self._sqlite_synchronous}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.close()
+
+    def _run(self, conn: Connection, ops: Sequence[WriteOp], now: float) -> _BatchResult:
+        transaction = WriteTransaction(conn, now, self._touched_at)
+        return transaction.run(ops), transaction
+
+    async def close(self) -> None:
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None
+        if self._sqlite_writes is not None:
+            sqlite_writes, self._sqlite_writes = self._sqlite_writes, None
+            await sqlite_writes.close()
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(select(1))
+
+    async def commit(self, ops: Sequence[WriteOp]) -> list[int | OpDeclined | None]:
+        for attempt in range(_SERIALIZATION_RETRIES + 1):
+            try:
+                return await self._commit(ops)
+            except (DataError, IntegrityError, ProgrammingError) as exc:
+                raise PermanentWriteError(str(exc.orig or exc)) from exc
+            except DBAPIError as exc:
+                # Two processes' transactions can deadlock (PostgreSQL aborts one):
+                # that is contention, not an outage - run it again at once.
+                if _sqlstate(exc) not in _RETRY_SQLSTATES or attempt == _SERIALIZATION_RETRIES:
+                    raise
+                logger.info("commit of %d ops hit %s; running it again", len(ops), _sqlstate(exc))
+        raise AssertionError("unreachable")
+
+    async def _commit(self, ops: Sequence[WriteOp]) -> list[int | OpDeclined | None]:
+        now = self._clock()
+        if self._sqlite_writes is not None:
+            results, transaction = await self._sqlite_writes.commit(ops, now)
+        else:
+            async with self.engine.begin() as conn:
+                results, transaction = await conn.run_sync(self._run, ops, now)
+        # Committed: only now may the cache believe what this transaction wrote.
+        for name, touched_at in transaction.touched.items():
+            if touched_at is None:
+                self._touched_at.pop(name, None)
+            else:
+                self._touched_at[name] = touched_at
+        return results
+
+    async def quarantined(self, document: str) -> list[tuple[str, int, str]]:
+        """(source table, original row id, reason) of the document's quarantined rows."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(quarantine.c.source, quarantine.c.source_id, quarantine.c.reason)
+                .where(quarantine.c.document == document)
+                .order_by(quarantine.c.id)
+            )
+            return [(row.source, int(row.source_id), row.reason) for row in rows]
+
+    async def list_snapshots(
+        self, document: str, *, limit: int | None = None, before_id: int | None = None
+    ) -> list[SnapshotInfo]:
+        query = (
+            select(*SNAPSHOT_INFO_COLUMNS)
+            .where(snapshots.c.document == document)
+            .order_by(snapshots.c.id.desc())
+        )
+        if before_id is not None:
+            query = query.where(snapshots.c.id < before_id)
+        if limit is not None:
+            query = query.limit(limit)
+        async with self.engine.connect() as conn:
+            return [snapshot_info(row) for row in await conn.execute(query)]
+
+    async def get_snapshot(self, document: str, snapshot_id: int) -> Snapshot | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(*SNAPSHOT_INFO_COLUMNS, snapshots.c.state).where(
+                        snapshots.c.document == document, snapshots.c.id == snapshot_id
+                    )
+                )
+            ).first()
+        return Snapshot(snapshot_info(row), row.state) if row else None
+
+    async def documents_with_snapshots(self, kind: SnapshotKind) -> list[str]:
+        async with self.engine.connect() as conn:
+            result = await conn.execute(
+                select(snapshots.c.document).where(snapshots.c.kind == kind.value).distinct()
+            )
+            return sorted(result.scalars())
+
+    async def save_lease(self, lease: ServerLease) -> None:
+        values = {
+            "url": lease.url,
+            "pid": lease.pid,
+            "hostname": lease.hostname,
+            "started_at": lease.started_at,
+            "heartbeat_at": lease.heartbeat_at,
+            "ttl_s": lease.ttl_s,
+            "cluster": lease.cluster,
+        }
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(server_leases).where(server_leases.c.id == lease.id).values(values)
+            )
+            if result.rowcount == 0:
+                await conn.execute(insert(server_leases).values(id=lease.id, **values))
+
+    async def drop_lease(self, lease_id: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(server_leases).where(server_leases.c.id == lease_id))
+
+    async def live_leases(self) -> list[ServerLease]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(server_leases).where(
+                    server_leases.c.heartbeat_at + server_leases.c.ttl_s >= self._clock()
+                )
+            )
+            return [ServerLease(**row._mapping) for row in rows]
+
+    async def load(self, document: str) -> StoredDocument:
+        # ONE statement, so the snapshot, the log and the snapshot sequence come
+        # from the same moment even if a compaction commits meanwhile (separate
+        # SELECTs could pair an old snapshot with a log that lost rows it lacks).
+        newest_id = (
+            select(func.max(snapshots.c.id))
+            .where(snapshots.c.document == document)
+            .scalar_subquery()
+        )
+        snapshot_part = select(
+            literal(0).label("part"), snapshots.c.id.label("seq"), snapshots.c.state.label("data")
+        ).where(snapshots.c.id == newest_id)
+        log_part = select(literal(1), updates.c.id, updates.c.data).where(
+            updates.c.document == document
+        )
+        tombstone_part = select(literal(2), literal(0), tombstones.c.state_vector).where(
+            tombstones.c.name == document
+        )
+        seq_part = select(literal(3), documents.c.snapshot_seq, null().cast(LargeBinary)).where(
+            documents.c.name == document
+        )
+        query = union_all(snapshot_part, log_part, tombstone_part, seq_part).order_by("part", "seq")
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        has_snapshot = bool(rows) and rows[0].part == 0
+        log = [row for row in rows if row.part == 1]
+        return StoredDocument(
+            snapshot=rows[0].data if has_snapshot else None,
+            updates=[row.data for row in log],
+            snapshot_id=int(rows[0].seq) if has_snapshot else None,
+            update_ids=[int(row.seq) for row in log],
+            deleted_state=next((row.data for row in rows if row.part == 2), None),
+            snapshot_seq=next((int(row.seq) for row in rows if row.part == 3), 0),
+        )
+
+    async def document_info(self, document: str) -> DocumentInfo | None:
+        infos = await self._document_infos(document)
+        return infos[0] if infos else None
+
+    async def list_documents(self) -> list[DocumentInfo]:
+        return await self._document_infos(None)
+
+    async def _document_infos(self, only: str | None) -> list[DocumentInfo]:
+        log_stats = (
+            select(
+                updates.c.document,
+                func.count().label("entries"),
+                func.sum(func.length(updates.c.data)).label("log_bytes"),
+            )
+            .group_by(updates.c.document)
+            .subquery()
+        )
+        latest = (
+            select(
+                snapshots.c.document,
+                func.max(snapshots.c.id).label("latest_id"),
+                func.count().label("count"),
+            )
+            .group_by(snapshots.c.document)
+            .subquery()
+        )
+        latest_snapshot = snapshots.alias("latest_snapshot")
+        query = (
+            select(
+                documents.c.name,
+                documents.c.created_at,
+                documents.c.updated_at,
+                func.coalesce(log_stats.c.entries, 0).label("entries"),
+                func.coalesce(log_stats.c.log_bytes, 0).label("log_bytes"),
+                func.coalesce(latest.c.count, 0).label("snapshot_count"),
+                func.coalesce(latest_snapshot.c.size_bytes, 0).label("snapshot_bytes"),
+            )
+            .outerjoin(log_stats, log_stats.c.document == documents.c.name)
+            .outerjoin(latest, latest.c.document == documents.c.name)
+            .outerjoin(latest_snapshot, latest_snapshot.c.id == latest.c.latest_id)
+            .order_by(documents.c.name)
+        )
+        if only is not None:
+            query = query.where(documents.c.name == only)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            DocumentInfo(
+                name=row.name,
+                created_at=row.created_at,
+                updated_at=row.updated_at,
+                size_bytes=int(row.snapshot_bytes) + int(row.log_bytes),
+                log_entries=int(row.entries),
+                snapshots=int(row.snapshot_count),
+            )
+            for row in rows
+        ]
