@@ -10,16 +10,16 @@ import pytest
 from redis.asyncio import Redis
 
 from collab.config import Settings
-from tests.helpers import RunningServer, run_server
-from tests.nodeclient import NodeFactory, node_clients
-from tests.servers import (
+from tests.support.nodeclient import NodeFactory, node_clients
+from tests.support.server import RunningServer, run_server
+from tests.support.services import (
     POSTGRES_DEFAULT_DSN,
     REDIS_DEFAULT_URL,
     PostgresServer,
     RedisServer,
     given_or_own,
 )
-from tests.yclient import YClient
+from tests.support.yclient import YClient
 
 
 @pytest.fixture
@@ -54,7 +54,7 @@ async def connect(server: RunningServer) -> AsyncIterator[Callable[..., Awaitabl
 
 @pytest.fixture
 async def node_client(server: RunningServer) -> AsyncIterator[NodeFactory]:
-    """Start real npm y-websocket clients (tests/nodeclient.py) against `server`."""
+    """Start real npm y-websocket clients (tests/support/nodeclient.py) against `server`."""
     async with contextlib.asynccontextmanager(node_clients)(server) as start:
         yield start
 

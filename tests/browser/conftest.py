@@ -5,8 +5,8 @@ from collections.abc import AsyncIterator
 import pytest
 from playwright.async_api import Browser
 
-from tests.browser.browser import People, launch_chromium
-from tests.helpers import RunningServer
+from tests.support.browser import People, launch_chromium
+from tests.support.server import RunningServer
 
 
 @pytest.fixture

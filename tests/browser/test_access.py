@@ -7,7 +7,7 @@ import pytest
 from collab.auth.policy import Role
 from collab.auth.tokens import issue_token
 from collab.config import Settings
-from tests.helpers import eventually
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.browser
 

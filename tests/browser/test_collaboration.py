@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pycrdt import Text
 
-from tests.browser.browser import ARTIFACTS, save_stacked
-from tests.helpers import eventually
+from tests.support.browser import ARTIFACTS, save_stacked
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.browser
 

@@ -6,7 +6,7 @@ import httpx
 import pytest
 from pycrdt import Text
 
-from tests.helpers import eventually
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.browser
 

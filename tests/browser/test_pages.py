@@ -6,8 +6,8 @@ import httpx
 import pytest
 from pycrdt import Text
 
-from tests.browser.browser import ARTIFACTS, PHONE
-from tests.helpers import eventually
+from tests.support.browser import ARTIFACTS, PHONE
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.browser
 
