@@ -101,7 +101,7 @@ class Compactor:
                 catch_up(room, loaded)
                 if is_explicit:
                     state = _merge(current.state, loaded.stored.snapshot)
-                    current = SnapshotCapture(state, current.update_ids, loaded.stored.snapshot_seq)
+                    current = SnapshotCapture(state, current.row_ids, loaded.stored.snapshot_seq)
                 else:
                     current = room.capture()
                 continue

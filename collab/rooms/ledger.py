@@ -5,7 +5,7 @@ wrote, or loaded from storage - never rows another process wrote and it only
 heard of: those can sit pending inside yrs, outside any snapshot), the writes
 still in flight, the snapshot sequence its Doc is known to contain, and how many
 of its own edits are not compacted yet. A snapshot built from a `capture` may
-delete exactly `update_ids` and must be saved on `base_seq` (see collab.storage.store).
+delete exactly `row_ids` and must be saved on `base_seq` (see collab.storage.store).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ class SnapshotCapture:
     """A room's state at one moment, and what saving it as a snapshot deletes."""
 
     state: bytes
-    update_ids: tuple[int, ...]  # log rows whose content `state` holds
+    row_ids: tuple[int, ...]  # log rows whose content `state` holds
     base_seq: int  # the snapshot sequence `state` is known to contain
     # writes of changes `state` holds that were not committed yet (see `settle`)
     pending: tuple[asyncio.Future[int | None], ...] = ()
@@ -28,10 +28,10 @@ class SnapshotCapture:
 
 class CompactionLedger:
     def __init__(
-        self, clock: Callable[[], float], applied_ids: Iterable[int] = (), snapshot_seq: int = 0
+        self, clock: Callable[[], float], row_ids: Iterable[int] = (), snapshot_seq: int = 0
     ) -> None:
         self._clock = clock
-        self.applied_ids: set[int] = set(applied_ids)
+        self.row_ids: set[int] = set(row_ids)
         self.snapshot_seq = snapshot_seq
         self.updates_since_compaction = 0
         self.dirty_since: float | None = None
@@ -60,16 +60,16 @@ class CompactionLedger:
             return None
         row_id = write.result()
         assert row_id is not None  # an AppendUpdate resolves to its row id
-        self.applied_ids.add(row_id)
+        self.row_ids.add(row_id)
         return row_id
 
     def capture(self, state: bytes) -> SnapshotCapture:
         """`state` (the Doc now) with the rows it holds; restarts the compaction clock."""
         self.updates_since_compaction = 0
         self.dirty_since = None
-        update_ids = tuple(self.applied_ids)
-        self.applied_ids.clear()
-        return SnapshotCapture(state, update_ids, self.snapshot_seq, tuple(self._unconfirmed))
+        row_ids = tuple(self.row_ids)
+        self.row_ids.clear()
+        return SnapshotCapture(state, row_ids, self.snapshot_seq, tuple(self._unconfirmed))
 
     async def settle(self, capture: SnapshotCapture) -> SnapshotCapture:
         """Wait until the captured changes still in flight are committed, so the
@@ -83,14 +83,14 @@ class CompactionLedger:
             if not write.cancelled() and write.exception() is None
             if (row_id := write.result()) is not None
         ]
-        self.applied_ids.difference_update(ids)  # `note_committed` listed them
-        return SnapshotCapture(capture.state, capture.update_ids + tuple(ids), capture.base_seq)
+        self.row_ids.difference_update(ids)  # `note_committed` listed them
+        return SnapshotCapture(capture.state, capture.row_ids + tuple(ids), capture.base_seq)
 
     def after_snapshot(self, capture: SnapshotCapture, write: asyncio.Future[int | None]) -> None:
         if write.cancelled() or write.exception() is not None:
             # The state stays in memory and the log keeps its rows: a later
             # snapshot deletes them.
-            self.applied_ids.update(capture.update_ids)
+            self.row_ids.update(capture.row_ids)
             self.updates_since_compaction = max(self.updates_since_compaction, 1)
             if self.dirty_since is None:
                 self.dirty_since = self._clock()
@@ -99,5 +99,5 @@ class CompactionLedger:
 
     def note_loaded(self, row_ids: Iterable[int], snapshot_seq: int) -> None:
         """The Doc now holds these stored rows and the snapshot they came with."""
-        self.applied_ids.update(row_ids)
+        self.row_ids.update(row_ids)
         self.snapshot_seq = max(self.snapshot_seq, snapshot_seq)

@@ -31,10 +31,10 @@ class BadRows:
     """Stored rows of one document that did not decode."""
 
     snapshot_ids: tuple[int, ...] = ()
-    update_ids: tuple[int, ...] = ()
+    row_ids: tuple[int, ...] = ()
 
     def __bool__(self) -> bool:
-        return bool(self.snapshot_ids or self.update_ids)
+        return bool(self.snapshot_ids or self.row_ids)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,8 +50,8 @@ def apply_stored(stored: StoredDocument, document: str) -> tuple[Doc, BadRows]:
     bad_snapshots: list[int] = []
     bad_updates: list[int] = []
     rows = [(stored.snapshot, stored.snapshot_id, bad_snapshots)] if stored.snapshot else []
-    update_ids = stored.update_ids or [-1] * len(stored.updates)
-    rows += [(u, i, bad_updates) for u, i in zip(stored.updates, update_ids, strict=True)]
+    row_ids = stored.row_ids or [-1] * len(stored.updates)
+    rows += [(u, i, bad_updates) for u, i in zip(stored.updates, row_ids, strict=True)]
     with doc.transaction():
         for data, row_id, bad in rows:
             try:
@@ -81,22 +81,22 @@ class DocumentLoader:
             stored = await self._store.load(name)
             doc, bad = apply_stored(stored, name)
             if not bad:
-                return LoadedDocument(stored, doc, tuple(stored.update_ids))
-            self._metrics.quarantined_rows.inc(len(bad.snapshot_ids) + len(bad.update_ids))
+                return LoadedDocument(stored, doc, tuple(stored.row_ids))
+            self._metrics.quarantined_rows.inc(len(bad.snapshot_ids) + len(bad.row_ids))
             logger.error(
                 "doc=%s quarantining rows that do not decode: snapshots %s, updates %s",
                 name,
                 list(bad.snapshot_ids),
-                list(bad.update_ids),
+                list(bad.row_ids),
             )
             await self._writer.submit(
                 QuarantineRows(
-                    name, "does not decode as a Yjs update", bad.snapshot_ids, bad.update_ids
+                    name, "does not decode as a Yjs update", bad.snapshot_ids, bad.row_ids
                 )
             )
         # Still damaged after many rounds: serve what decodes, and never let a
         # snapshot delete the damaged rows (they are evidence).
-        good = tuple(i for i in stored.update_ids if i not in set(bad.update_ids))
+        good = tuple(i for i in stored.row_ids if i not in set(bad.row_ids))
         return LoadedDocument(stored, doc, good)
 
 

@@ -168,10 +168,10 @@ class RoomRegistry:
             self._writer,
             limits=self._policy.room_limits,
             size_bytes=len(stored.snapshot or b"") + sum(map(len, stored.updates)),
-            deleted_state=stored.deleted_state,
+            tombstone=stored.tombstone,
             clock=self._clock,
             feed=self._cluster,
-            applied_ids=loaded.row_ids,
+            row_ids=loaded.row_ids,
             snapshot_seq=stored.snapshot_seq,
         )
         self.rooms[name] = room
@@ -264,13 +264,13 @@ class RoomRegistry:
             if room is not None:
                 self._cluster.unfollow(name)
                 room.close(CloseCode.DOCUMENT_DELETED, "document deleted")
-                clocks = dict(room.deleted_clocks)
+                clocks = dict(room.tombstone_clocks)
                 state_vector = room.doc.get_state()
             else:
                 if await self._store.document_info(name) is None:
                     return False
                 stored = await self._store.load(name)
-                clocks = decode_state_vector(stored.deleted_state or b"\x00")
+                clocks = decode_state_vector(stored.tombstone or b"\x00")
                 state_vector = build_doc(stored, name).get_state()
             for client_id, clock in decode_state_vector(state_vector).items():
                 clocks[client_id] = max(clock, clocks.get(client_id, 0))

@@ -133,10 +133,10 @@ class Room:
         *,
         limits: RoomLimits = RoomLimits(),
         size_bytes: int = 0,
-        deleted_state: bytes | None = None,
+        tombstone: bytes | None = None,
         clock: Callable[[], float] = time.monotonic,
         feed: ClusterFeed | None = None,
-        applied_ids: Iterable[int] = (),
+        row_ids: Iterable[int] = (),
         snapshot_seq: int = 0,
     ) -> None:
         self.name = name
@@ -153,14 +153,14 @@ class Room:
         # recomputed exactly only when the estimate nears the limit.
         self.size_bytes = size_bytes
         # client id -> clock that a deleted earlier incarnation reached (its tombstone)
-        self.deleted_clocks = decode_state_vector(deleted_state) if deleted_state else {}
+        self.tombstone_clocks = decode_state_vector(tombstone) if tombstone else {}
         # This tick's local changes, stored and relayed together at its end.
         self._unsubmitted: list[bytes] = []
         self._end_of_tick = EndOfTick(self.submit_edits)
         self._local_changes = 0  # counts `_on_transaction`'s local changes
         self._feed = feed or NoCluster()
         self._is_applying_remote = False
-        self.ledger = CompactionLedger(clock, applied_ids, snapshot_seq)
+        self.ledger = CompactionLedger(clock, row_ids, snapshot_seq)
         self.presence = Presence(
             name,
             doc,
@@ -272,7 +272,7 @@ class Room:
         True if it changed the document."""
         if update == _EMPTY_UPDATE:
             return False
-        if self.deleted_clocks:
+        if self.tombstone_clocks:
             self._refuse_deleted_history(update)
         if self.size_bytes + len(update) > self._limits.max_document_bytes:
             self._check_size(len(update))
@@ -295,7 +295,7 @@ class Room:
             clocks = decode_state_vector(get_state(update))
         except ValueError as exc:
             raise InvalidUpdate(f"invalid Yjs update: {exc}") from exc
-        deleted = self.deleted_clocks
+        deleted = self.tombstone_clocks
         if any(client_id in deleted for client_id, clock in clocks.items() if clock):
             raise DeletedHistory(
                 "this update carries history of the deleted document: discard local state"
@@ -410,7 +410,7 @@ class Room:
                 label=label,
                 author=author,
                 merge_window_s=merge_window_s,
-                update_ids=capture.update_ids,
+                row_ids=capture.row_ids,
                 base_seq=capture.base_seq,
             )
         )

@@ -296,8 +296,8 @@ class SqlStore:
             snapshot=rows[0].data if has_snapshot else None,
             updates=[row.data for row in log],
             snapshot_id=int(rows[0].seq) if has_snapshot else None,
-            update_ids=[int(row.seq) for row in log],
-            deleted_state=next((row.data for row in rows if row.part == 2), None),
+            row_ids=[int(row.seq) for row in log],
+            tombstone=next((row.data for row in rows if row.part == 2), None),
             snapshot_seq=next((int(row.seq) for row in rows if row.part == 3), 0),
         )
 

@@ -184,10 +184,10 @@ class WriteTransaction:
             return SnapshotConflict(op.document, op.base_seq or 0, int(current or 0))
         snapshot_id = self._write_snapshot_row(op)
         in_document = updates.c.document == op.document
-        if op.update_ids is None:
+        if op.row_ids is None:
             conn.execute(delete(updates).where(in_document))
         else:
-            ids = sorted(op.update_ids)
+            ids = sorted(op.row_ids)
             for start in range(0, len(ids), _DELETE_CHUNK):
                 chunk = ids[start : start + _DELETE_CHUNK]
                 conn.execute(delete(updates).where(in_document, updates.c.id.in_(chunk)))
@@ -241,7 +241,7 @@ class WriteTransaction:
         conn = self._conn
         for source, table, ids in (
             ("snapshots", snapshots, op.snapshot_ids),
-            ("updates", updates, op.update_ids),
+            ("updates", updates, op.row_ids),
         ):
             if not ids:
                 continue

@@ -45,7 +45,7 @@ class SnapshotKind(StrEnum):
 class SaveSnapshot:
     """The full state of a document; replaces the log rows it contains.
 
-    `update_ids`: the log rows to delete, all contained in `state`. None means
+    `row_ids`: the log rows to delete, all contained in `state`. None means
     every row now in the log - right only for a single writer that has applied
     them all (tools and tests); rooms always name their rows.
 
@@ -66,7 +66,7 @@ class SaveSnapshot:
     label: str | None = None
     author: str | None = None
     merge_window_s: float = 0.0
-    update_ids: tuple[int, ...] | None = None
+    row_ids: tuple[int, ...] | None = None
     base_seq: int | None = None
 
 
@@ -82,7 +82,7 @@ class DeleteSnapshots:
 class DeleteDocument:
     """Remove everything of `document`, leaving a tombstone: the state vector of
     what was deleted, so that a client still holding that history cannot bring it
-    back by reconnecting (see `StoredDocument.deleted_state`)."""
+    back by reconnecting (see `StoredDocument.tombstone`)."""
 
     document: str
     tombstone: bytes = b"\x00"
@@ -96,7 +96,7 @@ class QuarantineRows:
     document: str
     reason: str
     snapshot_ids: tuple[int, ...] = ()
-    update_ids: tuple[int, ...] = ()
+    row_ids: tuple[int, ...] = ()
 
 
 WriteOp = AppendUpdate | SaveSnapshot | DeleteSnapshots | DeleteDocument | QuarantineRows
@@ -173,8 +173,8 @@ class StoredDocument:
     snapshot: bytes | None
     updates: list[bytes] = field(default_factory=list)
     snapshot_id: int | None = None
-    update_ids: list[int] = field(default_factory=list)
-    deleted_state: bytes | None = None
+    row_ids: list[int] = field(default_factory=list)
+    tombstone: bytes | None = None
     snapshot_seq: int = 0
 
     @property

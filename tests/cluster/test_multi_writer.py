@@ -90,7 +90,7 @@ async def test_appends_return_their_log_row_ids_in_order(database_url):
         ids = await process.store.commit([AppendUpdate("doc", _update(c)) for c in "abc"])
         assert ids == sorted(ids) and len(set(ids)) == 3
         stored = await process.store.load("doc")
-        assert stored.update_ids == ids and stored.snapshot_seq == 0
+        assert stored.row_ids == ids and stored.snapshot_seq == 0
 
 
 async def test_a_snapshot_deletes_exactly_its_rows_and_needs_the_current_sequence(
@@ -102,19 +102,19 @@ async def test_a_snapshot_deletes_exactly_its_rows_and_needs_the_current_sequenc
         theirs = await store.commit([AppendUpdate("doc", _update("theirs"))])
         state = _update("mine")  # holds "mine" only
         [snapshot_id] = await store.commit(
-            [SaveSnapshot("doc", state, update_ids=tuple(mine), base_seq=0)]
+            [SaveSnapshot("doc", state, row_ids=tuple(mine), base_seq=0)]
         )
         assert isinstance(snapshot_id, int)
         stored = await store.load("doc")
         # The row this snapshot does not hold survives; loading applies it again.
-        assert stored.update_ids == theirs and stored.snapshot_seq == 1
+        assert stored.row_ids == theirs and stored.snapshot_seq == 1
         assert sorted(_text(build_doc(stored, "doc"))) == sorted("minetheirs")
         # A snapshot built on sequence 0 would leave out what snapshot 1 holds.
         [declined] = await store.commit(
-            [SaveSnapshot("doc", _update("stale"), update_ids=tuple(theirs), base_seq=0)]
+            [SaveSnapshot("doc", _update("stale"), row_ids=tuple(theirs), base_seq=0)]
         )
         assert isinstance(declined, SnapshotConflict) and declined.current_seq == 1
-        assert (await store.load("doc")).update_ids == theirs, "a declined snapshot deletes nothing"
+        assert (await store.load("doc")).row_ids == theirs, "a declined snapshot deletes nothing"
 
 
 async def test_one_compactor_per_document_at_a_time_on_postgresql(postgres_url):

@@ -103,7 +103,7 @@ async def test_a_websocket_without_a_good_token_is_closed_with_4401(server, quer
     code, text = await refusal(server.ws_url("doc") + query)
     assert code == 4401
     assert reason in (text or "")
-    assert "doc" not in server.services.registry.rooms, "nothing was loaded for it"
+    assert "doc" not in server.runtime.registry.rooms, "nothing was loaded for it"
 
 
 async def test_a_token_for_another_document_is_closed_with_4403(server):
@@ -152,7 +152,7 @@ async def test_a_read_connection_gets_document_and_presence_and_its_edit_is_refu
     await eventually(lambda: {"user": {"name": "writer"}} in reader.presence_of_others().values())
     await reader.set_presence({"user": {"name": "viewer"}})
     await eventually(lambda: {"user": {"name": "viewer"}} in writer.presence_of_others().values())
-    room = server.services.registry.rooms["doc"]
+    room = server.runtime.registry.rooms["doc"]
     assert room.read_only_updates_dropped >= 1, "its automatic sync step 2 was dropped"
 
     reader.text.insert(0, "sneaky ")  # the client sends this as an update
@@ -175,7 +175,7 @@ async def test_a_read_connections_catch_up_reply_is_dropped_and_it_stays_connect
     offline.text.insert(0, "offline edit; ")  # made before connecting: sent in its step 2
     await offline.connect()
     try:
-        room = server.services.registry.rooms["doc"]
+        room = server.runtime.registry.rooms["doc"]
         await eventually(lambda: room.read_only_updates_dropped >= 1)
         await echoed(writer, " + more")  # ordering barrier, as above
         assert str(writer.text) == "server copy + more"
@@ -381,7 +381,7 @@ async def test_node_read_token_sees_the_document_but_its_edit_is_never_applied(
     await eventually(lambda: {"user": {"name": "viewer"}} in writer.presence_of_others().values())
     await echoed(writer, " live")
     assert (await viewer.result())["text"] == "hello live"
-    room = server.services.registry.rooms["shared"]
+    room = server.runtime.registry.rooms["shared"]
     assert room.read_only_updates_dropped >= 1, "y-websocket's step 2 was dropped"
 
     # A read client that types anyway: closed with 4403, which y-websocket treats as

@@ -44,7 +44,7 @@ async def test_presence_is_removed_when_a_connection_goes(connect, server, how):
     await eventually(lambda: _names(b) == {"ada"})
     await (a.close() if how == "close" else a.abort())
     await eventually(lambda: _names(b) == set(), what=f"ghost cursor after {how}")
-    room = server.services.registry.rooms["doc"]
+    room = server.runtime.registry.rooms["doc"]
     await eventually(lambda: a.doc.client_id not in room.awareness.states)
 
 
@@ -63,7 +63,7 @@ async def test_a_reconnected_client_keeps_its_presence_when_its_old_connection_c
     old.awareness.set_local_state({"user": {"name": "ada"}})
     payload = old.awareness.encode_awareness_update([old.doc.client_id])
     await new.send_raw(create_awareness_message(payload))
-    room = server.services.registry.rooms["doc"]
+    room = server.runtime.registry.rooms["doc"]
     await eventually(lambda: old.doc.client_id in room.peers[max(room.peers)].client_ids)
 
     await old.close()

@@ -78,7 +78,7 @@ async def test_bad_frame_closes_only_that_connection(connect, server, case):
     await eventually(lambda: str(good_a.text) == "before after")
     late = await connect("doc")
     assert str(late.text) == "before after"
-    assert len(server.services.registry.rooms["doc"].peers) == 3
+    assert len(server.runtime.registry.rooms["doc"].peers) == 3
 
 
 async def test_unknown_message_type_is_ignored_and_counted(connect, server):
@@ -87,7 +87,7 @@ async def test_unknown_message_type_is_ignored_and_counted(connect, server):
     await a.send_raw(b"\x2a\x01\x02\x03")
     a.text.insert(0, "still here")
     await eventually(lambda: str(b.text) == "still here")
-    assert server.services.registry.rooms["doc"].unknown_messages == 1
+    assert server.runtime.registry.rooms["doc"].unknown_messages == 1
     assert a.close_code is None
 
 
@@ -112,7 +112,7 @@ async def test_bad_document_name_is_refused_with_a_close_code(server, name):
     assert closed.value.rcvd is not None
     assert closed.value.rcvd.code == CloseCode.BAD_DOCUMENT_NAME
     assert "document name" in closed.value.rcvd.reason
-    assert server.services.registry.rooms == {}
+    assert server.runtime.registry.rooms == {}
 
 
 async def test_a_thousand_connections_at_once(settings):

@@ -53,7 +53,7 @@ async def test_simultaneous_joiners_of_a_big_document_share_one_reply_and_all_co
     server,
 ):
     uploader = await upload(server, "big", 3)
-    room = server.services.registry.rooms["big"]
+    room = server.runtime.registry.rooms["big"]
     joiners = [YClient(server.ws_url("big")) for _ in range(6)]
     try:
         await asyncio.gather(*(joiner.connect() for joiner in joiners))
@@ -68,7 +68,7 @@ async def test_simultaneous_joiners_of_a_big_document_share_one_reply_and_all_co
 
 async def test_a_change_between_joins_is_not_answered_from_the_shared_reply(server):
     uploader = await upload(server, "big", 2)
-    room = server.services.registry.rooms["big"]
+    room = server.runtime.registry.rooms["big"]
     first = await YClient(server.ws_url("big")).connect()
     uploader.text.insert(0, "tail of an edit made after the first join")
     await eventually(lambda: first.text.to_py().startswith("tail"), what="edit relayed")
@@ -88,7 +88,7 @@ async def test_a_joiner_that_never_reads_a_big_document_does_not_stall_the_other
     # kernel takes a few MiB), so only the drain timeout frees the slot.
     gate = server.app.state.send_gate = BigSendGate(slots=1, min_bytes=MIB, drain_timeout_s=0.2)
     uploader = await upload(server, "big", 12)
-    room = server.services.registry.rooms["big"]
+    room = server.runtime.registry.rooms["big"]
     async with never_reading(server.ws_url("big")):
         await eventually(lambda: len(room.peers) == 2, what="stalled joiner in the room")
         joiners = [YClient(server.ws_url("big")) for _ in range(3)]
@@ -110,7 +110,7 @@ async def test_a_joiner_waiting_for_a_send_slot_is_kept_alive_then_served(settin
             slots=1, min_bytes=MIB, drain_timeout_s=3600
         )
         uploader = await upload(server, "big", 12)
-        room = server.services.registry.rooms["big"]
+        room = server.runtime.registry.rooms["big"]
         waiting = YClient(server.ws_url("big"))
         try:
             async with never_reading(server.ws_url("big")):

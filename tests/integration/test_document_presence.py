@@ -20,7 +20,7 @@ async def _wait_until_present(
     """Until the listing shows `expected` (once the room holds `states` awareness states)."""
 
     async def shown() -> bool:
-        room = server.services.registry.rooms.get(name)
+        room = server.runtime.registry.rooms.get(name)
         if states is not None and (room is None or len(room.awareness.states) != states):
             return False
         return await _present(server, name) == expected

@@ -77,7 +77,7 @@ async def test_locked_database_refuses_edits_with_4503_and_recovers(settings, tm
             assert await a.wait_closed(TIMEOUT_S * 2) == CloseCode.STORAGE_UNAVAILABLE
             assert await b.wait_closed() == CloseCode.STORAGE_UNAVAILABLE
             assert str(b.text) == "before"
-            assert server.services.writer.is_failing
+            assert server.runtime.writer.is_failing
             # A client that comes and edits during the outage is refused too.
             late = await YClient(server.ws_url("doc")).connect(wait_synced=False)
             late.text.insert(0, "late ")
@@ -85,7 +85,7 @@ async def test_locked_database_refuses_edits_with_4503_and_recovers(settings, tm
         finally:
             lock.execute("ROLLBACK")
             lock.close()
-        await eventually(lambda: not server.services.writer.is_failing, timeout_s=TIMEOUT_S * 2)
+        await eventually(lambda: not server.runtime.writer.is_failing, timeout_s=TIMEOUT_S * 2)
         after = await YClient(server.ws_url("doc")).connect()
         # Nothing that was merged during the outage was lost.
         assert "before during" in str(after.text) and "late " in str(after.text)
@@ -127,7 +127,7 @@ async def test_corrupt_rows_are_quarantined_and_the_rest_loads(settings):
         # The older snapshot and the valid log rows load; the damaged rows do not.
         assert str(client.text) == "version one"
         assert client.map().to_py() == {"a": "a", "c": "c"}
-        quarantined = await server.services.store.quarantined("doc")
+        quarantined = await server.runtime.store.quarantined("doc")
         assert sorted((source, row_id) for source, row_id, _ in quarantined) == [
             ("snapshots", 2),
             ("updates", 3),

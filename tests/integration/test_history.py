@@ -191,7 +191,7 @@ async def test_restore_works_when_the_document_is_not_loaded(connect, server):
         saved = await _save(http, "cold", "kept")
         await _typed(client, "changed")
         await client.close()
-        await eventually(lambda: "cold" not in server.services.registry.rooms)
+        await eventually(lambda: "cold" not in server.runtime.registry.rooms)
         assert (await http.post(f"/cold/snapshots/{saved['id']}/restore")).status_code == 200
         assert (await http.get("/cold")).json()["content"] == {"text": "kept"}
     reader = await connect("cold")

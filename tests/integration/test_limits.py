@@ -57,7 +57,7 @@ async def test_update_growing_the_document_past_its_limit_is_refused(settings):
         assert await big.wait_closed() == CloseCode.DOCUMENT_TOO_LARGE
         assert "exceed" in (big.close_reason or "")
         await _still_converging(a, b, "z")
-        assert "y" not in str(server.services.registry.rooms["doc"].doc.get("text", type=Text))
+        assert "y" not in str(server.runtime.registry.rooms["doc"].doc.get("text", type=Text))
         for client in (a, b):
             await client.close()
 
@@ -143,7 +143,7 @@ async def test_a_peer_that_never_answers_pings_is_dropped(settings):
         )
         await writer.drain()
         await reader.readuntil(b"\r\n\r\n")
-        registry = server.services.registry
+        registry = server.runtime.registry
         await eventually(lambda: registry.connections == 1, what="joined")
         await eventually(lambda: registry.connections == 0, what="dropped after missed pongs")
         writer.close()
@@ -154,7 +154,7 @@ async def test_a_peer_that_never_answers_pings_is_dropped(settings):
 async def test_least_recently_used_idle_documents_unload_first(settings):
     limited = settings.replace(max_loaded_documents=2, room_grace_s=3600)
     async with run_server(limited) as server:
-        registry = server.services.registry
+        registry = server.runtime.registry
         for name in ("first", "second"):
             client = await YClient(server.ws_url(name)).connect()
             client.text.insert(0, name)

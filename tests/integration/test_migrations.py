@@ -100,7 +100,7 @@ async def test_a_database_made_before_migrations_is_upgraded_with_its_data(datab
         assert stored.snapshot_seq == 0 and len(stored.updates) == 2
         # The log's sequence goes on where it was: ids are never reused.
         [row_id] = await store.commit([AppendUpdate("doc", text_edits("!")[0])])
-        assert isinstance(row_id, int) and row_id > max(stored.update_ids) >= 5
+        assert isinstance(row_id, int) and row_id > max(stored.row_ids) >= 5
     finally:
         await store.close()
 

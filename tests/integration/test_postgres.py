@@ -23,7 +23,7 @@ async def test_edits_persist_and_compact_on_postgresql(settings, postgres_url):
                 await eventually(lambda: a.is_saved() and b.is_saved())
         await eventually(lambda: str(a.text) == str(b.text) and len(str(a.text)) > 200)
         expected = str(a.text)
-        store = server.services.store
+        store = server.runtime.store
 
         async def compacted() -> bool:
             info = await store.document_info("pg-doc")
@@ -44,12 +44,12 @@ async def test_nul_characters_are_stored_on_postgresql(settings, postgres_url):
         client = await YClient(server.ws_url("nul")).connect()
         client.text.insert(0, "a\x00b")
         await eventually(lambda: client.received_updates == 1)
-        room = server.services.registry.rooms["nul"]
+        room = server.runtime.registry.rooms["nul"]
         snapshot_id = await room.snapshot(label="l\x00", author="\x00")
         other = await YClient(server.ws_url("other")).connect()
         other.text.insert(0, "unblocked")
         await eventually(lambda: other.received_updates == 1)
-        [version] = await server.services.store.list_snapshots("nul")
+        [version] = await server.runtime.store.list_snapshots("nul")
         assert version.id == snapshot_id and version.preview == "a\ufffdb"
         await client.close()
         await other.close()

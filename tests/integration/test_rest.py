@@ -45,7 +45,7 @@ async def test_content_of_an_unloaded_document_comes_from_storage(connect, serve
     client.text.insert(0, "from disk")
     await eventually(lambda: client.received_updates == 1)
     await client.close()
-    await eventually(lambda: "cold" not in server.services.registry.rooms)
+    await eventually(lambda: "cold" not in server.runtime.registry.rooms)
     async with await _http(server) as http:
         response = await http.get("/api/documents/cold")
     assert response.json()["content"] == {"text": "from disk"}

@@ -51,7 +51,7 @@ async def test_a_join_racing_a_delete_never_brings_the_data_back(connect, server
     writer.text.insert(0, "secret")
     await eventually(lambda: writer.received_updates == 1)
     await writer.close()
-    registry = server.services.registry
+    registry = server.runtime.registry
     await eventually(lambda: "secret" not in registry.rooms)
     peer = Peer(SilentTransport(), "secret", PeerLimits(), Metrics())
     deleted, room = await asyncio.gather(registry.delete("secret"), registry.join("secret", peer))
@@ -59,13 +59,13 @@ async def test_a_join_racing_a_delete_never_brings_the_data_back(connect, server
     assert str(room.doc.get("text", type=Text)) == ""
     room.doc.get("text", type=Text).insert(0, "new")
     await room.snapshot()
-    stored = build_doc(await server.services.store.load("secret"), "secret")
+    stored = build_doc(await server.runtime.store.load("secret"), "secret")
     assert str(stored.get("text", type=Text)) == "new"
     registry.leave(room, peer)
 
 
 async def test_step1_flood_while_writes_are_pending_parks_one_reply(connect, server, monkeypatch):
-    store = server.services.store
+    store = server.runtime.store
     real_commit = store.commit
     gate = asyncio.Event()
 
@@ -76,13 +76,13 @@ async def test_step1_flood_while_writes_are_pending_parks_one_reply(connect, ser
     client = await connect("doc")
     monkeypatch.setattr(store, "commit", slow_commit)
     client.text.insert(0, "pending")
-    writer = server.services.writer
+    writer = server.runtime.writer
     await eventually(lambda: writer.pending_for("doc") == 1)
     before = writer.pending_ops
     for _ in range(200):
         await client.send_raw(create_sync_message(Doc()))
-    await eventually(lambda: server.services.registry.rooms["doc"].peers)
-    peer = next(iter(server.services.registry.rooms["doc"].peers.values()))
+    await eventually(lambda: server.runtime.registry.rooms["doc"].peers)
+    peer = next(iter(server.runtime.registry.rooms["doc"].peers.values()))
     await eventually(lambda: peer.has_deferred_reply)
     await asyncio.sleep(0.1)  # let the rest of the flood arrive: it must not add barriers
     assert writer.pending_ops <= before + 1

@@ -26,7 +26,7 @@ async def test_client_that_never_reads_is_disconnected_without_stalling_others(s
         )
         try:
             await stalled.send(create_sync_message(Doc()))
-            room = server.services.registry.rooms["busy"]
+            room = server.runtime.registry.rooms["busy"]
             await eventually(lambda: len(room.peers) == 3)
 
             chunk, per_round = "x" * 4096, 20

@@ -35,7 +35,7 @@ async def test_small_appends_commit_inline_and_snapshots_on_the_thread(settings)
     try:
         (row_id,) = await store.commit([AppendUpdate("doc", _UPDATE)])
         assert (writes.inline_commits, writes.thread_commits) == (1, 0)
-        await store.commit([SaveSnapshot("doc", _UPDATE, update_ids=frozenset({row_id}))])
+        await store.commit([SaveSnapshot("doc", _UPDATE, row_ids=frozenset({row_id}))])
         assert (writes.inline_commits, writes.thread_commits) == (1, 1)
         big = AppendUpdate("doc", b"\x00" * (1024 * 1024))
         await store.commit([big])  # too big to hold the loop for

@@ -36,7 +36,7 @@ async def test_compaction_shrinks_the_log_and_keeps_the_content(settings):
                 await eventually(client.is_saved)
         expected = "".join(f"{i} " for i in range(400))
         await eventually(client.is_saved)
-        store = server.services.store
+        store = server.runtime.store
         info = await eventually(lambda: _compacted(store))
         assert info.log_entries < 50 and info.snapshots >= 1
         assert build_doc(await store.load("doc"), "doc").get("text", type=Text).to_py() == expected

@@ -52,7 +52,7 @@ async def test_sender_receives_its_own_update_back_after_it_is_durable(connect, 
     a = await connect("doc")
     a.text.insert(0, "saved?")
     await eventually(lambda: a.received_updates == 1, what="echo of the client's own update")
-    stored = await server.services.store.load("doc")
+    stored = await server.runtime.store.load("doc")
     assert stored.updates, "the echo arrived, so the update must be in the log"
 
 
@@ -62,7 +62,7 @@ async def test_stored_document_syncs_to_a_new_client(connect, server):
     writer.map()["k"] = "v"
     await eventually(writer.is_saved)
     await writer.close()
-    registry = server.services.registry
+    registry = server.runtime.registry
     await eventually(lambda: "stored" not in registry.rooms, what="room unloaded after grace")
     reader = await connect("stored")
     assert str(reader.text) == "written earlier"
@@ -72,8 +72,8 @@ async def test_stored_document_syncs_to_a_new_client(connect, server):
 
 async def test_concurrent_first_joins_load_the_document_once(connect, server):
     clients = await asyncio.gather(*(connect("crowd") for _ in range(8)))
-    assert server.services.registry.loads == 1
-    assert len(server.services.registry.rooms["crowd"].peers) == len(clients)
+    assert server.runtime.registry.loads == 1
+    assert len(server.runtime.registry.rooms["crowd"].peers) == len(clients)
 
 
 async def test_duplicate_updates_are_neither_stored_nor_relayed_again(connect, server):

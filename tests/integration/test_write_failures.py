@@ -15,7 +15,7 @@ class DatabaseOutage(Exception):
 
 
 async def test_updates_wait_for_the_database_and_survive_an_outage(connect, server, monkeypatch):
-    store = server.services.store
+    store = server.runtime.store
     real_commit = store.commit
     outage = {"failures": 0, "active": True}
 
@@ -38,7 +38,7 @@ async def test_updates_wait_for_the_database_and_survive_an_outage(connect, serv
     assert not late_sync.done()
     await b.close()
     await a.close()
-    registry = server.services.registry
+    registry = server.runtime.registry
     await asyncio.sleep(server.settings.room_grace_s + 0.2)
     assert "doc" in registry.rooms, "a room with unsaved updates must stay in memory"
 

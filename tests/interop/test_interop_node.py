@@ -74,7 +74,7 @@ async def test_stored_document_syncs_to_a_node_client_that_joins_later(
     writer.text.insert(0, stored)
     await eventually(lambda: writer.received_updates >= 1, what="the write's echo (durable)")
     await writer.close()
-    registry = server.services.registry
+    registry = server.runtime.registry
     await eventually(lambda: "interop-stored" not in registry.rooms, what="room unloaded")
 
     # It appends once synced, so the result proves the stored text came first.

@@ -44,7 +44,7 @@ class RunningServer:
         return f"ws://127.0.0.1:{self.port}/ws/{document}"
 
     @property
-    def services(self) -> Any:
+    def runtime(self) -> Any:
         return self.app.state.runtime
 
 

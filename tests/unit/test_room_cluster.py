@@ -22,7 +22,7 @@ async def test_a_remote_update_is_relayed_at_once_and_never_stored_again():
     assert [m for m in queued(peer) if isinstance(m, SyncUpdate)], "relayed to the peers"
     assert sink.ops == [], "already durable: not stored again"
     assert feed.updates == [], "not published back"
-    assert room.ledger.applied_ids == set(), "its row is compacted by the process that wrote it"
+    assert room.ledger.row_ids == set(), "its row is compacted by the process that wrote it"
     assert not room.ledger.is_dirty, "nor does it make a compaction due here"
     room.apply_remote(update)  # a duplicate changes nothing, relays nothing
     assert len([m for m in queued(peer) if isinstance(m, SyncUpdate)]) == 1
@@ -36,7 +36,7 @@ async def test_a_local_update_is_stored_then_relayed_and_published_with_its_row(
     await next_tick()  # the submission, then the commit callback
     assert [type(op) for op in sink.ops] == [AppendUpdate]
     assert feed.updates == [(update, 1)]
-    assert room.ledger.applied_ids == {1}
+    assert room.ledger.row_ids == {1}
 
 
 async def test_an_update_whose_past_has_not_arrived_waits_for_it_then_is_relayed():
