@@ -1,46 +1,25 @@
 """REST endpoints for version history: /api/documents/{name}/snapshots/...
 
-Part of the transport layer (with app.py): translates HTTP to `VersionHistory`
+Part of the API layer: translates HTTP to `VersionHistory`
 calls and back; the rules live in collab.history.versions.
 """
 
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from collab.api.access import ADMIN_ACCESS, READ_ACCESS, WriteGrant
+from collab.api.rest import AUTH_ERRORS, NOT_FOUND, DocumentName, runtime_of, timestamp
 from collab.content import render_content
-from collab.protocol.names import DOCUMENT_NAME_PATTERN, DOCUMENT_NAME_RULE
-from collab.runtime import Runtime
 from collab.storage.store import SnapshotInfo
 
-DocumentName = Annotated[str, Path(pattern=DOCUMENT_NAME_PATTERN, description=DOCUMENT_NAME_RULE)]
 MAX_ID = 2**63 - 1  # BIGINT
 SnapshotId = Annotated[int, Path(ge=1, le=MAX_ID, description="A snapshot id from the listing")]
-
-
-class ErrorBody(BaseModel):
-    detail: str
-
-
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}}
-AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorBody, "description": "No token, or a bad or expired one"},
-    403: {"model": ErrorBody, "description": "Document or role not granted, or bad Origin"},
-}
-
-
-def runtime_of(request: Request) -> Runtime:
-    return request.app.state.runtime  # type: ignore[no-any-return]
-
-
-def timestamp(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, tz=UTC)
 
 
 class SnapshotOut(BaseModel):

@@ -1,17 +1,18 @@
-"""One connected client: its bounded outbox and the task that drains it.
+"""One connected client: its bounded outbox and its sender, the task that drains it.
 
 Owns the only code that awaits a client's socket. The room calls `send()`, which
 never blocks: it appends to the outbox or, when the outbox is over its bound,
 closes this peer with `SLOW_CONSUMER`. The peer re-syncs when it reconnects, so
 dropping its queue loses nothing; the others never wait for it.
 
-Lifecycle: OPEN --close()--> CLOSING --(transport closed)--> CLOSED. `close()` is
-idempotent; the first code and reason win.
+Lifecycle: OPEN --close()--> CLOSING --finish()--> CLOSED, or straight to CLOSED
+by `mark_gone()` when the socket went away. Only the peer's own methods change
+its state; `close()` is idempotent; the first code and reason win.
 
 A message of at least the gate's `min_bytes` (a big document's initial sync)
 waits for a slot of the server-wide `BigSendGate` before it is handed to the
 transport, so twenty joiners of a 50 MB document do not each hold a serialized
-copy at once. While it waits, the writer keeps its client alive.
+copy at once. While it waits, the sender keeps its client alive.
 
 Inbound limits that belong to one connection live here too: a token bucket for
 its message rate, and the time it last sent anything (the janitor closes
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import time
 from collections import deque
@@ -36,8 +36,6 @@ from collab.protocol.codec import KEEPALIVE_MESSAGE
 from collab.rooms.send_gate import BigSendGate
 
 logger = logging.getLogger(__name__)
-
-_peer_ids = itertools.count(1)
 
 
 class Transport(Protocol):
@@ -87,6 +85,15 @@ class TokenBucket:
 
 
 class Peer:
+    """One client connection as the room sees it.
+
+    The room hands it messages with `send()` (never blocks; overflow closes this
+    peer with SLOW_CONSUMER); its sender (`run_sender`, a task the edge owns)
+    writes them to the transport. The edge reports what it reads through
+    `note_received()` and ends the connection with `close()`, `mark_gone()` and
+    `finish()`; nothing outside sets its state.
+    """
+
     def __init__(
         self,
         transport: Transport,
@@ -96,8 +103,9 @@ class Peer:
         *,
         is_read_only: bool = False,
         gate: BigSendGate | None = None,
+        peer_id: int = 0,
     ) -> None:
-        self.id = next(_peer_ids)
+        self.id = peer_id  # for the logs: the edge numbers its connections
         self.document = document
         self.is_read_only = is_read_only  # its token grants read: the room applies no edit of it
         self.client_ids: set[int] = set()  # awareness ids this connection announced
@@ -118,11 +126,11 @@ class Peer:
         )
         self._outbox: deque[bytes] = deque()
         self._queued_bytes = 0
-        # The future the idle writer awaits; None while it is busy. Not an
+        # The future the idle sender awaits; None while it is busy. Not an
         # asyncio.Event: an Event holds an empty deque (~760 bytes) for the life
         # of every connection, and most connections are idle.
         self._wakeup: asyncio.Future[None] | None = None
-        self._writer: asyncio.Task[None] | None = None
+        self._sender: asyncio.Task[None] | None = None
         self._is_sending = False
         self._sent = 0  # messages written to the socket
         self._sent_at_last_check = 0
@@ -166,7 +174,7 @@ class Peer:
         self._outbox.append(message)
         self._queued_bytes += len(message)
         if self._wakeup is not None:
-            self._wake_writer()
+            self._wake_sender()
 
     def close(self, code: CloseCode, reason: str) -> None:
         """Ask for this peer to be closed; the endpoint sends the close frame."""
@@ -177,19 +185,26 @@ class Peer:
         self.close_reason = reason
         self._outbox.clear()
         self._queued_bytes = 0
-        self._wake_writer()
-        if self._is_sending and self._writer is not None:
-            # The writer is parked on a backed-up socket or on the send gate; it
+        self._wake_sender()
+        if self._is_sending and self._sender is not None:
+            # The sender is parked on a backed-up socket or on the send gate; it
             # would never see the request.
-            self._writer.cancel()
+            self._sender.cancel()
 
-    async def run_writer(self) -> None:
+    def mark_gone(self, client_code: int | None = None) -> None:
+        """The socket went away: no close frame can be sent any more. Keeps our
+        close code, or else the client's (`client_code`), for the log."""
+        self.state = PeerState.CLOSED
+        if self.close_code is None:
+            self.close_code = client_code
+
+    async def run_sender(self) -> None:
         """Drain the outbox until the peer closes.
 
         Keep-alives come from one timer per peer that re-arms itself every
         interval, not from a timeout around each wait: a busy peer wakes up
         thousands of times a second, and a timeout per wake-up costs a timer each."""
-        self._writer = asyncio.current_task()
+        self._sender = asyncio.current_task()
         loop = asyncio.get_running_loop()
         self._keepalive = loop.call_later(self._keepalive_check_s, self._keepalive_due)
         try:
@@ -207,9 +222,9 @@ class Peer:
         finally:
             self._keepalive.cancel()
 
-    def _wake_writer(self) -> None:
+    def _wake_sender(self) -> None:
         wakeup, self._wakeup = self._wakeup, None
-        if wakeup is not None and not wakeup.done():  # done: cancelled with the writer
+        if wakeup is not None and not wakeup.done():  # done: cancelled with the sender
             wakeup.set_result(None)
 
     def _keepalive_due(self) -> None:

@@ -86,7 +86,9 @@ async def test_a_change_between_joins_is_not_answered_from_the_shared_reply(serv
 async def test_a_joiner_that_never_reads_a_big_document_does_not_stall_the_others(server):
     # One slot: the stalled joiner's 12 MiB cannot leave the server's buffer (the
     # kernel takes a few MiB), so only the drain timeout frees the slot.
-    gate = server.app.state.send_gate = BigSendGate(slots=1, min_bytes=MIB, drain_timeout_s=0.2)
+    gate = server.app.state.connections.gate = BigSendGate(
+        slots=1, min_bytes=MIB, drain_timeout_s=0.2
+    )
     uploader = await upload(server, "big", 12)
     room = server.runtime.registry.rooms["big"]
     async with never_reading(server.ws_url("big")):
@@ -106,7 +108,7 @@ async def test_a_joiner_waiting_for_a_send_slot_is_kept_alive_then_served(settin
     # beyond the test), so the next joiner waits; y-websocket would drop a
     # connection that hears nothing for 30 s, so it must hear keep-alives meanwhile.
     async with run_server(settings.replace(keepalive_interval_s=0.2)) as server:
-        gate = server.app.state.send_gate = BigSendGate(
+        gate = server.app.state.connections.gate = BigSendGate(
             slots=1, min_bytes=MIB, drain_timeout_s=3600
         )
         uploader = await upload(server, "big", 12)
@@ -157,7 +159,7 @@ async def test_a_big_message_is_sent_between_keep_alives_and_a_small_one_alone()
     # its send returns only once the big one has drained (the gate's signal).
     transport, gate = RecordingTransport(), BigSendGate(slots=1, min_bytes=MIB)
     peer = Peer(transport, "big", PeerLimits(), Metrics(), gate=gate)
-    writer = asyncio.create_task(peer.run_writer())
+    writer = asyncio.create_task(peer.run_sender())
     big, small = b"\x00\x01" + b"x" * MIB, encode_update(b"\x00\x00")
     peer.send(big)
     peer.send(small)

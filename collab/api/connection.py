@@ -1,0 +1,218 @@
+"""The connection lifecycle of /ws/{document}: from the handshake to the close frame.
+
+Discipline: accept -> validate the name -> admit the token -> join the room ->
+one receive loop (in the endpoint's own task) and one sender task per
+connection -> whichever ends first ends the connection -> leave the room and
+close in `finally`. Every refusal carries a documented close code
+(collab.errors.CloseCode) and a log line with the document and peer id.
+
+The peer's state is changed only through its own methods (`close`,
+`mark_gone`, `finish`); this module decides when, the peer keeps the rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from dataclasses import dataclass, field
+
+from starlette.types import Send
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from collab.api.access import admit_websocket, log_refusal
+from collab.api.sockets import SERVER_SEND
+from collab.auth.policy import AuthError, AuthFailure
+from collab.errors import CloseCode, MessageTooBig, ReadOnlyEdit, Refusal, UnsupportedData
+from collab.protocol.codec import decode_message, encode_permission_denied
+from collab.protocol.names import DOCUMENT_NAME_RULE, is_valid_document_name
+from collab.rooms.peer import Peer, PeerLimits
+from collab.rooms.room import Room
+from collab.rooms.send_gate import BigSendGate
+from collab.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+_MAX_CLOSE_REASON_BYTES = 123  # RFC 6455 5.5: a control frame payload is at most 125 bytes
+
+
+class WebSocketTransport:
+    """Adapts Starlette's WebSocket to the `Transport` a `Peer` needs.
+
+    Data frames go straight to the server's own `send` (kept in the scope by
+    `SocketRoute`), which raises OSError once the client is gone: Starlette's
+    `send_bytes` adds a state check and a coroutine layer per frame, and relaying
+    an update to N peers is N frames."""
+
+    def __init__(self, websocket: WebSocket) -> None:
+        self._websocket = websocket
+        self._send: Send = websocket.scope.get(SERVER_SEND) or websocket.send
+
+    async def send_bytes(self, data: bytes) -> None:
+        await self._send({"type": "websocket.send", "bytes": data})
+
+    async def close(self, code: int, reason: str) -> None:
+        encoded = reason.encode()[:_MAX_CLOSE_REASON_BYTES]
+        await self._websocket.close(code, encoded.decode(errors="ignore"))
+
+
+@dataclass
+class ConnectionEdge:
+    """What every connection of one server shares: the runtime, the per-peer
+    limits, the server-wide send gate for big messages, and the peer numbering
+    the logs use. Built once at start-up (`create_app`'s lifespan)."""
+
+    runtime: Runtime
+    limits: PeerLimits
+    # One for the whole server: it bounds the copies of big messages in flight.
+    gate: BigSendGate = field(default_factory=BigSendGate)
+    _peer_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    async def serve(self, websocket: WebSocket, name: str) -> None:
+        """Serve one connection to /ws/{name} until it ends."""
+        # Accept first, so a refusal carries a close code and reason the client can read.
+        await websocket.accept()
+        if not is_valid_document_name(name):
+            logger.warning("refused connection: bad document name %r", name[:200])
+            await websocket.close(
+                CloseCode.BAD_DOCUMENT_NAME,
+                f"bad document name: use {DOCUMENT_NAME_RULE}",
+            )
+            return
+        try:
+            grant = admit_websocket(websocket)
+        except AuthError as exc:
+            log_refusal(websocket, exc, name)
+            transport = WebSocketTransport(websocket)
+            await transport.send_bytes(encode_permission_denied(exc.message))
+            await transport.close(exc.close_code, exc.message)
+            return
+        peer = Peer(
+            WebSocketTransport(websocket),
+            name,
+            self.limits,
+            self.runtime.metrics,
+            is_read_only=grant.is_read_only,
+            gate=self.gate,
+            peer_id=next(self._peer_ids),
+        )
+        await self._serve_peer(websocket, peer)
+
+    async def _serve_peer(self, websocket: WebSocket, peer: Peer) -> None:
+        runtime, name = self.runtime, peer.document
+        runtime.metrics.connections_opened.inc()
+        try:
+            room = await runtime.registry.join(name, peer)
+        except Refusal as exc:
+            logger.warning("doc=%s peer=%d refused (%d): %s", name, peer.id, exc.close_code, exc)
+            peer.close(exc.close_code, exc.reason)
+            await self._finish(peer)
+            return
+        except Exception:  # task boundary: this client is told; the others are untouched
+            logger.exception("doc=%s peer=%d could not join", name, peer.id)
+            peer.close(CloseCode.INTERNAL_ERROR, "could not load the document")
+            await self._finish(peer)
+            return
+        logger.info(
+            "doc=%s peer=%d connected%s (%d in room)",
+            name,
+            peer.id,
+            " read-only" if peer.is_read_only else "",
+            len(room.peers),
+        )
+        sender = asyncio.create_task(peer.run_sender(), name=f"peer {peer.id} sender")
+        try:
+            await self._receive_until_sender_ends(websocket, peer, room, sender)
+        except (WebSocketDisconnect, OSError):
+            peer.mark_gone()  # the socket went away under us
+        except Exception:  # task boundary: this client is closed; the others are untouched
+            logger.exception("doc=%s peer=%d receive loop failed", name, peer.id)
+            peer.close(CloseCode.INTERNAL_ERROR, "internal error")
+        finally:
+            runtime.registry.leave(room, peer)
+            sender.cancel()
+            (result,) = await asyncio.gather(sender, return_exceptions=True)
+            if isinstance(result, WebSocketDisconnect | OSError):
+                peer.mark_gone()  # the socket went away under a send
+            elif isinstance(result, Exception):
+                logger.error(
+                    "doc=%s peer=%d %s failed", name, peer.id, sender.get_name(), exc_info=result
+                )
+                peer.close(CloseCode.INTERNAL_ERROR, "internal error")
+            await self._finish(peer)
+            logger.info(
+                "doc=%s peer=%d disconnected (code %s%s)",
+                name,
+                peer.id,
+                int(peer.close_code) if peer.close_code else "-",
+                f", {peer.close_reason}" if peer.close_reason else "",
+            )
+
+    async def _receive_until_sender_ends(
+        self, websocket: WebSocket, peer: Peer, room: Room, sender: asyncio.Task[None]
+    ) -> None:
+        """Run the receive loop in the endpoint's own task until it or `sender` ends.
+
+        Not a task of its own: an idle connection then costs two tasks (this one,
+        which uvicorn runs anyway, and the sender), not three plus an
+        `asyncio.wait`. Whichever ends first still ends the connection: when the
+        sender ends first (the peer was closed, or a send failed) it moves the
+        read's deadline to now, which cancels the pending `receive()`; the caller
+        then cleans up.
+        """
+        is_reading = True
+
+        def end_read(_sender: asyncio.Task[None]) -> None:
+            if is_reading:  # the callback can run after the block below has exited
+                read_deadline.reschedule(0)  # in the past: expires at once
+
+        try:
+            async with asyncio.timeout(None) as read_deadline:
+                sender.add_done_callback(end_read)
+                await self._receive_loop(websocket, peer, room)
+        except TimeoutError:
+            if not read_deadline.expired():
+                raise  # not ours: a failure of the loop itself
+        finally:
+            is_reading = False
+            sender.remove_done_callback(end_read)
+
+    async def _finish(self, peer: Peer) -> None:
+        await peer.finish()
+        self.runtime.metrics.closed(peer.close_code)
+
+    async def _receive_loop(self, websocket: WebSocket, peer: Peer, room: Room) -> None:
+        """Read frames until the client leaves or breaks the protocol."""
+        runtime = self.runtime
+        max_bytes = runtime.settings.max_message_bytes
+        writer = runtime.writer
+        count_received = runtime.metrics.received.count
+        try:
+            while peer.is_open:
+                event = await websocket.receive()
+                if event["type"] == "websocket.disconnect":
+                    # The client is gone: no close frame to send; keep its code for the log.
+                    peer.mark_gone(event.get("code"))
+                    return
+                peer.note_received()
+                data = event.get("bytes")
+                if data is None:
+                    raise UnsupportedData(
+                        "text frames are not part of the Yjs protocol; send binary"
+                    )
+                count_received(data)
+                if len(data) > max_bytes:
+                    raise MessageTooBig(f"message of {len(data)} bytes exceeds {max_bytes}")
+                if room.handle(peer, decode_message(data)) and writer.pending_ops:
+                    await writer.wait_for_capacity()
+        except Refusal as exc:
+            logger.warning(
+                "doc=%s peer=%d refused, closing with %d: %s",
+                peer.document,
+                peer.id,
+                exc.close_code,
+                exc.reason,
+            )
+            if isinstance(exc, ReadOnlyEdit):
+                runtime.metrics.auth_failed(AuthFailure.READ_ONLY_EDIT)
+            peer.close(exc.close_code, exc.reason)
