@@ -104,7 +104,7 @@ class VersionHistory:
         self, name: str, *, label: str, author: str | None = None
     ) -> SnapshotInfo:
         room = await self._registry.open_room(name)
-        snapshot_id = await self._registry.compactor.save(
+        snapshot_id = await self._registry.compactor.snapshot(
             room, SnapshotKind.NAMED, label=label, author=author
         )
         assert snapshot_id is not None
@@ -134,7 +134,7 @@ class VersionHistory:
         before = room.capture()  # also submits earlier edits: they keep their own row
         restore_doc(room.doc, target.state)  # one transaction, stored and relayed as any edit
         write = room.submit_edits()
-        pre_restore_id = await self._registry.compactor.save(
+        pre_restore_id = await self._registry.compactor.snapshot(
             room,
             SnapshotKind.PRE_RESTORE,
             label=f"before restoring version {snapshot_id}",

@@ -1,6 +1,8 @@
-"""Saving snapshots from live rooms, safely with several processes on one database.
+"""Snapshots of live rooms, safely with several processes on one database.
 
-Owns the retry rules around `Room.save`: the store declines a snapshot that is
+Owns writing a room's capture as a snapshot (`submit_snapshot`: one attempt,
+which also compacts: the writer deletes the log rows the capture holds) and the
+retry rules around it (`snapshot`): the store declines a snapshot that is
 not built on the document's current snapshot sequence (`SnapshotConflict`:
 another process saved one since) or while another process is compacting the
 same document (`CompactionBusy`). On a conflict the room first catches up with
@@ -18,14 +20,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from functools import partial
 
 from pycrdt import Doc
 
+from collab.content import text_preview
 from collab.metrics import Metrics
 from collab.rooms.ledger import SnapshotCapture
 from collab.rooms.loading import DocumentLoader, catch_up
-from collab.rooms.room import Room
-from collab.storage.store import CompactionBusy, SnapshotConflict, SnapshotKind
+from collab.rooms.room import Room, UpdateSink
+from collab.storage.store import CompactionBusy, SaveSnapshot, SnapshotConflict, SnapshotKind
 
 logger = logging.getLogger(__name__)
 
@@ -38,14 +42,19 @@ class SnapshotNotSaved(RuntimeError):
 
 
 class Compactor:
+    """Writes snapshots of live rooms through the writer, retrying conflicts with
+    other processes; runs the janitor's background compactions (one per document)."""
+
     def __init__(
         self,
         loader: DocumentLoader,
+        sink: UpdateSink,
         metrics: Metrics,
         *,
         auto_version_window_s: float,
     ) -> None:
         self._loader = loader
+        self._sink = sink
         self._metrics = metrics
         self._window_s = auto_version_window_s
         self._tasks: dict[str, asyncio.Task[int | None]] = {}
@@ -63,12 +72,40 @@ class Compactor:
 
     async def _compact(self, room: Room) -> int | None:
         try:
-            return await self.save(room)
+            return await self.snapshot(room)
         except Exception:  # task boundary: the state stays in memory; next sweep retries
             logger.exception("doc=%s compaction failed", room.name)
             return None
 
-    async def save(
+    def submit_snapshot(
+        self,
+        room: Room,
+        capture: SnapshotCapture,
+        kind: SnapshotKind = SnapshotKind.AUTO,
+        *,
+        label: str | None = None,
+        author: str | None = None,
+        merge_window_s: float = 0.0,
+    ) -> asyncio.Future[int | None]:
+        """Submit `capture` as one snapshot, once. Resolves to the snapshot's id, or
+        fails (e.g. `SnapshotConflict`: another process saved one meanwhile)."""
+        write = self._sink.submit(
+            SaveSnapshot(
+                room.name,
+                capture.state,
+                preview=text_preview(capture.state),
+                kind=kind,
+                label=label,
+                author=author,
+                merge_window_s=merge_window_s,
+                row_ids=capture.row_ids,
+                base_seq=capture.base_seq,
+            )
+        )
+        write.add_done_callback(partial(room.ledger.after_snapshot, capture))
+        return write
+
+    async def snapshot(
         self,
         room: Room,
         kind: SnapshotKind = SnapshotKind.AUTO,
@@ -77,15 +114,16 @@ class Compactor:
         author: str | None = None,
         capture: SnapshotCapture | None = None,
     ) -> int:
-        """Save a snapshot of `room` (of `capture` if given); its id."""
+        """Write a snapshot of `room` (of `capture` if given), retrying what other
+        processes make it conflict with; its id."""
         is_explicit = capture is not None
         current = capture or room.capture()
         window_s = self._window_s if kind is SnapshotKind.AUTO else 0.0
         for attempt in range(_ATTEMPTS):
             current = await room.ledger.settle(current)
             try:
-                snapshot_id = await room.save(
-                    current, kind, label=label, author=author, merge_window_s=window_s
+                snapshot_id = await self.submit_snapshot(
+                    room, current, kind, label=label, author=author, merge_window_s=window_s
                 )
             except CompactionBusy:
                 # Another process holds the document's compaction lock for the

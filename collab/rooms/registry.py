@@ -74,6 +74,7 @@ class RoomRegistry:
         self._loader = DocumentLoader(store, writer, self._metrics)
         self.compactor = Compactor(
             self._loader,
+            writer,
             self._metrics,
             auto_version_window_s=policy.auto_version_window_s,
         )
@@ -209,8 +210,8 @@ class RoomRegistry:
                 return
             if room.ledger.is_dirty:
                 with contextlib.suppress(SnapshotNotSaved):
-                    await self.compactor.save(room)  # if not, the log keeps its rows
-            if room.peers or room.has_unsaved_edits or room.is_closed:
+                    await self.compactor.snapshot(room)  # if not, the log keeps its rows
+            if room.peers or room.has_pending_edits or room.is_closed:
                 continue  # someone joined meanwhile, or it is going away anyway
             self._unload(room)
             self._metrics.rooms_evicted.inc()
@@ -230,7 +231,7 @@ class RoomRegistry:
         if not is_failing:
             return
         for room in self.rooms.values():
-            if room.has_unsaved_edits:
+            if room.has_pending_edits:
                 room.close_peers(
                     CloseCode.STORAGE_UNAVAILABLE, "storage is failing: edits are not being saved"
                 )
@@ -241,7 +242,7 @@ class RoomRegistry:
         room = self.rooms.get(name)
         if room is not None:
             state = room.doc.get_update()
-            if room.has_unsaved_edits:
+            if room.has_pending_edits:
                 # Show nothing that is not durable yet: wait for what `state` contains.
                 room.submit_edits()
                 await self._writer.flush()
@@ -317,7 +318,7 @@ class RoomRegistry:
             ) or (is_unload_due and room.ledger.is_dirty):
                 self.compactor.start(room)
                 continue
-            if is_unload_due and not room.has_unsaved_edits:
+            if is_unload_due and not room.has_pending_edits:
                 self._unload(room)
 
     async def close(self) -> None:
@@ -330,6 +331,8 @@ class RoomRegistry:
             self._cluster.unfollow(room.name)
             room.close_peers(CloseCode.SERVICE_RESTART, "server restarting")
             if room.ledger.is_dirty:
-                room.snapshot(merge_window_s=self._policy.auto_version_window_s)
+                self.compactor.submit_snapshot(
+                    room, room.capture(), merge_window_s=self._policy.auto_version_window_s
+                )
             room.close(CloseCode.SERVICE_RESTART, "server restarting")
         await self._writer.flush()

@@ -23,7 +23,7 @@ Invariants:
   ONE message (merged): a client that sends a burst - a paste, a replay, a
   reconnect flushing its offline edits - costs one commit and one send per peer
   per tick, not per frame. Whoever needs them stored sooner (a step 2, a
-  snapshot, closing, a restore) calls `submit_edits` first; `has_unsaved_edits`
+  snapshot, closing, a restore) calls `submit_edits` first; `has_pending_edits`
   covers both the unsubmitted and the uncommitted.
 - Nothing leaves the room before it is durable: relays wait for the writer's
   future; a step 2 waits for the document's pending writes (a barrier). A remote
@@ -54,7 +54,6 @@ from typing import Protocol
 
 from pycrdt import Doc, TransactionEvent, get_state, merge_updates
 
-from collab.content import text_preview
 from collab.errors import (
     CloseCode,
     DeletedHistory,
@@ -83,7 +82,7 @@ from collab.rooms.ledger import CompactionLedger, SnapshotCapture
 from collab.rooms.peer import Peer
 from collab.rooms.presence import Presence
 from collab.rooms.sync_reply import SyncReplyCache
-from collab.storage.store import AppendUpdate, SaveSnapshot, SnapshotKind, WriteOp
+from collab.storage.store import AppendUpdate, WriteOp
 
 logger = logging.getLogger(__name__)
 
@@ -343,7 +342,7 @@ class Room:
         self._end_of_tick.schedule()
 
     @property
-    def has_unsaved_edits(self) -> bool:
+    def has_pending_edits(self) -> bool:
         """Changes in the Doc that are not durable yet (unsubmitted or uncommitted)."""
         return bool(self._unsubmitted) or self._sink.pending_for(self.name) > 0
 
@@ -382,53 +381,13 @@ class Room:
     # -- lifecycle -----------------------------------------------------------
 
     def capture(self) -> SnapshotCapture:
-        """The state now and the log rows it holds, for a snapshot (see the ledger)."""
+        """The state now and the log rows it holds, for a snapshot (see the ledger;
+        collab.rooms.compaction writes it)."""
         self.submit_edits()
         with yrs_panics_as(RuntimeError):
             state = self.doc.get_update()
         self.size_bytes = len(state)
         return self.ledger.capture(state)
-
-    def save(
-        self,
-        capture: SnapshotCapture,
-        kind: SnapshotKind = SnapshotKind.AUTO,
-        *,
-        label: str | None = None,
-        author: str | None = None,
-        merge_window_s: float = 0.0,
-    ) -> asyncio.Future[int | None]:
-        """Write `capture` as a snapshot (a version); it also compacts: the writer
-        deletes the log rows it holds. Resolves to the snapshot's id, or fails
-        (e.g. `SnapshotConflict`: another process saved one meanwhile)."""
-        write = self._sink.submit(
-            SaveSnapshot(
-                self.name,
-                capture.state,
-                preview=text_preview(capture.state),
-                kind=kind,
-                label=label,
-                author=author,
-                merge_window_s=merge_window_s,
-                row_ids=capture.row_ids,
-                base_seq=capture.base_seq,
-            )
-        )
-        write.add_done_callback(partial(self.ledger.after_snapshot, capture))
-        return write
-
-    def snapshot(
-        self,
-        kind: SnapshotKind = SnapshotKind.AUTO,
-        *,
-        label: str | None = None,
-        author: str | None = None,
-        merge_window_s: float = 0.0,
-    ) -> asyncio.Future[int | None]:
-        """Capture and save the full state now (see `save`)."""
-        return self.save(
-            self.capture(), kind, label=label, author=author, merge_window_s=merge_window_s
-        )
 
     def close(self, code: CloseCode, reason: str) -> None:
         """Stop the room: no more writes or relays; its peers are asked to close."""

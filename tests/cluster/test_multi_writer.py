@@ -152,10 +152,10 @@ async def test_two_processes_unaware_of_each_other_never_lose_an_update(database
         text_b.insert(len(text_b), "<from-b>")
         await a.writer.flush()
         await b.writer.flush()
-        assert await b.registry.compactor.save(room_b) is not None
+        assert await b.registry.compactor.snapshot(room_b) is not None
         assert "<from-a>" not in _text(room_b.doc)
         # A compacts too, on the sequence it loaded: declined, then caught up.
-        assert await a.registry.compactor.save(room_a) is not None
+        assert await a.registry.compactor.snapshot(room_a) is not None
         declined = a.metrics.registry.get_sample_value(
             "collab_snapshots_declined_total", {"reason": "conflict"}
         )
@@ -180,10 +180,12 @@ async def test_a_pre_restore_version_merged_after_a_conflict_still_shows_the_pas
         room_a, room_b = await a.room("doc"), await b.room("doc")
         room_b.doc.get("text", type=Text).insert(0, "<b>")
         await b.writer.flush()
-        await b.registry.compactor.save(room_b)  # A's sequence is stale now
+        await b.registry.compactor.snapshot(room_b)  # A's sequence is stale now
         before = room_a.capture()
         room_a.doc.get("text", type=Text).insert(0, "<restored>")
-        pre_id = await a.registry.compactor.save(room_a, SnapshotKind.PRE_RESTORE, capture=before)
+        pre_id = await a.registry.compactor.snapshot(
+            room_a, SnapshotKind.PRE_RESTORE, capture=before
+        )
         assert pre_id is not None
         snapshot = await a.store.get_snapshot("doc", pre_id)
         assert snapshot is not None

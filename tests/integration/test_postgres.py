@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from collab.storage.store import SnapshotKind
 from tests.support.server import run_server
 from tests.support.waiting import eventually
 from tests.support.yclient import YClient
@@ -45,7 +46,9 @@ async def test_nul_characters_are_stored_on_postgresql(settings, postgres_url):
         client.text.insert(0, "a\x00b")
         await eventually(lambda: client.received_updates == 1)
         room = server.runtime.registry.rooms["nul"]
-        snapshot_id = await room.snapshot(label="l\x00", author="\x00")
+        snapshot_id = await server.runtime.registry.compactor.snapshot(
+            room, SnapshotKind.NAMED, label="l\x00", author="\x00"
+        )
         other = await YClient(server.ws_url("other")).connect()
         other.text.insert(0, "unblocked")
         await eventually(lambda: other.received_updates == 1)

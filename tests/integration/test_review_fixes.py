@@ -58,7 +58,7 @@ async def test_a_join_racing_a_delete_never_brings_the_data_back(connect, server
     assert deleted is True
     assert str(room.doc.get("text", type=Text)) == ""
     room.doc.get("text", type=Text).insert(0, "new")
-    await room.snapshot()
+    await registry.compactor.snapshot(room)
     stored = build_doc(await server.runtime.store.load("secret"), "secret")
     assert str(stored.get("text", type=Text)) == "new"
     registry.leave(room, peer)

@@ -63,4 +63,4 @@ async def test_closing_a_room_stores_what_it_has_not_submitted():
     room.close(1000, "unloaded")  # type: ignore[arg-type]
     rows = [op.update for op in sink.ops if isinstance(op, AppendUpdate)]
     assert _text_of(rows) == "last words"
-    assert not room.has_unsaved_edits
+    assert not room.has_pending_edits
