@@ -10,11 +10,13 @@ stdout, so `TOKEN=$(collab token issue ...)` captures it.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from typing import Any
 
+from collab.auth.issue import issue_token
+from collab.auth.keys import AsymmetricKey, load_private_key
 from collab.auth.policy import Role
-from collab.auth.tokens import AsymmetricKey, issue_token, load_private_key, parse_ttl
 from collab.config import Settings
 
 
@@ -88,3 +90,22 @@ def _signing_key(args: argparse.Namespace, settings: Settings) -> str | Asymmetr
             "(--private-key FILE)"
         )
     raise ValueError("no signing key: set COLLAB_AUTH_SECRET, or pass --secret or --private-key")
+
+
+_TTL_UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_TTL_PART = re.compile(r"(\d+)([smhd])")
+
+
+def parse_ttl(text: str) -> int:
+    """`90`, `30s`, `15m`, `1h`, `7d`, `1h30m` -> seconds."""
+    spec = text.strip().lower()
+    if spec.isdigit():
+        seconds = int(spec)
+    else:
+        parts = _TTL_PART.findall(spec)
+        if not parts or "".join(n + u for n, u in parts) != spec:
+            raise ValueError(f"bad TTL {text!r}: use e.g. 30s, 15m, 1h, 7d or 1h30m")
+        seconds = sum(int(n) * _TTL_UNITS_S[u] for n, u in parts)
+    if seconds <= 0:
+        raise ValueError("the TTL must be positive")
+    return seconds

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from collab.auth.issue import issue_token
 from collab.auth.policy import Role
-from collab.auth.tokens import issue_token
 from collab.config import Settings
 from tests.support.waiting import eventually
 

@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from pycrdt import Text
 
+from collab.auth.issue import issue_token
 from collab.auth.policy import Role
-from collab.auth.tokens import issue_token
 from collab.config import Settings
 from collab.protocol.codec import AuthMessage, decode_message
 from tests.support.nodeclient import require_node

@@ -20,6 +20,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pycrdt import Awareness, Doc, Text
 
+from collab.auth.issue import issue_token
+from collab.auth.keys import load_private_key, load_public_key
 from collab.auth.policy import (
     OPEN_GRANT,
     AccessPolicy,
@@ -34,15 +36,8 @@ from collab.auth.policy import (
     normalize_origin,
     validate_document_patterns,
 )
-from collab.auth.tokens import (
-    JwtVerifier,
-    build_access_policy,
-    build_verifier,
-    issue_token,
-    load_private_key,
-    load_public_key,
-    parse_ttl,
-)
+from collab.auth.tokens import JwtVerifier, build_access_policy, build_verifier
+from collab.cli.token import parse_ttl
 from collab.config import Settings, client_token
 from collab.errors import CloseCode, ReadOnlyEdit, Refusal
 from collab.logs import TokenRedactingFilter, redact_tokens
