@@ -20,7 +20,6 @@ class CloseCode(IntEnum):
 
     # transient: the client reconnects
     NORMAL = 1000
-    GOING_AWAY = 1001  # not sent any more (shutdown sends 1012); kept as documented
     INTERNAL_ERROR = 1011
     SERVICE_RESTART = 1012  # graceful shutdown: reconnect (elsewhere)
     TRY_AGAIN_LATER = 1013  # a connection limit or the loaded-documents limit is reached
@@ -80,10 +79,6 @@ class MessageTooBig(ProtocolError):
 
 class UnsupportedData(ProtocolError):
     close_code = CloseCode.UNSUPPORTED_DATA
-
-
-class BadDocumentName(ProtocolError):
-    close_code = CloseCode.BAD_DOCUMENT_NAME
 
 
 class DocumentTooLarge(ProtocolError):

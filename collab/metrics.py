@@ -92,6 +92,16 @@ class Metrics:
         self.storage_failing = gauge(
             "collab_storage_failing", "1 while commits to the database are failing"
         )
+        self.messages_ignored = counter(
+            "collab_messages_ignored",
+            "Messages read and ignored: an unknown type, or a read-only connection's sync step 2",
+            ["reason"],
+        )
+        self.sync_replies_shared = counter(
+            "collab_sync_replies_shared",
+            "Sync step 2 replies handed to a joiner without encoding (shared by joiners)",
+        )
+        self.documents_loaded = counter("collab_documents_loaded", "Documents loaded from storage")
         self.connections_opened = counter(
             "collab_connections_opened", "WebSocket connections accepted"
         )

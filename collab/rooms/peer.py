@@ -112,7 +112,6 @@ class Peer:
         self.state = PeerState.OPEN
         self.close_code: int | None = None  # ours, or the client's if it closed first
         self.close_reason = ""
-        self.unknown_messages = 0
         self.has_deferred_reply = False  # a sync step 2 waiting for durability
         self.last_received = time.monotonic()
         self._transport = transport

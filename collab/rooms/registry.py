@@ -83,7 +83,6 @@ class RoomRegistry:
         # Deletions in flight: nothing may load the document until they commit, or a
         # join would load the old rows and its next snapshot would write them back.
         self._deleting: dict[str, asyncio.Future[None]] = {}
-        self.loads = 0  # documents loaded from storage, for tests and introspection
 
     async def join(self, name: str, peer: Peer) -> Room:
         policy = self._policy
@@ -174,10 +173,11 @@ class RoomRegistry:
             feed=self._cluster,
             row_ids=loaded.row_ids,
             snapshot_seq=stored.snapshot_seq,
+            metrics=self._metrics,
         )
         self.rooms[name] = room
         self._cluster.follow(name, position)
-        self.loads += 1
+        self._metrics.documents_loaded.inc()
         logger.info(
             "doc=%s loaded (snapshot: %s, log entries: %d)",
             name,

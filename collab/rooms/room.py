@@ -62,6 +62,7 @@ from collab.errors import (
     ReadOnlyEdit,
     StorageUnavailable,
 )
+from collab.metrics import Metrics
 from collab.protocol.codec import (
     AuthMessage,
     AwarenessUpdate,
@@ -137,13 +138,13 @@ class Room:
         feed: ClusterFeed | None = None,
         row_ids: Iterable[int] = (),
         snapshot_seq: int = 0,
+        metrics: Metrics | None = None,
     ) -> None:
         self.name = name
         self.doc = doc
         self.peers: dict[int, Peer] = {}
         self.is_closed = False
-        self.unknown_messages = 0
-        self.read_only_updates_dropped = 0
+        self._metrics = metrics or Metrics()
         self._clock = clock
         self.empty_since: float | None = clock()
         self._sink = sink
@@ -169,7 +170,8 @@ class Room:
             max_bytes=self._limits.max_awareness_bytes,
         )
         self.awareness = self.presence.awareness
-        self.sync_replies = SyncReplyCache()  # joiners of a big document share one step 2
+        # joiners of a big document share one step 2
+        self.sync_replies = SyncReplyCache(self._metrics.sync_replies_shared)
         self._doc_subscription = doc.observe(self._on_transaction)
 
     def __repr__(self) -> str:
@@ -224,8 +226,7 @@ class Room:
                 peer.send(self.presence.encode_all())
             case AuthMessage() | UnknownMessage():
                 # Clients never send auth; unknown types are ignored and counted.
-                self.unknown_messages += 1
-                peer.unknown_messages += 1
+                self._metrics.messages_ignored.labels("unknown_type").inc()
                 logger.debug("doc=%s peer=%d ignored %r", self.name, peer.id, message)
         return False
 
@@ -236,7 +237,7 @@ class Room:
         and counted, the connection stays."""
         if isinstance(message, SyncUpdate) and message.update != _EMPTY_UPDATE:
             raise ReadOnlyEdit("read-only access: edits are refused")
-        self.read_only_updates_dropped += 1
+        self._metrics.messages_ignored.labels("read_only_step2").inc()
         logger.debug(
             "doc=%s peer=%d read-only: dropped a %s of %d bytes",
             self.name,

@@ -20,6 +20,8 @@ import asyncio
 import time
 from collections.abc import Callable
 
+from prometheus_client import Counter
+
 # Smaller replies are cheap to encode and to hold per joiner; not worth keeping.
 DEFAULT_MIN_BYTES = 1 << 20
 DEFAULT_KEEP_S = 10.0
@@ -30,6 +32,7 @@ class SyncReplyCache:
 
     def __init__(
         self,
+        shared: Counter,
         *,
         min_bytes: int = DEFAULT_MIN_BYTES,
         keep_s: float = DEFAULT_KEEP_S,
@@ -42,13 +45,13 @@ class SyncReplyCache:
         self._reply: bytes | None = None
         self._used_at = 0.0
         self._expiry: asyncio.TimerHandle | None = None
-        self.hits = 0  # replies handed out without encoding
+        self._shared = shared  # counts replies handed out without encoding
 
     def reply(self, state_vector: bytes, encode: Callable[[bytes], bytes]) -> bytes:
         """The step 2 answering `state_vector`: the cached one, or `encode`'s."""
         if self._reply is not None and state_vector == self._state_vector:
             self._used_at = self._clock()
-            self.hits += 1
+            self._shared.inc()
             return self._reply
         reply = encode(state_vector)
         self.invalidate()

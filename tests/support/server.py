@@ -20,6 +20,7 @@ from fastapi import FastAPI
 
 from collab.cli.main import uvicorn_config
 from collab.config import Settings
+from collab.metrics import Metrics
 from tests.support.waiting import TIMEOUT_S, eventually
 
 
@@ -162,3 +163,8 @@ async def run_collab(*args: str, env: Mapping[str, str] | None = None) -> tuple[
     out, err = await asyncio.wait_for(process.communicate(), TIMEOUT_S * 3)
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
+
+
+def metric_value(metrics: Metrics, name: str, **labels: str) -> float:
+    """A sample of the server's Prometheus metrics (0 when never incremented)."""
+    return metrics.registry.get_sample_value(name, labels) or 0.0

@@ -52,6 +52,7 @@ from collab.protocol.codec import (
 from collab.rooms.peer import Peer, PeerLimits
 from collab.rooms.room import Room
 from tests.support.fakes import RecordingSink, RecordingTransport
+from tests.support.server import metric_value
 from tests.unit.test_fuzz import FUZZ, frames
 
 SECRET = "unit-test-secret-of-at-least-32-bytes!"
@@ -383,14 +384,16 @@ def _an_edit(text: str) -> bytes:
 
 async def test_the_room_never_applies_a_read_only_peers_updates():
     sink = RecordingSink(asyncio.get_running_loop())
-    room = Room("doc", Doc(), sink)
+    metrics = Metrics()
+    room = Room("doc", Doc(), sink, metrics=metrics)
     reader = Peer(RecordingTransport(), "doc", PeerLimits(), Metrics(), is_read_only=True)
     writer = Peer(RecordingTransport(), "doc", PeerLimits(), Metrics())
     room.add_peer(reader)
     room.add_peer(writer)
 
     assert room.handle(reader, SyncStep2(_an_edit("catch-up"))) is False
-    assert room.read_only_updates_dropped == 1 and reader.is_open
+    assert metric_value(metrics, "collab_messages_ignored_total", reason="read_only_step2") == 1
+    assert reader.is_open
     assert room.handle(reader, SyncUpdate(b"\x00\x00")) is False
     with pytest.raises(ReadOnlyEdit) as refused:
         room.handle(reader, SyncUpdate(_an_edit("live edit")))
