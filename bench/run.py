@@ -1,24 +1,31 @@
 """Benchmark collab against its peers in one run and report ratios.
 
     python3 bench/run.py [--quick] [--scenarios ...] [--servers ...] [--repeat N] [--profile]
+    python3 bench/run.py --promote bench/runs/<timestamp>
 
 Sets up what it needs the first time (bench/.venv with the pinned Python peer,
 matplotlib and py-spy; bench/node/node_modules from the lock file), re-executes
 itself inside bench/.venv, starts every server fresh for every scenario on a
 free 127.0.0.1 port pinned to core 0, drives it with the Node load generator
 pinned to core 1, prints the tables and writes results.jsonl, summary.md and
-chart.png to bench/results/<timestamp>/. See bench/README.md.
+chart.png to bench/runs/<timestamp>/ (not versioned). `--baseline` or `--promote`
+copies a run to bench/baselines/<kind>/ (versioned, see bench/baselines.py).
+See bench/README.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import baselines
 
 BENCH_DIR = Path(__file__).resolve().parent
 PROJECT_DIR = BENCH_DIR.parent
@@ -84,10 +91,25 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--rerender",
         type=Path,
         metavar="RUN_DIR",
-        help="only redo the tables, summary.md and chart.png of an earlier run",
+        help="only redo the tables, summary.md and chart.png of an earlier run (or baseline)",
     )
     parser.add_argument(
-        "--results-dir", type=Path, default=BENCH_DIR / "results", help="default bench/results"
+        "--baseline",
+        action="store_true",
+        help="if the run ends without errors, also make it the baseline of its kind "
+        "(bench/baselines/<kind>/, versioned)",
+    )
+    parser.add_argument(
+        "--promote",
+        type=Path,
+        metavar="RUN_DIR",
+        help="only make an earlier run the baseline of its kind (read from its run.json)",
+    )
+    parser.add_argument(
+        "--results-dir",
+        type=Path,
+        default=baselines.RUNS_DIR,
+        help="where <timestamp>/ goes (default bench/runs, ignored by git)",
     )
     args = parser.parse_args(argv)
     args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
@@ -101,7 +123,22 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             parser.error(f"unknown server {server!r} (choose from {', '.join(ALL_SERVERS)})")
     if args.repeat < 1 or args.duration <= 0:
         parser.error("--repeat and --duration must be positive")
+    if args.promote and (args.rerender or args.baseline):
+        parser.error("--promote runs nothing: not with --rerender or --baseline")
     return args
+
+
+def promote(run_dir: Path) -> int:
+    """Make an earlier run the baseline of its kind, the kind read from the
+    command it recorded (bench/baselines.py)."""
+    try:
+        command = json.loads((run_dir / "run.json").read_text())["command"]
+    except (OSError, ValueError, KeyError) as exc:
+        sys.exit(f"{run_dir}: no run.json with a command ({exc})")
+    kind = baselines.run_kind(parse_args(shlex.split(command)[1:]), SCENARIOS)
+    target = baselines.promote(run_dir, kind)
+    print(f"{run_dir} is now the {kind!r} baseline: {target} (git add it to keep it)")
+    return 0
 
 
 # -- set-up (runs under any Python >= 3.11; imports nothing outside the stdlib) --
@@ -145,21 +182,25 @@ def ensure_wsproto() -> None:
 
 
 def bootstrap(args: argparse.Namespace, argv: list[str]) -> None:
-    """Make bench/.venv and bench/node ready, then continue inside bench/.venv."""
-    for tool in ("node", "taskset"):
-        if shutil.which(tool) is None:
-            sys.exit(
-                f"{tool} is not installed (node: apt-get install nodejs npm; taskset: util-linux)"
-            )
-    if (os.cpu_count() or 1) < 2:
-        sys.exit("the benchmark pins the server and the load generator to two different cores")
-    ensure_node_env()
+    """Make bench/.venv and bench/node ready, then continue inside bench/.venv
+    (--rerender only needs bench/.venv: it reads a run, it runs nothing)."""
+    if not args.rerender:
+        for tool in ("node", "taskset"):
+            if shutil.which(tool) is None:
+                sys.exit(
+                    f"{tool} is not installed "
+                    "(node: apt-get install nodejs npm; taskset: util-linux)"
+                )
+        if (os.cpu_count() or 1) < 2:
+            sys.exit("the benchmark pins the server and the load generator to two different cores")
+        ensure_node_env()
     ensure_python_env()
-    collab_bin = PROJECT_DIR / ".venv" / "bin" / "collab"
-    if any(s.startswith("collab") for s in args.servers) and not collab_bin.exists():
-        sys.exit(f"{collab_bin} is missing: run `make install` in {PROJECT_DIR} first")
-    if "collab-wsproto" in args.servers:
-        ensure_wsproto()
+    if not args.rerender:
+        collab_bin = PROJECT_DIR / ".venv" / "bin" / "collab"
+        if any(s.startswith("collab") for s in args.servers) and not collab_bin.exists():
+            sys.exit(f"{collab_bin} is missing: run `make install` in {PROJECT_DIR} first")
+        if "collab-wsproto" in args.servers:
+            ensure_wsproto()
     if Path(sys.prefix).resolve() != BENCH_VENV.resolve():
         os.execv(VENV_PYTHON, [str(VENV_PYTHON), str(Path(__file__).resolve()), *argv])
 
@@ -167,10 +208,19 @@ def bootstrap(args: argparse.Namespace, argv: list[str]) -> None:
 def main() -> None:
     argv = sys.argv[1:]
     args = parse_args(argv)
+    if args.promote:
+        sys.exit(promote(args.promote))
     bootstrap(args, argv)
     from suite import rerender, run_benchmarks
 
-    sys.exit(rerender(args.rerender) if args.rerender else run_benchmarks(args))
+    if args.rerender:
+        sys.exit(rerender(args.rerender))
+    failed, run_dir = run_benchmarks(args)
+    if args.baseline and failed:
+        print(f"not made a baseline: {run_dir} has errors")
+    elif args.baseline:
+        promote(run_dir)
+    sys.exit(1 if failed else 0)
 
 
 if __name__ == "__main__":

@@ -256,7 +256,8 @@ def rerender(run_dir: Path) -> int:
     return 0
 
 
-def run_benchmarks(args: argparse.Namespace) -> int:
+def run_benchmarks(args: argparse.Namespace) -> tuple[bool, Path]:
+    """Run the plan into `args.results_dir`/<timestamp>/; (any record failed, that folder)."""
     began = time.perf_counter()
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     run_dir: Path = args.results_dir / stamp
@@ -310,7 +311,7 @@ def run_benchmarks(args: argparse.Namespace) -> int:
         print(
             "FAILED: " + "; ".join(f"{r['scenario']}/{r['server']}: {r['error']}" for r in failed)
         )
-    return 1 if failed else 0
+    return bool(failed), run_dir
 
 
 __all__ = ["BENCH_DIR", "run_benchmarks"]
