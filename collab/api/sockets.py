@@ -4,8 +4,8 @@ Why not `@app.websocket`: every layer a connection passes through stays
 suspended for as long as the connection lives: FastAPI's exception and
 AsyncExitStack middleware, the router, the route's wrapper with two more exit
 stacks. For an HTTP request that is milliseconds; for a WebSocket it is hours,
-and it cost ~9 kB of RSS per idle connection (bench `idle`, 5,000 connections),
-a quarter of all the server spent on one. This pure ASGI middleware hands a
+and it was a large share of an idle connection's memory (bench/RESULTS.md,
+idle connections). This pure ASGI middleware hands a
 matching connection straight to the endpoint; everything else (HTTP, other
 paths, lifespan) goes down the normal stack unchanged.
 

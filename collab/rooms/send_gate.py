@@ -5,18 +5,18 @@ the room shares: uvicorn serializes each frame into its own buffer (with
 permessage-deflate, a compressed copy), and the event loop keeps whatever the
 socket did not take until the client reads it. For the 50 MB initial sync of a
 big document that is 16-50 MB per joiner, and twenty joining at once held all
-their copies together (bench scenario `bigdoc`). So a peer's writer takes a
+their copies together (bench scenario `bigdoc`). So a peer's sender takes a
 slot before it sends a message of at least `min_bytes`, and gives it back once
 the message has drained from the transport's buffer: memory stays near
 `slots` copies whatever the number of joiners, and since the copies are made one
 after another on one event loop anyway, the joiners are not synced later.
 
-Fairness and liveness: slots are granted in request order; a writer waiting for
+Fairness and liveness: slots are granted in request order; a sender waiting for
 one keeps its client alive (see `Peer`); a client that does not read keeps a slot
 for at most `drain_timeout_s` (its copy stays buffered until it is disconnected,
 but it cannot stall the others).
 
-Owns no socket and never awaits: the peer's writer does the waiting.
+Owns no socket and never awaits: the peer's sender does the waiting.
 """
 
 from __future__ import annotations
