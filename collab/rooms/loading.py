@@ -69,6 +69,10 @@ def build_doc(stored: StoredDocument, document: str) -> Doc:
 
 
 class DocumentLoader:
+    """Reads a document from the store into a Doc, quarantining rows that do not
+    decode (through the writer), so a damaged row costs its content, not the
+    document."""
+
     def __init__(self, store: DocumentStore, writer: UpdateWriter, metrics: Metrics) -> None:
         self._store = store
         self._writer = writer

@@ -44,6 +44,13 @@ class PresentUser(NamedTuple):
 
 
 class Presence:
+    """A room's awareness states: who is here, their cursors and names.
+
+    Applies what peers (and other processes) announce, remembers which client
+    ids each peer owns so their states go when it leaves, and broadcasts the
+    changes once per event-loop tick.
+    """
+
     def __init__(
         self,
         document: str,

@@ -53,6 +53,14 @@ class LifecyclePolicy:
 
 
 class RoomRegistry:
+    """Every room this process has loaded, by name.
+
+    Joins load a document once however many arrive together (single flight);
+    the janitor (`sweep`) closes idle peers, starts compactions and unloads idle
+    rooms; `delete`, `read_state` and `open_room` serve the REST API and history.
+    Never awaits a peer; awaits storage only on loads, deletes and shutdown.
+    """
+
     def __init__(
         self,
         store: DocumentStore,

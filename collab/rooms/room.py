@@ -125,6 +125,14 @@ class RoomLimits:
 
 
 class Room:
+    """One live document: its Doc, its peers, presence, and the relay between them.
+
+    Synchronous on purpose: `handle` decodes nothing and awaits nothing; what
+    must be stored goes to the sink at the end of the tick and is relayed when
+    the sink's future says it is committed. The registry creates, joins, leaves
+    and closes rooms; the edge calls `handle` for each decoded message.
+    """
+
     def __init__(
         self,
         name: str,
