@@ -37,7 +37,7 @@ class Settings:
     """Everything a server is configured with; frozen, checked when built.
 
     `Settings.load()` reads the environment; the composition root (collab.runtime)
-    hands each part only the values it needs."""
+    builds everything from it."""
 
     # -- Server
     host: str = setting(
