@@ -18,7 +18,7 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
-from collab.cli.main import uvicorn_config
+from collab.cli.serve import uvicorn_config
 from collab.config import Settings
 from collab.metrics import Metrics
 from tests.support.waiting import TIMEOUT_S, eventually

@@ -1,0 +1,104 @@
+"""`collab serve`: run the server under uvicorn.
+
+The flags are made from the settings definitions (collab.config): each setting
+with a flag becomes one, with its help text, its `COLLAB_*` variable and its
+default, so `collab serve --help` and docs/configuration.md say the same thing.
+A flag overrides the variable, which overrides the default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from collab import __version__
+from collab.api.app import create_app
+from collab.auth.tokens import build_access_policy
+from collab.config import Settings, definitions
+from collab.config.definition import SettingDefinition
+from collab.logs import configure_logging, redact_url
+
+_FLAG_TYPES: dict[str, Any] = {"int": int, "float": float, "Path": Path}
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per setting that has one, in the order the settings define them."""
+    for definition in definitions():
+        flag = definition.doc.flag
+        if flag is None:
+            continue
+        options: dict[str, Any] = {"dest": definition.name, "help": flag_help(definition)}
+        if definition.kind == "bool":
+            # None, not False: an absent flag must leave the variable's value alone.
+            options.update(action="store_true", default=None)
+        else:
+            if definition.kind in _FLAG_TYPES:
+                options["type"] = _FLAG_TYPES[definition.kind]
+            if definition.doc.metavar:
+                options["metavar"] = definition.doc.metavar
+            if definition.doc.choices:
+                options["choices"] = list(definition.doc.choices)
+        parser.add_argument(flag, **options)
+
+
+def flag_help(definition: SettingDefinition) -> str:
+    """The help text, then where else the setting comes from: `(COLLAB_X, default Y)`."""
+    where = definition.env
+    if definition.default_text:
+        where += f", default {definition.default_text}"
+    if definition.default_note:
+        where += f" = {definition.default_note}"
+    text = f"{definition.doc.help} ({where})".replace("`", "")
+    return text.replace("%", "%%")  # argparse formats help with %
+
+
+def run_serve_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Settings from the flags and the environment, checked, then serve until stopped."""
+    options = {d.name: getattr(args, d.name, None) for d in definitions() if d.doc.flag}
+    try:
+        settings = Settings.load(**options)
+        build_access_policy(settings)  # refuse to start on unusable auth settings
+    except ValueError as exc:
+        parser.error(str(exc))
+    serve(settings)
+    return 0
+
+
+def uvicorn_config(settings: Settings, **overrides: Any) -> uvicorn.Config:
+    """The uvicorn configuration for `settings` (the tests' in-process server too)."""
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_config": None,
+        "log_level": settings.log_level,
+        "ws": "websockets-sansio",
+        # Above our own limit, so an oversized message reaches our check (its 4413
+        # and log line) instead of the library's 1009, which y-websocket retries.
+        "ws_max_size": settings.max_message_bytes * 2 + 1,
+        # y-websocket clients keep the socket alive themselves; protocol pings stay
+        # on so half-open TCP connections are noticed (0 turns them off).
+        "ws_ping_interval": settings.ws_ping_interval_s or None,
+        "ws_ping_timeout": settings.ws_ping_timeout_s or None,
+        "timeout_graceful_shutdown": int(settings.shutdown_timeout_s),
+    }
+    options.update(overrides)
+    return uvicorn.Config(create_app(settings), **options)
+
+
+def serve(settings: Settings) -> None:
+    configure_logging(settings.log_level, settings.log_format)
+    logger = logging.getLogger("collab")
+    logger.info(
+        "collab %s starting: http://%s:%d (WebSocket ws://%s:%d/ws/{document}), database %s",
+        __version__,
+        settings.host,
+        settings.port,
+        settings.host,
+        settings.port,
+        redact_url(settings.database_url),
+    )
+    uvicorn.Server(uvicorn_config(settings)).run()

@@ -1,0 +1,409 @@
+"""Settings: the one place configuration is read (CLI flags > COLLAB_* variables > defaults).
+
+Every field is one setting, defined once (collab.config.definition): its default,
+its help text, its section of the reference and, for the common ones, its
+`collab serve` flag; its variable is `COLLAB_<FIELD NAME IN CAPS>`.
+`collab serve --help` and docs/configuration.md are both built from these
+definitions (`make docs`; a test keeps the file in step). Nothing else in collab
+reads the environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from collab.config.definition import ENV_PREFIX, Bound, SettingDefinition, setting
+
+DEFAULT_WEB_DIR = Path(__file__).resolve().parents[2] / "web"
+
+# Variables read by the command-line clients, not by the server: (variable, flag, help).
+CLIENT_VARIABLES: tuple[tuple[str, str, str], ...] = (
+    (
+        ENV_PREFIX + "TOKEN",
+        "`--token` of `collab snapshots`",
+        "the token `collab snapshots` sends to a server that requires one "
+        "(a server verifies tokens, it never holds one)",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a server is configured with; frozen, checked when built.
+
+    `Settings.load()` reads the environment; the composition root (collab.runtime)
+    builds everything from it."""
+
+    # -- Server
+    host: str = setting(
+        "127.0.0.1",
+        "interface to bind; any but a loopback one needs a key or `--allow-anonymous`",
+        section="Server",
+        flag="--host",
+    )
+    port: int = setting(1234, "TCP port", section="Server", flag="--port")
+    public_url: str = setting(
+        "",
+        "where `collab snapshots` reaches this server when it finds it running on the "
+        "same database",
+        section="Server",
+        shown_default="`http://HOST:PORT` (`127.0.0.1` for a wildcard host)",
+    )
+    lease_interval_s: float = setting(
+        5.0,
+        "how often a server renews its lease in the database (a lease lasts three intervals)",
+        section="Server",
+        bound=Bound.POSITIVE,
+    )
+    shutdown_timeout_s: float = setting(
+        30.0,
+        "graceful shutdown budget: for closing connections, for snapshotting the rooms, "
+        "and for committing what is queued",
+        section="Server",
+        bound=Bound.POSITIVE,
+    )
+    web_dir: Path = setting(  # noqa: RUF009 (setting() is dataclasses.field())
+        DEFAULT_WEB_DIR,
+        "the browser editor: its built pages and bundle are served from `WEB_DIR/dist/`",
+        section="Server",
+        shown_default="the repository's `web/`",
+    )
+    # -- Logging
+    log_level: str = setting(
+        "info",
+        "least severe level logged: `debug`, `info`, `warning`, `error` or `critical`",
+        section="Logging",
+        flag="--log-level",
+        choices=("critical", "error", "warning", "info", "debug"),
+    )
+    log_format: str = setting(
+        "text",
+        "`text` (one line per event, document and connection first), or `json`: one "
+        "object per line with `ts`, `level`, `logger`, `event`, and `doc` / `conn` when "
+        "the event has them",
+        section="Logging",
+        flag="--log-format",
+        choices=("text", "json"),
+    )
+    # -- Storage
+    database_url: str = setting(
+        "sqlite+aiosqlite:///./data/collab.db",
+        "SQLAlchemy URL of the database; `postgresql+asyncpg://user@host/db` works as is",
+        section="Storage",
+        flag="--database",
+        metavar="URL",
+    )
+    sqlite_synchronous: str = setting(
+        "NORMAL",
+        "SQLite only: `NORMAL` survives a killed process; `FULL` (or `EXTRA`) also survives "
+        "power loss",
+        section="Storage",
+        flag="--sqlite-synchronous",
+        choices=("NORMAL", "FULL", "EXTRA"),
+    )
+    write_batch_max_ops: int = setting(
+        2000,
+        "most writes the writer commits in one transaction",
+        section="Storage",
+        bound=Bound.AT_LEAST_ONE,
+    )
+    write_backlog_max_ops: int = setting(
+        50000,
+        "above this many uncommitted writes, receive loops wait for the database",
+        section="Storage",
+        bound=Bound.AT_LEAST_ONE,
+    )
+    # -- Rooms and compaction
+    room_grace_s: float = setting(
+        30.0,
+        "seconds a room stays in memory after its last client leaves",
+        section="Rooms and compaction",
+        flag="--room-grace",
+        metavar="SECONDS",
+    )
+    compact_after_updates: int = setting(
+        1000,
+        "snapshot a room after this many of its updates...",
+        section="Rooms and compaction",
+        flag="--compact-after-updates",
+        metavar="N",
+        bound=Bound.AT_LEAST_ONE,
+    )
+    compact_after_s: float = setting(
+        300.0,
+        "...or this many seconds after its first uncompacted update, whichever comes "
+        "first (and when it unloads, and at shutdown)",
+        section="Rooms and compaction",
+        flag="--compact-after",
+        metavar="SECONDS",
+    )
+    janitor_interval_s: float = setting(
+        1.0,
+        "how often compaction, unloading and idle connections are checked",
+        section="Rooms and compaction",
+        bound=Bound.POSITIVE,
+    )
+    # -- Version history
+    auto_version_window_s: float = setting(
+        300.0,
+        "at most one automatic version per document per window: a compaction inside it "
+        "updates the newest automatic version",
+        section="Version history",
+    )
+    retention_keep_all_s: float = setting(
+        3600.0, "keep every automatic version this young...", section="Version history"
+    )
+    retention_hourly_s: float = setting(
+        86400.0, "...then the newest of each hour up to this age...", section="Version history"
+    )
+    retention_daily_s: float = setting(
+        0.0,
+        "...then the newest of each day up to this age (`0`: forever)",
+        section="Version history",
+    )
+    retention_interval_s: float = setting(
+        600.0,
+        "how often retention thins versions",
+        section="Version history",
+        bound=Bound.POSITIVE,
+    )
+    # -- Connections
+    max_message_bytes: int = setting(
+        32 * 1024 * 1024,
+        "largest WebSocket message accepted; a larger one closes the connection (4413)",
+        section="Connections",
+        flag="--max-message-bytes",
+        metavar="BYTES",
+        bound=Bound.AT_LEAST_ONE,
+    )
+    # (The message bound sits far above the largest commit batch: one commit can
+    # release that many relays at once to every peer.)
+    send_queue_messages: int = setting(
+        100_000,
+        "a connection's send queue bound, in messages; a client over it is disconnected (4004)",
+        section="Connections",
+        bound=Bound.AT_LEAST_ONE,
+    )
+    send_queue_bytes: int = setting(
+        64 * 1024 * 1024,
+        "a connection's send queue bound, in bytes (4004)",
+        section="Connections",
+        bound=Bound.AT_LEAST_ONE,
+    )
+    keepalive_interval_s: float = setting(
+        15.0,
+        "an idle connection hears a no-op awareness message this often (y-websocket "
+        "drops a socket that hears nothing for 30 s)",
+        section="Connections",
+        bound=Bound.POSITIVE,
+    )
+    close_timeout_s: float = setting(
+        10.0,
+        "how long a close frame may wait on a backed-up socket",
+        section="Connections",
+        bound=Bound.POSITIVE,
+    )
+    ws_ping_interval_s: float = setting(
+        20.0,
+        "WebSocket protocol pings, to notice half-open TCP connections (`0`: none)...",
+        section="Connections",
+        bound=Bound.LIMIT,
+    )
+    ws_ping_timeout_s: float = setting(
+        20.0,
+        "...and how long a pong may take before the connection is dropped",
+        section="Connections",
+        bound=Bound.LIMIT,
+    )
+    # -- Limits (0 disables a limit)
+    max_document_bytes: int = setting(
+        128 * 1024 * 1024,
+        "an update that would grow a document past this is refused (4414)",
+        section="Limits",
+        bound=Bound.LIMIT,
+    )
+    max_awareness_bytes: int = setting(
+        64 * 1024,
+        "largest awareness message (4431)",
+        section="Limits",
+        bound=Bound.LIMIT,
+    )
+    max_connections: int = setting(
+        10_000, "connections in all (1013)", section="Limits", bound=Bound.LIMIT
+    )
+    max_connections_per_document: int = setting(
+        1_000,
+        "connections to one document (1013)",
+        section="Limits",
+        bound=Bound.LIMIT,
+    )
+    max_loaded_documents: int = setting(
+        10_000,
+        "documents in memory; the least recently used idle ones are unloaded first, "
+        "else a join is refused (1013)",
+        section="Limits",
+        bound=Bound.LIMIT,
+    )
+    rate_limit_per_s: float = setting(
+        200.0,
+        "messages per second per connection, sustained (a token bucket; 4029)...",
+        section="Limits",
+        bound=Bound.LIMIT,
+    )
+    rate_limit_burst: int = setting(
+        2_000,
+        "...and how many it may send above that rate in a burst",
+        section="Limits",
+        bound=Bound.LIMIT,
+    )
+    idle_timeout_s: float = setting(
+        600.0,
+        "a connection that sends nothing for this long is closed (4008); y-websocket "
+        "renews its presence every 15 s",
+        section="Limits",
+        bound=Bound.LIMIT,
+    )
+    # -- Access
+    auth_secret: str = setting(
+        "",
+        "HMAC secret (at least 32 bytes) that tokens are signed with (HS256); setting it "
+        "requires tokens",
+        section="Access",
+        is_secret=True,
+    )
+    auth_public_key: str = setting(
+        "",
+        "instead of the secret: a PEM public key or certificate, as text or a file path "
+        "(RSA, EC, Ed25519), for tokens signed with its private half",
+        section="Access",
+        is_secret=True,
+    )
+    auth_algorithms: str = setting(
+        "",
+        "accepted algorithms, comma-separated (e.g. `PS256` for an RSA key)",
+        section="Access",
+        shown_default="by key: `HS256`; `RS256`, `ES256`/`ES384`/`ES512` or `EdDSA`",
+    )
+    auth_audience: str = setting("", "when set, tokens need this `aud`", section="Access")
+    auth_issuer: str = setting("", "when set, tokens need this `iss`", section="Access")
+    auth_leeway_s: float = setting(
+        30.0,
+        "clock skew allowed on `exp`, `nbf` and `iat`",
+        section="Access",
+        bound=Bound.NOT_NEGATIVE,
+    )
+    allow_anonymous: bool = setting(
+        False,
+        "run open (no tokens) on a non-loopback host",
+        section="Access",
+        flag="--allow-anonymous",
+    )
+    allowed_origins: str = setting(
+        "",
+        "other web origins allowed, comma-separated `scheme://host[:port]`, or `*`; pages "
+        "served by this server always are",
+        section="Access",
+        flag="--allowed-origins",
+        metavar="ORIGINS",
+        shown_default="same origin only",
+    )
+    # -- Cluster
+    redis_url: str = setting(
+        "",
+        "run as one of several processes sharing documents through Redis, e.g. "
+        "`redis://127.0.0.1:6379/0` (none: a server on its own, the only one on its "
+        "database)",
+        section="Cluster",
+        flag="--redis-url",
+        metavar="URL",
+    )
+    redis_prefix: str = setting(
+        "collab:",
+        "prefix of every Redis key, so several clusters (or test runs) can share one Redis",
+        section="Cluster",
+    )
+    redis_stream_max_entries: int = setting(
+        10_000,
+        "a document's stream length (`XADD MAXLEN ~`); a process that falls further behind "
+        "reloads the document from the database",
+        section="Cluster",
+        bound=Bound.AT_LEAST_ONE,
+    )
+    cluster_heartbeat_interval_s: float = setting(
+        2.0,
+        "how often a process renews its heartbeat in Redis...",
+        section="Cluster",
+        bound=Bound.POSITIVE,
+    )
+    cluster_heartbeat_ttl_s: float = setting(
+        6.0,
+        "...and how old it may get before the others take the process for dead (they "
+        "remove its clients' presence and catch its documents up from the database)",
+        section="Cluster",
+    )
+
+    def __post_init__(self) -> None:
+        if self.log_format not in {"text", "json"}:
+            raise ValueError(f"log_format must be text or json, not {self.log_format!r}")
+        if self.sqlite_synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+            raise ValueError(
+                f"sqlite_synchronous must be OFF/NORMAL/FULL/EXTRA, not {self.sqlite_synchronous!r}"
+            )
+        for definition in definitions():
+            bound = definition.doc.bound
+            if bound is not None and not bound.admits(getattr(self, definition.name)):
+                raise ValueError(f"{definition.name} {bound}")
+        if self.cluster_heartbeat_ttl_s <= self.cluster_heartbeat_interval_s:
+            raise ValueError("cluster_heartbeat_ttl_s must be longer than the interval")
+        if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(
+                f"redis_url must be redis://, rediss:// or unix://, not {self.redis_url!r}"
+            )
+        if not self.redis_prefix:
+            raise ValueError("redis_prefix must not be empty")
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then COLLAB_* variables, then explicit overrides that are not None."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for definition in definitions():
+            raw = environ.get(definition.env)
+            if raw is not None and raw != "":
+                values[definition.name] = definition.parse(raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def advertised_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}"
+
+
+def definitions() -> list[SettingDefinition]:
+    """Every setting, in the order `Settings` defines them."""
+    return [
+        SettingDefinition(f.name, _kind(f), f.default, f.metadata["doc"]) for f in fields(Settings)
+    ]
+
+
+def client_token(environ: Mapping[str, str] | None = None) -> str | None:
+    """`COLLAB_TOKEN`: the token command-line clients send to a server (not a server
+    setting: the server verifies tokens, it never holds one)."""
+    environ = os.environ if environ is None else environ
+    return environ.get(ENV_PREFIX + "TOKEN") or None
+
+
+def _kind(f: dataclasses.Field[Any]) -> str:
+    return f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
