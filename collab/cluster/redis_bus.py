@@ -44,7 +44,7 @@ try:
     from redis.backoff import NoBackoff
     from redis.exceptions import RedisError
 except ModuleNotFoundError as exc:  # an optional extra: only a clustered server needs it
-    if exc.name != "redis":
+    if (exc.name or "").partition(".")[0] != "redis":
         raise
     raise MissingDriver("a Redis URL (redis://)", "redis", "cluster") from exc
 

@@ -121,7 +121,7 @@ class SqlStore:
         try:
             self._engine = create_async_engine(self._url)
         except ModuleNotFoundError as exc:  # an optional extra: SQLite needs none
-            if exc.name != "asyncpg":
+            if (exc.name or "").partition(".")[0] != "asyncpg":
                 raise
             raise MissingDriver(
                 "a PostgreSQL URL (postgresql+asyncpg://)", "asyncpg", "postgres"
