@@ -10,15 +10,26 @@ WEB_DEPS_STAMP := web/node_modules/.installed
 WEB_STAMP := web/dist/.built
 WEB_SOURCES := web/build.mjs $(shell find web/src -type f 2>/dev/null)
 
-.PHONY: install run test lint format docs clean bench bench-quick
+.PHONY: install run test lint format lock docs clean bench bench-quick
 
 install: $(PY_STAMP) $(NODE_STAMP) $(WEB_STAMP)
 
-$(PY_STAMP): pyproject.toml
+# Python packages exactly as locked (requirements.lock: the dependencies, the
+# postgres and cluster extras and dev, all pinned), then collab itself on top.
+$(PY_STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
+
+# Regenerate requirements.lock from pyproject.toml's ranges after changing them.
+# Pins already in the lock are kept where they still fit; to move everything
+# to the newest releases: make lock LOCK_ARGS=--upgrade
+lock: $(PY_STAMP)
+	CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile --quiet \
+		--extra=dev --extra=postgres --extra=cluster --allow-unsafe --strip-extras \
+		--no-emit-index-url --no-emit-find-links --no-emit-trusted-host \
+		$(LOCK_ARGS) --output-file=requirements.lock pyproject.toml
 
 # The real npm Yjs client for the interoperability tests, exactly as locked.
 $(NODE_STAMP): tests/interop/package.json tests/interop/package-lock.json
@@ -48,9 +59,13 @@ bench: $(PY_STAMP)
 bench-quick: $(PY_STAMP)
 	$(PYTHON) bench/run.py --quick $(BENCH_ARGS)
 
-lint: $(PY_STAMP)
+# Lint and static types: ruff, then mypy --strict over collab/ ([tool.mypy] in
+# pyproject.toml), then tsc over the browser client's JSDoc (web/tsconfig.json).
+lint: $(PY_STAMP) $(WEB_DEPS_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	cd web && npm run --silent typecheck
 
 format: $(PY_STAMP)
 	$(BIN)/ruff format .
@@ -63,4 +78,5 @@ docs: $(PY_STAMP)
 
 clean:
 	rm -rf $(VENV) tests/interop/node_modules web/node_modules web/dist .pytest_cache .ruff_cache \
+		.mypy_cache \
 		bench/.venv bench/node/node_modules

@@ -22,7 +22,7 @@ change how another view sees the root.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pycrdt import Array, Doc, Map, Text, XmlElement, XmlFragment, XmlText
 
@@ -33,28 +33,33 @@ RootKind = Literal["map", "text", "array", "empty"]
 _XML_TYPES = (XmlElement, XmlFragment, XmlText)
 _SHARED_TYPES = (Text, Map, Array, *_XML_TYPES)
 
+# pycrdt's `Doc[T]` types every root as T, the type its roots are read as. A
+# map's entries and an array's elements are JSON values or nested shared types.
+_RootT = TypeVar("_RootT", Map[object], Text, Array[object])
+
 
 @dataclass(frozen=True, slots=True)
 class _RootViews:
     """One fresh Doc per way of reading a root (see the module docstring)."""
 
-    as_map: Doc
-    as_text: Doc
-    as_array: Doc
+    as_map: Doc[Map[object]]
+    as_text: Doc[Text]
+    as_array: Doc[Array[object]]
 
 
-def _doc_from(update: bytes) -> Doc:
-    doc: Doc = Doc()
+def _doc_from(update: bytes, root_type: type[_RootT]) -> Doc[_RootT]:
+    """A fresh Doc holding `update`, whose roots are read as `root_type`."""
+    doc: Doc[_RootT] = Doc()
     doc.apply_update(update)
     return doc
 
 
 def _views_of(update: bytes) -> _RootViews:
-    return _RootViews(_doc_from(update), _doc_from(update), _doc_from(update))
+    return _RootViews(_doc_from(update, Map), _doc_from(update, Text), _doc_from(update, Array))
 
 
 def root_names(update: bytes) -> list[str]:
-    return sorted(_doc_from(update).keys())
+    return sorted(_doc_from(update, Text).keys())
 
 
 def root_kinds(update: bytes) -> dict[str, RootKind]:
@@ -103,8 +108,8 @@ def _render_root(views: _RootViews, name: str, kind: RootKind) -> Any:
 
 def text_preview(update: bytes, limit: int = PREVIEW_CHARS) -> str:
     """The start of the document's text roots, for listings of versions."""
-    doc = _doc_from(update)
-    parts = []
+    doc = _doc_from(update, Text)
+    parts: list[str] = []
     for name in sorted(doc.keys()):
         text = str(doc.get(name, type=Text))
         if text:

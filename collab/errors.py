@@ -120,5 +120,19 @@ class ReadOnlyEdit(Refusal):
     close_code = CloseCode.FORBIDDEN
 
 
+class MissingDriver(CollabError):
+    """A URL asks for a service whose Python driver is an optional extra that is
+    not installed: PostgreSQL (asyncpg, `collab[postgres]`) or Redis (redis,
+    `collab[cluster]`). The default install runs on SQLite alone."""
+
+    def __init__(self, url_kind: str, driver: str, extra: str) -> None:
+        super().__init__(
+            f"{url_kind} needs the {driver} package, which is not installed: "
+            f"pip install 'collab[{extra}]'"
+        )
+        self.driver = driver
+        self.extra = extra
+
+
 class DocumentNotFound(CollabError):
     """The named document has no stored state and no live room."""

@@ -29,8 +29,8 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from collab.cluster.redis_bus import BusSettings, RedisBus
 from collab.cluster.sync import ClusterSync
 from collab.config import Settings
 from collab.history.retention import RetentionPolicy
@@ -41,6 +41,9 @@ from collab.rooms.room import RoomLimits
 from collab.storage.sql_store import SqlStore
 from collab.storage.store import ServerLease
 from collab.storage.writer import UpdateWriter
+
+if TYPE_CHECKING:
+    from collab.cluster.redis_bus import RedisBus
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +133,9 @@ async def open_runtime(settings: Settings, *, is_server: bool) -> AsyncIterator[
     lease_id = str(uuid.uuid4())
     bus = None
     if is_server and settings.redis_url:
+        # Imported here: the Redis driver is an optional extra (`collab[cluster]`).
+        from collab.cluster.redis_bus import BusSettings, RedisBus
+
         bus = RedisBus(
             BusSettings(
                 url=settings.redis_url,

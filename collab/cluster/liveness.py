@@ -14,6 +14,10 @@ from collections.abc import Iterable
 
 from redis.asyncio import Redis
 
+# `# type: ignore[misc]` below: redis-py types the asyncio client's set commands
+# with the sync client's annotations (`Awaitable[int] | int`), which `await`
+# rejects; they are coroutines at run time (redis-py issues #2399, #3195).
+
 
 class Liveness:
     def __init__(self, redis: Redis, prefix: str, process_id: str, ttl_s: float) -> None:
@@ -43,7 +47,7 @@ class Liveness:
         return bool(existed)
 
     async def live_processes(self) -> set[str]:
-        members = {m.decode() for m in await self._redis.smembers(self._members_key)}
+        members = {m.decode() for m in await self._redis.smembers(self._members_key)}  # type: ignore[misc]
         return await self._alive(members)
 
     async def _alive(self, process_ids: Iterable[str]) -> set[str]:
@@ -57,12 +61,12 @@ class Liveness:
     async def newly_dead(self) -> list[str]:
         """Processes seen alive before whose heartbeat has now expired (each is
         reported once); dead members nobody here knew are just tidied away."""
-        members = {m.decode() for m in await self._redis.smembers(self._members_key)}
+        members = {m.decode() for m in await self._redis.smembers(self._members_key)}  # type: ignore[misc]
         candidates = (members | self._known) - {self._process_id}
         alive = await self._alive(candidates)
         dead = candidates - alive
         if dead:
-            await self._redis.srem(self._members_key, *dead)
+            await self._redis.srem(self._members_key, *dead)  # type: ignore[misc]
         reported = sorted(dead & self._known)
         self._known = alive
         return reported
@@ -70,4 +74,4 @@ class Liveness:
     async def leave(self) -> None:
         """A graceful exit: the others need not wait for the TTL."""
         await self._redis.delete(self._key)
-        await self._redis.srem(self._members_key, self._process_id)
+        await self._redis.srem(self._members_key, self._process_id)  # type: ignore[misc]

@@ -40,7 +40,7 @@ import logging
 from collections.abc import Iterable
 from difflib import SequenceMatcher
 from functools import partial
-from typing import Any
+from typing import Any, TypeAlias
 
 from pycrdt import Array, Doc, Map, Text
 
@@ -58,14 +58,20 @@ logger = logging.getLogger(__name__)
 
 ORIGIN = "restore"
 
-SharedType = Text | Map | Array
+# The kinds of root and nested shared type a restore changes; a map's entries and
+# an array's elements are JSON values or nested types, sorted out by isinstance.
+SharedType: TypeAlias = Text | Map[Any] | Array[Any]
+_SHARED_TYPES = (Text, Map, Array)
+# pycrdt's `Doc[T]` types every root as T; this module reads roots as SharedType.
+RestorableDoc: TypeAlias = Doc[SharedType]
+_TYPE_OF_KIND: dict[str, type[SharedType]] = {"text": Text, "map": Map, "array": Array}
 
 
-def restore_doc(doc: Doc, target_state: bytes) -> bool:
+def restore_doc(doc: RestorableDoc, target_state: bytes) -> bool:
     """Make `doc`'s content equal that of the full-state update `target_state`,
     with as few operations as practical, in one transaction. Returns whether
     anything changed. Raises ValueError if `target_state` is not a Yjs update."""
-    target = Doc()
+    target: RestorableDoc = Doc()
     target.apply_update(target_state)
     target_kinds, current_kinds = root_kinds(target_state), root_kinds(doc.get_update())
     units = TextUnits.measured()
@@ -84,8 +90,8 @@ def restore_doc(doc: Doc, target_state: bytes) -> bool:
 
 
 def _restore_root(
-    doc: Doc,
-    target: Doc,
+    doc: RestorableDoc,
+    target: RestorableDoc,
     name: str,
     target_kind: RootKind,
     current_kind: RootKind,
@@ -102,15 +108,13 @@ def _restore_root(
     return changed
 
 
-def _typed_root(doc: Doc, name: str, kind: RootKind) -> SharedType:
-    shared_type = {"text": Text, "map": Map, "array": Array}[kind]
-    root: SharedType = doc.get(name, type=shared_type)
-    return root
+def _typed_root(doc: RestorableDoc, name: str, kind: RootKind) -> SharedType:
+    return doc.get(name, type=_TYPE_OF_KIND[kind])
 
 
 def _empty(kind: RootKind) -> SharedType:
     """A prelim value standing for "this root holds nothing"."""
-    return {"text": Text, "map": Map, "array": Array}[kind]()
+    return _TYPE_OF_KIND[kind]()
 
 
 def _sync(current: SharedType, wanted: SharedType, units: TextUnits) -> bool:
@@ -136,7 +140,7 @@ def _items_of(array: SharedType) -> list[Any]:
 # -- maps ----------------------------------------------------------------------
 
 
-def _sync_map(current: Map, wanted: dict[str, Any], units: TextUnits) -> bool:
+def _sync_map(current: Map[Any], wanted: dict[str, Any], units: TextUnits) -> bool:
     stale = [key for key in current.keys() if key not in wanted]
     for key in stale:
         del current[key]
@@ -146,7 +150,7 @@ def _sync_map(current: Map, wanted: dict[str, Any], units: TextUnits) -> bool:
     return changed
 
 
-def _sync_entry(current: Map, key: str, wanted: Any, units: TextUnits) -> bool:
+def _sync_entry(current: Map[Any], key: str, wanted: Any, units: TextUnits) -> bool:
     if isinstance(wanted, UNTOUCHED_TYPES):
         return False
     if key in current:
@@ -156,7 +160,7 @@ def _sync_entry(current: Map, key: str, wanted: Any, units: TextUnits) -> bool:
         if fingerprint(have) == fingerprint(wanted):
             return False
     current[key] = copy = _copy_of(wanted)
-    if isinstance(copy, SharedType):
+    if isinstance(copy, _SHARED_TYPES):
         _sync(copy, wanted, units)
     return True
 
@@ -164,7 +168,7 @@ def _sync_entry(current: Map, key: str, wanted: Any, units: TextUnits) -> bool:
 # -- arrays --------------------------------------------------------------------
 
 
-def _sync_array(current: Array, wanted: list[Any], units: TextUnits) -> bool:
+def _sync_array(current: Array[Any], wanted: list[Any], units: TextUnits) -> bool:
     have = list(current)
     matcher = SequenceMatcher(
         None, [fingerprint(v) for v in have], [fingerprint(v) for v in wanted], autojunk=False
@@ -179,7 +183,7 @@ def _sync_array(current: Array, wanted: list[Any], units: TextUnits) -> bool:
 
 
 def _sync_array_region(
-    current: Array, at: int, have: list[Any], wanted: list[Any], units: TextUnits
+    current: Array[Any], at: int, have: list[Any], wanted: list[Any], units: TextUnits
 ) -> None:
     """Within a changed region, line up elements by kind: a current shared type
     facing one of the same kind is restored in place (it keeps its identity);
@@ -203,18 +207,18 @@ def _sync_array_region(
 
 
 def _kind_name(value: Any) -> str:
-    if isinstance(value, SharedType):
+    if isinstance(value, _SHARED_TYPES):
         return type(value).__name__
     return "opaque" if isinstance(value, UNTOUCHED_TYPES) else "value"
 
 
-def _insert_items(current: Array, at: int, items: Iterable[Any], units: TextUnits) -> None:
+def _insert_items(current: Array[Any], at: int, items: Iterable[Any], units: TextUnits) -> None:
     for item in items:
         if isinstance(item, UNTOUCHED_TYPES):
             continue
         copy = _copy_of(item)
         current.insert(at, copy)
-        if isinstance(copy, SharedType):
+        if isinstance(copy, _SHARED_TYPES):
             _sync(copy, item, units)
         at += 1
 
@@ -223,7 +227,7 @@ def _insert_items(current: Array, at: int, items: Iterable[Any], units: TextUnit
 
 
 def _is_same_type(have: Any, wanted: Any) -> bool:
-    return isinstance(wanted, SharedType) and type(have) is type(wanted)
+    return isinstance(wanted, _SHARED_TYPES) and type(have) is type(wanted)
 
 
 def _copy_of(value: Any) -> Any:
@@ -256,5 +260,5 @@ def _writable(value: Any) -> Any:
 def _insert_embed(text: Text, position: int, value: Any, attrs: Attrs, *, units: TextUnits) -> None:
     copy = _copy_of(value)
     text.insert_embed(position, copy, attrs)
-    if isinstance(copy, SharedType):
+    if isinstance(copy, _SHARED_TYPES):
         _sync(copy, value, units)

@@ -44,7 +44,7 @@ class TextUnits:
 
     @classmethod
     def measured(cls) -> TextUnits:
-        scratch = Doc()
+        scratch: Doc[Text] = Doc()
         probe = scratch.get("probe", type=Text)
         probe += "\U0001f680"  # 1 code point, 2 UTF-16 units, 4 UTF-8 bytes
         measures: dict[int, Callable[[str], int]] = {1: len, 2: _utf16_len, 4: _utf8_len}

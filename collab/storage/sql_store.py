@@ -34,6 +34,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, ProgrammingErr
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.types import LargeBinary
 
+from collab.errors import MissingDriver
 from collab.storage.migrate import SchemaVersion, schema_version, upgrade_database
 from collab.storage.sql_schema import (
     SNAPSHOT_INFO_COLUMNS,
@@ -117,7 +118,14 @@ class SqlStore:
         """Connect, and (unless `migrate` is False) upgrade the schema to head."""
         if self.is_sqlite and self._url.database not in (None, "", ":memory:"):
             Path(self._url.database).parent.mkdir(parents=True, exist_ok=True)
-        self._engine = create_async_engine(self._url)
+        try:
+            self._engine = create_async_engine(self._url)
+        except ModuleNotFoundError as exc:  # an optional extra: SQLite needs none
+            if (exc.name or "").partition(".")[0] != "asyncpg":
+                raise
+            raise MissingDriver(
+                "a PostgreSQL URL (postgresql+asyncpg://)", "asyncpg", "postgres"
+            ) from exc
         if self.is_sqlite:
             event.listen(self._engine.sync_engine, "connect", self._set_sqlite_pragmas)
             if self._url.database not in (None, "", ":memory:"):

@@ -37,7 +37,8 @@ const dmp = new DiffMatchPatch()
  * @returns {Hunk[]}
  */
 export function readableHunks (hunks) {
-  const diffs = hunks.map((hunk) => new DiffMatchPatch.Diff(OPS[hunk.op], hunk.text))
+  // diff-match-patch 1.0.5's `new Diff(op, text)` returns exactly this [op, text] pair.
+  const diffs = hunks.map((hunk) => /** @type {DiffMatchPatch.Diff} */ ([OPS[hunk.op], hunk.text]))
   dmp.diff_cleanupSemantic(diffs)
   /** @type {({ equal: string } | { del: string, ins: string })[]} */
   const runs = []

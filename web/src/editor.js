@@ -40,7 +40,8 @@ const provider = new WebsocketProvider(webSocketBase(), documentName, ydoc, {
   params: token ? { token } : {}
 })
 const notice = new Notice(byId('notice'))
-const connection = new ConnectionStatus(provider, byId('status'), notice)
+// Kept alive by the provider's and the window's listeners it registers.
+new ConnectionStatus(provider, byId('status'), notice)
 
 // -- you ---------------------------------------------------------------------
 
@@ -132,7 +133,7 @@ const updateUndoButtons = () => {
   undoButton.disabled = undoManager.undoStack.length === 0
   redoButton.disabled = undoManager.redoStack.length === 0
 }
-for (const event of ['stack-item-added', 'stack-item-popped', 'stack-cleared']) {
+for (const event of /** @type {const} */ (['stack-item-added', 'stack-item-popped', 'stack-cleared'])) {
   undoManager.on(event, updateUndoButtons)
 }
 undoButton.addEventListener('click', () => { undoManager.undo(); view.focus() })

@@ -218,7 +218,8 @@ export class HistoryPanel {
       const content = diff.text_roots.find((/** @type {{ root: string }} */ root) => root.root === 'content')
       this.hunks = content ? content.hunks : []
       this.renderVersion()
-      this.view.querySelector('.close-version')?.focus()
+      const closeButton = /** @type {HTMLElement | null} */ (this.view.querySelector('.close-version'))
+      closeButton?.focus()
     } catch (error) {
       this.viewBody.replaceChildren(h('p', { class: 'error' }, `Could not load this version: ${describeError(error)}`))
     }

@@ -16,6 +16,7 @@ const LABELS = {
 }
 
 // Close codes (README, "WebSocket close codes") the server uses to say "don't come back".
+/** @type {Record<number, string | undefined>} */
 const CLOSE_MESSAGES = {
   4401: 'You are not signed in for this document: open it with a link that has a valid token.',
   4403: 'You do not have access to this document.',
