@@ -43,7 +43,7 @@ class SnapshotOut(BaseModel):
             document=info.document,
             created_at=timestamp(info.created_at),
             updated_at=timestamp(info.updated_at),
-            kind=info.kind.value,  # type: ignore[arg-type]
+            kind=info.kind.value,
             label=info.label,
             author=info.author,
             size_bytes=info.size_bytes,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from functools import partial
+from typing import Any
 
 from pycrdt import Doc
 
@@ -157,7 +158,7 @@ class Compactor:
 def _merge(state: bytes, snapshot: bytes | None) -> bytes:
     if snapshot is None:
         return state
-    doc: Doc = Doc()
+    doc: Doc[Any] = Doc()
     doc.apply_update(snapshot)
     doc.apply_update(state)
     return doc.get_update()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from pycrdt import Doc
 
@@ -40,13 +41,13 @@ class BadRows:
 @dataclass(frozen=True, slots=True)
 class LoadedDocument:
     stored: StoredDocument
-    doc: Doc
+    doc: Doc[Any]
     row_ids: tuple[int, ...]  # the log rows `doc` holds (every row that decoded)
 
 
-def apply_stored(stored: StoredDocument, document: str) -> tuple[Doc, BadRows]:
+def apply_stored(stored: StoredDocument, document: str) -> tuple[Doc[Any], BadRows]:
     """Snapshot, then each log row, skipping rows that do not decode."""
-    doc: Doc = Doc()
+    doc: Doc[Any] = Doc()
     bad_snapshots: list[int] = []
     bad_updates: list[int] = []
     rows = [(stored.snapshot, stored.snapshot_id, bad_snapshots)] if stored.snapshot else []
@@ -64,7 +65,7 @@ def apply_stored(stored: StoredDocument, document: str) -> tuple[Doc, BadRows]:
     return doc, BadRows(tuple(bad_snapshots), tuple(bad_updates))
 
 
-def build_doc(stored: StoredDocument, document: str) -> Doc:
+def build_doc(stored: StoredDocument, document: str) -> Doc[Any]:
     return apply_stored(stored, document)[0]
 
 

@@ -54,7 +54,7 @@ class Presence:
     def __init__(
         self,
         document: str,
-        doc: Doc,
+        doc: Doc[Any],
         peers: Mapping[int, Peer],
         broadcast: Callable[[bytes], None],
         feed: ClusterFeed,

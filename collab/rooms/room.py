@@ -50,7 +50,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
-from typing import Protocol
+from typing import Any, Protocol
 
 from pycrdt import Doc, TransactionEvent, get_state, merge_updates
 
@@ -136,7 +136,7 @@ class Room:
     def __init__(
         self,
         name: str,
-        doc: Doc,
+        doc: Doc[Any],
         sink: UpdateSink,
         *,
         limits: RoomLimits = RoomLimits(),
