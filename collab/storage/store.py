@@ -7,6 +7,12 @@ only has to provide the same methods with the same transaction guarantees:
 - `commit(ops)` applies every op in order in ONE transaction: all or nothing,
   except that an op the store declines for what it is (`OpDeclined`: a stale
   or contended snapshot) is skipped and reported while the others commit.
+- `commit` makes ONE attempt and never retries (retrying is the writer's job,
+  collab.storage.writer); it says why an attempt failed by what it raises:
+  `PermanentWriteError` (an op the database refuses for what it is),
+  `WriteContention` (another process's transaction collided with this one:
+  nothing was written, running it again at once is expected to work); anything
+  else is an outage that may pass.
 - `commit` returns one result per op: the new row's id for `AppendUpdate` (the
   log's sequence number), the snapshot id for `SaveSnapshot`, else None; or the
   `OpDeclined` instance for a declined op.
@@ -140,6 +146,12 @@ class ServerLease:
 class PermanentWriteError(Exception):
     """The database refused an op for what it is (not for being unavailable):
     retrying it would block every write behind it forever."""
+
+
+class WriteContention(Exception):
+    """The database aborted the transaction because it collided with another
+    process's (a deadlock or a serialization failure): nothing was written, and
+    the batch may run again at once - this is contention, not an outage."""
 
 
 class OpDeclined(Exception):
