@@ -23,7 +23,7 @@ Several processes may write one document (a cluster). What keeps that safe:
   one is declined with `SnapshotConflict` and the room catches up and retries;
 - on PostgreSQL one compactor per document at a time: a transaction-level
   advisory lock, tried without waiting (`CompactionBusy` if another process
-  holds it). SQLite has one writer per database anyway.
+  holds it). SQLite lets one connection write at a time anyway.
 """
 
 from __future__ import annotations
@@ -174,8 +174,8 @@ class WriteTransaction:
 
     def _append_sqlite(self, driver: sqlite3.Connection, ops: list[AppendUpdate]) -> list[int]:
         """The hottest statement, straight to the driver on this transaction's own
-        connection: SQLAlchemy's execution context cost more than SQLite's insert
-        (the profile of one-update commits). `lastrowid` is the AUTOINCREMENT id."""
+        connection: SQLAlchemy's execution context costs more than SQLite's insert
+        itself. `lastrowid` is the AUTOINCREMENT id."""
         cursor = driver.cursor()
         try:
             row_ids = []

@@ -52,13 +52,13 @@ class SaveSnapshot:
     """The full state of a document; replaces the log rows it contains.
 
     `row_ids`: the log rows to delete, all contained in `state`. None means
-    every row now in the log - right only for a single writer that has applied
+    every row now in the log - right only for a single process that has applied
     them all (tools and tests); rooms always name their rows.
 
     `base_seq`: the document's snapshot sequence this state was built on (the
     state contains that snapshot). The store refuses the snapshot with
     `SnapshotConflict` if another snapshot was written since; None skips the
-    check (single writer only).
+    check (a single process only).
 
     `merge_window_s` (auto snapshots only): if the document's newest snapshot is
     an auto one opened less than this long ago, its state is replaced instead of

@@ -65,8 +65,9 @@ class UpdateWriter:
       durable;
     - a commit that fails for an outage keeps the batch in memory and retries it
       with backoff (`retry_initial_s`, doubling up to `retry_max_s`) until it
-      succeeds; meanwhile `is_failing` is true, and the documents involved report
-      `pending_for(doc) > 0`, which blocks their unload;
+      succeeds; meanwhile `is_failing` is true (rooms refuse new edits rather
+      than queue writes that cannot be stored), and the documents involved
+      report `pending_for(doc) > 0`, which blocks their unload;
     - a commit aborted for contention (`WriteContention`) runs again at once, up
       to `CONTENTION_RETRIES` times in a row, without counting as failing;
     - an op the database refuses for what it is (`PermanentWriteError`) is found
