@@ -144,9 +144,9 @@ class SqlStore:
         return await schema_version(self.engine)
 
     def _set_sqlite_pragmas(self, dbapi_connection: Any, _record: Any) -> None:
-        # WAL: reads and commits never block each other. synchronous=NORMAL in WAL survives a
-        # killed process (the commit is in the OS's hands); FULL also survives power
-        # loss. foreign_keys makes ON DELETE CASCADE work.
+        # WAL: reads and commits never block each other. synchronous=NORMAL in WAL
+        # survives a killed process (the commit is in the OS's hands); FULL also
+        # survives power loss. foreign_keys makes ON DELETE CASCADE work.
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA synchronous={self._sqlite_synchronous}")
