@@ -3,29 +3,23 @@
 Used by the web app's lifespan and by the CLI when it works on a database with
 no server running, so both share one way to build and shut down the stack:
 store -> writer -> registry -> history, plus their background tasks (janitor,
-retention, and - for a server - the lease that tells offline tools it is there).
+storage watch, retention, and - for a server - the lease that tells offline
+tools it is there).
 A server with a Redis URL is one process of a cluster: it also runs the Redis
 bus (collab.cluster.redis_bus) and what applies the others' messages (collab.cluster.sync).
 
 Shutdown order matters: rooms are closed and snapshotted first, then the writer
 drains every pending write (whose relays still reach the bus), then the bus
-sends what it queued and leaves, then the store closes.
-
-Leases: a server on its own refuses a database that another live server uses
-(their clients would not see each other's edits); servers of one cluster (same
-Redis key prefix) share it.
+sends what it queued and leaves, then the lease is released and the store
+closes. The rules of leases are in collab.storage.leases.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
-import os
-import socket
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -38,6 +32,7 @@ from collab.history.versions import VersionHistory
 from collab.metrics import Metrics
 from collab.rooms.registry import LifecyclePolicy, RoomRegistry
 from collab.rooms.room import RoomLimits
+from collab.storage.leases import renew_lease, take_lease
 from collab.storage.sql_store import SqlStore
 from collab.storage.store import ServerLease
 from collab.storage.writer import UpdateWriter
@@ -57,72 +52,6 @@ class Runtime:
     history: VersionHistory
     metrics: Metrics
     bus: RedisBus | None = None
-
-
-class DatabaseInUse(RuntimeError):
-    """Another live server holds a lease on this database."""
-
-
-def _is_running_here(lease: ServerLease) -> bool:
-    if lease.hostname != socket.gethostname():
-        return True  # cannot tell from here: trust the lease until it expires
-    try:
-        os.kill(lease.pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-async def running_servers(store: SqlStore) -> list[ServerLease]:
-    """Leases of servers that are still up (a killed local server's lease is not)."""
-    return [lease for lease in await store.live_leases() if _is_running_here(lease)]
-
-
-async def _take_lease(
-    store: SqlStore, settings: Settings, lease_id: str, bus: RedisBus | None
-) -> ServerLease:
-    """A server on its own must be the only one on its database (the clients of
-    two would not see each other's edits); servers of one cluster share it."""
-    cluster = settings.redis_prefix if bus is not None else None
-    in_redis = await bus.live_processes() if bus is not None else None
-    for other in await store.live_leases():
-        if not _is_running_here(other) or other.pid == os.getpid():
-            await store.drop_lease(other.id)  # left by a server that was killed
-            continue
-        where = f"{other.url}, pid {other.pid} on {other.hostname}"
-        if cluster is None or other.cluster != cluster:
-            if cluster is None:
-                advice = "run every server with --redis-url to share it"
-            elif other.cluster is None:
-                advice = "it runs on its own (no --redis-url): restart it with --redis-url"
-            else:
-                advice = (
-                    f"it is in cluster {other.cluster!r}; give every server the same "
-                    "--redis-url and COLLAB_REDIS_PREFIX"
-                )
-            raise DatabaseInUse(f"another collab server ({where}) is using this database; {advice}")
-        if in_redis is not None and other.id not in in_redis:
-            logger.warning(
-                "server %s shares this database but has no heartbeat in this Redis "
-                "(prefix %r): is it connected to the same Redis?",
-                where,
-                cluster,
-            )
-    now = time.time()
-    lease = ServerLease(
-        id=lease_id,
-        url=settings.advertised_url,
-        pid=os.getpid(),
-        hostname=socket.gethostname(),
-        started_at=now,
-        heartbeat_at=now,
-        ttl_s=settings.lease_interval_s * 3,
-        cluster=cluster,
-    )
-    await store.save_lease(lease)
-    return lease
 
 
 @contextlib.asynccontextmanager
@@ -192,8 +121,11 @@ async def open_runtime(settings: Settings, *, is_server: bool) -> AsyncIterator[
     runtime = Runtime(settings, store, writer, registry, history, metrics, bus)
     writer_task = asyncio.create_task(writer.run(), name="update writer")
     writer_task.add_done_callback(_report_writer_death)
-    background = [asyncio.create_task(registry.run_janitor(), name="janitor")]
-    lease = None
+    background = [
+        asyncio.create_task(registry.run_janitor(), name="janitor"),
+        asyncio.create_task(registry.run_storage_watch(), name="storage watch"),
+    ]
+    lease: ServerLease | None = None
     if is_server:
         background.append(
             asyncio.create_task(
@@ -209,9 +141,16 @@ async def open_runtime(settings: Settings, *, is_server: bool) -> AsyncIterator[
     lease_task = None
     try:
         if is_server:
-            lease = await _take_lease(store, settings, lease_id, bus)
+            lease = await take_lease(
+                store,
+                lease_id=lease_id,
+                url=settings.advertised_url,
+                renew_interval_s=settings.lease_interval_s,
+                cluster=settings.redis_prefix if bus is not None else None,
+                cluster_members=await bus.live_processes() if bus is not None else None,
+            )
             lease_task = asyncio.create_task(
-                _renew_lease(store, lease, settings.lease_interval_s), name="lease"
+                renew_lease(store, lease, settings.lease_interval_s), name="lease"
             )
         yield runtime
     finally:
@@ -238,13 +177,3 @@ def _report_writer_death(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         # Nothing is made durable (or relayed) any more: say so as loudly as we can.
         logger.critical("the update writer died", exc_info=task.exception())
-
-
-async def _renew_lease(store: SqlStore, lease: ServerLease, interval_s: float) -> None:
-    while True:
-        await asyncio.sleep(interval_s)
-        try:
-            lease = dataclasses.replace(lease, heartbeat_at=time.time())
-            await store.save_lease(lease)
-        except Exception:  # task boundary: a missed heartbeat is retried next interval
-            logger.exception("could not renew the server lease")

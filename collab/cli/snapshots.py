@@ -25,7 +25,8 @@ from collab.config import Settings, client_token
 from collab.content import render_content
 from collab.errors import CollabError, DocumentNotFound
 from collab.logs import redact_url
-from collab.runtime import Runtime, open_runtime, running_servers
+from collab.runtime import Runtime, open_runtime
+from collab.storage.leases import running_servers
 from collab.storage.sql_store import SqlStore
 
 

@@ -86,7 +86,6 @@ class RoomRegistry:
             self._metrics,
             auto_version_window_s=policy.auto_version_window_s,
         )
-        writer.on_failing.append(self._on_storage_failing)
         self._loading: dict[str, asyncio.Task[Room]] = {}
         # Deletions in flight: nothing may load the document until they commit, or a
         # join would load the old rows and its next snapshot would write them back.
@@ -234,15 +233,18 @@ class RoomRegistry:
         room.close(CloseCode.NORMAL, "unloaded")
         logger.info("doc=%s unloaded", room.name)
 
-    def _on_storage_failing(self, is_failing: bool) -> None:
-        """Clients whose edits are stuck in the failing writes are told (4503)."""
-        if not is_failing:
-            return
-        for room in self.rooms.values():
-            if room.has_pending_edits:
-                room.close_peers(
-                    CloseCode.STORAGE_UNAVAILABLE, "storage is failing: edits are not being saved"
-                )
+    async def run_storage_watch(self) -> None:
+        """Each time commits start failing, the clients whose edits are stuck in
+        the failing writes are told (4503). Runs until cancelled."""
+        while True:
+            await self._writer.wait_until_failing()
+            for room in self.rooms.values():
+                if room.has_pending_edits:
+                    room.close_peers(
+                        CloseCode.STORAGE_UNAVAILABLE,
+                        "storage is failing: edits are not being saved",
+                    )
+            await self._writer.wait_until_recovered()
 
     async def read_state(self, name: str) -> bytes | None:
         """The document's full state as one update, or None if it does not exist."""

@@ -1,6 +1,6 @@
 """Schema migrations: bring a database to the schema the code expects (Alembic).
 
-Owns running collab/migrations on the server's own async engine, at start-up
+Owns running collab/storage/migrations on the server's own async engine, at start-up
 and for `collab db upgrade` / `collab db current`. Databases created before
 collab had migrations (tables, no alembic_version) are upgraded like any other:
 revision 0001 only creates the tables they lack, so their data stays as it is.

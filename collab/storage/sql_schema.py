@@ -8,9 +8,9 @@
     tombstones(name PK, state_vector, deleted_at)   -- what deleted documents held
     quarantine(id, document, source, source_id, data, reason, quarantined_at)
 
-Databases get there through the Alembic migrations in collab/migrations (run at
-start-up); a change here needs a migration there, and tests/test_migrations.py
-checks that the two agree.
+Databases get there through the Alembic migrations in collab/storage/migrations
+(run at start-up); a change here needs a migration there, and
+tests/integration/test_migrations.py checks that the two agree.
 
 `updates.id` is the log's sequence number: strictly increasing and never reused
 (SQLite AUTOINCREMENT, a PostgreSQL identity). A snapshot deletes exactly the

@@ -1,17 +1,14 @@
 """`DocumentStore` on SQLAlchemy 2 (async): SQLite by default, PostgreSQL by URL.
 
-Owns the engine, the reads, and the commit of a batch (the SQL of each write
-op is in collab.storage.sql_writes; the tables in collab.storage.sql_schema). `open` brings the
-schema up to date with the Alembic migrations (collab.storage.migrate). `commit` is
-called by one `UpdateWriter` task per process, so a process's writes never race
-each other; other processes on the same database may write beside it (a
-cluster), which the write SQL is built for. Reads run beside the writer (SQLite
-in WAL mode never blocks them).
+One class for both engines because the SQL is the same; what differs is where a
+batch commits (SQLite: collab.storage.sqlite_commit, so small commits skip a
+thread hop) and which errors mean contention (PostgreSQL's deadlocks). The SQL of
+each write op is in collab.storage.sql_writes, the tables in
+collab.storage.sql_schema, the schema upgrades in collab.storage.migrate.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -29,7 +26,7 @@ from sqlalchemy import (
     union_all,
     update,
 )
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.types import LargeBinary
@@ -46,7 +43,7 @@ from collab.storage.sql_schema import (
     tombstones,
     updates,
 )
-from collab.storage.sql_writes import WriteTransaction
+from collab.storage.sql_writes import BatchOutcome, TouchCache, run_batch
 from collab.storage.sqlite_commit import SqliteCommitter
 from collab.storage.store import (
     DocumentInfo,
@@ -57,26 +54,38 @@ from collab.storage.store import (
     SnapshotInfo,
     SnapshotKind,
     StoredDocument,
+    WriteContention,
     WriteOp,
 )
 
-logger = logging.getLogger(__name__)
-
-# PostgreSQL's deadlock_detected and serialization_failure: run the batch again.
-_RETRY_SQLSTATES = {"40P01", "40001"}
-_SERIALIZATION_RETRIES = 5
-
-
-# A batch's results (row ids, snapshot ids, declines) and the transaction that ran it.
-_BatchResult = tuple[list[int | OpDeclined | None], WriteTransaction]
+# PostgreSQL's deadlock_detected and serialization_failure: the transaction
+# collided with another process's and was aborted; running it again is expected
+# to work (the writer does, see `WriteContention`).
+_CONTENTION_SQLSTATES = {"40P01", "40001"}
 
 
 def _sqlstate(exc: DBAPIError) -> str | None:
-    return getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return code if isinstance(code, str) else None
 
 
 class SqlStore:
-    """One engine, one schema; `commit` is called by a single `UpdateWriter` task."""
+    """The `DocumentStore` on one SQL database (SQLite or PostgreSQL).
+
+    Owns the async engine (reads, leases, migrations), SQLite's commit path
+    (`SqliteCommitter`, None on PostgreSQL and in-memory databases) and the one
+    cache of the write path (`TouchCache`).
+
+    Invariants: `commit` is called by one writer per process, one batch at a time,
+    so this process's writes never race each other; other processes may write the
+    same database beside it (a cluster), which the write SQL is built for. Reads
+    run beside commits (SQLite in WAL mode never blocks them). The cache believes
+    only what a committed transaction wrote.
+
+    Never: retry a commit (one attempt; what failed is said by the exception, and
+    the writer decides), hold a write in memory, or call back into the layers
+    above it.
+    """
 
     def __init__(
         self,
@@ -87,16 +96,12 @@ class SqlStore:
     ) -> None:
         self._url = make_url(url)
         self._clock = clock
-        # When each document row was last written by a committed transaction: a
-        # burst of small commits then skips the UPDATE of `updated_at` (it is
-        # refreshed at most once per sql_writes.TOUCH_INTERVAL_S) - a third of
-        # their cost.
-        self._touched_at: dict[str, float] = {}
+        self._touches = TouchCache()
         self.schema: SchemaVersion | None = None
         self._sqlite_synchronous = sqlite_synchronous
         self._engine: AsyncEngine | None = None
         # SQLite's write path (see collab.storage.sqlite_commit); None on PostgreSQL.
-        self._sqlite_writes: SqliteCommitter[_BatchResult] | None = None
+        self._sqlite_writes: SqliteCommitter | None = None
 
     @property
     def engine(self) -> AsyncEngine:
@@ -105,9 +110,9 @@ class SqlStore:
         return self._engine
 
     @property
-    def sqlite_writes(self) -> SqliteCommitter[_BatchResult] | None:
-        """SQLite's write path (which batches ran inline, which on the thread); None
-        on PostgreSQL or an in-memory database."""
+    def sqlite_writes(self) -> SqliteCommitter | None:
+        """SQLite's write path (which batches ran inline, which on the commit
+        thread); None on PostgreSQL or an in-memory database."""
         return self._sqlite_writes
 
     @property
@@ -116,8 +121,10 @@ class SqlStore:
 
     async def open(self, *, migrate: bool = True) -> None:
         """Connect, and (unless `migrate` is False) upgrade the schema to head."""
-        if self.is_sqlite and self._url.database not in (None, "", ":memory:"):
-            Path(self._url.database).parent.mkdir(parents=True, exist_ok=True)
+        database = self._url.database
+        is_file = self.is_sqlite and database not in (None, "", ":memory:")
+        if is_file and database:
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
         try:
             self._engine = create_async_engine(self._url)
         except ModuleNotFoundError as exc:  # an optional extra: SQLite needs none
@@ -128,14 +135,13 @@ class SqlStore:
             ) from exc
         if self.is_sqlite:
             event.listen(self._engine.sync_engine, "connect", self._set_sqlite_pragmas)
-            if self._url.database not in (None, "", ":memory:"):
+            if is_file:
                 # Writes go through the standard library's sqlite3 driver, on the
-                # loop or on one dedicated thread (see _commit); reads stay on aiosqlite.
+                # loop or on the commit thread; reads stay on aiosqlite.
                 write_engine = create_engine(self._url.set(drivername="sqlite"))
                 event.listen(write_engine, "connect", self._set_sqlite_pragmas)
                 self._sqlite_writes = SqliteCommitter(
                     write_engine,
-                    self._run,
                     # With FULL or EXTRA every commit fsyncs: never on the loop.
                     is_inline_allowed=self._sqlite_synchronous.upper() in ("OFF", "NORMAL"),
                 )
@@ -146,19 +152,15 @@ class SqlStore:
         return await schema_version(self.engine)
 
     def _set_sqlite_pragmas(self, dbapi_connection: Any, _record: Any) -> None:
-        # WAL: readers never block the writer. synchronous=NORMAL in WAL survives a
-        # killed process (the commit is in the OS's hands); FULL also survives power
-        # loss. foreign_keys makes ON DELETE CASCADE work.
+        # WAL: reads and commits never block each other. synchronous=NORMAL in WAL
+        # survives a killed process (the commit is in the OS's hands); FULL also
+        # survives power loss. foreign_keys makes ON DELETE CASCADE work.
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA synchronous={self._sqlite_synchronous}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=5000")
         cursor.close()
-
-    def _run(self, conn: Connection, ops: Sequence[WriteOp], now: float) -> _BatchResult:
-        transaction = WriteTransaction(conn, now, self._touched_at)
-        return transaction.run(ops), transaction
 
     async def close(self) -> None:
         if self._engine is not None:
@@ -173,33 +175,28 @@ class SqlStore:
             await conn.execute(select(1))
 
     async def commit(self, ops: Sequence[WriteOp]) -> list[int | OpDeclined | None]:
-        for attempt in range(_SERIALIZATION_RETRIES + 1):
-            try:
-                return await self._commit(ops)
-            except (DataError, IntegrityError, ProgrammingError) as exc:
-                raise PermanentWriteError(str(exc.orig or exc)) from exc
-            except DBAPIError as exc:
-                # Two processes' transactions can deadlock (PostgreSQL aborts one):
-                # that is contention, not an outage - run it again at once.
-                if _sqlstate(exc) not in _RETRY_SQLSTATES or attempt == _SERIALIZATION_RETRIES:
-                    raise
-                logger.info("commit of %d ops hit %s; running it again", len(ops), _sqlstate(exc))
-        raise AssertionError("unreachable")
+        """One attempt at committing `ops` in one transaction (see `DocumentStore`)."""
+        try:
+            outcome = await self._commit(ops)
+        except (DataError, IntegrityError, ProgrammingError) as exc:
+            raise PermanentWriteError(str(exc.orig or exc)) from exc
+        except DBAPIError as exc:
+            # Two processes' transactions can deadlock (PostgreSQL aborts one):
+            # that is contention, not an outage.
+            sqlstate = _sqlstate(exc)
+            if sqlstate in _CONTENTION_SQLSTATES:
+                raise WriteContention(f"sqlstate {sqlstate}: {exc.orig or exc}") from exc
+            raise
+        # Committed: only now may the cache believe what this transaction wrote.
+        self._touches.note_committed(outcome.touched)
+        return outcome.results
 
-    async def _commit(self, ops: Sequence[WriteOp]) -> list[int | OpDeclined | None]:
+    async def _commit(self, ops: Sequence[WriteOp]) -> BatchOutcome:
         now = self._clock()
         if self._sqlite_writes is not None:
-            results, transaction = await self._sqlite_writes.commit(ops, now)
-        else:
-            async with self.engine.begin() as conn:
-                results, transaction = await conn.run_sync(self._run, ops, now)
-        # Committed: only now may the cache believe what this transaction wrote.
-        for name, touched_at in transaction.touched.items():
-            if touched_at is None:
-                self._touched_at.pop(name, None)
-            else:
-                self._touched_at[name] = touched_at
-        return results
+            return await self._sqlite_writes.commit(ops, now, self._touches)
+        async with self.engine.begin() as conn:
+            return await conn.run_sync(run_batch, ops, now, self._touches)
 
     async def quarantined(self, document: str) -> list[tuple[str, int, str]]:
         """(source table, original row id, reason) of the document's quarantined rows."""

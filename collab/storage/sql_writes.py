@@ -4,13 +4,15 @@ Owns what a batch does inside the single transaction `SqlStore.commit` opens:
 log rows inserted with their ids returned, snapshots saved with a
 compare-and-set on the document's snapshot sequence and exact deletion of the
 rows they contain, versions thinned, documents deleted (tombstoned), damaged
-rows quarantined. Never commits or retries: that is the store's and the
-writer's business.
+rows quarantined. Owns the store's one cache too (`TouchCache`: which document
+rows are known to exist and be fresh), which only a committed transaction may
+update. Never commits or retries: committing is the store's business, retrying
+the writer's.
 
-Synchronous on purpose: the store runs a whole batch in ONE hop to a thread
-(SQLite: a plain sqlite3 connection on the writer's own thread) or in one
-`run_sync` (PostgreSQL), instead of one thread hop per statement, which the
-profile showed as about a third of the server's time under load.
+Synchronous on purpose: a whole batch runs in ONE call on one connection (SQLite:
+a plain sqlite3 connection on the loop or on the commit thread, see
+collab.storage.sqlite_commit; PostgreSQL: one `run_sync`), instead of one thread
+hop per statement, which cost more than the statements themselves.
 
 Several processes may write one document (a cluster). What keeps that safe:
 - a snapshot deletes exactly the rows its room applied, never "everything up
@@ -21,13 +23,14 @@ Several processes may write one document (a cluster). What keeps that safe:
   one is declined with `SnapshotConflict` and the room catches up and retries;
 - on PostgreSQL one compactor per document at a time: a transaction-level
   advisory lock, tried without waiting (`CompactionBusy` if another process
-  holds it). SQLite has one writer per database anyway.
+  holds it). SQLite lets one connection write at a time anyway.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Insert, Table, delete, func, insert, select, update
@@ -66,16 +69,62 @@ def storable_text(text: str | None) -> str | None:
     return None if text is None else text.replace("\x00", "\ufffd")
 
 
+class TouchCache:
+    """When each document row was last written by a committed transaction.
+
+    A burst of small commits to one document then skips the UPDATE of its
+    `updated_at` (refreshed at most once per `interval_s`), the costliest part of
+    a one-update commit after the insert itself. Invariant: it only believes what
+    a committed transaction wrote (`note_committed`), so a rolled-back batch can
+    never make a later one skip creating a row that does not exist. Read by the
+    transaction that runs on the commit thread, written by the store on the loop
+    after that transaction committed: never both at once, as one writer commits.
+    """
+
+    def __init__(self, interval_s: float = TOUCH_INTERVAL_S) -> None:
+        self._interval_s = interval_s
+        self._touched_at: dict[str, float] = {}
+
+    def is_fresh(self, name: str, now: float) -> bool:
+        """The document row exists and its `updated_at` is recent enough."""
+        touched_at = self._touched_at.get(name)
+        return touched_at is not None and now - touched_at < self._interval_s
+
+    def note_committed(self, touched: Mapping[str, float | None]) -> None:
+        """What a committed transaction wrote: a time, or None for a deleted row."""
+        for name, touched_at in touched.items():
+            if touched_at is None:
+                self._touched_at.pop(name, None)
+            else:
+                self._touched_at[name] = touched_at
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    """What one transaction did: a result per op (see `DocumentStore.commit`), and
+    the document rows it wrote, for the `TouchCache` once it has committed."""
+
+    results: list[int | OpDeclined | None]
+    touched: dict[str, float | None]
+
+
+def run_batch(
+    conn: Connection, ops: Sequence[WriteOp], now: float, touches: TouchCache
+) -> BatchOutcome:
+    """Run `ops` in order on `conn`'s open transaction (the caller commits it)."""
+    transaction = WriteTransaction(conn, now, touches)
+    return BatchOutcome(transaction.run(ops), transaction.touched)
+
+
 class WriteTransaction:
     """The ops of one batch, run in order on one open transaction."""
 
-    def __init__(self, conn: Connection, now: float, touched_at: dict[str, float]) -> None:
+    def __init__(self, conn: Connection, now: float, touches: TouchCache) -> None:
         self._conn = conn
         self._now = now
         self._is_postgres = conn.dialect.name == "postgresql"
-        # When each document row was last written by a committed transaction (the
-        # store's cache), and what this transaction wrote (None: deleted in it).
-        self._touched_at = touched_at
+        self._touches = touches  # read only: the store updates it after the commit
+        # The document rows this transaction wrote (None: deleted in it).
         self.touched: dict[str, float | None] = {}
 
     def run(self, ops: Sequence[WriteOp]) -> list[int | OpDeclined | None]:
@@ -108,6 +157,7 @@ class WriteTransaction:
         for document in sorted({op.document for _, op in appends}):
             self._touch(document)
         driver = self._conn.connection.driver_connection
+        row_ids: list[int]
         if isinstance(driver, sqlite3.Connection):
             row_ids = self._append_sqlite(driver, [op for _, op in appends])
         else:
@@ -118,20 +168,22 @@ class WriteTransaction:
             inserted = self._conn.execute(
                 insert(updates).returning(updates.c.id, sort_by_parameter_order=True), rows
             )
-            row_ids = [int(row_id) for row_id in inserted.scalars().all()]
+            row_ids = [int(row[0]) for row in inserted]
         for (index, _), row_id in zip(appends, row_ids, strict=True):
             results[index] = row_id
 
     def _append_sqlite(self, driver: sqlite3.Connection, ops: list[AppendUpdate]) -> list[int]:
         """The hottest statement, straight to the driver on this transaction's own
-        connection: SQLAlchemy's execution context cost more than SQLite's insert
-        (the profile of one-update commits). `lastrowid` is the AUTOINCREMENT id."""
+        connection: SQLAlchemy's execution context costs more than SQLite's insert
+        itself. `lastrowid` is the AUTOINCREMENT id."""
         cursor = driver.cursor()
         try:
             row_ids = []
             for op in ops:
                 cursor.execute(_SQLITE_APPEND, (op.document, op.update, self._now))
-                row_ids.append(int(cursor.lastrowid))
+                row_id = cursor.lastrowid
+                assert row_id is not None  # set by every INSERT that succeeded
+                row_ids.append(row_id)
             return row_ids
         finally:
             cursor.close()
@@ -140,7 +192,7 @@ class WriteTransaction:
         if name in self.touched:
             if self.touched[name] is not None:
                 return  # already written in this transaction
-        elif self._now - self._touched_at.get(name, -TOUCH_INTERVAL_S) < TOUCH_INTERVAL_S:
+        elif self._touches.is_fresh(name, self._now):
             return  # the row exists (a committed transaction wrote it) and is fresh
         self.touched[name] = self._now
         # An upsert: another process may create the same document at the same moment.
@@ -228,7 +280,9 @@ class WriteTransaction:
                 **values,
             )
         )
-        return int(result.inserted_primary_key[0])
+        key = result.inserted_primary_key
+        assert key is not None  # a single-row INSERT always has one
+        return int(key[0])
 
     def _delete_document(self, op: DeleteDocument) -> None:
         conn = self._conn

@@ -7,6 +7,12 @@ only has to provide the same methods with the same transaction guarantees:
 - `commit(ops)` applies every op in order in ONE transaction: all or nothing,
   except that an op the store declines for what it is (`OpDeclined`: a stale
   or contended snapshot) is skipped and reported while the others commit.
+- `commit` makes ONE attempt and never retries (retrying is the writer's job,
+  collab.storage.writer); it says why an attempt failed by what it raises:
+  `PermanentWriteError` (an op the database refuses for what it is),
+  `WriteContention` (another process's transaction collided with this one:
+  nothing was written, running it again at once is expected to work); anything
+  else is an outage that may pass.
 - `commit` returns one result per op: the new row's id for `AppendUpdate` (the
   log's sequence number), the snapshot id for `SaveSnapshot`, else None; or the
   `OpDeclined` instance for a declined op.
@@ -46,13 +52,13 @@ class SaveSnapshot:
     """The full state of a document; replaces the log rows it contains.
 
     `row_ids`: the log rows to delete, all contained in `state`. None means
-    every row now in the log - right only for a single writer that has applied
+    every row now in the log - right only for a single process that has applied
     them all (tools and tests); rooms always name their rows.
 
     `base_seq`: the document's snapshot sequence this state was built on (the
     state contains that snapshot). The store refuses the snapshot with
     `SnapshotConflict` if another snapshot was written since; None skips the
-    check (single writer only).
+    check (a single process only).
 
     `merge_window_s` (auto snapshots only): if the document's newest snapshot is
     an auto one opened less than this long ago, its state is replaced instead of
@@ -140,6 +146,12 @@ class ServerLease:
 class PermanentWriteError(Exception):
     """The database refused an op for what it is (not for being unavailable):
     retrying it would block every write behind it forever."""
+
+
+class WriteContention(Exception):
+    """The database aborted the transaction because it collided with another
+    process's (a deadlock or a serialization failure): nothing was written, and
+    the batch may run again at once - this is contention, not an outage."""
 
 
 class OpDeclined(Exception):

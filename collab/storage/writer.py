@@ -1,22 +1,18 @@
-"""Group commit: the single task that makes updates durable.
+"""The writer: the one task per process that makes writes durable (group commit).
 
-Owns the write queue. Rooms `submit` ops without awaiting; the writer takes
-everything queued (up to `max_batch_ops`), commits it in ONE transaction, and
-only then resolves each op's future, in submission order, to the op's result
-(an update's log row id, a snapshot's id). Rooms relay an update - to their
-peers and to the other processes - from that future's callback, so nothing
-reaches another client before it is committed: that is the durability promise.
+Why one task: a burst of edits from many rooms becomes one transaction, and a
+commit costs about the same for one op as for hundreds; and with one committer
+the process's writes are ordered and never race each other.
 
-Invariants:
-- Ops commit in submission order; futures resolve in submission order.
-- A failed commit keeps the batch in memory and retries with backoff; the
-  documents involved report `pending_for(doc) > 0`, which blocks their unload.
-- A barrier (`submit(None)`) resolves once everything submitted before it is durable.
-- An op the store declines (`OpDeclined`: a stale or contended snapshot) fails
-  its own future; the rest of its batch commits.
-- While commits fail, `is_failing` is true and `on_failing` listeners hear of each
-  change, so rooms can refuse new edits and tell their clients instead of
-  queueing writes that cannot be stored.
+Why the retries live here and nowhere else: the writer holds what a retry needs -
+the batch in memory, the futures the rooms wait on, the backoff - while the store
+below makes one attempt and says, by the exception it raises, why it failed. A
+second retry layer in the store would hide failures from `is_failing` and
+multiply the attempts.
+
+The durability promise: a future resolves only after its op is committed, and
+rooms relay an update (to their peers and to the other processes) from that
+future's callback, so nothing reaches another client before it is durable.
 """
 
 from __future__ import annotations
@@ -25,7 +21,6 @@ import asyncio
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Callable
 
 from collab.metrics import Metrics
 from collab.storage.store import (
@@ -33,13 +28,18 @@ from collab.storage.store import (
     DocumentStore,
     OpDeclined,
     PermanentWriteError,
+    WriteContention,
     WriteOp,
 )
 
 logger = logging.getLogger(__name__)
 
+# A transaction aborted for colliding with another process's runs again at once,
+# this many times in a row; after that it is treated as an outage (backoff).
+CONTENTION_RETRIES = 5
 
 _Entry = tuple[WriteOp | None, asyncio.Future[int | None], float]
+_Result = int | OpDeclined | PermanentWriteError | None
 
 
 class WriterClosed(RuntimeError):
@@ -47,6 +47,39 @@ class WriterClosed(RuntimeError):
 
 
 class UpdateWriter:
+    """The group-commit writer.
+
+    Owns the queue of submitted ops and their futures, the count of ops not yet
+    durable per document, the retrying of failed commits, and whether storage is
+    failing.
+
+    Rooms `submit` ops without awaiting; the writer takes everything queued (up
+    to `max_batch_ops`), commits it in ONE transaction through the store, and
+    only then resolves each op's future, in submission order, to the op's result
+    (an update's log row id, a snapshot's id).
+
+    Invariants:
+    - ops commit in submission order; futures resolve in submission order, and
+      only once their op is durable;
+    - a barrier (`submit(None)`) resolves once everything submitted before it is
+      durable;
+    - a commit that fails for an outage keeps the batch in memory and retries it
+      with backoff (`retry_initial_s`, doubling up to `retry_max_s`) until it
+      succeeds; meanwhile `is_failing` is true (rooms refuse new edits rather
+      than queue writes that cannot be stored), and the documents involved
+      report `pending_for(doc) > 0`, which blocks their unload;
+    - a commit aborted for contention (`WriteContention`) runs again at once, up
+      to `CONTENTION_RETRIES` times in a row, without counting as failing;
+    - an op the database refuses for what it is (`PermanentWriteError`) is found
+      by committing the batch one op at a time, and only its future fails; one
+      the store declines (`OpDeclined`: a stale or contended snapshot) fails its
+      own future; the rest of the batch commits either way.
+
+    Never: resolve a future before its op is committed, drop an op that might
+    still commit, or call into the layers above. Whoever needs its state asks:
+    `pending_for`, `is_failing`, `wait_until_failing`, `wait_until_recovered`.
+    """
+
     def __init__(
         self,
         store: DocumentStore,
@@ -76,7 +109,9 @@ class UpdateWriter:
         self.commits = 0  # transactions committed, for introspection and tests
         self.ops_committed = 0
         self.is_failing = False
-        self.on_failing: list[Callable[[bool], None]] = []
+        self._failing = asyncio.Event()  # set while commits fail
+        self._recovered = asyncio.Event()  # set while they succeed
+        self._recovered.set()
 
     @property
     def pending_ops(self) -> int:
@@ -151,15 +186,12 @@ class UpdateWriter:
             if self._pending_ops < self._max_pending_ops:
                 self._capacity.set()
 
-    async def _commit_until_done(
-        self, ops: list[WriteOp]
-    ) -> list[int | OpDeclined | PermanentWriteError | None]:
+    async def _commit_until_done(self, ops: list[WriteOp]) -> list[_Result]:
         delay_s = self._retry_initial_s
+        collisions = 0
         while True:
             try:
-                results: list[int | OpDeclined | PermanentWriteError | None] = list(
-                    await self._store.commit(ops)
-                )
+                results: list[_Result] = list(await self._store.commit(ops))
             except PermanentWriteError as exc:
                 if len(ops) > 1:
                     # Find the op the database refuses: commit the batch one op at a
@@ -167,40 +199,58 @@ class UpdateWriter:
                     return [r for op in ops for r in await self._commit_until_done([op])]
                 logger.error("doc=%s write refused for good, dropped: %s", ops[0].document, exc)
                 return [exc]
-            except Exception:
+            except WriteContention as exc:
+                if collisions < CONTENTION_RETRIES:
+                    collisions += 1
+                    logger.info("commit of %d ops hit %s; running it again", len(ops), exc)
+                    continue
+                self._note_failure(ops, delay_s, exc)
+            except Exception as exc:
                 # Task boundary: the batch stays in memory and is retried; nothing
                 # waiting on it has been relayed, so nothing is lost or exposed.
-                logger.exception(
-                    "commit of %d ops failed (documents: %s); retrying in %.2fs",
-                    len(ops),
-                    ",".join(sorted({op.document for op in ops})),
-                    delay_s,
-                )
-                self._metrics.commit_failures.inc()
-                self._set_failing(True)
-                await asyncio.sleep(delay_s)
-                delay_s = min(delay_s * 2, self._retry_max_s)
-                continue
-            self._set_failing(False)
-            self.commits += 1
-            self.ops_committed += len(ops)
-            self._metrics.commits.inc()
-            self._metrics.updates_persisted.inc(sum(type(op) is AppendUpdate for op in ops))
-            return results
+                self._note_failure(ops, delay_s, exc)
+            else:
+                self._set_failing(False)
+                self.commits += 1
+                self.ops_committed += len(ops)
+                self._metrics.commits.inc()
+                self._metrics.updates_persisted.inc(sum(type(op) is AppendUpdate for op in ops))
+                return results
+            await asyncio.sleep(delay_s)
+            delay_s = min(delay_s * 2, self._retry_max_s)
+            collisions = 0
+
+    def _note_failure(self, ops: list[WriteOp], delay_s: float, exc: Exception) -> None:
+        logger.error(
+            "commit of %d ops failed (documents: %s); retrying in %.2fs",
+            len(ops),
+            ",".join(sorted({op.document for op in ops})),
+            delay_s,
+            exc_info=exc,
+        )
+        self._metrics.commit_failures.inc()
+        self._set_failing(True)
 
     def _set_failing(self, is_failing: bool) -> None:
         if is_failing is self.is_failing:
             return
         self.is_failing = is_failing
         if is_failing:
+            self._recovered.clear()
+            self._failing.set()
             logger.error("storage is failing: edits are refused until a commit succeeds")
         else:
+            self._failing.clear()
+            self._recovered.set()
             logger.warning("storage recovered: commits succeed again")
-        for listener in list(self.on_failing):
-            try:
-                listener(is_failing)
-            except Exception:  # task boundary: a listener must not stop the writer
-                logger.exception("storage state listener failed")
+
+    async def wait_until_failing(self) -> None:
+        """Return once commits are failing (at once if they are now)."""
+        await self._failing.wait()
+
+    async def wait_until_recovered(self) -> None:
+        """Return once commits succeed again (at once if they do now)."""
+        await self._recovered.wait()
 
     async def close(self, runner: asyncio.Task[None], timeout_s: float) -> None:
         """Stop taking ops, let `runner` drain the queue, cancel it after `timeout_s`."""

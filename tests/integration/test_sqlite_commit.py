@@ -1,5 +1,5 @@
 """SQLite's write path: small append batches commit on the loop, the rest on the
-writer thread, and the loop never waits for a lock or a checkpoint."""
+commit thread, and the loop never waits for a lock or a checkpoint."""
 
 from __future__ import annotations
 
