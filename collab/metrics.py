@@ -101,6 +101,11 @@ class Metrics:
             "collab_sync_replies_shared",
             "Sync step 2 replies handed to a joiner without encoding (shared by joiners)",
         )
+        self.sqlite_commits = counter(
+            "collab_sqlite_commits",
+            "SQLite commits by where they ran: on the event loop (inline) or the commit thread",
+            ["path"],
+        )
         self.documents_loaded = counter("collab_documents_loaded", "Documents loaded from storage")
         self.connections_opened = counter(
             "collab_connections_opened", "WebSocket connections accepted"

@@ -56,9 +56,11 @@ class Runtime:
 
 @contextlib.asynccontextmanager
 async def open_runtime(settings: Settings, *, is_server: bool) -> AsyncIterator[Runtime]:
-    store = SqlStore(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
-    await store.open()
     metrics = Metrics()
+    store = SqlStore(
+        settings.database_url, sqlite_synchronous=settings.sqlite_synchronous, metrics=metrics
+    )
+    await store.open()
     lease_id = str(uuid.uuid4())
     bus = None
     if is_server and settings.redis_url:

@@ -158,7 +158,6 @@ class RedisBus:
         self._run_id: str | None = None
         self.is_connected = False
         self._has_connected = False
-        self.catch_ups = 0  # documents caught up from storage, for tests and metrics
         self._tasks: list[asyncio.Task[None]] = []
 
     def attach(self, listener: BusListener) -> None:
@@ -347,7 +346,6 @@ class RedisBus:
             self._catch_up(document)
 
     def _catch_up(self, document: str) -> None:
-        self.catch_ups += 1
         if self._listener is not None:
             self._listener.on_catch_up(document)
 

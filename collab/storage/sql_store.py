@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.types import LargeBinary
 
 from collab.errors import MissingDriver
+from collab.metrics import Metrics
 from collab.storage.migrate import SchemaVersion, schema_version, upgrade_database
 from collab.storage.sql_schema import (
     SNAPSHOT_INFO_COLUMNS,
@@ -93,8 +94,10 @@ class SqlStore:
         *,
         sqlite_synchronous: str = "NORMAL",
         clock: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
     ) -> None:
         self._url = make_url(url)
+        self._metrics = metrics
         self._clock = clock
         self._touches = TouchCache()
         self.schema: SchemaVersion | None = None
@@ -144,6 +147,7 @@ class SqlStore:
                     write_engine,
                     # With FULL or EXTRA every commit fsyncs: never on the loop.
                     is_inline_allowed=self._sqlite_synchronous.upper() in ("OFF", "NORMAL"),
+                    commits=None if self._metrics is None else self._metrics.sqlite_commits,
                 )
         if migrate:
             self.schema = await upgrade_database(self._engine)

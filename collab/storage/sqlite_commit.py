@@ -33,6 +33,7 @@ import sqlite3
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+from prometheus_client import Counter
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
@@ -62,6 +63,7 @@ class SqliteCommitter:
         is_inline_allowed: bool = True,
         inline_max_bytes: int = 64 * 1024,
         checkpoint_every: int = 256,
+        commits: Counter | None = None,
     ) -> None:
         self._engine = engine
         self._is_inline_allowed = is_inline_allowed
@@ -71,8 +73,9 @@ class SqliteCommitter:
         self._thread_conn: Connection | None = None  # used on the commit thread only
         self._inline_conn: Connection | None = None  # used on the loop only
         self._inline_since_checkpoint = 0
-        self.inline_commits = 0  # for introspection and tests
-        self.thread_commits = 0
+        commits = commits or Counter("sqlite_commits", "", ["path"], registry=None)
+        self._inline_commits = commits.labels("inline")
+        self._thread_commits = commits.labels("thread")
 
     async def commit(self, ops: Sequence[WriteOp], now: float, touches: TouchCache) -> BatchOutcome:
         """Run `ops` in one transaction and commit it; what it did."""
@@ -84,7 +87,7 @@ class SqliteCommitter:
                     raise
                 logger.debug("database busy: %d ops go to the commit thread", len(ops))
             else:
-                self.inline_commits += 1
+                self._inline_commits.inc()
                 self._inline_since_checkpoint += 1
                 return outcome
         loop = asyncio.get_running_loop()
@@ -96,7 +99,7 @@ class SqliteCommitter:
             touches,
             self._inline_since_checkpoint > 0,
         )
-        self.thread_commits += 1
+        self._thread_commits.inc()
         self._inline_since_checkpoint = 0
         return outcome
 

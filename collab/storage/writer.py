@@ -107,7 +107,6 @@ class UpdateWriter:
         self._is_running = False
         self._in_flight: list[_Entry] = []
         self.commits = 0  # transactions committed, for introspection and tests
-        self.ops_committed = 0
         self.is_failing = False
         self._failing = asyncio.Event()  # set while commits fail
         self._recovered = asyncio.Event()  # set while they succeed
@@ -212,7 +211,6 @@ class UpdateWriter:
             else:
                 self._set_failing(False)
                 self.commits += 1
-                self.ops_committed += len(ops)
                 self._metrics.commits.inc()
                 self._metrics.updates_persisted.inc(sum(type(op) is AppendUpdate for op in ops))
                 return results

@@ -9,9 +9,10 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
+from collab.metrics import Metrics
 from collab.storage.sql_store import SqlStore
-from collab.storage.sqlite_commit import SqliteCommitter
 from collab.storage.store import AppendUpdate, SaveSnapshot
+from tests.support.server import metric_value
 
 _UPDATE = b"\x01\x01\xb0\x96\x80\x01\x00\x04\x01\x01t\x01a\x00"
 
@@ -22,24 +23,30 @@ def _path(store_url: str) -> Path:
     return Path(database)
 
 
-async def _open(url: str) -> tuple[SqlStore, SqliteCommitter]:
-    store = SqlStore(url)
+async def _open(url: str) -> tuple[SqlStore, Metrics]:
+    metrics = Metrics()
+    store = SqlStore(url, metrics=metrics)
     await store.open()
-    writes = store.sqlite_writes
-    assert writes is not None
-    return store, writes
+    assert store.sqlite_writes is not None
+    return store, metrics
+
+
+def _commits(metrics: Metrics) -> tuple[float, float]:
+    """(inline, on the commit thread), from the Prometheus counter."""
+    name = "collab_sqlite_commits_total"
+    return metric_value(metrics, name, path="inline"), metric_value(metrics, name, path="thread")
 
 
 async def test_small_appends_commit_inline_and_snapshots_on_the_thread(settings):
     store, writes = await _open(settings.database_url)
     try:
         (row_id,) = await store.commit([AppendUpdate("doc", _UPDATE)])
-        assert (writes.inline_commits, writes.thread_commits) == (1, 0)
+        assert _commits(writes) == (1, 0)
         await store.commit([SaveSnapshot("doc", _UPDATE, row_ids=frozenset({row_id}))])
-        assert (writes.inline_commits, writes.thread_commits) == (1, 1)
+        assert _commits(writes) == (1, 1)
         big = AppendUpdate("doc", b"\x00" * (1024 * 1024))
         await store.commit([big])  # too big to hold the loop for
-        assert (writes.inline_commits, writes.thread_commits) == (1, 2)
+        assert _commits(writes) == (1, 2)
         info = await store.document_info("doc")
         assert info is not None and info.snapshots == 1 and info.log_entries == 1
     finally:
@@ -57,7 +64,7 @@ async def test_a_held_write_lock_moves_the_batch_to_the_thread(settings):
         assert not commit.done()
         other.execute("COMMIT")
         await asyncio.wait_for(commit, 10)
-        assert (writes.inline_commits, writes.thread_commits) == (1, 1)
+        assert _commits(writes) == (1, 1)
         info = await store.document_info("doc")
         assert info is not None and info.log_entries == 2
     finally:
@@ -73,7 +80,7 @@ async def test_inline_commits_are_checkpointed_off_the_loop(settings):
             await store.commit([AppendUpdate("doc", _UPDATE)])
         # Every 257th batch went to the thread, which checkpointed after it: without
         # that the WAL would hold every commit's pages (~64 MB here, ~3 MB with).
-        assert writes.thread_commits == 5000 // 257
+        assert _commits(writes)[1] == 5000 // 257
         assert wal.stat().st_size < 8 * 1024 * 1024
     finally:
         await store.close()
