@@ -27,13 +27,27 @@ const FORBID_ATTR = ['style', 'srcset', 'background', 'poster', 'action', 'forma
 // The only classes a document keeps: fenced code's language (marked writes them).
 const KEPT_CLASS = /^language-[\w+#-]+$/
 
-// GFM task lists as characters: marked's default is a disabled <input>.
+// The browser applies the page's policy as soon as it parses markup, DOMPurify's
+// inert copy included: a <style> element, a style attribute or an event handler
+// attribute (onerror=…) in a document would be reported as a policy violation
+// (blocked, then removed by DOMPurify) on every render. So the raw HTML in a
+// document loses them before anything parses it. What these patterns miss is
+// still blocked by the policy and removed by DOMPurify, and mangling a tag here
+// cannot make it any less safe: DOMPurify sees the result.
+const STYLE_ELEMENT = /<style\b[\s\S]*?(?:<\/style\s*>|$)/gi
+// After a space, a slash or a quote: wherever the HTML parser starts an attribute.
+const INLINE_CODE_ATTRIBUTE = /([\s/"'])(?:style|on[a-z]+)\s*=\s*(?:"[^"]*"|'[^']*'|[^\s>]*)/gi
+
 const markdown = new Marked({
   gfm: true,
   renderer: {
+    // GFM task lists as characters: marked's default is a disabled <input>.
     checkbox ({ checked }) {
       return checked ? '☑ ' : '☐ '
     }
+  },
+  walkTokens (token) {
+    if (token.type === 'html') token.text = token.text.replace(STYLE_ELEMENT, '').replace(INLINE_CODE_ATTRIBUTE, '$1')
   }
 })
 
