@@ -57,8 +57,8 @@ def add_web_client(app: FastAPI, built_dir: Path, *, allow_remote_images: bool) 
         try:
             # A few kB from the page cache: read per request, so a rebuild shows at once.
             template = path.read_text("utf-8")
-        except (FileNotFoundError, NotADirectoryError):
-            logger.error("web page %s is missing: %s", path, NOT_BUILT)
+        except OSError as exc:
+            logger.error("web page %s is missing (%s): %s", path, exc.strerror, NOT_BUILT)
             return PlainTextResponse(NOT_BUILT, status_code=503)
         nonce = secrets.token_urlsafe(18)
         html = template.replace(NONCE_MARK, nonce).replace(

@@ -195,6 +195,15 @@ async def test_the_editor_works_under_its_content_security_policy(people, server
     ada = await people.new("Ada")
     await ada.context.add_init_script(VIOLATIONS_JS)
     page = ada.page
+    encodings: dict[str, str | None] = {}
+    page.on(
+        "response",
+        lambda r: (
+            encodings.update({r.url: r.headers.get("content-encoding")})
+            if "/assets/" in r.url
+            else None
+        ),
+    )
     response = await page.goto(f"{server.http_url}/d/policed")
     assert response is not None
     policy = response.headers["content-security-policy"]
@@ -202,6 +211,8 @@ async def test_the_editor_works_under_its_content_security_policy(people, server
     await page.locator("#user-dialog input[name=name]").fill("Ada")
     await page.locator("#user-dialog button[value=save]").click()
     await page.locator("#status[data-state=connected]").wait_for()  # ws: under 'self'
+    # The bundle arrived compressed, and ran.
+    assert len(encodings) == 2 and set(encodings.values()) <= {"gzip", "br"}, encodings
 
     bob = await people.open_editor("Bob", "policed")
     await ada.type("# Policed\n\nStill **works**.")
