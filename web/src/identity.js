@@ -59,7 +59,7 @@ export function safeColor (value) {
 export function safeName (value) {
   if (typeof value !== 'string') return ''
   // Bound the work first: a name may be megabytes long.
-  const cleaned = value.slice(0, MAX_NAME_LENGTH * 8).replace(UNSHOWN, '').replace(/\s+/g, ' ').trim()
+  const cleaned = value.slice(0, MAX_NAME_LENGTH * 8).replace(/\s+/g, ' ').replace(UNSHOWN, '').trim()
   const characters = Array.from(cleaned)
   return characters.length > MAX_NAME_LENGTH
     ? characters.slice(0, MAX_NAME_LENGTH - 1).join('').trimEnd() + '…'
