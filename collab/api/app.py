@@ -3,7 +3,8 @@
 Puts the API layer together: the runtime opened for the app's lifespan, the
 WebSocket route to /ws/{document} (collab.api.connection, served ahead of
 FastAPI's stack by collab.api.sockets), the REST routers (documents, versions),
-the ops endpoints (/healthz, /metrics) and the browser editor (web_client).
+the ops endpoints (/healthz, /metrics), the browser editor (web_client) and the
+security headers on every HTTP response (security_headers).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from collab.api.access import install_cors, refuse_request
 from collab.api.connection import ConnectionEdge
 from collab.api.documents import router as documents_router
 from collab.api.rest import runtime_of
+from collab.api.security_headers import SecurityHeaders
 from collab.api.sockets import SocketRoute
 from collab.api.versions import router as versions_router
 from collab.api.web_client import add_web_client
@@ -84,6 +86,8 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.access = access
     install_cors(app, access)
+    # Outside CORS (its preflight answers get them too), inside the socket route.
+    app.add_middleware(SecurityHeaders)
     app.add_exception_handler(AuthError, refuse_request)
 
     @app.exception_handler(DocumentNotFound)
@@ -132,5 +136,5 @@ def create_app(settings: Settings) -> FastAPI:
     # Every name after the prefix, "/" included, reaches the validator and gets a
     # close code, not a bare handshake refusal. Not `@app.websocket`: see api.sockets.
     app.add_middleware(SocketRoute, prefix="/ws/", endpoint=websocket_endpoint)
-    add_web_client(app, settings.web_dir / "dist")
+    add_web_client(app, settings.web_dir / "dist", allow_remote_images=settings.allow_remote_images)
     return app

@@ -73,6 +73,13 @@ class Settings:
         section="Server",
         shown_default="the repository's `web/`",
     )
+    allow_remote_images: bool = setting(
+        False,
+        "let the editor's Markdown preview show images from other sites (each one tells "
+        "that site who reads the document, and when); off: only this server's and `data:` "
+        "images",
+        section="Server",
+    )
     # -- Logging
     log_level: str = setting(
         "info",

@@ -18,10 +18,12 @@ import { WebsocketProvider } from 'y-websocket'
 import * as Y from 'yjs'
 
 import { accessRole, ApiError, pageUrl, token, webSocketBase } from './api.js'
+import { remoteCursors } from './cursors.js'
 import { byId } from './dom.js'
 import { HistoryPanel } from './history.js'
 import { askUser, loadUser } from './identity.js'
 import { Notice } from './notice.js'
+import { styleNonce } from './page.js'
 import { bindPresenceBar } from './presence.js'
 import { MarkdownPreview } from './preview.js'
 import { ConnectionStatus } from './status.js'
@@ -67,23 +69,6 @@ async function editUser () {
 // Only this person's edits: remote ones (the provider's origin) are not tracked.
 const undoManager = new Y.UndoManager(ytext)
 
-const theme = EditorView.theme({
-  // Remote cursors always carry their owner's name (y-codemirror.next shows it
-  // on hover only); room above the first line keeps its label visible.
-  '.cm-ySelectionInfo': {
-    opacity: '1',
-    fontFamily: 'var(--font-ui)',
-    fontSize: '11px',
-    fontWeight: '600',
-    lineHeight: '1.35',
-    top: '-1.4em',
-    padding: '0 5px',
-    borderRadius: '4px 4px 4px 0'
-  },
-  '.cm-ySelectionCaret': { borderLeftWidth: '2px', borderRightWidth: '0', marginLeft: '-1px', marginRight: '-1px' },
-  '.cm-ySelectionCaretDot': { display: 'none' }
-})
-
 // Quiet Markdown: structure by weight and tone, the markup itself greyed.
 const markdownStyle = HighlightStyle.define([
   { tag: tags.heading1, fontWeight: '700', fontSize: '1.25em' },
@@ -118,11 +103,16 @@ const view = new EditorView({
       syntaxHighlighting(markdownStyle),
       markdown({ base: markdownLanguage }),
       keymap.of([...yUndoManagerKeymap, ...searchKeymap, ...defaultKeymap, indentWithTab]),
-      yCollab(ytext, provider.awareness, { undoManager }),
+      // Text sync and undo from y-codemirror.next; the others' cursors from
+      // cursors.js, which checks what strangers' clients say before painting it.
+      yCollab(ytext, null, { undoManager }),
+      remoteCursors(ytext, provider.awareness),
       editability.of([]),
       placeholder('Start writing… (Markdown)'),
       EditorView.contentAttributes.of({ 'aria-label': `Text of ${documentName}` }),
-      theme
+      // CodeMirror's styles go in <style> elements it creates; the page's
+      // Content-Security-Policy admits them only with this response's nonce.
+      EditorView.cspNonce.of(styleNonce())
     ]
   })
 })

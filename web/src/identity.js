@@ -2,11 +2,21 @@
 // localStorage, editable at any time. Published in the awareness state as
 // `user: { name, color, colorLight }` — the y-codemirror convention, which the
 // server's document list reads too.
+//
+// Everyone else's name and colour are data from strangers (any client can put
+// anything in its awareness state): `safeUser` turns them into a bounded name
+// and a `#rrggbb` colour before anything paints them (cursors, avatars, lists).
 
 import { h } from './dom.js'
 
 const STORAGE_KEY = 'collab.user'
 export const MAX_NAME_LENGTH = 40
+/** Whose colour is not a `#rrggbb` one is shown in this grey. */
+export const DEFAULT_COLOR = '#6b7280'
+const COLOR = /^#[0-9a-f]{6}$/i
+// Characters a name does not need: controls, and the invisible and direction-
+// changing marks that would let one name pass for another (ZWJ/ZWNJ stay, for emoji).
+const UNSHOWN = /[\p{Cc}\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]/gu
 
 // Dark enough that a white name label on them stays readable.
 export const PALETTE = [
@@ -31,6 +41,42 @@ const pick = (items) => items[Math.floor(Math.random() * items.length)]
 export function makeUser (name, color) {
   // Yjs cursor convention: colorLight tints the remote selection.
   return { name, color, colorLight: color + '33' }
+}
+
+/**
+ * A colour another client sent, fit for a style property: `#rrggbb`, else the default.
+ * @param {unknown} value
+ */
+export function safeColor (value) {
+  return typeof value === 'string' && COLOR.test(value) ? value.toLowerCase() : DEFAULT_COLOR
+}
+
+/**
+ * A name another client sent, fit to show: one line, at most MAX_NAME_LENGTH
+ * characters (a longer one ends in …), '' when nothing is left.
+ * @param {unknown} value
+ */
+export function safeName (value) {
+  if (typeof value !== 'string') return ''
+  // Bound the work first: a name may be megabytes long.
+  const cleaned = value.slice(0, MAX_NAME_LENGTH * 8).replace(/\s+/g, ' ').replace(UNSHOWN, '').trim()
+  const characters = Array.from(cleaned)
+  return characters.length > MAX_NAME_LENGTH
+    ? characters.slice(0, MAX_NAME_LENGTH - 1).join('').trimEnd() + '…'
+    : cleaned
+}
+
+/**
+ * The `user` of someone's awareness state (or of the server's `present` list),
+ * made safe to paint; null when it has no name to show.
+ * @param {unknown} value
+ * @returns {User | null}
+ */
+export function safeUser (value) {
+  if (value == null || typeof value !== 'object') return null
+  const { name, color } = /** @type {{ name?: unknown, color?: unknown }} */ (value)
+  const shown = safeName(name)
+  return shown ? makeUser(shown, safeColor(color)) : null
 }
 
 export function generateUser () {

@@ -4,12 +4,13 @@ import './style.css'
 
 import { api, describeError, DOCUMENT_NAME, DOCUMENT_NAME_RULE, editorUrl, pageUrl, webSocketBase } from './api.js'
 import { byId, h } from './dom.js'
+import { safeUser } from './identity.js'
 import { avatar } from './presence.js'
 import { formatExact, formatWhen } from './time.js'
 
 const REFRESH_INTERVAL_MS = 5000
 
-/** @typedef {{ name: string, created_at: string | null, updated_at: string | null, size_bytes: number, live_connections: number, present: { name: string, color: string }[] }} DocumentSummary */
+/** @typedef {{ name: string, created_at: string | null, updated_at: string | null, size_bytes: number, live_connections: number, present: { name: unknown, color: unknown }[] }} DocumentSummary */
 
 /** @type {DocumentSummary[]} */
 let documents = []
@@ -51,9 +52,11 @@ function row (doc) {
 
 /** @param {DocumentSummary} doc */
 function presentPeople (doc) {
-  if (doc.present.length) {
-    return h('ul', { class: 'present', 'aria-label': `${doc.present.length} here now` },
-      doc.present.map((person) => h('li', { class: 'present-person' }, avatar(person), h('span', {}, person.name))))
+  // What other clients announced: a name and colour fit to show, or nothing.
+  const present = doc.present.map(safeUser).filter((person) => person !== null)
+  if (present.length) {
+    return h('ul', { class: 'present', 'aria-label': `${present.length} here now` },
+      present.map((person) => h('li', { class: 'present-person' }, avatar(person), h('span', {}, person.name))))
   }
   if (doc.live_connections) {
     // Clients that have not said who they are (not every Yjs client does).

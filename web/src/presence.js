@@ -1,7 +1,9 @@
 // Who is here: avatars (colour + initial) and the editor's presence bar,
 // re-rendered on every awareness change, so joins and leaves show at once.
+// Names and colours are other people's: they go through identity.js safeUser.
 
 import { h } from './dom.js'
+import { safeColor, safeUser } from './identity.js'
 
 /** @param {string} name */
 export function initial (name) {
@@ -16,7 +18,7 @@ export function initial (name) {
 export function avatar (user, { label } = {}) {
   return h('span', {
     class: 'avatar',
-    style: { background: user.color || 'var(--muted)' },
+    style: { background: safeColor(user.color) },
     title: label ?? user.name,
     'aria-hidden': 'true'
   }, initial(user.name))
@@ -32,12 +34,11 @@ export function peopleIn (awareness) {
   /** @type {Map<string, { name: string, color: string, isSelf: boolean }>} */
   const people = new Map()
   for (const [clientId, state] of awareness.getStates()) {
-    const user = state?.user
-    if (!user || typeof user.name !== 'string' || !user.name.trim()) continue
-    const color = typeof user.color === 'string' ? user.color : ''
-    const key = JSON.stringify([user.name, color])
+    const user = safeUser(state?.user)
+    if (!user) continue
+    const key = JSON.stringify([user.name, user.color])
     const isSelf = clientId === selfId || people.get(key)?.isSelf === true
-    people.set(key, { name: user.name, color, isSelf })
+    people.set(key, { name: user.name, color: user.color, isSelf })
   }
   return [...people.values()].sort((a, b) =>
     Number(b.isSelf) - Number(a.isSelf) || a.name.localeCompare(b.name))
