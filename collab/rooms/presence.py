@@ -194,11 +194,8 @@ class Presence:
     def remove_peer(self, peer: Peer) -> None:
         self._query_answered_at.pop(peer, None)
         self._refusal_logged.discard(peer)
-        if peer.client_ids:
-            client_ids = sorted(peer.client_ids)
-            peer.client_ids.clear()
-            for client_id in client_ids:
-                self.awareness.remove(client_id)
+        client_ids = self._remove_all(peer.client_ids)
+        if client_ids:
             # A local change: broadcast and published to everyone left.
             self._note_changed(client_ids, is_local=True)
 
@@ -216,9 +213,7 @@ class Presence:
 
     def remove_process(self, process_id: str) -> None:
         """That process died: its clients' presence goes, for everyone here."""
-        client_ids = sorted(self.remote_client_ids.pop(process_id, set()))
-        for client_id in client_ids:
-            self.awareness.remove(client_id)
+        client_ids = self._remove_all(self.remote_client_ids.pop(process_id, set()))
         if client_ids:
             self._note_changed(client_ids, is_local=False)
 
@@ -268,6 +263,15 @@ class Presence:
                 other.discard(client_id)
         owned.add(client_id)
         return True
+
+    def _remove_all(self, owned: set[int]) -> list[int]:
+        """Remove the states of `owned` (an owner that goes); the ids removed."""
+        # Every owned id has a state; the check keeps a leave from ever failing.
+        client_ids = sorted(i for i in owned if i in self.awareness.states)
+        owned.clear()
+        for client_id in client_ids:
+            self.awareness.remove(client_id)
+        return client_ids
 
     def _limit_refusing(self, peer: Peer, client_id: int) -> str | None:
         """The limit that a new client id for `peer` would exceed, if any."""
