@@ -25,6 +25,7 @@ from collab.rooms.peer import Peer, PeerLimits
 from collab.rooms.presence import PresentUser
 from collab.rooms.room import Room
 from tests.support.fakes import RecordingFeed, RecordingSink, RecordingTransport, next_tick, queued
+from tests.support.server import metric_value
 
 Entry = tuple[int, int, Any]  # client id, clock, state
 
@@ -66,7 +67,12 @@ def _relayed(peer: Peer) -> list[AwarenessEntry]:
 def _room(clock: list[float] | None = None) -> tuple[Room, RecordingFeed]:
     feed = RecordingFeed()
     now = clock or [0.0]
-    return Room("doc", Doc(), RecordingSink(), feed=feed, clock=lambda: now[0]), feed
+    room = Room("doc", Doc(), RecordingSink(), feed=feed, clock=lambda: now[0], metrics=Metrics())
+    return room, feed
+
+
+def _refusals(room: Room, limit: str) -> float:
+    return metric_value(room._metrics, "collab_limit_refusals_total", limit=limit)
 
 
 def _ada(clock: int = 1) -> dict[str, Any]:
@@ -82,6 +88,7 @@ async def test_one_connection_owns_at_most_four_client_ids_and_the_rest_are_igno
     assert set(room.awareness.meta) == {1, 2, 3, 4}, "nothing kept for the ignored ids"
     assert sorted(e.client_id for e in _relayed(watcher)) == [1, 2, 3, 4]
     assert [e.client_id for e in decode_awareness_update(feed.awareness[0])] == [1, 2, 3, 4]
+    assert _refusals(room, "awareness_client_ids_per_connection") == 1, "once per message"
     # What it owns still works, and once it gives one up it may announce another.
     _announce(room, greedy, (4, 2, None), (60, 1, _ada()), (1, 2, _ada(2)))
     assert sorted(room.awareness.states) == [1, 2, 3, 60]
@@ -112,6 +119,7 @@ async def test_states_per_document_are_bounded_and_those_held_are_still_renewed(
         base = peer.id * 10
         _announce(room, peer, *[(base + i, 1, _ada()) for i in range(4)])
     assert len(room.awareness.states) == 1_000
+    assert _refusals(room, "awareness_states_per_document") == 1
     latecomer = peers[-1]
     assert latecomer.client_ids == set()
     # The states already held keep being renewed.
