@@ -94,7 +94,8 @@ class Metrics:
         )
         self.messages_ignored = counter(
             "collab_messages_ignored",
-            "Messages read and ignored: an unknown type, or a read-only connection's sync step 2",
+            "Messages read and ignored: an unknown type, a read-only connection's sync step 2, "
+            "or a query-awareness repeated within the interval",
             ["reason"],
         )
         self.sync_replies_shared = counter(

@@ -30,6 +30,7 @@ from collab.config import Settings
 from collab.history.retention import RetentionPolicy
 from collab.history.versions import VersionHistory
 from collab.metrics import Metrics
+from collab.rooms.presence import PresenceLimits
 from collab.rooms.registry import LifecyclePolicy, RoomRegistry
 from collab.rooms.room import RoomLimits
 from collab.storage.leases import renew_lease, take_lease
@@ -99,6 +100,12 @@ async def open_runtime(settings: Settings, *, is_server: bool) -> AsyncIterator[
             room_limits=RoomLimits(
                 max_document_bytes=settings.max_document_bytes or sys.maxsize,
                 max_awareness_bytes=settings.max_awareness_bytes or sys.maxsize,
+                presence=PresenceLimits(
+                    max_client_ids_per_connection=settings.max_client_ids_per_connection
+                    or sys.maxsize,
+                    max_states=settings.max_awareness_states_per_document or sys.maxsize,
+                    query_interval_s=settings.awareness_query_interval_s,
+                ),
             ),
         ),
         metrics=metrics,

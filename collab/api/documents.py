@@ -24,8 +24,13 @@ router = APIRouter()
 
 
 class PresentUserOut(BaseModel):
-    name: str
-    color: str = Field(description="CSS colour the person's editor shows them in ('' if none)")
+    name: str = Field(
+        description="Without control or format characters, whitespace collapsed, "
+        "at most 100 characters"
+    )
+    color: str = Field(
+        description="The colour the person's editor shows them in, #rrggbb ('' if none or invalid)"
+    )
 
 
 class DocumentSummary(BaseModel):

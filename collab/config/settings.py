@@ -240,6 +240,27 @@ class Settings:
         section="Limits",
         bound=Bound.LIMIT,
     )
+    max_client_ids_per_connection: int = setting(
+        4,
+        "awareness client ids one connection may own (y-websocket uses one); its states "
+        "for more are ignored",
+        section="Limits",
+        bound=Bound.LIMIT,
+    )
+    max_awareness_states_per_document: int = setting(
+        1_000,
+        "awareness states a document holds (other processes' clients included); a new "
+        "client's state beyond it is ignored: it edits, unseen",
+        section="Limits",
+        bound=Bound.LIMIT,
+    )
+    awareness_query_interval_s: float = setting(
+        1.0,
+        "a connection's query-awareness is answered at most this often; quicker repeats "
+        "are ignored (it has been sent every change since)",
+        section="Limits",
+        bound=Bound.LIMIT,
+    )
     max_connections: int = setting(
         10_000, "connections in all (1013)", section="Limits", bound=Bound.LIMIT
     )

@@ -237,12 +237,18 @@ def decode_awareness_update(payload: bytes) -> tuple[AwarenessEntry, ...]:
 
 def _parse_state(text: str) -> dict[str, Any] | None:
     try:
-        state = json.loads(text)
+        state = json.loads(text, parse_constant=_refuse_constant)
     except (ValueError, RecursionError) as exc:
         raise InvalidAwareness("awareness state is not valid JSON") from exc
     if state is not None and not isinstance(state, dict):
         raise InvalidAwareness("awareness state must be a JSON object or null")
     return state
+
+
+def _refuse_constant(name: str) -> Any:
+    # Python's json reads NaN and Infinity, which are not JSON: relayed, they
+    # would make every JavaScript client's JSON.parse throw on the message.
+    raise InvalidAwareness(f"awareness state holds {name}, which is not JSON")
 
 
 def encode_sync_step1(state_vector: bytes) -> bytes:

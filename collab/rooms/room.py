@@ -48,7 +48,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
 
@@ -81,7 +81,7 @@ from collab.rooms.cluster_feed import ClusterFeed, NoCluster
 from collab.rooms.end_of_tick import EndOfTick
 from collab.rooms.ledger import CompactionLedger, SnapshotCapture
 from collab.rooms.peer import Peer
-from collab.rooms.presence import Presence
+from collab.rooms.presence import Presence, PresenceLimits
 from collab.rooms.sync_reply import SyncReplyCache
 from collab.storage.store import AppendUpdate, WriteOp
 
@@ -122,6 +122,7 @@ class UpdateSink(Protocol):
 class RoomLimits:
     max_document_bytes: int = 128 * 1024 * 1024
     max_awareness_bytes: int = 64 * 1024
+    presence: PresenceLimits = field(default_factory=PresenceLimits)
 
 
 class Room:
@@ -171,11 +172,13 @@ class Room:
         self.ledger = CompactionLedger(clock, row_ids, snapshot_seq)
         self.presence = Presence(
             name,
-            doc,
             self.peers,
             self.broadcast,
             self._feed,
             max_bytes=self._limits.max_awareness_bytes,
+            limits=self._limits.presence,
+            clock=clock,
+            metrics=self._metrics,
         )
         self.awareness = self.presence.awareness
         # joiners of a big document share one step 2
@@ -228,10 +231,10 @@ class Room:
                 self._refuse_edit(peer, message)
             case SyncStep2(update) | SyncUpdate(update):
                 return self.apply_update(update)
-            case AwarenessUpdate(payload):
-                self.presence.apply_from_peer(peer, payload)
+            case AwarenessUpdate():
+                self.presence.apply_from_peer(peer, message)
             case QueryAwareness():
-                peer.send(self.presence.encode_all())
+                self.presence.answer_query(peer)
             case AuthMessage() | UnknownMessage():
                 # Clients never send auth; unknown types are ignored and counted.
                 self._metrics.messages_ignored.labels("unknown_type").inc()

@@ -78,7 +78,8 @@ async def test_local_presence_is_published_and_a_client_that_moved_is_not_remove
     room, _, feed, peer = make_room()
     room.presence.apply_from_process("process-b", _presence(7, 1, "bea"))
     # Client 7 reconnects here (its old process is about to die) and announces itself.
-    room.handle(peer, AwarenessUpdate(_presence(7, 2, "bea"), ()))
+    payload = _presence(7, 2, "bea")
+    room.handle(peer, AwarenessUpdate(payload, decode_awareness_update(payload)))
     await next_tick()
     [published] = feed.awareness
     assert decode_awareness_update(published)[0].client_id == 7
