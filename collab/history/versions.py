@@ -119,9 +119,7 @@ class VersionHistory:
         assert snapshot_id is not None
         return (await self.get_version(name, snapshot_id)).info
 
-    async def diff(
-        self, name: str, snapshot_id: int, against: int | Literal["current"]
-    ) -> bytes:
+    async def diff(self, name: str, snapshot_id: int, against: int | Literal["current"]) -> bytes:
         """The diff's response body (JSON, see collab.history.compare), computed in
         a compute worker. Raises `ComputeBusy` when every slot is taken (nothing
         waits for one) and `VersionTooLarge` past `diff_max_bytes`."""

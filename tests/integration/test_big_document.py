@@ -133,7 +133,7 @@ async def test_a_joiner_waiting_for_a_send_slot_is_kept_alive_then_served(settin
 
 async def test_send_gate_grants_slots_in_request_order_and_never_more_than_it_has():
     gate = BigSendGate(slots=2)
-    first, second, third, fourth = (gate.request() for _ in range(4))
+    first, second, third, fourth = (gate.request("big") for _ in range(4))
     assert first.done() and second.done()
     assert not third.done() and not fourth.done()
     gate.give_back(first)
@@ -143,7 +143,7 @@ async def test_send_gate_grants_slots_in_request_order_and_never_more_than_it_ha
     gate.give_back(second)
     gate.give_back(third)
     # Both slots are free again, and only two.
-    again = [gate.request() for _ in range(3)]
+    again = [gate.request("big") for _ in range(3)]
     assert [grant.done() for grant in again] == [True, True, False]
 
 
@@ -164,7 +164,7 @@ async def test_a_big_message_is_sent_between_keep_alives_and_a_small_one_alone()
     try:
         await eventually(lambda: len(transport.sent) == 4)
         assert transport.sent == [KEEPALIVE_MESSAGE, big, KEEPALIVE_MESSAGE, small]
-        assert gate.request().done()  # the slot was given back
+        assert gate.request("big").done()  # the slot was given back
     finally:
         peer.close(CloseCode.NORMAL, "")
         await writer
