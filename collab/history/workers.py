@@ -10,7 +10,8 @@ Owns:
 - the process pool: started on first use (most servers never need it), spawned
   rather than forked (the server has threads: a forked child could inherit a
   lock held by one of them), at most `workers` processes, stopped by `close()`
-  (the runtime's shutdown) without waiting for a job nobody will read;
+  (the runtime's shutdown) without waiting for a job nobody will read; a worker
+  whose server was killed ends by itself;
 - the slots: at most `workers` jobs at once, so nothing queues inside the pool.
   A job first takes a slot: `take_slot()` refuses at once (`ComputeBusy`, which
   a diff reports as 429) when none is free, `wait_for_slot()` waits its turn (a
@@ -34,6 +35,8 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
+import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures.process import BrokenProcessPool
@@ -51,6 +54,8 @@ T = TypeVar("T")
 # Below this much input (both sides of a diff, the current state plus the
 # version for a restore) a job runs in a thread: it takes a few milliseconds.
 INLINE_BELOW_BYTES = 32 * 1024
+# How often a worker checks that the server that started it is still there.
+_ORPHAN_CHECK_S = 1.0
 
 
 class ComputeBusy(CollabError):
@@ -199,7 +204,8 @@ class ComputePool:
             self._executor = concurrent.futures.ProcessPoolExecutor(
                 max_workers=self.workers,
                 mp_context=multiprocessing.get_context("spawn"),
-                initializer=_ignore_interrupts,
+                initializer=_prepare_worker,
+                initargs=(os.getpid(),),
             )
             logger.info("compute pool started: up to %d worker processes", self.workers)
         return self._executor
@@ -225,9 +231,19 @@ class ComputePool:
         await asyncio.to_thread(_join_all, processes)
 
 
-def _ignore_interrupts() -> None:
-    """A worker leaves Ctrl+C to the server, which stops it in order."""
+def _prepare_worker(server_pid: int) -> None:
+    """A worker leaves Ctrl+C to the server, which stops it in order, and ends
+    when the server is gone, even killed (nothing would ever stop it then)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(
+        target=_exit_with_server, args=(server_pid,), name="exit with server", daemon=True
+    ).start()
+
+
+def _exit_with_server(server_pid: int) -> None:
+    while os.getppid() == server_pid:
+        time.sleep(_ORPHAN_CHECK_S)
+    os._exit(1)  # the server is gone, and with it whoever waited for this job
 
 
 def _located(job: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> tuple[int, T]:

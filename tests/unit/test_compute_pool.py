@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 
 from collab.history.workers import ComputeBusy, ComputePool
-from tests.support.waiting import eventually
+from tests.support.waiting import TIMEOUT_S, eventually
 
 
 async def test_taking_a_slot_is_refused_when_none_is_free_and_a_waiter_goes_first():
@@ -72,3 +75,37 @@ async def test_a_big_job_runs_in_a_worker_process_which_close_stops():
     assert pool.worker_pids == set()
     with pytest.raises(ProcessLookupError):
         os.kill(worker_pid, 0)
+
+
+_KILLED_SERVER = """
+import asyncio, os, signal
+from collab.history.workers import ComputePool
+
+async def main():
+    pool = ComputePool(1, inline_below_bytes=1)
+    with pool.take_slot() as slot:
+        print(await pool.run(slot, 1, os.getpid), flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)  # no shutdown: like kill -9
+
+asyncio.run(main())
+"""
+
+
+async def test_a_worker_ends_by_itself_when_its_server_is_killed():
+    server = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _KILLED_SERVER, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await asyncio.wait_for(server.communicate(), TIMEOUT_S * 3)
+    assert server.returncode == -signal.SIGKILL
+    worker_pid = int(out)
+
+    def is_gone() -> bool:
+        try:
+            os.kill(worker_pid, 0)
+        except ProcessLookupError:
+            return True
+        # Exited, but not reaped yet by whoever adopted it (a zombie).
+        stat = Path(f"/proc/{worker_pid}/stat")
+        return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+
+    await eventually(is_gone, what="worker gone")
