@@ -175,8 +175,8 @@ class Settings:
     history_workers: int = setting(
         2,
         "processes that compute diffs and restores of big documents, off the event "
-        "loop (started on first use); also how many diffs may run at once: one more is "
-        "refused (429)",
+        "loop (started on first use); also how many are computed at once: a diff "
+        "beyond that is refused (429), a restore waits its turn",
         section="Version history",
         bound=Bound.AT_LEAST_ONE,
     )
