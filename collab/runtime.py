@@ -7,6 +7,7 @@ storage watch, retention, and - for a server - the lease that tells offline
 tools it is there).
 A server with a Redis URL is one process of a cluster: it also runs the Redis
 bus (collab.cluster.redis_bus) and what applies the others' messages (collab.cluster.sync).
+The history's compute workers (processes, started on first use) stop last.
 
 Shutdown order matters: rooms are closed and snapshotted first, then the writer
 drains every pending write (whose relays still reach the bus), then the bus
@@ -29,6 +30,7 @@ from collab.cluster.sync import ClusterSync
 from collab.config import Settings
 from collab.history.retention import RetentionPolicy
 from collab.history.versions import VersionHistory
+from collab.history.workers import ComputePool
 from collab.metrics import Metrics
 from collab.rooms.presence import PresenceLimits
 from collab.rooms.registry import LifecyclePolicy, RoomRegistry
@@ -126,6 +128,8 @@ async def open_runtime(settings: Settings, *, is_server: bool) -> AsyncIterator[
             hourly_s=settings.retention_hourly_s,
             daily_s=settings.retention_daily_s,
         ),
+        compute=ComputePool(settings.history_workers),
+        diff_max_bytes=settings.diff_max_bytes,
     )
     runtime = Runtime(settings, store, writer, registry, history, metrics, bus)
     writer_task = asyncio.create_task(writer.run(), name="update writer")
@@ -179,7 +183,10 @@ async def open_runtime(settings: Settings, *, is_server: bool) -> AsyncIterator[
             if lease is not None:
                 with contextlib.suppress(Exception):
                     await store.drop_lease(lease.id)
-            await store.close()
+            try:
+                await store.close()
+            finally:
+                await history.compute.close()
 
 
 def _report_writer_death(task: asyncio.Task[None]) -> None:

@@ -1,21 +1,34 @@
 """REST endpoints for version history: /api/documents/{name}/snapshots/...
 
 Part of the API layer: translates HTTP to `VersionHistory`
-calls and back; the rules live in collab.history.versions.
+calls and back; the rules live in collab.history.versions. A diff's body is
+encoded by the compute worker that computed it (collab.history.compare); its
+refusals (429 busy, 413 too large) carry their reason in `detail`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Path, Query, Request, Response
+from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from collab.api.access import ADMIN_ACCESS, READ_ACCESS, WriteGrant
-from collab.api.rest import AUTH_ERRORS, NOT_FOUND, DocumentName, runtime_of, timestamp
+from collab.api.rest import (
+    AUTH_ERRORS,
+    NOT_FOUND,
+    DocumentName,
+    ErrorBody,
+    runtime_of,
+    timestamp,
+)
 from collab.content import render_content
+from collab.history.versions import RestoreConflict, VersionTooLarge
+from collab.history.workers import ComputeBusy, ComputeFailed
 from collab.storage.store import SnapshotInfo
 
 MAX_ID = 2**63 - 1  # BIGINT
@@ -168,7 +181,15 @@ async def get_snapshot_update(
 
 
 @router.get(
-    "/{snapshot_id}/diff", response_model=DiffOut, responses=NOT_FOUND, dependencies=[READ_ACCESS]
+    "/{snapshot_id}/diff",
+    response_model=DiffOut,
+    responses={
+        **NOT_FOUND,
+        413: {"model": ErrorBody, "description": "A version beyond COLLAB_DIFF_MAX_BYTES"},
+        429: {"model": ErrorBody, "description": "Every compute worker is busy: retry shortly"},
+        503: {"model": ErrorBody, "description": "A compute worker died: retry"},
+    },
+    dependencies=[READ_ACCESS],
 )
 async def diff_snapshot(
     name: DocumentName,
@@ -181,42 +202,48 @@ async def diff_snapshot(
             description="`current` or another snapshot id; the snapshot is the old side",
         ),
     ] = "current",
-) -> DiffOut:
+) -> Response:
+    """Computed in a worker process, which also encodes the body (see
+    collab.history.compare); `DiffOut` documents its shape."""
     other: int | Literal["current"] = "current" if against == "current" else int(against)
-    diff = await runtime_of(request).history.diff(name, snapshot_id, other)
-    return DiffOut(
-        document=name,
-        snapshot_id=snapshot_id,
-        against=other,
-        text_roots=[
-            TextRootDiffOut(
-                root=root.root,
-                inserted_chars=root.inserted_chars,
-                deleted_chars=root.deleted_chars,
-                hunks=[
-                    HunkOut(op=h.op, text=h.text, old_start=h.old_start, new_start=h.new_start)
-                    for h in root.hunks
-                ],
-            )
-            for root in diff.text_roots
-        ],
-        other_changed_roots=diff.other_changed_roots,
-    )
+    with _heavy_work_errors():
+        body = await runtime_of(request).history.diff(name, snapshot_id, other)
+    return Response(body, media_type="application/json")
 
 
 @router.post(
     "/{snapshot_id}/restore",
     response_model=RestoreOut,
-    responses=NOT_FOUND,
+    responses={
+        **NOT_FOUND,
+        409: {"model": ErrorBody, "description": "The document was deleted meanwhile"},
+        503: {"model": ErrorBody, "description": "A compute worker died: retry"},
+    },
     dependencies=[ADMIN_ACCESS],
 )
 async def restore_snapshot(
     name: DocumentName, snapshot_id: SnapshotId, request: Request
 ) -> RestoreOut:
-    result = await runtime_of(request).history.restore(name, snapshot_id)
+    with _heavy_work_errors():
+        result = await runtime_of(request).history.restore(name, snapshot_id)
     return RestoreOut(
         document=name,
         restored_snapshot_id=snapshot_id,
         pre_restore_snapshot_id=result.pre_restore_id,
         changed=result.changed,
     )
+
+
+@contextlib.contextmanager
+def _heavy_work_errors() -> Iterator[None]:
+    """The history's refusals of heavy work, as HTTP answers with their reason."""
+    try:
+        yield
+    except ComputeBusy as exc:
+        raise HTTPException(429, str(exc), headers={"Retry-After": "1"}) from exc
+    except VersionTooLarge as exc:
+        raise HTTPException(413, str(exc)) from exc
+    except RestoreConflict as exc:
+        raise HTTPException(409, str(exc)) from exc
+    except ComputeFailed as exc:
+        raise HTTPException(503, str(exc), headers={"Retry-After": "1"}) from exc

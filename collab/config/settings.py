@@ -179,6 +179,21 @@ class Settings:
         section="Version history",
         bound=Bound.POSITIVE,
     )
+    history_workers: int = setting(
+        2,
+        "processes that compute diffs and restores of big documents, off the event "
+        "loop (started on first use); also how many are computed at once: a diff "
+        "beyond that is refused (429), a restore waits its turn",
+        section="Version history",
+        bound=Bound.AT_LEAST_ONE,
+    )
+    diff_max_bytes: int = setting(
+        16 * 1024 * 1024,
+        "a diff of a version (or of the current content) stored larger than this is "
+        "refused (413): a diff costs about a second of CPU per MB of text",
+        section="Version history",
+        bound=Bound.LIMIT,
+    )
     # -- Connections
     max_message_bytes: int = setting(
         32 * 1024 * 1024,

@@ -26,6 +26,10 @@ Other text embeds are kept, deleted or inserted like characters, compared by
 value. A string embed looks like characters in `Text.diff()`; when it cannot be
 told apart for certain, that one text is left as it is (and a warning logged).
 
+Where it runs: `restore_update` computes a restore on a scratch Doc from bytes
+(in a compute worker, collab.history.workers, for a big document), and
+`apply_restore` applies its result to the live Doc on the event loop.
+
 Text indices: pycrdt 0.14 counts Y.Text positions in UTF-8 bytes (yrs'
 default offset kind), not in code points like Python nor UTF-16 units like
 Yjs; an embed counts 1, and an index inside a character makes yrs panic. The
@@ -42,7 +46,7 @@ from difflib import SequenceMatcher
 from functools import partial
 from typing import Any, TypeAlias
 
-from pycrdt import Array, Doc, Map, Text
+from pycrdt import Array, Doc, Map, Text, merge_updates
 
 from collab.content import RootKind, root_kinds
 from collab.history.restore_text import (
@@ -87,6 +91,34 @@ def restore_doc(doc: RestorableDoc, target_state: bytes) -> bool:
                 units,
             )
     return changed
+
+
+def restore_update(current_state: bytes, target_state: bytes) -> bytes | None:
+    """The restore as one update: the operations that make a Doc holding
+    `current_state` hold `target_state`'s content, or None when nothing differs.
+
+    A pure job (bytes in, bytes out) for a compute worker: it works on a scratch
+    Doc, so a big document's restore never blocks the event loop; the live Doc
+    takes the result with `apply_restore`. Its operations are positioned against
+    `current_state`: edits the live Doc received meanwhile merge with them as
+    any concurrent edit does."""
+    scratch: RestorableDoc = Doc()
+    scratch.apply_update(current_state)
+    made: list[bytes] = []
+    subscription = scratch.observe(lambda event: made.append(event.update))
+    try:
+        if not restore_doc(scratch, target_state):
+            return None
+    finally:
+        scratch.unobserve(subscription)
+    return made[0] if len(made) == 1 else merge_updates(*made)
+
+
+def apply_restore(doc: Doc[Any], update: bytes) -> None:
+    """Apply `restore_update`'s result to the live Doc, in one transaction (the
+    room stores and relays it as one edit)."""
+    with doc.transaction(origin=ORIGIN):
+        doc.apply_update(update)
 
 
 def _restore_root(

@@ -7,6 +7,10 @@ Owns the rules that make versions safe with live editors:
   between now and the chosen version as new operations (collab.history.restore), which
   are stored and relayed like any client's edit, so connected editors converge
   instead of merging the old state back;
+- diffs and restores are computed in a compute worker (collab.history.workers),
+  never on the event loop: a diff is refused (429) when every worker is busy and
+  (413) beyond `diff_max_bytes`; a restore waits its turn, one per document at a
+  time, and its result is applied to the live Doc on the event loop;
 - retention thinning runs in its own task through the writer, never inside a
   client's request.
 """
@@ -14,17 +18,21 @@ Owns the rules that make versions safe with live editors:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Literal
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Literal
 
-from collab.content import render_content
+from pycrdt import get_state
+
 from collab.errors import CollabError, DocumentNotFound
-from collab.history.restore import restore_doc
+from collab.history.compare import diff_body
+from collab.history.restore import apply_restore, restore_update
 from collab.history.retention import RetentionPolicy, select_for_deletion
-from collab.history.textdiff import Hunk, diff_text
+from collab.history.workers import ComputePool
+from collab.protocol.codec import decode_state_vector
 from collab.rooms.registry import RoomRegistry
 from collab.storage.store import (
     DeleteSnapshots,
@@ -42,24 +50,19 @@ class SnapshotNotFound(CollabError):
     """No snapshot with that id belongs to that document."""
 
 
-@dataclass(frozen=True, slots=True)
-class TextRootDiff:
-    root: str
-    hunks: list[Hunk]
-
-    @property
-    def inserted_chars(self) -> int:
-        return sum(len(h.text) for h in self.hunks if h.op == "insert")
-
-    @property
-    def deleted_chars(self) -> int:
-        return sum(len(h.text) for h in self.hunks if h.op == "delete")
+class VersionTooLarge(CollabError):
+    """A version (or the current content) is beyond what a diff may compare."""
 
 
-@dataclass(frozen=True, slots=True)
-class VersionDiff:
-    text_roots: list[TextRootDiff]
-    other_changed_roots: list[str]  # maps and arrays whose content differs
+class RestoreConflict(CollabError):
+    """The document lost the history a restore was computed against (it was
+    deleted, and maybe created again, meanwhile)."""
+
+
+@dataclass(slots=True)
+class _Turns:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +79,14 @@ class VersionHistory:
         writer: UpdateWriter,
         retention: RetentionPolicy,
         *,
+        compute: ComputePool | None = None,
+        diff_max_bytes: int = 0,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        # Where diffs and restores are computed; the runtime closes it.
+        self.compute = compute or ComputePool(1)
+        self._diff_max_bytes = diff_max_bytes  # 0: no limit
+        self._restore_turns: dict[str, _Turns] = {}
         self._store = store
         self._registry = registry
         self._writer = writer
@@ -110,36 +119,66 @@ class VersionHistory:
         assert snapshot_id is not None
         return (await self.get_version(name, snapshot_id)).info
 
-    async def diff(
-        self, name: str, snapshot_id: int, against: int | Literal["current"]
-    ) -> VersionDiff:
-        old_state = (await self.get_version(name, snapshot_id)).state
-        if against == "current":
-            new_state = await self._registry.read_state(name)
-            if new_state is None:
-                raise DocumentNotFound(name)
-        else:
-            new_state = (await self.get_version(name, against)).state
-        old, new = await asyncio.gather(
-            asyncio.to_thread(render_content, old_state),
-            asyncio.to_thread(render_content, new_state),
-        )
-        return await asyncio.to_thread(_compare, old, new)
+    async def diff(self, name: str, snapshot_id: int, against: int | Literal["current"]) -> bytes:
+        """The diff's response body (JSON, see collab.history.compare), computed in
+        a compute worker. Raises `ComputeBusy` when every slot is taken (nothing
+        waits for one) and `VersionTooLarge` past `diff_max_bytes`."""
+        with self.compute.take_slot() as slot:
+            old_state = (await self.get_version(name, snapshot_id)).state
+            if against == "current":
+                new_state = await self._registry.read_state(name)
+                if new_state is None:
+                    raise DocumentNotFound(name)
+            else:
+                new_state = (await self.get_version(name, against)).state
+            largest = max(len(old_state), len(new_state))
+            if self._diff_max_bytes and largest > self._diff_max_bytes:
+                raise VersionTooLarge(
+                    f"a version of {largest} bytes is beyond the {self._diff_max_bytes} bytes "
+                    "a diff may compare (COLLAB_DIFF_MAX_BYTES)"
+                )
+            return await self.compute.run(
+                slot,
+                len(old_state) + len(new_state),
+                diff_body,
+                name,
+                snapshot_id,
+                against,
+                old_state,
+                new_state,
+            )
 
     async def restore(self, name: str, snapshot_id: int) -> RestoreResult:
         target = await self.get_version(name, snapshot_id)
-        room = await self._registry.open_room(name)
-        # Synchronous from the capture to the end of the restore: no edit can slip
-        # between the pre-restore version and the operations computed against it.
-        before = room.capture()  # also submits earlier edits: they keep their own row
-        restore_doc(room.doc, target.state)  # one transaction, stored and relayed as any edit
-        write = room.submit_edits()
-        pre_restore_id = await self._registry.compactor.snapshot(
-            room,
-            SnapshotKind.PRE_RESTORE,
-            label=f"before restoring version {snapshot_id}",
-            capture=before,
-        )
+        async with self._one_restore_at_a_time(name):
+            room = await self._registry.open_room(name)
+            current = room.doc.get_update()
+            # Computed off the event loop; edits may arrive meanwhile, and merge
+            # with the restore's operations as with any concurrent edit. Restores
+            # of one document take turns: two computed against the same state
+            # would both apply.
+            with await self.compute.wait_for_slot() as slot:
+                update = await self.compute.run(
+                    slot, len(current) + len(target.state), restore_update, current, target.state
+                )
+            # The room may have been unloaded (and loaded again) meanwhile.
+            room = await self._registry.open_room(name)
+            if not _holds_history_of(room.doc.get_state(), current):
+                raise RestoreConflict(
+                    f"document {name!r} was deleted while the restore was computed"
+                )
+            # Synchronous from the capture to the end of the restore: the pre-restore
+            # version is exactly the state the restore's operations are applied to.
+            before = room.capture()  # also submits earlier edits: they keep their own row
+            if update is not None:
+                apply_restore(room.doc, update)  # stored and relayed as any edit
+            write = room.submit_edits()
+            pre_restore_id = await self._registry.compactor.snapshot(
+                room,
+                SnapshotKind.PRE_RESTORE,
+                label=f"before restoring version {snapshot_id}",
+                capture=before,
+            )
         if write is not None:
             await write  # durable before we say it is done
         assert pre_restore_id is not None
@@ -151,6 +190,18 @@ class VersionHistory:
             write is not None,
         )
         return RestoreResult(pre_restore_id=pre_restore_id, changed=write is not None)
+
+    @contextlib.asynccontextmanager
+    async def _one_restore_at_a_time(self, name: str) -> AsyncIterator[None]:
+        turns = self._restore_turns.setdefault(name, _Turns())
+        turns.users += 1
+        try:
+            async with turns.lock:
+                yield
+        finally:
+            turns.users -= 1
+            if not turns.users:
+                del self._restore_turns[name]
 
     # -- retention -----------------------------------------------------------
 
@@ -176,13 +227,7 @@ class VersionHistory:
         return removed
 
 
-def _compare(old: dict[str, Any], new: dict[str, Any]) -> VersionDiff:
-    text_roots = []
-    other_changed = []
-    for root in sorted(old.keys() | new.keys()):
-        before, after = old.get(root, ""), new.get(root, "")
-        if isinstance(before, str) and isinstance(after, str):
-            text_roots.append(TextRootDiff(root, diff_text(before, after)))
-        elif before != after:
-            other_changed.append(root)
-    return VersionDiff(text_roots, other_changed)
+def _holds_history_of(state_vector: bytes, state: bytes) -> bool:
+    """Whether a Doc at `state_vector` holds everything `state` holds."""
+    have, needed = decode_state_vector(state_vector), decode_state_vector(get_state(state))
+    return all(have.get(client, 0) >= clock for client, clock in needed.items())

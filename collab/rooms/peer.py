@@ -12,7 +12,9 @@ its state; `close()` is idempotent; the first code and reason win.
 A message of at least the gate's `min_bytes` (a big document's initial sync)
 waits for a slot of the server-wide `BigSendGate` before it is handed to the
 transport, so twenty joiners of a 50 MB document do not each hold a serialized
-copy at once. While it waits, the sender keeps its client alive.
+copy at once. While it waits, the sender keeps its client alive. It holds the
+slot for a bounded time: a socket still backed up after the gate's drain timeout
+gives the slot back before the message is written and waits without one.
 
 Inbound limits that belong to one connection live here too: a token bucket for
 its message rate, and the time it last sent anything (the janitor closes
@@ -256,28 +258,49 @@ class Peer:
     async def _send_big(self, message: bytes, gate: BigSendGate) -> None:
         """Send `message` holding one of the gate's slots until it has drained."""
         self._is_sending = True
-        grant = gate.request()
+        try:
+            while not await self._send_holding_slot(message, gate):
+                # The socket took nothing while the slot was ours: wait until it
+                # takes data again without holding one, then queue again.
+                await self._write(KEEPALIVE_MESSAGE)
+        finally:
+            self._is_sending = False
+
+    async def _send_holding_slot(self, message: bytes, gate: BigSendGate) -> bool:
+        """Take a slot, send `message`, and keep the slot until it has drained or
+        for `drain_timeout_s`. False if the socket was still backed up after that
+        long, before any of `message` was written."""
+        grant = gate.request(self.document)
         try:
             while not grant.done():
                 await asyncio.wait((grant,), timeout=self._limits.keepalive_interval_s)
                 if not grant.done():
                     # The wait can outlast y-websocket's 30 s liveness window, and the
                     # keep-alive timer only queues behind the message waiting here.
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(gate.drain_timeout_s):
+                            await self._write(KEEPALIVE_MESSAGE)
+            try:
+                async with asyncio.timeout(gate.drain_timeout_s):
+                    # y-websocket counts only complete messages as signs of life, so
+                    # its 30 s window must cover the whole transfer of the big one:
+                    # restart it now.
                     await self._write(KEEPALIVE_MESSAGE)
-            # y-websocket counts only complete messages as signs of life, so its 30 s
-            # window must cover the whole transfer of the big one: restart it now.
-            await self._write(KEEPALIVE_MESSAGE)
-            await self._write(message)
-            # uvicorn's send waits until the socket's buffer is below its high-water
-            # mark before writing: once this small message is written, the big one
-            # has drained, and its copy is gone. A client that does not read gives
-            # the slot back after drain_timeout_s all the same.
+                    # uvicorn's send waits until the socket's buffer is below its
+                    # high-water mark, then writes without awaiting: cancelled while
+                    # it waits, it has written nothing.
+                    await self._write(message)
+            except TimeoutError:
+                return False
+            # Once this small message is written, the big one has drained, and its
+            # copy is gone. A client that does not read gives the slot back after
+            # drain_timeout_s all the same.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(gate.drain_timeout_s):
                     await self._write(KEEPALIVE_MESSAGE)
+            return True
         finally:
             gate.give_back(grant)
-            self._is_sending = False
 
     async def _write(self, message: bytes) -> None:
         await self._transport.send_bytes(message)

@@ -124,6 +124,12 @@ class RoomLimits:
     max_awareness_bytes: int = 64 * 1024
     presence: PresenceLimits = field(default_factory=PresenceLimits)
 
+    @property
+    def size_margin_bytes(self) -> int:
+        """How far past `max_document_bytes` a document may get: 1/64 of it, so
+        that near the limit the Doc is encoded at most once per that much growth."""
+        return max(1, self.max_document_bytes // 64)
+
 
 class Room:
     """One live document: its Doc, its peers, presence, and the relay between them.
@@ -159,8 +165,9 @@ class Room:
         self._sink = sink
         self._limits = limits or RoomLimits()
         # Encoded size of the state, over-estimated by adding each change's size;
-        # recomputed exactly only when the estimate nears the limit.
+        # recomputed exactly only when the estimate nears the limit (`_check_size`).
         self.size_bytes = size_bytes
+        self._exact_size: int | None = None  # `size_bytes` when it was last exact
         # client id -> clock that a deleted earlier incarnation reached (its tombstone)
         self.tombstone_clocks = decode_state_vector(tombstone) if tombstone else {}
         # This tick's local changes, stored and relayed together at its end.
@@ -313,13 +320,24 @@ class Room:
             )
 
     def _check_size(self, incoming: int) -> None:
-        with yrs_panics_as(RuntimeError):
-            self.size_bytes = len(self.doc.get_update())
-        if self.size_bytes + incoming > self._limits.max_document_bytes:
-            raise DocumentTooLarge(
-                f"document of {self.size_bytes} bytes would exceed "
-                f"{self._limits.max_document_bytes} bytes"
-            )
+        """The estimate says `incoming` bytes may not fit. An exact size is a full
+        encode of the Doc, so it is not taken for every update near the limit:
+        only once the estimate has grown by `size_margin_bytes` since the last
+        one, or before a refusal (a refusal is always exact). Between two, an
+        update is judged by the last exact size, so the document ends below the
+        limit plus the margin."""
+        limit, exact = self._limits.max_document_bytes, self._exact_size
+        grown = 0 if exact is None else self.size_bytes - exact
+        if (
+            exact is None
+            or grown >= self._limits.size_margin_bytes
+            or (grown > 0 and exact + incoming > limit)
+        ):
+            with yrs_panics_as(RuntimeError):
+                exact = len(self.doc.get_update())
+            self.size_bytes = self._exact_size = exact
+        if exact + incoming > limit:
+            raise DocumentTooLarge(f"document of {exact} bytes would exceed {limit} bytes")
 
     def apply_remote(self, update: bytes) -> None:
         """Merge an update another process made durable: it is relayed to this
@@ -398,7 +416,7 @@ class Room:
         self.submit_edits()
         with yrs_panics_as(RuntimeError):
             state = self.doc.get_update()
-        self.size_bytes = len(state)
+        self.size_bytes = self._exact_size = len(state)
         return self.ledger.capture(state)
 
     def close(self, code: CloseCode, reason: str) -> None:

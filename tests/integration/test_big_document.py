@@ -19,7 +19,7 @@ from collab.rooms.peer import Peer, PeerLimits
 from collab.rooms.send_gate import BigSendGate
 from tests.support.fakes import RecordingTransport
 from tests.support.server import RunningServer, metric_value, run_server
-from tests.support.waiting import eventually
+from tests.support.waiting import TIMEOUT_S, eventually
 from tests.support.yclient import YClient
 
 MIB = 1 << 20
@@ -101,6 +101,33 @@ async def test_a_joiner_that_never_reads_a_big_document_does_not_stall_the_other
     await uploader.close()
 
 
+async def test_joiners_that_never_read_one_big_document_do_not_delay_a_big_join_of_another(
+    server,
+):
+    # Two slots and a drain timeout far beyond the test. Before: the two stalled
+    # joiners of "big" held both slots, and a joiner of "other" waited for them.
+    gate = server.app.state.connections.gate = BigSendGate(
+        slots=2, min_bytes=MIB, drain_timeout_s=3600
+    )
+    other_uploader = await upload(server, "other", 2)
+    uploader = await upload(server, "big", 12)
+    room = server.runtime.registry.rooms["big"]
+    async with never_reading(server.ws_url("big")), never_reading(server.ws_url("big")):
+        await eventually(lambda: len(room.peers) == 3, what="stalled joiners in the room")
+        await eventually(
+            lambda: gate.held_by("big") + gate.waiting == 2, what="stalled joiners sending"
+        )
+        joiner = YClient(server.ws_url("other"))
+        try:
+            await asyncio.wait_for(joiner.connect(), TIMEOUT_S)
+            assert str(joiner.text) == str(other_uploader.text)
+            assert len(str(joiner.text)) == 2 * MIB
+            assert gate.held_by("big") == 1, "one slot for the stalled document"
+        finally:
+            await joiner.close()
+    await asyncio.gather(uploader.close(), other_uploader.close())
+
+
 async def test_a_joiner_waiting_for_a_send_slot_is_kept_alive_then_served(settings):
     # The only slot is held by a joiner that does not read (and a drain timeout far
     # beyond the test), so the next joiner waits; y-websocket would drop a
@@ -131,20 +158,38 @@ async def test_a_joiner_waiting_for_a_send_slot_is_kept_alive_then_served(settin
 # -- the gate on its own ------------------------------------------------------
 
 
-async def test_send_gate_grants_slots_in_request_order_and_never_more_than_it_has():
+async def test_send_gate_gives_a_document_one_slot_while_another_document_gets_the_other():
     gate = BigSendGate(slots=2)
-    first, second, third, fourth = (gate.request() for _ in range(4))
-    assert first.done() and second.done()
-    assert not third.done() and not fourth.done()
-    gate.give_back(first)
-    assert third.done() and not fourth.done()
-    gate.give_back(fourth)  # withdrawn before its turn
+    big_first, big_second = gate.request("big"), gate.request("big")
+    other = gate.request("other")
+    third = gate.request("third")
+    assert big_first.done() and not big_second.done(), "one slot per document"
+    assert other.done(), "a slot was left for another document"
+    assert not third.done(), "never more slots than it has"
+    gate.give_back(big_first)
+    assert big_second.done() and not third.done(), "the next in line, by request order"
+    gate.give_back(third)  # withdrawn before its turn
     assert gate.waiting == 0
-    gate.give_back(second)
-    gate.give_back(third)
+    gate.give_back(big_second)
+    gate.give_back(other)
     # Both slots are free again, and only two.
-    again = [gate.request() for _ in range(3)]
+    again = [gate.request(document) for document in ("a", "b", "c")]
     assert [grant.done() for grant in again] == [True, True, False]
+
+
+async def test_send_gate_takes_documents_in_turn():
+    gate = BigSendGate(slots=1)
+    holder = gate.request("big")
+    waiting = [(d, gate.request(d)) for d in ("big", "big", "big", "other", "third")]
+    gate.give_back(holder)
+    served = []
+    while waiting:
+        [(document, grant)] = [(d, g) for d, g in waiting if g.done()]
+        served.append(document)
+        waiting.remove((document, grant))
+        gate.give_back(grant)
+    # Request order would have served every "big" first.
+    assert served == ["big", "other", "third", "big", "big"]
 
 
 async def test_send_gate_refuses_to_have_no_slot():
@@ -164,10 +209,46 @@ async def test_a_big_message_is_sent_between_keep_alives_and_a_small_one_alone()
     try:
         await eventually(lambda: len(transport.sent) == 4)
         assert transport.sent == [KEEPALIVE_MESSAGE, big, KEEPALIVE_MESSAGE, small]
-        assert gate.request().done()  # the slot was given back
+        assert gate.request("big").done()  # the slot was given back
     finally:
         peer.close(CloseCode.NORMAL, "")
         await writer
+
+
+class BackedUpTransport(RecordingTransport):
+    """A socket whose buffer is full until `drain()`: a send waits before writing
+    anything, as uvicorn's does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writable = asyncio.Event()
+
+    async def send_bytes(self, data: bytes) -> None:
+        await self.writable.wait()
+        await super().send_bytes(data)
+
+
+async def test_a_sender_whose_socket_stays_backed_up_gives_its_slot_back_and_sends_later():
+    # Before: the sender waited on its socket holding the slot, for as long as
+    # the client did not read (its previous big message still in the buffer).
+    transport, gate = BackedUpTransport(), BigSendGate(slots=1, min_bytes=MIB, drain_timeout_s=0.05)
+    peer = Peer(transport, "stalled", PeerLimits(), Metrics(), gate=gate)
+    sender = asyncio.create_task(peer.run_sender())
+    big = b"\x00\x01" + b"x" * MIB
+    peer.send(big)
+    try:
+        await eventually(lambda: gate.held_by("stalled") == 1, what="the slot taken")
+        other = gate.request("other")
+        await eventually(other.done, what="the slot given back")
+        assert transport.sent == [], "nothing of the big message was written"
+        gate.give_back(other)
+        transport.writable.set()  # the client reads again
+        await eventually(lambda: big in transport.sent, what="big message sent")
+        assert transport.sent[transport.sent.index(big) - 1] == KEEPALIVE_MESSAGE
+        await eventually(lambda: gate.held_by("stalled") == 0, what="slot given back again")
+    finally:
+        peer.close(CloseCode.NORMAL, "")
+        await asyncio.gather(sender, return_exceptions=True)
 
 
 def _shared_replies(server: RunningServer) -> float:

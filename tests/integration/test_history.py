@@ -1,13 +1,24 @@
-"""Version history over the real server: list, save, show, update, diff, restore."""
+"""Version history over the real server: list, save, show, update, diff, restore;
+and where the heavy part of a diff or restore runs, and how much of it is allowed."""
 
 from __future__ import annotations
+
+import asyncio
+import os
+import random
+import time
 
 import httpx
 import pytest
 from pycrdt import Array, Doc, Map, Text, create_update_message
 
 from tests.support.nodeclient import require_node
+from tests.support.server import run_server
 from tests.support.waiting import eventually
+from tests.support.yclient import YClient
+
+MIB = 1 << 20
+HEADING = "# Notes\n"
 
 
 def api(server) -> httpx.AsyncClient:
@@ -227,3 +238,168 @@ async def test_unknown_ids_and_bad_input(connect, server, method, path, body, st
         )
     assert response.status_code == status, response.text
     assert response.json()["detail"]
+
+
+# -- heavy work: where it runs and how much of it -------------------------------
+
+
+def _prose(chars: int, seed: int) -> str:
+    """Lines of random words: two seeds give texts a diff can only match word by
+    word, the slow case (about a second of CPU per MB)."""
+    rng = random.Random(seed)
+    words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
+    lines, size = [], 0
+    while size < chars:
+        line = " ".join(rng.choice(words) for _ in range(12)) + "\n"
+        lines.append(line)
+        size += len(line)
+    return "".join(lines)[:chars]
+
+
+async def _two_versions(server, document: str, chars: int) -> tuple[YClient, dict, str, str]:
+    """A document with a saved version of one text, and another text now; the
+    two start with the same heading."""
+    client = await YClient(server.ws_url(document)).connect()
+    then, now = HEADING + _prose(chars, 1), HEADING + _prose(chars, 2)
+    await _typed(client, then)
+    async with api(server) as http:
+        saved = await _save(http, document, "then")
+    await _typed(client, now)
+    return client, saved, then, now
+
+
+class LoopProbe:
+    """Measures the longest the event loop went without running this task (which
+    asks to run every 10 ms): how long the server could not serve anyone."""
+
+    def __init__(self) -> None:
+        self.longest_stall_s = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> LoopProbe:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(0.01)
+            self.longest_stall_s = max(self.longest_stall_s, time.monotonic() - before - 0.01)
+
+
+def _ran_elsewhere(server) -> list[int]:
+    """The processes other than this one (the server's) that computed jobs."""
+    return [pid for pid in server.runtime.history.compute.jobs_by_pid if pid != os.getpid()]
+
+
+async def test_a_big_diff_runs_in_a_worker_process_while_other_rooms_are_served(settings):
+    async with run_server(settings.replace(history_workers=1)) as server:
+        client, saved, then, now = await _two_versions(server, "big", 2 * MIB)
+        a = await YClient(server.ws_url("elsewhere")).connect()
+        b = await YClient(server.ws_url("elsewhere")).connect()
+        try:
+            async with api(server) as http:
+                diff = asyncio.create_task(http.get(f"/big/snapshots/{saved['id']}/diff"))
+                compute = server.runtime.history.compute
+                await eventually(lambda: compute.busy == 1, what="diff computing")
+                # Another room's edit goes round, and /healthz answers, meanwhile.
+                a.text.insert(0, "still served")
+                await eventually(lambda: str(b.text) == "still served", what="edit relayed")
+                health = await http.get(f"{server.http_url}/healthz")
+                assert health.status_code == 200
+                assert not diff.done(), "the edit was served while the diff ran"
+                response = await diff
+            assert response.status_code == 200, response.text
+            [root] = response.json()["text_roots"]
+            hunks = root["hunks"]
+            assert "".join(h["text"] for h in hunks if h["op"] != "insert") == then
+            assert "".join(h["text"] for h in hunks if h["op"] != "delete") == now
+            assert len(_ran_elsewhere(server)) == 1, "computed in another process"
+            assert server.runtime.history.compute.busy == 0
+        finally:
+            await asyncio.gather(client.close(), a.close(), b.close())
+
+
+async def test_more_simultaneous_diffs_than_workers_are_refused_with_429_and_a_reason(settings):
+    async with run_server(settings.replace(history_workers=2)) as server:
+        client, saved, _, _ = await _two_versions(server, "big", MIB // 2)
+        try:
+            async with api(server) as http:
+                path = f"/big/snapshots/{saved['id']}/diff"
+                responses = await asyncio.gather(*(http.get(path) for _ in range(3)))
+                statuses = sorted(r.status_code for r in responses)
+                assert statuses == [200, 200, 429], [r.text[:200] for r in responses]
+                [refused] = [r for r in responses if r.status_code == 429]
+                assert "retry" in refused.json()["detail"]
+                assert refused.headers["retry-after"] == "1"
+                # Slots are given back: the next one is computed.
+                assert (await http.get(path)).status_code == 200
+        finally:
+            await client.close()
+
+
+async def test_a_diff_of_a_version_beyond_the_size_cap_is_refused_with_413(settings):
+    async with run_server(settings.replace(diff_max_bytes=4000)) as server:
+        client = await YClient(server.ws_url("doc")).connect()
+        try:
+            await _typed(client, "small")
+            async with api(server) as http:
+                small = await _save(http, "doc", "small")
+                assert (await http.get(f"/doc/snapshots/{small['id']}/diff")).status_code == 200
+                await _typed(client, "x" * 5000)  # the current content is over the cap
+                refused = await http.get(f"/doc/snapshots/{small['id']}/diff")
+                assert refused.status_code == 413
+                assert "COLLAB_DIFF_MAX_BYTES" in refused.json()["detail"]
+                large = await _save(http, "doc", "large")
+                await _typed(client, "small again")
+                refused = await http.get(f"/doc/snapshots/{large['id']}/diff")
+                assert refused.status_code == 413
+        finally:
+            await client.close()
+
+
+async def test_a_big_restore_is_computed_in_a_worker_process_not_on_the_event_loop(connect, server):
+    client, saved, then, _ = await _two_versions(server, "big", 2 * MIB)
+    try:
+        async with api(server) as http, LoopProbe() as probe:
+            started = time.monotonic()
+            response = await http.post(f"/big/snapshots/{saved['id']}/restore")
+            took_s = time.monotonic() - started
+        assert response.status_code == 200, response.text
+        await eventually(lambda: str(client.text) == then, what="restore relayed")
+        # Before, the whole restore ran on the event loop: it stalled as long as
+        # the restore took. Now the loop only applies the result.
+        assert probe.longest_stall_s < took_s / 2, (probe.longest_stall_s, took_s)
+        assert len(_ran_elsewhere(server)) == 1, "computed in another process"
+    finally:
+        await client.close()
+
+
+async def test_an_edit_made_while_a_restore_is_computed_is_kept_and_in_the_pre_restore_version(
+    connect, server
+):
+    client, saved, then, now = await _two_versions(server, "big", MIB)
+    other = await connect("big")
+    try:
+        async with api(server) as http:
+            restore = asyncio.create_task(http.post(f"/big/snapshots/{saved['id']}/restore"))
+            compute = server.runtime.history.compute
+            await eventually(lambda: compute.busy == 1, what="restore computing")
+            other.text.insert(2, "<typed meanwhile>")  # in the heading, which both have
+            await eventually(other.is_saved, what="edit committed")
+            response = await restore
+            assert response.status_code == 200, response.text
+            pre_restore_id = response.json()["pre_restore_snapshot_id"]
+            pre_restore = (await http.get(f"/big/snapshots/{pre_restore_id}")).json()
+        # The restore's operations merge with the edit as with any concurrent one.
+        expected = then[:2] + "<typed meanwhile>" + then[2:]
+        await eventually(lambda: str(client.text) == str(other.text) == expected)
+        # The pre-restore version is the state the restore was applied to.
+        assert pre_restore["content"]["text"] == now[:2] + "<typed meanwhile>" + now[2:]
+    finally:
+        await client.close()
