@@ -131,7 +131,9 @@ async def test_a_thousand_connections_at_once(settings):
         async def one() -> None:
             """Record None once synced (then hold the slot), or the close code."""
             try:
-                async with websockets.connect(server.ws_url("crowd")) as ws:
+                async with websockets.connect(
+                    server.ws_url("crowd"), open_timeout=TIMEOUT_S * 6
+                ) as ws:
                     await ws.send(b"\x00\x00\x01\x00")  # step 1: empty state vector
                     while (await asyncio.wait_for(ws.recv(), TIMEOUT_S * 3))[:2] != b"\x00\x01":
                         pass
