@@ -126,7 +126,10 @@ class VersionHistory:
         )
         return await asyncio.to_thread(_compare, old, new)
 
-    async def restore(self, name: str, snapshot_id: int) -> RestoreResult:
+    async def restore(
+        self, name: str, snapshot_id: int, *, actor: str | None = None
+    ) -> RestoreResult:
+        """`actor`: who restores; the pre-restore version records them as its author."""
         target = await self.get_version(name, snapshot_id)
         room = await self._registry.open_room(name)
         # Synchronous from the capture to the end of the restore: no edit can slip
@@ -138,15 +141,17 @@ class VersionHistory:
             room,
             SnapshotKind.PRE_RESTORE,
             label=f"before restoring version {snapshot_id}",
+            author=actor,
             capture=before,
         )
         if write is not None:
             await write  # durable before we say it is done
         assert pre_restore_id is not None
         logger.info(
-            "doc=%s restored version %d (pre-restore version %d, changed: %s)",
+            "doc=%s restored version %d by %s (pre-restore version %d, changed: %s)",
             name,
             snapshot_id,
+            actor or "-",
             pre_restore_id,
             write is not None,
         )
