@@ -94,6 +94,7 @@ class Revocations:
         records = await self._store.list_revocations()
         for revocation in self.list.merge(_revocation(record) for record in records):
             self._close_connections(revocation)
+        self.list.in_force(self._clock())  # drops the lapsed ones
 
     # -- the RevocationListener side (the feed calls in; never blocks) -----------
 
@@ -118,6 +119,7 @@ class Revocations:
     def _apply(self, revocation: Revocation) -> None:
         if self.list.add(revocation):
             self._close_connections(revocation)
+        self.list.in_force(self._clock())  # drops the lapsed ones
 
     def _close_connections(self, revocation: Revocation) -> None:
         closed = self._closer.close_revoked(revocation) if self._closer is not None else 0

@@ -6,8 +6,8 @@ import random
 from typing import Annotated
 
 import pytest
-from pydantic import Field, TypeAdapter, ValidationError
 from pycrdt import Awareness, Doc, Text, create_awareness_message, write_message
+from pydantic import Field, TypeAdapter, ValidationError
 
 from collab.errors import InvalidAwareness, InvalidUpdate, MalformedMessage, ProtocolError
 from collab.protocol.codec import (
