@@ -10,6 +10,16 @@ reconnecting. So every condition that a reconnect would only repeat (bad name,
 bad input, a deleted document) is in that band - otherwise the client would loop,
 re-uploading its whole state each time - while conditions that a reconnect
 cures (a slow consumer, a restart) are outside it.
+
+Tokens follow the same line. A token refused at connect (missing, bad, expired,
+revoked: 4401) is refused again on every reconnect with it, so that is
+permanent. A token that expires while its connection is open closes it with
+TOKEN_EXPIRED (4001), outside the band: routine, not a verdict. y-websocket
+reconnects once with the `params` it holds now, so a client that refreshed its
+token (`provider.params.token = ...`) carries on by itself, and one that did not
+is refused 4401 on that reconnect and stops: one extra attempt, never a loop. A
+revoked token's connection is closed with 4401 at once: an administrator took
+that access back, and only a new token (if anyone issues one) reconnects.
 """
 
 from enum import IntEnum
@@ -23,13 +33,14 @@ class CloseCode(IntEnum):
     INTERNAL_ERROR = 1011
     SERVICE_RESTART = 1012  # graceful shutdown: reconnect (elsewhere)
     TRY_AGAIN_LATER = 1013  # a connection limit or the loaded-documents limit is reached
+    TOKEN_EXPIRED = 4001  # the connection's token reached its `exp`: reconnect with a fresh one
     SLOW_CONSUMER = 4004  # the peer's send queue overflowed; it re-syncs on reconnect
     IDLE_TIMEOUT = 4008  # the client sent nothing for COLLAB_IDLE_TIMEOUT_S
     RATE_LIMITED = 4029  # more messages than the per-connection token bucket allows
     STORAGE_UNAVAILABLE = 4503  # the database is failing: edits are refused until it is back
     # permanent (4400-4499): y-websocket stops reconnecting
     MALFORMED_MESSAGE = 4400  # framing: bad varint, length beyond the frame, trailing bytes
-    UNAUTHORIZED = 4401  # token missing, malformed, badly signed, or expired
+    UNAUTHORIZED = 4401  # token missing, malformed, badly signed, expired, or revoked
     FORBIDDEN = 4403  # document outside the token's scope, bad Origin, or a read-only edit
     BAD_DOCUMENT_NAME = 4404
     DOCUMENT_DELETED = 4410

@@ -8,6 +8,9 @@ tools it is there).
 A server with a Redis URL is one process of a cluster: it also runs the Redis
 bus (collab.cluster.redis_bus) and what applies the others' messages (collab.cluster.sync).
 The history's compute workers (processes, started on first use) stop last.
+A server reads the revoked tokens before it serves anyone, and in a cluster
+hears the others' revocations through their own feed
+(collab.cluster.revocations, collab.cluster.revocation_feed).
 
 Shutdown order matters: rooms are closed and snapshotted first, then the writer
 drains every pending write (whose relays still reach the bus), then the bus
@@ -26,6 +29,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from collab.auth.revocation import RevocationList
+from collab.cluster.revocations import Revocations
 from collab.cluster.sync import ClusterSync
 from collab.config import Settings
 from collab.history.retention import RetentionPolicy
@@ -42,6 +47,7 @@ from collab.storage.writer import UpdateWriter
 
 if TYPE_CHECKING:
     from collab.cluster.redis_bus import RedisBus
+    from collab.cluster.revocation_feed import RevocationFeed
 
 logger = logging.getLogger(__name__)
 
@@ -54,11 +60,15 @@ class Runtime:
     registry: RoomRegistry
     history: VersionHistory
     metrics: Metrics
+    revocations: Revocations
     bus: RedisBus | None = None
 
 
 @contextlib.asynccontextmanager
-async def open_runtime(settings: Settings, *, is_server: bool) -> AsyncIterator[Runtime]:
+async def open_runtime(
+    settings: Settings, *, is_server: bool, revocation_list: RevocationList | None = None
+) -> AsyncIterator[Runtime]:
+    """`revocation_list`: the one the server's access policy checks, kept up to date here."""
     metrics = Metrics()
     store = SqlStore(
         settings.database_url, sqlite_synchronous=settings.sqlite_synchronous, metrics=metrics
@@ -131,7 +141,8 @@ async def open_runtime(settings: Settings, *, is_server: bool) -> AsyncIterator[
         compute=ComputePool(settings.history_workers),
         diff_max_bytes=settings.diff_max_bytes,
     )
-    runtime = Runtime(settings, store, writer, registry, history, metrics, bus)
+    revocations = Revocations(store, revocation_list)
+    runtime = Runtime(settings, store, writer, registry, history, metrics, revocations, bus)
     writer_task = asyncio.create_task(writer.run(), name="update writer")
     writer_task.add_done_callback(_report_writer_death)
     background = [
@@ -139,7 +150,9 @@ async def open_runtime(settings: Settings, *, is_server: bool) -> AsyncIterator[
         asyncio.create_task(registry.run_storage_watch(), name="storage watch"),
     ]
     lease: ServerLease | None = None
+    revocation_feed: RevocationFeed | None = None
     if is_server:
+        await revocations.load()  # before anyone is admitted
         background.append(
             asyncio.create_task(
                 history.run_retention(settings.retention_interval_s), name="retention"
@@ -151,6 +164,17 @@ async def open_runtime(settings: Settings, *, is_server: bool) -> AsyncIterator[
         metrics.cluster_connected.set_function(lambda: float(bus.is_connected))
         background.append(asyncio.create_task(sync.run(), name="cluster catch-up"))
         await bus.start()
+        from collab.cluster.revocation_feed import RevocationFeed
+
+        revocation_feed = RevocationFeed(
+            settings.redis_url,
+            prefix=settings.redis_prefix,
+            process_id=lease_id,
+            listener=revocations,
+        )
+        revocations.attach_publisher(revocation_feed)
+        background.append(asyncio.create_task(revocations.run(), name="revocations"))
+        await revocation_feed.start()
     lease_task = None
     try:
         if is_server:
@@ -174,6 +198,8 @@ async def open_runtime(settings: Settings, *, is_server: bool) -> AsyncIterator[
             await asyncio.wait_for(registry.close(), settings.shutdown_timeout_s)
         finally:
             await writer.close(writer_task, settings.shutdown_timeout_s)
+            if revocation_feed is not None:
+                await revocation_feed.close()
             if bus is not None:
                 await bus.close()
             # The lease is renewed until every write is drained, then released.

@@ -85,6 +85,17 @@ WRITE_ACCESS = Depends(require(Role.WRITE))
 ADMIN_ACCESS = Depends(require(Role.ADMIN))
 ReadGrant = Annotated[Grant, READ_ACCESS]
 WriteGrant = Annotated[Grant, WRITE_ACCESS]
+AdminGrant = Annotated[Grant, ADMIN_ACCESS]
+
+
+def acting_subject(
+    connection: HTTPConnection, grant: Grant, claimed: str | None = None
+) -> str | None:
+    """Who a change is recorded as made by. With tokens on, the token's subject
+    (`sub`; None if it has none), never a name from the request: a client cannot
+    write history in someone else's name. On an open server nobody is
+    authenticated, so the name the request gives (`claimed`) is all there is."""
+    return claimed if access_of(connection).is_open else grant.subject
 
 
 async def refuse_request(request: Request, exc: Exception) -> JSONResponse:

@@ -25,9 +25,11 @@ from collab.api.documents import router as documents_router
 from collab.api.rest import runtime_of
 from collab.api.security_headers import SecurityHeaders
 from collab.api.sockets import SocketRoute
+from collab.api.tokens import router as tokens_router
 from collab.api.versions import router as versions_router
 from collab.api.web_client import add_web_client
 from collab.auth.policy import AuthError
+from collab.auth.revocation import RevocationList
 from collab.auth.tokens import build_access_policy
 from collab.config import Settings
 from collab.errors import DocumentNotFound
@@ -47,11 +49,12 @@ class Health(BaseModel):
 
 
 def create_app(settings: Settings) -> FastAPI:
-    access = build_access_policy(settings)  # AuthConfigError: the server must not start
+    revocations = RevocationList()  # what the policy refuses; the runtime keeps it current
+    access = build_access_policy(settings, revocations)  # AuthConfigError: must not start
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_runtime(settings, is_server=True) as runtime:
+        async with open_runtime(settings, is_server=True, revocation_list=revocations) as runtime:
             app.state.runtime = runtime
             app.state.connections = ConnectionEdge(
                 runtime,
@@ -64,6 +67,7 @@ def create_app(settings: Settings) -> FastAPI:
                     rate_burst=settings.rate_limit_burst,
                 ),
             )
+            runtime.revocations.attach_closer(app.state.connections)
             logger.info(
                 "collab %s ready; database %s", __version__, redact_url(settings.database_url)
             )
@@ -100,6 +104,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     app.include_router(versions_router)
     app.include_router(documents_router)
+    app.include_router(tokens_router)
 
     @app.get(
         "/healthz",

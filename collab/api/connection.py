@@ -8,6 +8,13 @@ close in `finally`. Every refusal carries a documented close code
 
 The peer's state is changed only through its own methods (`close`,
 `mark_gone`, `finish`); this module decides when, the peer keeps the rules.
+
+A token is not only checked at the handshake: while a connection lives, the
+edge holds its grant. One timer per connection (`loop.call_at`, cancelled when
+it ends; no polling) closes it with 4001 when the token expires (its `exp` plus
+`COLLAB_AUTH_LEEWAY_S`, the moment a reconnect with it would be refused), and a
+revocation closes the connections it covers with 4401 at once
+(`close_revoked`, called by collab.cluster.revocations).
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from dataclasses import dataclass, field
 
 from starlette.types import Send
@@ -22,7 +30,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from collab.api.access import admit_websocket, log_refusal
 from collab.api.sockets import SERVER_SEND
-from collab.auth.policy import AuthError, AuthFailure
+from collab.auth.policy import AuthError, AuthFailure, Grant
+from collab.auth.revocation import Revocation
 from collab.errors import CloseCode, MessageTooBig, ReadOnlyEdit, Refusal, UnsupportedData
 from collab.protocol.codec import decode_message, encode_permission_denied
 from collab.protocol.names import DOCUMENT_NAME_RULE, is_valid_document_name
@@ -56,17 +65,28 @@ class WebSocketTransport:
         await self._websocket.close(code, encoded.decode(errors="ignore"))
 
 
+@dataclass(slots=True)
+class HeldToken:
+    """The grant an open connection was admitted with, and its expiry timer."""
+
+    grant: Grant
+    expiry: asyncio.TimerHandle
+
+
 @dataclass
 class ConnectionEdge:
     """What every connection of one server shares: the runtime, the per-peer
-    limits, the server-wide send gate for big messages, and the peer numbering
-    the logs use. Built once at start-up (`create_app`'s lifespan)."""
+    limits, the server-wide send gate for big messages, the peer numbering the
+    logs use, and the tokens open connections hold. Built once at start-up
+    (`create_app`'s lifespan). Satisfies collab.cluster.revocations.ConnectionCloser."""
 
     runtime: Runtime
     limits: PeerLimits
     # One for the whole server: it bounds the copies of big messages in flight.
     gate: BigSendGate = field(default_factory=BigSendGate)
     _peer_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    # Connections admitted with a token (an open server's have none to watch).
+    _tokens: dict[Peer, HeldToken] = field(default_factory=dict)
 
     async def serve(self, websocket: WebSocket, name: str) -> None:
         """Serve one connection to /ws/{name} until it ends."""
@@ -96,7 +116,48 @@ class ConnectionEdge:
             gate=self.gate,
             peer_id=next(self._peer_ids),
         )
-        await self._serve_peer(websocket, peer)
+        # Nothing awaited since admission: a revocation cannot fall in between.
+        if grant.expires_at is not None:
+            self._hold_token(peer, grant, grant.expires_at)
+        try:
+            await self._serve_peer(websocket, peer)
+        finally:
+            held = self._tokens.pop(peer, None)
+            if held is not None:
+                held.expiry.cancel()
+
+    def _hold_token(self, peer: Peer, grant: Grant, expires_at: float) -> None:
+        # A reconnect with this token is refused from exp + leeway on (the
+        # verifier's rule): close then, so the client's one reconnect is refused
+        # 4401 unless it brought a fresh token.
+        loop = asyncio.get_running_loop()
+        expires_in_s = expires_at + self.runtime.settings.auth_leeway_s - time.time()
+        expiry = loop.call_at(loop.time() + expires_in_s, self._expire, peer)
+        self._tokens[peer] = HeldToken(grant, expiry)
+
+    def _expire(self, peer: Peer) -> None:
+        logger.info("doc=%s peer=%d token expired: closing", peer.document, peer.id)
+        peer.close(CloseCode.TOKEN_EXPIRED, "token expired")
+
+    def close_revoked(self, revocation: Revocation) -> int:
+        """Close (4401) every open connection whose token `revocation` covers."""
+        now = time.time()
+        closing = [
+            peer
+            for peer, held in self._tokens.items()
+            if peer.is_open and revocation.covers(held.grant, now)
+        ]
+        for peer in closing:
+            logger.warning(
+                "doc=%s peer=%d token revoked (%s %r): closing",
+                peer.document,
+                peer.id,
+                revocation.kind,
+                revocation.value,
+            )
+            self.runtime.metrics.auth_failed(AuthFailure.REVOKED)
+            peer.close(CloseCode.UNAUTHORIZED, "token revoked")
+        return len(closing)
 
     async def _serve_peer(self, websocket: WebSocket, peer: Peer) -> None:
         runtime, name = self.runtime, peer.document

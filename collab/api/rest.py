@@ -10,10 +10,21 @@ from typing import Annotated, Any
 from fastapi import Path, Request
 from pydantic import BaseModel
 
-from collab.protocol.names import DOCUMENT_NAME_PATTERN, DOCUMENT_NAME_RULE
+from collab.protocol.names import (
+    DOCUMENT_NAME_MAX_CHARS,
+    DOCUMENT_NAME_PATTERN,
+    DOCUMENT_NAME_RULE,
+)
 from collab.runtime import Runtime
 
-DocumentName = Annotated[str, Path(pattern=DOCUMENT_NAME_PATTERN, description=DOCUMENT_NAME_RULE)]
+DocumentName = Annotated[
+    str,
+    Path(
+        pattern=DOCUMENT_NAME_PATTERN,
+        max_length=DOCUMENT_NAME_MAX_CHARS,
+        description=DOCUMENT_NAME_RULE,
+    ),
+]
 
 
 class ErrorBody(BaseModel):

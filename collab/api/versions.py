@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from collab.api.access import ADMIN_ACCESS, READ_ACCESS, WriteGrant
+from collab.api.access import READ_ACCESS, AdminGrant, WriteGrant, acting_subject
 from collab.api.rest import (
     AUTH_ERRORS,
     NOT_FOUND,
@@ -74,7 +74,13 @@ class SnapshotPage(BaseModel):
 class SaveSnapshotIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     label: str = Field(min_length=1, max_length=200)
-    author: str | None = Field(default=None, min_length=1, max_length=200)
+    author: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Used only by a server without tokens; with tokens the author is "
+        "the token's `sub`, and this is ignored",
+    )
 
 
 class SnapshotContent(BaseModel):
@@ -140,9 +146,9 @@ async def save_snapshot(
     body: Annotated[SaveSnapshotIn, Body()],
     grant: WriteGrant,
 ) -> SnapshotOut:
-    """Needs the write role; the author defaults to the token's `sub`."""
+    """Needs the write role. With tokens, the author is the token's `sub`."""
     info = await runtime_of(request).history.save_version(
-        name, label=body.label, author=body.author or grant.subject
+        name, label=body.label, author=acting_subject(request, grant, body.author)
     )
     return SnapshotOut.of(info)
 
@@ -219,13 +225,16 @@ async def diff_snapshot(
         409: {"model": ErrorBody, "description": "The document was deleted meanwhile"},
         503: {"model": ErrorBody, "description": "A compute worker died: retry"},
     },
-    dependencies=[ADMIN_ACCESS],
 )
 async def restore_snapshot(
-    name: DocumentName, snapshot_id: SnapshotId, request: Request
+    name: DocumentName, snapshot_id: SnapshotId, request: Request, grant: AdminGrant
 ) -> RestoreOut:
+    """Needs the admin role. The pre-restore version records who restored (the
+    token's `sub`) as its author."""
     with _heavy_work_errors():
-        result = await runtime_of(request).history.restore(name, snapshot_id)
+        result = await runtime_of(request).history.restore(
+            name, snapshot_id, actor=acting_subject(request, grant)
+        )
     return RestoreOut(
         document=name,
         restored_snapshot_id=snapshot_id,

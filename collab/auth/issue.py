@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
@@ -26,9 +27,11 @@ def issue_token(
     subject: str | None = None,
     audience: str | None = None,
     issuer: str | None = None,
+    token_id: str | None = None,
     now: float | None = None,
 ) -> str:
-    """A signed token the server (configured with this key) accepts."""
+    """A signed token the server (configured with this key) accepts. It carries a
+    `jti` (`token_id`, a new UUID by default), so it can be revoked on its own."""
     algorithms = choose_algorithms(key, algorithm or "", "--algorithm")
     if len(algorithms) != 1:
         raise AuthConfigError("--algorithm takes one algorithm")
@@ -38,6 +41,7 @@ def issue_token(
         "exp": issued_at + ttl_s,
         "docs": list(validate_document_patterns(list(documents))),
         "role": Role(role).value,
+        "jti": token_id or str(uuid.uuid4()),
     }
     for claim, value in (("sub", subject), ("aud", audience), ("iss", issuer)):
         if value:

@@ -7,8 +7,10 @@ refusal: `Unauthenticated` (HTTP 401, close code 4401: get a new token) or
 `Forbidden` (403, 4403: this token or page may not do this). Each refusal is
 labelled with an `AuthFailure`, a stable string for log lines and metrics.
 
-Token cryptography lives in collab.auth.tokens behind the `TokenVerifier` protocol;
-the transport (api_auth, app) only translates. Without a verifier the policy is
+Token cryptography lives in collab.auth.tokens behind the `TokenVerifier` protocol,
+revoked tokens in collab.auth.revocation behind `RevocationCheck` (a revoked token
+is refused like an expired one, 401 / 4401); the transport (api.access) only
+translates. Without a verifier the policy is
 open: every request gets `OPEN_GRANT`, but the Origin check still applies, so a
 page on another site cannot drive a browser into an open server on localhost.
 
@@ -18,14 +20,19 @@ This module does no I/O and never sees a key.
 from __future__ import annotations
 
 import ipaddress
+import time
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
 from collab.errors import CloseCode, CollabError
-from collab.protocol.names import is_valid_document_name
+from collab.protocol.names import (
+    DOCUMENT_NAME_RULE,
+    is_valid_document_name,
+    is_valid_name_prefix,
+)
 
 ALL_DOCUMENTS = "*"
 PREFIX_WILDCARD = "*"
@@ -57,6 +64,7 @@ class AuthFailure(StrEnum):
     DOCUMENT_NOT_IN_SCOPE = "document_not_in_scope"
     INSUFFICIENT_ROLE = "insufficient_role"
     BAD_ORIGIN = "bad_origin"
+    REVOKED = "revoked"  # an administrator revoked the token (its `jti` or its subject)
     READ_ONLY_EDIT = "read_only_edit"  # raised by the room as errors.ReadOnlyEdit
 
 
@@ -104,9 +112,10 @@ def validate_document_patterns(patterns: object) -> tuple[str, ...]:
         if pattern == ALL_DOCUMENTS:
             continue
         stem = pattern.removesuffix(PREFIX_WILDCARD)
-        if not is_valid_document_name(stem):
+        is_prefix = stem != pattern
+        if not (is_valid_name_prefix(stem) if is_prefix else is_valid_document_name(stem)):
             raise ValueError(
-                f"{pattern[:140]!r} is not a document name (1-128 of A-Z a-z 0-9 . _ : -), "
+                f"{pattern[:140]!r} is not a document name ({DOCUMENT_NAME_RULE}), "
                 "a PREFIX* pattern, or *"
             )
     return tuple(patterns)
@@ -126,6 +135,8 @@ class Grant:
     documents: tuple[str, ...]  # validated patterns
     subject: str | None = None  # the token's `sub`: who
     expires_at: float | None = None  # Unix time; None for the open server
+    token_id: str | None = None  # the token's `jti`: what revokes this one token
+    issued_at: float | None = None  # the token's `iat`: what a revocation by subject compares
 
     def covers(self, document: str) -> bool:
         return any(pattern_covers(pattern, document) for pattern in self.documents)
@@ -228,6 +239,12 @@ def _is_same_host(scheme: str, origin_host: str, origin_port: int | None, host: 
 # -- the policy -----------------------------------------------------------------
 
 
+class RevocationCheck(Protocol):
+    """Whether a grant was revoked; collab.auth.revocation.RevocationList is the one."""
+
+    def is_revoked(self, grant: Grant, now: float) -> bool: ...
+
+
 class TokenVerifier(Protocol):
     """Checks a token's signature and claims; collab.auth.tokens.JwtVerifier is the one."""
 
@@ -243,6 +260,9 @@ class TokenVerifier(Protocol):
 class AccessPolicy:
     verifier: TokenVerifier | None  # None: the server is open
     origins: OriginPolicy = OriginPolicy()
+    # Tokens revoked before their `exp`; the list changes while the server runs.
+    revocations: RevocationCheck | None = None
+    clock: Callable[[], float] = time.time
 
     @property
     def is_open(self) -> bool:
@@ -278,7 +298,10 @@ class AccessPolicy:
             return OPEN_GRANT
         if not token:
             raise Unauthenticated(AuthFailure.MISSING_TOKEN, "a token is required")
-        return self.verifier.verify(token)
+        grant = self.verifier.verify(token)
+        if self.revocations is not None and self.revocations.is_revoked(grant, self.clock()):
+            raise Unauthenticated(AuthFailure.REVOKED, "token revoked")
+        return grant
 
 
 def is_loopback_host(host: str) -> bool:

@@ -4,7 +4,9 @@ Claims (the README's security section is the contract):
 - `exp` (required), `iat`, `nbf`: checked with `COLLAB_AUTH_LEEWAY_S` of clock skew;
 - `docs` (required): document names, `PREFIX*` patterns, or `*` for all;
 - `role` (required): `read`, `write` or `admin`;
-- `sub`: who; the default author of versions saved through REST;
+- `sub`: who; the author of versions saved and restores made through REST;
+- `jti`: the token's id, by which an administrator revokes this one token
+  (collab.auth.revocation); `iat` is what a revocation by subject compares;
 - `aud`, `iss`: required and checked when the server is configured with them.
 
 Keys and their algorithms: collab.auth.keys. Issuing: collab.auth.issue.
@@ -25,6 +27,7 @@ from collab.auth.policy import (
     AuthFailure,
     Grant,
     OriginPolicy,
+    RevocationCheck,
     Role,
     Unauthenticated,
     is_loopback_host,
@@ -94,12 +97,15 @@ def grant_from_claims(claims: Mapping[str, Any]) -> Grant:
         documents = validate_document_patterns(claims["docs"])
     except ValueError as exc:
         raise Unauthenticated(AuthFailure.INVALID_CLAIMS, f"token docs claim {exc}") from None
-    subject = claims.get("sub")
+    subject, token_id, issued_at = claims.get("sub"), claims.get("jti"), claims.get("iat")
     return Grant(
         role,
         documents,
         subject=subject if isinstance(subject, str) and subject else None,
         expires_at=float(claims["exp"]),
+        token_id=token_id if isinstance(token_id, str) and token_id else None,
+        # PyJWT has checked that a present `iat` is a number.
+        issued_at=float(issued_at) if isinstance(issued_at, int | float) else None,
     )
 
 
@@ -130,8 +136,11 @@ def build_verifier(settings: Settings) -> JwtVerifier | None:
     )
 
 
-def build_access_policy(settings: Settings) -> AccessPolicy:
-    """The server's policy; `AuthConfigError` for settings it must not start with."""
+def build_access_policy(
+    settings: Settings, revocations: RevocationCheck | None = None
+) -> AccessPolicy:
+    """The server's policy; `AuthConfigError` for settings it must not start with.
+    `revocations`: the tokens it refuses before their `exp` (none when open)."""
     verifier = build_verifier(settings)
     if verifier is None and not settings.allow_anonymous and not is_loopback_host(settings.host):
         raise AuthConfigError(
@@ -140,4 +149,8 @@ def build_access_policy(settings: Settings) -> AccessPolicy:
             "read, change and delete every document. Configure a key, or pass "
             "--allow-anonymous (COLLAB_ALLOW_ANONYMOUS=1) to run open on purpose."
         )
-    return AccessPolicy(verifier, OriginPolicy.parse(settings.allowed_origins))
+    return AccessPolicy(
+        verifier,
+        OriginPolicy.parse(settings.allowed_origins),
+        revocations=None if verifier is None else revocations,
+    )

@@ -25,9 +25,9 @@ DEFAULT_WEB_DIR = Path(__file__).resolve().parents[2] / "web"
 CLIENT_VARIABLES: tuple[tuple[str, str, str], ...] = (
     (
         ENV_PREFIX + "TOKEN",
-        "`--token` of `collab snapshots`",
-        "the token `collab snapshots` sends to a server that requires one "
-        "(a server verifies tokens, it never holds one)",
+        "`--token` of `collab snapshots` and `collab token revoke`",
+        "the token `collab snapshots` and `collab token revoke|revocations` send to a "
+        "server that requires one (a server verifies tokens, it never holds one)",
     ),
 )
 
@@ -336,7 +336,8 @@ class Settings:
     auth_issuer: str = setting("", "when set, tokens need this `iss`", section="Access")
     auth_leeway_s: float = setting(
         30.0,
-        "clock skew allowed on `exp`, `nbf` and `iat`",
+        "clock skew allowed on `exp`, `nbf` and `iat`; an open connection is closed (4001) "
+        "this long after its token's `exp`",
         section="Access",
         bound=Bound.NOT_NEGATIVE,
     )

@@ -148,7 +148,10 @@ class VersionHistory:
                 new_state,
             )
 
-    async def restore(self, name: str, snapshot_id: int) -> RestoreResult:
+    async def restore(
+        self, name: str, snapshot_id: int, *, actor: str | None = None
+    ) -> RestoreResult:
+        """`actor`: who restores; the pre-restore version records them as its author."""
         target = await self.get_version(name, snapshot_id)
         async with self._one_restore_at_a_time(name):
             room = await self._registry.open_room(name)
@@ -177,15 +180,17 @@ class VersionHistory:
                 room,
                 SnapshotKind.PRE_RESTORE,
                 label=f"before restoring version {snapshot_id}",
+                author=actor,
                 capture=before,
             )
         if write is not None:
             await write  # durable before we say it is done
         assert pre_restore_id is not None
         logger.info(
-            "doc=%s restored version %d (pre-restore version %d, changed: %s)",
+            "doc=%s restored version %d by %s (pre-restore version %d, changed: %s)",
             name,
             snapshot_id,
+            actor or "-",
             pre_restore_id,
             write is not None,
         )

@@ -7,6 +7,7 @@
     server_leases(id, url, pid, hostname, started_at, heartbeat_at, ttl_s, cluster)
     tombstones(name PK, state_vector, deleted_at)   -- what deleted documents held
     quarantine(id, document, source, source_id, data, reason, quarantined_at)
+    token_revocations(id, kind, value, revoked_at, until, reason, revoked_by)
 
 Databases get there through the Alembic migrations in collab/storage/migrations
 (run at start-up); a change here needs a migration there, and
@@ -124,6 +125,22 @@ quarantine = Table(
     Column("data", LargeBinary, nullable=False),
     Column("reason", Text, nullable=False),
     Column("quarantined_at", Float, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+# Tokens an administrator revoked before their `exp` (collab.auth.revocation):
+# by `jti` or by subject, until `until` (NULL: for good). Rows are only added,
+# and deleted once lapsed.
+token_revocations = Table(
+    "token_revocations",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),  # "jti" or "subject"
+    Column("value", Text, nullable=False),
+    Column("revoked_at", Float, nullable=False),
+    Column("until", Float),
+    Column("reason", Text),
+    Column("revoked_by", Text),
     sqlite_autoincrement=True,
 )
 

@@ -41,6 +41,7 @@ from collab.storage.sql_schema import (
     server_leases,
     snapshot_info,
     snapshots,
+    token_revocations,
     tombstones,
     updates,
 )
@@ -50,6 +51,7 @@ from collab.storage.store import (
     DocumentInfo,
     OpDeclined,
     PermanentWriteError,
+    RevocationRecord,
     ServerLease,
     Snapshot,
     SnapshotInfo,
@@ -274,6 +276,39 @@ class SqlStore:
                 )
             )
             return [ServerLease(**row._mapping) for row in rows]
+
+    async def add_revocation(self, revocation: RevocationRecord) -> None:
+        lapsed = token_revocations.c.until <= self._clock()
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(token_revocations).where(lapsed))
+            await conn.execute(
+                insert(token_revocations).values(
+                    kind=revocation.kind,
+                    value=revocation.value,
+                    revoked_at=revocation.revoked_at,
+                    until=revocation.until,
+                    reason=revocation.reason,
+                    revoked_by=revocation.revoked_by,
+                )
+            )
+
+    async def list_revocations(self) -> list[RevocationRecord]:
+        columns = token_revocations.c
+        in_force = (columns.until.is_(None)) | (columns.until > self._clock())
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(
+                    columns.kind,
+                    columns.value,
+                    columns.revoked_at,
+                    columns.until,
+                    columns.reason,
+                    columns.revoked_by,
+                )
+                .where(in_force)
+                .order_by(columns.id)
+            )
+            return [RevocationRecord(**row._mapping) for row in rows]
 
     async def load(self, document: str) -> StoredDocument:
         # ONE statement, so the snapshot, the log and the snapshot sequence come

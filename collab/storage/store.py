@@ -143,6 +143,20 @@ class ServerLease:
     cluster: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class RevocationRecord:
+    """A revoked token as stored (collab.auth.revocation.Revocation is what it means):
+    `kind` "jti" or "subject", `until` None for good. Written directly, not through
+    the writer: a rare administrative act, like a lease."""
+
+    kind: str
+    value: str
+    revoked_at: float
+    until: float | None = None
+    reason: str | None = None
+    revoked_by: str | None = None
+
+
 class PermanentWriteError(Exception):
     """The database refused an op for what it is (not for being unavailable):
     retrying it would block every write behind it forever."""
@@ -232,3 +246,11 @@ class DocumentStore(Protocol):
     async def drop_lease(self, lease_id: str) -> None: ...
 
     async def live_leases(self) -> list[ServerLease]: ...
+
+    async def add_revocation(self, revocation: RevocationRecord) -> None:
+        """Store it durably (and drop the revocations that have lapsed)."""
+        ...
+
+    async def list_revocations(self) -> list[RevocationRecord]:
+        """Every revocation still in force, oldest first."""
+        ...

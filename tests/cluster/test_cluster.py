@@ -13,16 +13,19 @@ import asyncio
 import contextlib
 import re
 import signal
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 
 import httpx
+import jwt
 import pytest
 from pycrdt import Text
 
 from collab.errors import CloseCode
 from collab.rooms.loading import build_doc
 from collab.storage.sql_store import SqlStore
+from tests.integration.test_auth import refusal
 from tests.integration.test_snapshots_cli import cli, cli_json
 from tests.support.balancer import balancer
 from tests.support.nodeclient import node_clients, require_node
@@ -374,6 +377,38 @@ async def test_delete_on_one_process_closes_the_clients_of_another(cluster, clie
     assert await on_b.wait_closed(TIMEOUT_S) == CloseCode.DOCUMENT_DELETED
     fresh = await _connect(clients, b.ws_url("doc"))
     assert str(fresh.text) == ""
+
+
+async def test_a_revocation_on_one_process_closes_its_connections_on_the_others(cluster, clients):
+    secret = "cluster-test-secret-that-is-32-bytes+"
+
+    def token(**claims: object) -> str:
+        base = {"exp": int(time.time()) + 600, "docs": ["*"], "role": "write"}
+        return jwt.encode({**base, **claims}, secret, algorithm="HS256")
+
+    a, b = await cluster(2, env={"COLLAB_AUTH_SECRET": secret})
+    ada = token(jti="t-ada", sub="ada")
+    ada_on_a = await _connect(clients, f"{a.ws_url('doc')}?token={ada}")
+    bob_on_b = await _connect(clients, f"{b.ws_url('doc')}?token={token(sub='bob')}")
+    carol_on_a = await _connect(clients, f"{a.ws_url('doc')}?token={token(sub='carol')}")
+    admin = {"Authorization": f"Bearer {token(role='admin', sub='root')}"}
+    async with httpx.AsyncClient(headers=admin) as http:
+        # Revoked on b: a's connection holding the token closes at once.
+        response = await http.post(f"{b.http_url}/api/tokens/revocations", json={"jti": "t-ada"})
+        assert response.status_code == 201, response.text
+        assert await ada_on_a.wait_closed(TIMEOUT_S) == CloseCode.UNAUTHORIZED
+        assert ada_on_a.close_reason == "token revoked"
+        for process in (a, b):
+            assert await refusal(f"{process.ws_url('doc')}?token={ada}") == (4401, "token revoked")
+        # And the other way round, by subject.
+        response = await http.post(f"{a.http_url}/api/tokens/revocations", json={"subject": "bob"})
+        assert response.status_code == 201, response.text
+        assert await bob_on_b.wait_closed(TIMEOUT_S) == CloseCode.UNAUTHORIZED
+        listed = (await http.get(f"{b.http_url}/api/tokens/revocations")).json()["revocations"]
+        assert [(r["kind"], r["value"]) for r in listed] == [("jti", "t-ada"), ("subject", "bob")]
+    carol_on_a.text.insert(0, "carol stays")
+    await eventually(lambda: carol_on_a.received_updates == 1)
+    assert carol_on_a.close_code is None
 
 
 # -- who may share a database ------------------------------------------------

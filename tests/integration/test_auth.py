@@ -4,6 +4,7 @@ npm y-websocket client), real HTTP, real server processes for start-up and logs.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -19,6 +20,7 @@ from pycrdt import Text
 from collab.auth.issue import issue_token
 from collab.auth.policy import Role
 from collab.config import Settings
+from collab.errors import CloseCode
 from collab.protocol.codec import AuthMessage, decode_message
 from tests.support.nodeclient import require_node
 from tests.support.server import (
@@ -295,7 +297,7 @@ async def test_rest_roles_read_write_admin(server, join):
         named = await writer_api.post(
             "/api/documents/doc/snapshots", json={"label": "2nd", "author": "Walter W."}
         )
-        assert named.json()["author"] == "Walter W.", "an explicit author wins"
+        assert named.json()["author"] == "walt", "with tokens, the author is the token's sub"
         version = saved.json()["id"]
         for path in (
             "/api/documents/doc/snapshots",
@@ -335,6 +337,221 @@ async def test_rest_scope_listing_and_unknown_documents(server, join):
             "ann",
         )
         assert access["expires_at"]
+
+
+async def test_with_tokens_versions_and_restores_are_recorded_under_the_tokens_subject(
+    server, join
+):
+    writer = await join("doc", token("doc"))
+    await echoed(writer, "v1")
+    walt = http(server, token("doc", sub="walt"))
+    ada = http(server, token("doc", role="admin", sub="ada"))
+    nobody = http(server, token("doc", role="admin"))  # a token without `sub`
+    async with walt, ada, nobody:
+        saved = await walt.post(
+            "/api/documents/doc/snapshots", json={"label": "v1", "author": "Ada Lovelace"}
+        )
+        assert saved.status_code == 201
+        assert saved.json()["author"] == "walt", "a name the client chose is not recorded"
+        anonymous = await nobody.post(
+            "/api/documents/doc/snapshots", json={"label": "anon", "author": "Ada Lovelace"}
+        )
+        assert anonymous.json()["author"] is None, "no sub: nobody, not the body's name"
+
+        await echoed(writer, " v2")
+        restored = await ada.post(f"/api/documents/doc/snapshots/{saved.json()['id']}/restore")
+        assert restored.status_code == 200
+        await eventually(lambda: str(writer.text) == "v1")
+        pre_restore = restored.json()["pre_restore_snapshot_id"]
+        version = (await walt.get(f"/api/documents/doc/snapshots/{pre_restore}")).json()
+        assert (version["snapshot"]["kind"], version["snapshot"]["author"]) == (
+            "pre-restore",
+            "ada",
+        ), "the pre-restore version records who restored"
+
+
+# -- live permissions: expiry and revocation --------------------------------------------------
+
+
+ADMIN = {"role": "admin", "sub": "root"}
+
+
+async def test_a_connection_is_closed_with_4001_when_its_token_expires(settings):
+    """The token is checked while the connection lives, not only at connect: past its
+    `exp` (plus the leeway, 0 here) it is closed with 4001, which y-websocket retries;
+    the retry with the same token is refused for good (4401), a fresh token gets in."""
+    async with run_server(settings.replace(auth_leeway_s=0.0)) as server:
+        short = token("doc", ttl_s=4)
+        client = YClient(f"{server.ws_url('doc')}?token={short}")
+        await client.connect()
+        try:
+            await client.set_presence({"user": {"name": "busy"}})  # awareness keeps it alive
+            assert await client.wait_closed(TIMEOUT_S) == CloseCode.TOKEN_EXPIRED == 4001
+            assert client.close_reason == "token expired"
+        finally:
+            await client.close()
+        assert await refusal(f"{server.ws_url('doc')}?token={short}") == (4401, "token expired")
+        fresh = YClient(f"{server.ws_url('doc')}?token={token('doc')}")
+        await fresh.connect()
+        await fresh.close()
+
+
+async def test_revoking_a_token_by_jti_closes_its_connections_at_once_and_refuses_it(server, join):
+    revoked = token("doc", "other", jti="t-revoked", sub="ada")
+    kept = token("doc", jti="t-kept", sub="ada")
+    first, second = await join("doc", revoked), await join("other", revoked)
+    survivor = await join("doc", kept)
+    async with http(server, token("*", **ADMIN)) as admin, http(server, revoked) as holder:
+        assert (await holder.get("/api/documents/doc")).status_code in (200, 404)
+        response = await admin.post(
+            "/api/tokens/revocations", json={"jti": "t-revoked", "reason": "laptop stolen"}
+        )
+        assert response.status_code == 201, response.text
+        body = response.json()
+        assert (body["kind"], body["value"], body["revoked_by"], body["until"]) == (
+            "jti",
+            "t-revoked",
+            "root",
+            None,
+        )
+        for client in (first, second):
+            assert await client.wait_closed() == 4401
+            assert client.close_reason == "token revoked"
+        await echoed(survivor, "still here")  # another token of the same person
+        assert survivor.close_code is None
+
+        assert await refusal(f"{server.ws_url('doc')}?token={revoked}") == (4401, "token revoked")
+        refused = await holder.get("/api/documents/doc")
+        assert (refused.status_code, refused.json()) == (401, {"detail": "token revoked"})
+        listed = (await admin.get("/api/tokens/revocations")).json()["revocations"]
+        assert [(r["kind"], r["value"], r["reason"]) for r in listed] == [
+            ("jti", "t-revoked", "laptop stolen")
+        ]
+    assert (
+        metric_value(server.runtime.metrics, "collab_auth_failures_total", reason="revoked") >= 3
+    ), "two connections closed, then refusals counted"
+
+
+async def test_revoking_a_subject_closes_its_tokens_and_a_newer_token_gets_back_in(server, join):
+    ada_write, ada_read = token("doc", sub="ada"), token("*", role="read", sub="ada")
+    ada_clients = [await join("doc", ada_write), await join("notes", ada_read)]
+    bob = await join("doc", token("doc", sub="bob"))
+    async with http(server, token("*", **ADMIN)) as admin:
+        response = await admin.post("/api/tokens/revocations", json={"subject": "ada"})
+        assert response.status_code == 201, response.text
+    for client in ada_clients:
+        assert await client.wait_closed() == 4401
+    await echoed(bob, "bob stays")
+    for old in (ada_write, ada_read):
+        assert await refusal(f"{server.ws_url('doc')}?token={old}") == (4401, "token revoked")
+    # A token issued after the revocation (its `iat` is later) is a new decision.
+    newer = token("doc", sub="ada", iat=int(time.time()) + 2)
+    assert (await join("doc", newer)).synced.is_set()
+
+
+async def test_revoking_needs_an_admin_token_for_every_document(server):
+    requests = [
+        (None, {"jti": "x"}, 401),
+        (token("*", role="write"), {"jti": "x"}, 403),
+        (token("team-a:*", role="admin"), {"jti": "x"}, 403),
+        (token("*", role="admin"), {"jti": "x", "subject": "y"}, 422),
+        (token("*", role="admin"), {}, 422),
+        (token("*", role="admin"), {"jti": "x", "until": 1}, 422),  # in the past
+    ]
+    for bearer, body, status in requests:
+        async with http(server, bearer) as api:
+            assert (await api.post("/api/tokens/revocations", json=body)).status_code == status
+            if status != 422:
+                assert (await api.get("/api/tokens/revocations")).status_code == status
+    async with http(server, token("*", role="admin")) as api:
+        assert (await api.get("/api/tokens/revocations")).json() == {"revocations": []}
+
+
+async def test_a_revocation_with_until_lapses(server, join):
+    async with http(server, token("*", **ADMIN)) as admin:
+        until = time.time() + 5
+        response = await admin.post(
+            "/api/tokens/revocations", json={"jti": "t-pause", "until": until}
+        )
+        assert response.status_code == 201
+    paused = token("doc", jti="t-pause")
+    assert await refusal(f"{server.ws_url('doc')}?token={paused}") == (4401, "token revoked")
+
+    async def admitted() -> bool:
+        """The first message says it: sync step 1, or permission denied."""
+        async with websockets.connect(f"{server.ws_url('doc')}?token={paused}") as ws:
+            first = decode_message(await asyncio.wait_for(ws.recv(), TIMEOUT_S))
+        return not isinstance(first, AuthMessage)
+
+    await eventually(admitted, what="the revocation lapsed")
+
+
+async def test_token_revoke_and_revocations_commands_through_the_server(server, join):
+    victim = await join("doc", token("doc", jti="t-cli", sub="eve"))
+    env = {"COLLAB_AUTH_SECRET": SECRET, "COLLAB_TOKEN": ""}  # the CLI mints its admin token
+    code, out, err = await run_collab(
+        "token", "revoke", "--jti", "t-cli", "--reason", "left", "--server", server.http_url,
+        env=env,
+    )  # fmt: skip
+    assert code == 0, err
+    assert "revoked jti 't-cli' for good by collab-cli (left)" in out
+    assert await victim.wait_closed() == 4401
+    code, out, err = await run_collab(
+        "token", "revocations", "--json", "--server", server.http_url, env=env
+    )
+    assert code == 0, err
+    [entry] = json.loads(out)["revocations"]
+    assert (entry["kind"], entry["value"], entry["revoked_by"]) == ("jti", "t-cli", "collab-cli")
+    code, _, err = await run_collab(
+        "token", "revoke", "--subject", "eve", "--server", server.http_url,
+        env={"COLLAB_AUTH_SECRET": "", "COLLAB_TOKEN": token("*", role="write")},
+    )  # fmt: skip
+    assert code == 1 and "403" in err
+
+
+async def test_token_revoke_without_a_server_writes_the_table_the_server_reads_at_start(
+    settings, tmp_path
+):
+    database = f"sqlite+aiosqlite:///{tmp_path / 'offline.db'}"
+    code, out, err = await run_collab(
+        "token", "revoke", "--subject", "mallory", "--until", "1h", "--database", database,
+        env={"COLLAB_AUTH_SECRET": SECRET},
+    )  # fmt: skip
+    assert code == 0, err
+    assert "revoked subject 'mallory' until" in out and "by command line" in out
+    async with run_server(settings.replace(database_url=database)) as server:
+        old = token("doc", sub="mallory", iat=int(time.time()) - 60)
+        assert await refusal(f"{server.ws_url('doc')}?token={old}") == (4401, "token revoked")
+    code, _, err = await run_collab(
+        "token", "revoke", "--jti", "x", "--until", "yesterday", "--database", database
+    )
+    assert code == 1 and "bad --until" in err
+
+
+# -- document names -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", [".", "..", "..."])
+async def test_a_name_made_only_of_dots_is_refused_before_any_token_check(server, name):
+    """Browsers and proxies resolve `.` and `..` into other paths: such a document
+    could be made by one client and never reached by another."""
+    async with websockets.connect(f"{server.ws_url(name)}?token={token('*')}") as ws:
+        with pytest.raises(websockets.ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), TIMEOUT_S)
+    assert ws.close_code == 4404 and "not only dots" in (ws.close_reason or "")
+    assert name not in server.runtime.registry.rooms
+
+
+async def test_rest_refuses_a_name_made_only_of_dots(server):
+    async with http(server, token("*", role="admin")) as api:
+        for method, path in [
+            ("GET", "/api/documents/..."),
+            ("DELETE", "/api/documents/..."),
+            ("POST", "/api/documents/.../snapshots"),
+        ]:
+            response = await api.request(method, path, json={"label": "x"})
+            assert response.status_code == 422, (method, path)
+        assert (await api.get("/api/documents/.x")).status_code == 404, "dots and more: a name"
 
 
 # -- public keys ----------------------------------------------------------------------------

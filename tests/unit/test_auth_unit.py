@@ -11,6 +11,7 @@ import hmac
 import json
 import logging
 import time
+import uuid
 
 import jwt
 import pytest
@@ -36,6 +37,7 @@ from collab.auth.policy import (
     normalize_origin,
     validate_document_patterns,
 )
+from collab.auth.revocation import Revocation, RevocationKind, RevocationList
 from collab.auth.tokens import JwtVerifier, build_access_policy, build_verifier
 from collab.cli.token import parse_ttl
 from collab.config import Settings, client_token
@@ -80,7 +82,7 @@ def test_exact_names_prefix_patterns_and_star_cover_what_they_say():
 
 @pytest.mark.parametrize(
     "patterns",
-    [[], "notes", ["bad name"], ["a/b"], ["a*b"], ["**"], [1], ["x" * 129], [""], None],
+    [[], "notes", ["bad name"], ["a/b"], ["a*b"], ["**"], [1], ["x" * 129], [""], [".."], None],
 )
 def test_bad_docs_claims_are_refused(patterns):
     with pytest.raises(ValueError):
@@ -89,10 +91,11 @@ def test_bad_docs_claims_are_refused(patterns):
 
 def test_good_docs_claims_are_accepted():
     assert validate_document_patterns(["*"]) == ("*",)
-    assert validate_document_patterns(["team-a:*", "a.b_c-d", "x*"]) == (
+    assert validate_document_patterns(["team-a:*", "a.b_c-d", "x*", ".*"]) == (
         "team-a:*",
         "a.b_c-d",
         "x*",
+        ".*",  # a prefix: it covers `.config`, never `.` alone (not a name)
     )
 
 
@@ -185,6 +188,54 @@ def test_admit_checks_origin_then_token_then_scope_then_role():
     assert listing == grant
 
 
+# -- revocation -------------------------------------------------------------------
+
+
+def test_a_revoked_token_is_refused_like_an_expired_one_and_others_are_not():
+    revocations = RevocationList()
+    policy = AccessPolicy(_verifier(), revocations=revocations, clock=lambda: 1e10 - 1)
+    revoked, kept = _token({"jti": "t-1", "sub": "ada"}), _token({"jti": "t-2", "sub": "ada"})
+    revocations.add(Revocation(RevocationKind.TOKEN, "t-1", revoked_at=0.0))
+    admit = policy.admit
+    with pytest.raises(Unauthenticated) as refused:
+        admit(origin=None, host=None, token=revoked, document="doc", role=Role.READ)
+    assert refused.value.failure is AuthFailure.REVOKED
+    assert (refused.value.message, refused.value.close_code, refused.value.http_status) == (
+        "token revoked",
+        CloseCode.UNAUTHORIZED,
+        401,
+    )
+    assert admit(origin=None, host=None, token=kept, document="doc", role=Role.READ)
+
+
+def test_a_subject_revocation_covers_tokens_issued_up_to_it_and_only_until_it_lapses():
+    by_subject = Revocation(RevocationKind.SUBJECT, "ada", revoked_at=1000.0, until=5000.0)
+    old = Grant(Role.WRITE, ("*",), subject="ada", issued_at=999.0)
+    same_second = Grant(Role.WRITE, ("*",), subject="ada", issued_at=1000.0)
+    newer = Grant(Role.WRITE, ("*",), subject="ada", issued_at=1001.0)
+    no_iat = Grant(Role.WRITE, ("*",), subject="ada")
+    someone_else = Grant(Role.WRITE, ("*",), subject="bob", issued_at=999.0)
+    assert by_subject.covers(old, now=2000) and by_subject.covers(same_second, now=2000)
+    assert by_subject.covers(no_iat, now=2000), "it cannot show it is newer"
+    assert not by_subject.covers(newer, now=2000), "a token issued afterwards works"
+    assert not by_subject.covers(someone_else, now=2000)
+    assert not by_subject.covers(old, now=5000), "lapsed"
+    by_id = Revocation(RevocationKind.TOKEN, "t-1", revoked_at=1000.0)
+    assert by_id.covers(Grant(Role.READ, ("*",), token_id="t-1"), now=1e12), "for good"
+    assert not by_id.covers(Grant(Role.READ, ("*",), token_id="t-2"), now=2000)
+    assert not by_id.covers(Grant(Role.READ, ("*",)), now=2000), "no jti: not this token"
+
+
+def test_the_revocation_list_merges_copies_and_drops_lapsed_entries():
+    revocations = RevocationList()
+    first = Revocation(RevocationKind.TOKEN, "t-1", revoked_at=1.0, until=100.0)
+    second = Revocation(RevocationKind.SUBJECT, "ada", revoked_at=2.0)
+    assert revocations.merge([first, second]) == [first, second]
+    assert revocations.merge([second, first]) == [], "heard twice: nothing new"
+    assert revocations.in_force(now=50) == [first, second]
+    assert revocations.in_force(now=100) == [second] and len(revocations) == 1
+
+
 # -- token verification -------------------------------------------------------------
 
 
@@ -201,6 +252,9 @@ def test_a_good_token_becomes_a_grant():
     assert grant.documents == ("a:*", "b")
     assert grant.subject == "ada"
     assert grant.expires_at and grant.expires_at > time.time()
+    assert (grant.token_id, grant.issued_at) == (None, None)
+    named = _verifier().verify(_token({"jti": "t-1", "iat": 1000}))
+    assert (named.token_id, named.issued_at) == ("t-1", 1000.0)
 
 
 def test_bad_tokens_are_refused_with_their_reason():
@@ -353,10 +407,30 @@ def test_bad_ttls_are_refused(text):
 
 def test_issued_tokens_carry_the_documented_claims():
     token = issue_token(
-        SECRET, documents=["team-a:*"], role=Role.WRITE, ttl_s=3600, subject="ada", now=1000
+        SECRET,
+        documents=["team-a:*"],
+        role=Role.WRITE,
+        ttl_s=3600,
+        subject="ada",
+        token_id="t-1",
+        now=1000,
     )
     claims = jwt.decode(token, SECRET, algorithms=["HS256"], options={"verify_exp": False})
-    assert claims == {"iat": 1000, "exp": 4600, "docs": ["team-a:*"], "role": "write", "sub": "ada"}
+    assert claims == {
+        "iat": 1000,
+        "exp": 4600,
+        "docs": ["team-a:*"],
+        "role": "write",
+        "sub": "ada",
+        "jti": "t-1",
+    }
+    # Without one given, each token gets its own id, so each can be revoked alone.
+    ids = {
+        jwt.decode(issue_token(SECRET, documents=["d"], role=Role.READ, ttl_s=60), SECRET,
+                   algorithms=["HS256"])["jti"]
+        for _ in range(3)
+    }  # fmt: skip
+    assert len(ids) == 3 and all(uuid.UUID(i) for i in ids)
     with pytest.raises(ValueError):
         issue_token(SECRET, documents=["bad name"], role=Role.READ, ttl_s=60)
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import random
+from typing import Annotated
 
 import pytest
 from pycrdt import Awareness, Doc, Text, create_awareness_message, write_message
+from pydantic import Field, TypeAdapter, ValidationError
 
 from collab.errors import InvalidAwareness, InvalidUpdate, MalformedMessage, ProtocolError
 from collab.protocol.codec import (
@@ -22,7 +24,11 @@ from collab.protocol.codec import (
     encode_sync_step2,
     encode_update,
 )
-from collab.protocol.names import is_valid_document_name
+from collab.protocol.names import (
+    DOCUMENT_NAME_MAX_CHARS,
+    DOCUMENT_NAME_PATTERN,
+    is_valid_document_name,
+)
 
 
 def _doc_with_text(text: str) -> Doc:
@@ -103,11 +109,36 @@ def test_random_frames_only_ever_raise_protocol_errors():
             pass
 
 
-@pytest.mark.parametrize("name", ["doc", "a", "x" * 128, "team:notes.v2_draft-1", "..."])
+_VALID_NAMES = ["doc", "a", "x" * 128, "team:notes.v2_draft-1", ".a", "a.", "..x", "." * 127 + "x"]
+_INVALID_NAMES = ["", "x" * 129, "a b", "a/b", "é", "doc\n", "a%20b", "∂"]
+# Dot segments (RFC 3986 5.2.4): browsers and proxies resolve them into other paths.
+_DOTS_ONLY = [".", "..", "...", "." * 128]
+
+
+@pytest.mark.parametrize("name", _VALID_NAMES)
 def test_valid_document_names(name):
     assert is_valid_document_name(name)
 
 
-@pytest.mark.parametrize("name", ["", "x" * 129, "a b", "a/b", "é", "doc\n", "a%20b", "∂"])
+@pytest.mark.parametrize("name", _INVALID_NAMES)
 def test_invalid_document_names(name):
     assert not is_valid_document_name(name)
+
+
+@pytest.mark.parametrize("name", _DOTS_ONLY)
+def test_names_made_only_of_dots_are_refused(name):
+    assert not is_valid_document_name(name)
+
+
+def test_the_rest_path_rule_agrees_with_the_name_rule():
+    """REST validates names with a pattern and a length (pydantic has no look-ahead)."""
+    path_rule = TypeAdapter(
+        Annotated[str, Field(pattern=DOCUMENT_NAME_PATTERN, max_length=DOCUMENT_NAME_MAX_CHARS)]
+    )
+    for name in _VALID_NAMES + _INVALID_NAMES + _DOTS_ONLY:
+        try:
+            path_rule.validate_python(name)
+            is_accepted = True
+        except ValidationError:
+            is_accepted = False
+        assert is_accepted == is_valid_document_name(name), name
