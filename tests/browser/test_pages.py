@@ -60,6 +60,11 @@ async def test_creating_a_document_checks_its_name(people, server):
     await page.locator("#create-form button").click()
     assert "“a/b” can" in await message.inner_text()
 
+    await name_input.fill("..")  # the server refuses it too: it would be another path
+    await page.locator("#create-form button").click()
+    assert "“..” can" in await message.inner_text()
+    assert page.url.endswith("/")
+
     await name_input.fill("team-notes")
     await page.locator("#create-form button").click()
     await page.wait_for_url("**/d/team-notes")

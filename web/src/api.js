@@ -6,9 +6,10 @@
 
 export const token = new URLSearchParams(location.search).get('token') || ''
 
-/** Same as the server's rule (collab/protocol/codec.py DOCUMENT_NAME_PATTERN). */
-export const DOCUMENT_NAME = /^[A-Za-z0-9._:-]{1,128}$/
-export const DOCUMENT_NAME_RULE = '1–128 letters, digits, or . _ : - (no spaces)'
+/** Same as the server's rule (collab/protocol/names.py): not made only of dots,
+ * which browsers and proxies resolve into other paths. */
+export const DOCUMENT_NAME = /^(?!\.+$)[A-Za-z0-9._:-]{1,128}$/
+export const DOCUMENT_NAME_RULE = '1–128 letters, digits, or . _ : - (no spaces; not only dots)'
 
 /** @param {string} path */
 export function pageUrl (path) {
