@@ -36,7 +36,7 @@ from collab.rooms.compaction import Compactor, SnapshotNotSaved
 from collab.rooms.loading import DocumentLoader, build_doc, catch_up, is_same_incarnation
 from collab.rooms.peer import Peer
 from collab.rooms.presence import PresentUser
-from collab.rooms.room import Room, RoomLimits
+from collab.rooms.room import Room, RoomClosed, RoomLimits
 from collab.storage.store import DeleteDocument, DocumentDeleted, DocumentStore
 from collab.storage.writer import UpdateWriter
 
@@ -213,7 +213,8 @@ class RoomRegistry:
             return
         if not is_same_incarnation(room, loaded):
             # Deleted by another process, and we missed its message.
-            self._drop_refused(room, DocumentDeleted(name, room.incarnation, None))
+            deleted = DocumentDeleted(name, room.incarnation, loaded.stored.incarnation)
+            self._drop_refused(room, deleted)
             return
         catch_up(room, loaded)
 
@@ -230,8 +231,10 @@ class RoomRegistry:
             if len(self.rooms) < limit:
                 return
             if room.ledger.is_dirty:
-                with contextlib.suppress(SnapshotNotSaved):
-                    await self.compactor.snapshot(room)  # if not, the log keeps its rows
+                # If not saved, the log keeps its rows; if closed or deleted
+                # meanwhile, it is going away anyway.
+                with contextlib.suppress(SnapshotNotSaved, RoomClosed, DocumentNotFound):
+                    await self.compactor.snapshot(room)
             if room.peers or room.has_pending_edits or room.is_closed:
                 continue  # someone joined meanwhile, or it is going away anyway
             self._unload(room)
