@@ -262,7 +262,7 @@ class RoomRegistry:
             del self.rooms[room.name]
             self._cluster.unfollow(room.name)
         room.close(code, reason)
-        logger.warning("doc=%s room closed (%d): %s", room.name, code, refusal)
+        logger.info("doc=%s room closed (%d) and forgotten: %s", room.name, code, reason)
 
     async def run_storage_watch(self) -> None:
         """Each time commits start failing, the clients whose edits are stuck in

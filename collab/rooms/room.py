@@ -90,7 +90,7 @@ from collab.rooms.ledger import CompactionLedger, SnapshotCapture
 from collab.rooms.peer import Peer
 from collab.rooms.presence import Presence
 from collab.rooms.sync_reply import SyncReplyCache
-from collab.storage.store import AppendUpdate, WriteOp
+from collab.storage.store import AppendUpdate, OpDeclined, WriteOp
 
 logger = logging.getLogger(__name__)
 
@@ -418,7 +418,9 @@ class Room:
         if self.is_closed:
             logger.info("doc=%s a write of the closed room was refused: %s", self.name, refusal)
             return
-        logger.error("doc=%s a write was refused: %s", self.name, refusal)
+        # A deletion that won a race is expected; a database refusing an edit is not.
+        level = logging.WARNING if isinstance(refusal, OpDeclined) else logging.ERROR
+        logger.log(level, "doc=%s a write was refused: %s", self.name, refusal)
         if self._on_write_refused is not None:
             self._on_write_refused(self, refusal)
 
