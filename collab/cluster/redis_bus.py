@@ -12,7 +12,9 @@ Owns this process's Redis connections and three tasks:
 - liveness: a heartbeat key with a TTL, and a check of the other processes'
   heartbeats - one that expired is gone, and the listener removes its clients'
   presence and catches its documents up (it may have committed updates it
-  never published).
+  never published). Heartbeats lost with Redis are no death: after losing
+  contact (or finding Redis restarted) nobody is judged until heartbeats have
+  been watched for a full TTL again (collab.cluster.liveness).
 
 Nothing is missed silently. A document's position is "unknown" (None) when
 this process cannot vouch for having read everything up to it: it was loaded
@@ -21,7 +23,12 @@ entry is newer than the last one we read), or Redis restarted (its run id change
 streams, kept in memory only, are gone). For such a document the reader first
 reads where its stream ends now, then asks the listener to catch the room up
 from storage (the update log is the source of truth: everything in a stream
-was committed before it was published), then reads on from there.
+was committed before it was published), then reads on from there. Presence
+is not in storage: once it knows where the stream ends, the reader announces
+this process's clients again and asks the others to announce theirs (a query
+entry), so what was published meanwhile is not missed either, and nothing
+visible changes across a Redis restart (a state announced again with its
+clock changes nothing).
 
 Entry fields: t (u update, a awareness, q awareness query, d deleted, c catch
 up from storage), o (origin process id), p (payload),
@@ -144,6 +151,7 @@ class RedisBus:
         self._oldest = self._redis.register_script(_OLDEST)
         self._read_count = min(_READ_COUNT, settings.stream_max_entries)
         self._liveness = Liveness(self._redis, prefix, process_id, settings.heartbeat_ttl_s)
+        self._was_judging = False  # for the log line when judging resumes
         self._publisher = StreamPublisher(
             self._redis,
             origin=self._origin,
@@ -262,6 +270,7 @@ class RedisBus:
             logger.warning("redis restarted (streams lost): catching up every loaded document")
             for document in self.positions:
                 self.positions[document] = None
+            self._liveness.lost_contact()  # every heartbeat key went with it
         self._run_id = run_id
 
     async def _resolve_unknown_positions(self) -> None:
@@ -275,9 +284,15 @@ class RedisBus:
         for document, tail in zip(unknown, tails, strict=True):
             if document in self.positions and self.positions[document] is None:
                 # Read the end first, then catch up from storage: what was
-                # published before this point is in storage already.
+                # published before this point is in storage already. Presence
+                # is not: announce our clients, and ask the others to announce
+                # theirs (a process that resolved its position before us would
+                # miss our question, but reads our announcement).
                 self.positions[document] = tail[0][0] if tail else b"0-0"
                 self._catch_up(document)
+                self._publish(document, {b"t": b"q"})
+                if self._listener is not None:
+                    self._listener.on_awareness_query(document)
 
     async def _read_once(self) -> None:
         streams: dict[Any, Any] = {self._wake_key: self._wake_position}
@@ -363,12 +378,30 @@ class RedisBus:
                     logger.warning("process %s stopped its heartbeat: its clients go", process_id)
                     if self._listener is not None:
                         self._listener.on_process_gone(process_id)
+                self._note_judging()
             except (RedisError, OSError) as exc:
+                # Our heartbeat may not land, and we cannot see theirs: nobody is
+                # judged until heartbeats have been observable for a full TTL.
+                self._liveness.lost_contact()
+                self._note_judging()
                 self._note_error("heartbeat", exc)
+
+    def _note_judging(self) -> None:
+        is_judging = self._liveness.is_judging
+        if is_judging and not self._was_judging:
+            logger.info(
+                "heartbeats observed for %.1fs: judging the other processes' liveness",
+                self._settings.heartbeat_ttl_s,
+            )
+        elif self._was_judging and not is_judging:
+            logger.info("redis unreachable or restarted: nobody is judged dead until it answers")
+        self._was_judging = is_judging
 
     # -- state ---------------------------------------------------------------
 
     def _set_connected(self, is_connected: bool) -> None:
+        if not is_connected:
+            self._liveness.lost_contact()
         if is_connected and not self.is_connected:
             logger.info("redis connected (key prefix %r)", self._settings.prefix)
             if self._has_connected and self._listener is not None:

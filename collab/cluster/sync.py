@@ -3,7 +3,9 @@
 Owns the `BusListener` side of clustering: an update another process made
 durable is applied to the live room (relayed to its peers, not stored again);
 awareness from another process is tagged with it; a process whose heartbeat
-expired has its clients' presence removed; a deletion elsewhere closes the room.
+expired has its clients' presence removed (never merely because Redis was
+gone: the bus judges liveness only once heartbeats are observable again); a
+deletion elsewhere closes the room.
 
 Catching up from storage (the log is the source of truth) is what makes the
 fan-out lossless: whenever the bus cannot vouch for having delivered
@@ -53,7 +55,8 @@ class ClusterSync:
             room.presence.apply_from_process(process_id, payload)
 
     def on_awareness_query(self, document: str) -> None:
-        """Another process loaded the document: tell it who is here."""
+        """Another process loaded the document, or lost track of its stream (or
+        this one did): announce who is here."""
         room = self._registry.rooms.get(document)
         if room is not None and (payload := room.presence.local_states(list(room.peers.values()))):
             self._feed.publish_awareness(document, payload)

@@ -105,10 +105,23 @@ class DocumentLoader:
         return LoadedDocument(stored, doc, good)
 
 
-def catch_up(room: Room, loaded: LoadedDocument) -> None:
+def is_same_incarnation(room: Room, loaded: LoadedDocument) -> bool:
+    """Whether `loaded` is still the document `room` holds (not deleted since)."""
+    return room.incarnation is None or room.incarnation == loaded.stored.incarnation
+
+
+def catch_up(room: Room, loaded: LoadedDocument) -> bool:
     """Apply to a live room whatever storage holds that it lacks (relayed to its
     peers, not stored again). Afterwards the room holds every row loaded and the
     snapshot they were loaded with, so its next snapshot may delete those rows
-    and build on that snapshot's sequence."""
+    and build on that snapshot's sequence.
+
+    Only a room that is open, and whose document was not deleted since it was
+    loaded: a closed room applies nothing, so it must not claim the rows either
+    (a snapshot of it would delete rows its state lacks). False if nothing was
+    applied for that reason."""
+    if room.is_closed or not is_same_incarnation(room, loaded):
+        return False
     room.apply_remote(loaded.doc.get_update(room.doc.get_state()))
     room.ledger.note_loaded(loaded.row_ids, loaded.stored.snapshot_seq)
+    return True

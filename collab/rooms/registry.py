@@ -10,6 +10,13 @@ Limits that span rooms live here: connections in all and per document, and the
 number of documents loaded (the least recently used idle ones are unloaded
 first; if none is idle, the join is refused with 1013). Loading quarantines
 stored rows that do not decode, so a document loads from whatever is valid.
+
+A room whose write the database refused for good (or declined: its document
+was deleted, perhaps by another process at the same instant) holds what
+storage does not: it is closed with its peers at once (1011, or 4410) and
+forgotten, so the next joiner loads the document from storage. A deletion
+closes the room first, then stops its compaction, then deletes: nothing of
+the room is written after it.
 """
 
 from __future__ import annotations
@@ -26,11 +33,11 @@ from collab.metrics import Metrics
 from collab.protocol.codec import decode_state_vector, encode_state_vector
 from collab.rooms.cluster_feed import Cluster, NoCluster
 from collab.rooms.compaction import Compactor, SnapshotNotSaved
-from collab.rooms.loading import DocumentLoader, build_doc, catch_up
+from collab.rooms.loading import DocumentLoader, build_doc, catch_up, is_same_incarnation
 from collab.rooms.peer import Peer
 from collab.rooms.presence import PresentUser
-from collab.rooms.room import Room, RoomLimits
-from collab.storage.store import DeleteDocument, DocumentStore
+from collab.rooms.room import Room, RoomClosed, RoomLimits
+from collab.storage.store import DeleteDocument, DocumentDeleted, DocumentStore
 from collab.storage.writer import UpdateWriter
 
 logger = logging.getLogger(__name__)
@@ -180,6 +187,8 @@ class RoomRegistry:
             feed=self._cluster,
             row_ids=loaded.row_ids,
             snapshot_seq=stored.snapshot_seq,
+            incarnation=stored.incarnation,
+            on_write_refused=self._drop_refused,
             metrics=self._metrics,
         )
         self.rooms[name] = room
@@ -200,8 +209,14 @@ class RoomRegistry:
             return
         loaded = await self._loader.load(name)
         room = self.rooms.get(name)
-        if room is not None and not room.is_closed:
-            catch_up(room, loaded)
+        if room is None or room.is_closed:
+            return
+        if not is_same_incarnation(room, loaded):
+            # Deleted by another process, and we missed its message.
+            deleted = DocumentDeleted(name, room.incarnation, loaded.stored.incarnation)
+            self._drop_refused(room, deleted)
+            return
+        catch_up(room, loaded)
 
     async def _make_room_for_one(self) -> None:
         """Unload least recently used idle documents to stay under `max_rooms`."""
@@ -216,8 +231,10 @@ class RoomRegistry:
             if len(self.rooms) < limit:
                 return
             if room.ledger.is_dirty:
-                with contextlib.suppress(SnapshotNotSaved):
-                    await self.compactor.snapshot(room)  # if not, the log keeps its rows
+                # If not saved, the log keeps its rows; if closed or deleted
+                # meanwhile, it is going away anyway.
+                with contextlib.suppress(SnapshotNotSaved, RoomClosed, DocumentNotFound):
+                    await self.compactor.snapshot(room)
             if room.peers or room.has_pending_edits or room.is_closed:
                 continue  # someone joined meanwhile, or it is going away anyway
             self._unload(room)
@@ -232,6 +249,20 @@ class RoomRegistry:
             self._cluster.unfollow(room.name)
         room.close(CloseCode.NORMAL, "unloaded")
         logger.info("doc=%s unloaded", room.name)
+
+    def _drop_refused(self, room: Room, refusal: Exception) -> None:
+        """A write of `room` was refused for good, or its document is gone: close
+        it and its peers, and forget it (the next joiner loads from storage)."""
+        if isinstance(refusal, DocumentDeleted):
+            code, reason = CloseCode.DOCUMENT_DELETED, "document deleted"
+        else:
+            code = CloseCode.INTERNAL_ERROR
+            reason = "the database refused an edit: reconnect to load the saved document"
+        if self.rooms.get(room.name) is room:
+            del self.rooms[room.name]
+            self._cluster.unfollow(room.name)
+        room.close(code, reason)
+        logger.info("doc=%s room closed (%d) and forgotten: %s", room.name, code, reason)
 
     async def run_storage_watch(self) -> None:
         """Each time commits start failing, the clients whose edits are stuck in
@@ -252,11 +283,16 @@ class RoomRegistry:
         room = self.rooms.get(name)
         if room is not None:
             state = room.doc.get_update()
-            if room.has_pending_edits:
-                # Show nothing that is not durable yet: wait for what `state` contains.
-                room.submit_edits()
-                await self._writer.flush()
-            return state
+            if not room.has_pending_edits:
+                return state
+            # Show nothing that is not durable yet: wait for what `state` contains.
+            room.submit_edits()
+            await self._writer.flush()
+            if not room.is_closed:
+                return state
+            # Closed meanwhile (a write of it was refused, or it was deleted):
+            # `state` may hold what is not stored. What is stored is the answer.
+            await self._wait_for_deletion(name)
         stored = await self._store.load(name)
         if stored.is_empty:
             return None
@@ -274,7 +310,10 @@ class RoomRegistry:
             room = self.rooms.pop(name, None)
             if room is not None:
                 self._cluster.unfollow(name)
+                # Closed first: a snapshot waiting for the room's writes (a save, a
+                # restore) finds it closed and submits nothing after the deletion.
                 room.close(CloseCode.DOCUMENT_DELETED, "document deleted")
+                await self.compactor.cancel(name)
                 clocks = dict(room.tombstone_clocks)
                 state_vector = room.doc.get_state()
             else:

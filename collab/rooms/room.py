@@ -28,6 +28,12 @@ Invariants:
 - Nothing leaves the room before it is durable: relays wait for the writer's
   future; a step 2 waits for the document's pending writes (a barrier). A remote
   update is durable already: another process committed it before publishing.
+  A write the database refuses for good (or declines: the document was deleted)
+  is never relayed, and the room hands itself to `on_write_refused` (the
+  registry closes it and its peers, and loads it from storage for the next
+  joiner), so what its Doc holds beyond storage is never served.
+- A closed room writes nothing more: `submit_edits` submits nothing, and
+  `capture` (a snapshot) raises `RoomClosed`.
 - Every change to the Doc goes through `_on_transaction`, whether a client sent
   it, the server made it, or another process did, so there is one path to
   storage and one relay path to the peers.
@@ -56,6 +62,7 @@ from pycrdt import Doc, TransactionEvent, get_state, merge_updates
 
 from collab.errors import (
     CloseCode,
+    CollabError,
     DeletedHistory,
     DocumentTooLarge,
     InvalidUpdate,
@@ -83,7 +90,7 @@ from collab.rooms.ledger import CompactionLedger, SnapshotCapture
 from collab.rooms.peer import Peer
 from collab.rooms.presence import Presence, PresenceLimits
 from collab.rooms.sync_reply import SyncReplyCache
-from collab.storage.store import AppendUpdate, WriteOp
+from collab.storage.store import AppendUpdate, OpDeclined, WriteOp
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +113,11 @@ def yrs_panics_as(error: Callable[[str], Exception]) -> Iterator[None]:
         if type(exc).__name__ != "PanicException":
             raise
         raise error(f"yrs panicked: {exc}") from exc
+
+
+class RoomClosed(CollabError):
+    """The room is closed (its document deleted or unloaded, a write of it
+    refused, the server stopping): it takes no more writes."""
 
 
 class UpdateSink(Protocol):
@@ -153,12 +165,19 @@ class Room:
         feed: ClusterFeed | None = None,
         row_ids: Iterable[int] = (),
         snapshot_seq: int = 0,
+        incarnation: int | None = None,
+        on_write_refused: Callable[[Room, Exception], None] | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         self.name = name
         self.doc = doc
         self.peers: dict[int, Peer] = {}
         self.is_closed = False
+        self.close_code: CloseCode | None = None
+        # The document's incarnation its writes are made for (see
+        # collab.storage.store); None: unchecked (tests on fakes).
+        self.incarnation = incarnation
+        self._on_write_refused = on_write_refused
         self._metrics = metrics or Metrics()
         self._clock = clock
         self.empty_since: float | None = clock()
@@ -380,17 +399,21 @@ class Room:
         """Send the changes not yet submitted to the writer, as one log row that
         is relayed once committed; returns that write (None if there was none)."""
         deltas, self._unsubmitted = self._unsubmitted, []
-        if not deltas:
+        if not deltas or self.is_closed:
             return None
         for delta in self._merged(deltas):
-            write = self._sink.submit(AppendUpdate(self.name, delta))
+            write = self._sink.submit(AppendUpdate(self.name, delta, self.incarnation))
             self.ledger.note_edit(write)
             write.add_done_callback(partial(self._relay_if_committed, delta))
         return write
 
     def _relay_if_committed(self, delta: bytes, write: asyncio.Future[int | None]) -> None:
         row_id = self.ledger.note_committed(write)
-        if row_id is None or self.is_closed:
+        if row_id is None:
+            if not write.cancelled() and isinstance(refusal := write.exception(), Exception):
+                self.write_refused(refusal)
+            return
+        if self.is_closed:
             return
         self.broadcast(encode_update(delta))
         self._feed.publish_update(self.name, delta, row_id)
@@ -410,9 +433,23 @@ class Room:
 
     # -- lifecycle -----------------------------------------------------------
 
+    def write_refused(self, refusal: Exception) -> None:
+        """A write of this room was refused for good, or declined because its
+        document is gone: the Doc holds what storage does not."""
+        if self.is_closed:
+            logger.info("doc=%s a write of the closed room was refused: %s", self.name, refusal)
+            return
+        # A deletion that won a race is expected; a database refusing an edit is not.
+        level = logging.WARNING if isinstance(refusal, OpDeclined) else logging.ERROR
+        logger.log(level, "doc=%s a write was refused: %s", self.name, refusal)
+        if self._on_write_refused is not None:
+            self._on_write_refused(self, refusal)
+
     def capture(self) -> SnapshotCapture:
         """The state now and the log rows it holds, for a snapshot (see the ledger;
         collab.rooms.compaction writes it)."""
+        if self.is_closed:
+            raise RoomClosed(f"doc={self.name}: the room is closed")
         self.submit_edits()
         with yrs_panics_as(RuntimeError):
             state = self.doc.get_update()
@@ -421,9 +458,12 @@ class Room:
 
     def close(self, code: CloseCode, reason: str) -> None:
         """Stop the room: no more writes or relays; its peers are asked to close."""
+        if self.is_closed:
+            return
         self.submit_edits()  # stored still, even if nobody is left to relay them to
         self.close_peers(code, reason)
         self.is_closed = True
+        self.close_code = code
         self.doc.unobserve(self._doc_subscription)
         self.sync_replies.invalidate()
 

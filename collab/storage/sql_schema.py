@@ -1,11 +1,11 @@
 """The database schema as the code expects it (SQLite and PostgreSQL alike):
 
-    documents(name PK, created_at, updated_at, snapshot_seq)
+    documents(name PK, created_at, updated_at, snapshot_seq, incarnation)
     updates(id, document, data, created_at)          -- the append-only log
     snapshots(id, document, created_at, updated_at, kind, label, author,
               size_bytes, preview, state)
     server_leases(id, url, pid, hostname, started_at, heartbeat_at, ttl_s, cluster)
-    tombstones(name PK, state_vector, deleted_at)   -- what deleted documents held
+    tombstones(name PK, state_vector, deleted_at, deletions)  -- what deleted documents held
     quarantine(id, document, source, source_id, data, reason, quarantined_at)
     token_revocations(id, kind, value, revoked_at, until, reason, revoked_by)
 
@@ -19,6 +19,9 @@ rows it contains, so the log after compaction is "every row still present".
 `documents.snapshot_seq` counts the document's snapshot writes: a snapshot must
 be built on the current value (compare-and-set), so the newest snapshot always
 contains every earlier one even when several processes compact.
+`documents.incarnation` is `tombstones.deletions` (0 without a tombstone) when
+the row was created: a write made for an earlier incarnation is refused in its
+own transaction (see collab.storage.sql_writes).
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ documents = Table(
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Column("snapshot_seq", BigInteger, nullable=False, server_default="0"),
+    Column("incarnation", BigInteger, nullable=False, server_default="0"),
 )
 
 
@@ -113,6 +117,7 @@ tombstones = Table(
     Column("name", String(128), primary_key=True),
     Column("state_vector", LargeBinary, nullable=False),
     Column("deleted_at", Float, nullable=False),
+    Column("deletions", BigInteger, nullable=False, server_default="1"),
 )
 
 quarantine = Table(

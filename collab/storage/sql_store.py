@@ -2,13 +2,16 @@
 
 One class for both engines because the SQL is the same; what differs is where a
 batch commits (SQLite: collab.storage.sqlite_commit, so small commits skip a
-thread hop) and which errors mean contention (PostgreSQL's deadlocks). The SQL of
-each write op is in collab.storage.sql_writes, the tables in
-collab.storage.sql_schema, the schema upgrades in collab.storage.migrate.
+thread hop). What a failed commit means is decided here, once, for both
+drivers (`classify_write_error`), whether the error came through SQLAlchemy or
+straight from the sqlite3 driver on SQLite's hot path. The SQL of each write op
+is in collab.storage.sql_writes, the tables in collab.storage.sql_schema, the
+schema upgrades in collab.storage.migrate.
 """
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,7 +30,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, ProgrammingError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.types import LargeBinary
 
@@ -65,11 +68,46 @@ from collab.storage.store import (
 # collided with another process's and was aborted; running it again is expected
 # to work (the writer does, see `WriteContention`).
 _CONTENTION_SQLSTATES = {"40P01", "40001"}
+# SQLSTATE classes 22 (data exception) and 23 (integrity constraint violation):
+# the op itself is what the database refuses.
+_PERMANENT_SQLSTATE_CLASSES = {"22", "23"}
 
 
-def _sqlstate(exc: DBAPIError) -> str | None:
-    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+def _sqlstate(error: BaseException) -> str | None:
+    code = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
     return code if isinstance(code, str) else None
+
+
+def classify_write_error(exc: Exception) -> PermanentWriteError | WriteContention | None:
+    """What a failed commit means, the same for every driver and path:
+
+    - `PermanentWriteError`: the database refuses the op for what it is - a
+      constraint (a foreign key, a trigger's refusal) or data it cannot hold;
+      running it again would fail the same way;
+    - `WriteContention`: the transaction collided with another process's;
+    - None: an outage. The op is fine; the database is not, for now (gone,
+      locked, full, a table missing, a privilege revoked): the writer keeps the
+      op and retries it, and the rooms say storage is failing, until an operator
+      or time cures it.
+
+    PostgreSQL says which by its SQLSTATE; SQLite by the DB-API class of its
+    error, raw from the sqlite3 driver or wrapped by SQLAlchemy."""
+    error: BaseException = exc
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        error = exc.orig
+    message = str(error)
+    sqlstate = _sqlstate(error)
+    if sqlstate is not None:
+        if sqlstate in _CONTENTION_SQLSTATES:
+            return WriteContention(f"sqlstate {sqlstate}: {message}")
+        if sqlstate[:2] in _PERMANENT_SQLSTATE_CLASSES:
+            return PermanentWriteError(f"sqlstate {sqlstate}: {message}")
+        return None
+    if isinstance(error, sqlite3.IntegrityError | sqlite3.DataError):
+        return PermanentWriteError(message)
+    if isinstance(exc, IntegrityError | DataError):
+        return PermanentWriteError(message)
+    return None
 
 
 class SqlStore:
@@ -184,15 +222,11 @@ class SqlStore:
         """One attempt at committing `ops` in one transaction (see `DocumentStore`)."""
         try:
             outcome = await self._commit(ops)
-        except (DataError, IntegrityError, ProgrammingError) as exc:
-            raise PermanentWriteError(str(exc.orig or exc)) from exc
-        except DBAPIError as exc:
-            # Two processes' transactions can deadlock (PostgreSQL aborts one):
-            # that is contention, not an outage.
-            sqlstate = _sqlstate(exc)
-            if sqlstate in _CONTENTION_SQLSTATES:
-                raise WriteContention(f"sqlstate {sqlstate}: {exc.orig or exc}") from exc
-            raise
+        except (DBAPIError, sqlite3.Error) as exc:
+            classified = classify_write_error(exc)
+            if classified is None:
+                raise  # an outage: the writer retries
+            raise classified from exc
         # Committed: only now may the cache believe what this transaction wrote.
         self._touches.note_committed(outcome.touched)
         return outcome.results
@@ -325,24 +359,34 @@ class SqlStore:
         log_part = select(literal(1), updates.c.id, updates.c.data).where(
             updates.c.document == document
         )
-        tombstone_part = select(literal(2), literal(0), tombstones.c.state_vector).where(
-            tombstones.c.name == document
-        )
-        seq_part = select(literal(3), documents.c.snapshot_seq, null().cast(LargeBinary)).where(
+        no_data = null().cast(LargeBinary)
+        tombstone_part = select(
+            literal(2), tombstones.c.deletions, tombstones.c.state_vector
+        ).where(tombstones.c.name == document)
+        seq_part = select(literal(3), documents.c.snapshot_seq, no_data).where(
             documents.c.name == document
         )
-        query = union_all(snapshot_part, log_part, tombstone_part, seq_part).order_by("part", "seq")
+        incarnation_part = select(literal(4), documents.c.incarnation, no_data).where(
+            documents.c.name == document
+        )
+        query = union_all(
+            snapshot_part, log_part, tombstone_part, seq_part, incarnation_part
+        ).order_by("part", "seq")
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         has_snapshot = bool(rows) and rows[0].part == 0
         log = [row for row in rows if row.part == 1]
+        tombstone = next((row for row in rows if row.part == 2), None)
+        # The row's incarnation; with no row, the one the next row will have.
+        deletions = 0 if tombstone is None else int(tombstone.seq)
         return StoredDocument(
             snapshot=rows[0].data if has_snapshot else None,
             updates=[row.data for row in log],
             snapshot_id=int(rows[0].seq) if has_snapshot else None,
             row_ids=[int(row.seq) for row in log],
-            tombstone=next((row.data for row in rows if row.part == 2), None),
+            tombstone=None if tombstone is None else tombstone.data,
             snapshot_seq=next((int(row.seq) for row in rows if row.part == 3), 0),
+            incarnation=next((int(row.seq) for row in rows if row.part == 4), deletions),
         )
 
     async def document_info(self, document: str) -> DocumentInfo | None:

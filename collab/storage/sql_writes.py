@@ -23,7 +23,16 @@ Several processes may write one document (a cluster). What keeps that safe:
   one is declined with `SnapshotConflict` and the room catches up and retries;
 - on PostgreSQL one compactor per document at a time: a transaction-level
   advisory lock, tried without waiting (`CompactionBusy` if another process
-  holds it). SQLite lets one connection write at a time anyway.
+  holds it). SQLite lets one connection write at a time anyway;
+- a deletion cannot race a write back to life: every batch of appends reads
+  each document's row - its incarnation - under a lock a deletion must wait for
+  (PostgreSQL: FOR KEY SHARE; SQLite: the database's write lock, which the
+  batch holds from its BEGIN IMMEDIATE, see collab.storage.sqlite_commit), and
+  inserts only the updates made for that incarnation. A missing row is created
+  only if the tombstone's count of deletions is the incarnation the updates
+  were made for; creating a row and deleting one take the document's advisory
+  lock (shared / exclusive), so neither slips between the other's read and
+  write. A snapshot never creates a row.
 """
 
 from __future__ import annotations
@@ -33,7 +42,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Insert, Table, delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -44,6 +53,7 @@ from collab.storage.store import (
     CompactionBusy,
     DeleteDocument,
     DeleteSnapshots,
+    DocumentDeleted,
     OpDeclined,
     QuarantineRows,
     SaveSnapshot,
@@ -56,6 +66,12 @@ TOUCH_INTERVAL_S = 1.0
 # pg_try_advisory_xact_lock(class, hashtext(document)): the class keeps these
 # locks apart from any other advisory locks on the database.
 _COMPACTION_LOCK_CLASS = 0x636F6C6C  # "coll"
+# The same for creating and deleting a document's row (shared / exclusive).
+_DOCUMENT_LOCK_CLASS = 0x636F6C64  # "cold"
+_SQLITE_INCARNATIONS = (
+    f"SELECT {documents.c.name.name}, {documents.c.incarnation.name} FROM {documents.name} "
+    f"WHERE {documents.c.name.name} IN ({{}})"
+)
 _SQLITE_APPEND = (
     f"INSERT INTO {updates.name} ({updates.c.document.name}, {updates.c.data.name}, "
     f"{updates.c.created_at.name}) VALUES (?, ?, ?)"
@@ -74,11 +90,12 @@ class TouchCache:
 
     A burst of small commits to one document then skips the UPDATE of its
     `updated_at` (refreshed at most once per `interval_s`), the costliest part of
-    a one-update commit after the insert itself. Invariant: it only believes what
-    a committed transaction wrote (`note_committed`), so a rolled-back batch can
-    never make a later one skip creating a row that does not exist. Read by the
-    transaction that runs on the commit thread, written by the store on the loop
-    after that transaction committed: never both at once, as one writer commits.
+    a one-update commit after the insert itself. It decides nothing else: every
+    batch reads (and locks) the rows it appends to, so a row deleted behind the
+    cache's back is noticed. Invariant: it only believes what a committed
+    transaction wrote (`note_committed`). Read by the transaction that runs on
+    the commit thread, written by the store on the loop after that transaction
+    committed: never both at once, as one writer commits.
     """
 
     def __init__(self, interval_s: float = TOUCH_INTERVAL_S) -> None:
@@ -86,7 +103,7 @@ class TouchCache:
         self._touched_at: dict[str, float] = {}
 
     def is_fresh(self, name: str, now: float) -> bool:
-        """The document row exists and its `updated_at` is recent enough."""
+        """The document row's `updated_at` is recent enough."""
         touched_at = self._touched_at.get(name)
         return touched_at is not None and now - touched_at < self._interval_s
 
@@ -152,25 +169,92 @@ class WriteTransaction:
     ) -> None:
         if not appends:
             return
-        # Each document row must exist before its updates (foreign key): once per
-        # batch, in name order so two processes' batches never lock rows crosswise.
-        for document in sorted({op.document for _, op in appends}):
-            self._touch(document)
+        # Each document row must exist, at the incarnation the updates were made
+        # for, before they are inserted (and go on existing until the commit).
+        # Name order, so two processes' batches never lock rows crosswise.
+        names = sorted({op.document for _, op in appends})
+        incarnations = self._lock_documents(names)
+        for name in names:
+            if name not in incarnations:
+                wanted = {op.incarnation for _, op in appends if op.document == name}
+                created = self._create_document(name, wanted)
+                if created is not None:
+                    incarnations[name] = created
+            elif name not in self.touched and not self._touches.is_fresh(name, self._now):
+                self._conn.execute(
+                    update(documents).where(documents.c.name == name).values(updated_at=self._now)
+                )
+                self.touched[name] = self._now
+        accepted: list[tuple[int, AppendUpdate]] = []
+        for index, op in appends:
+            current = incarnations.get(op.document)
+            if current is None or op.incarnation not in (None, current):
+                results[index] = DocumentDeleted(op.document, op.incarnation, current)
+            else:
+                accepted.append((index, op))
+        if not accepted:
+            return
         driver = self._conn.connection.driver_connection
         row_ids: list[int]
         if isinstance(driver, sqlite3.Connection):
-            row_ids = self._append_sqlite(driver, [op for _, op in appends])
+            row_ids = self._append_sqlite(driver, [op for _, op in accepted])
         else:
             rows = [
                 {"document": op.document, "data": op.update, "created_at": self._now}
-                for _, op in appends
+                for _, op in accepted
             ]
             inserted = self._conn.execute(
                 insert(updates).returning(updates.c.id, sort_by_parameter_order=True), rows
             )
             row_ids = [int(row[0]) for row in inserted]
-        for (index, _), row_id in zip(appends, row_ids, strict=True):
+        for (index, _), row_id in zip(accepted, row_ids, strict=True):
             results[index] = row_id
+
+    def _lock_documents(self, names: list[str]) -> dict[str, int]:
+        """The incarnation of each of `names` that has a row, which no deletion
+        can remove before this transaction ends (PostgreSQL's FOR KEY SHARE blocks
+        a DELETE, not another process's appends or snapshots)."""
+        driver = self._conn.connection.driver_connection
+        if isinstance(driver, sqlite3.Connection):
+            # Every batch on SQLite: straight to the driver (see `_append_sqlite`).
+            cursor = driver.execute(_SQLITE_INCARNATIONS.format(",".join("?" * len(names))), names)
+            try:
+                return {name: int(incarnation) for name, incarnation in cursor.fetchall()}
+            finally:
+                cursor.close()
+        rows = self._conn.execute(
+            select(documents.c.name, documents.c.incarnation)
+            .where(documents.c.name.in_(names))
+            .order_by(documents.c.name)
+            .with_for_update(read=True, key_share=True)
+        )
+        return {row.name: int(row.incarnation) for row in rows}
+
+    def _create_document(self, name: str, wanted: set[int | None]) -> int | None:
+        """Create the row of document `name` if updates were made for the
+        incarnation it would have (or do not say); its incarnation, or None."""
+        if self._is_postgres:
+            # Shared: creators of one name do not wait for each other, only for a
+            # deletion of it (which takes the lock exclusively), and it for them.
+            self._conn.execute(
+                select(func.pg_advisory_xact_lock_shared(_DOCUMENT_LOCK_CLASS, func.hashtext(name)))
+            )
+        deletions = self._conn.scalar(
+            select(tombstones.c.deletions).where(tombstones.c.name == name)
+        )
+        incarnation = int(deletions or 0)
+        if incarnation not in wanted and None not in wanted:
+            return None  # deleted since those updates were made: no document for them
+        dialect_insert = postgresql_insert if self._is_postgres else sqlite_insert
+        self._conn.execute(
+            dialect_insert(documents)
+            .values(name=name, created_at=self._now, updated_at=self._now, incarnation=incarnation)
+            # Another process may create it at the same moment (the same
+            # incarnation: the advisory lock keeps deletions out meanwhile).
+            .on_conflict_do_nothing(index_elements=[documents.c.name])
+        )
+        self.touched[name] = self._now
+        return self._lock_documents([name]).get(name)
 
     def _append_sqlite(self, driver: sqlite3.Connection, ops: list[AppendUpdate]) -> list[int]:
         """The hottest statement, straight to the driver on this transaction's own
@@ -188,31 +272,6 @@ class WriteTransaction:
         finally:
             cursor.close()
 
-    def _touch(self, name: str) -> None:
-        if name in self.touched:
-            if self.touched[name] is not None:
-                return  # already written in this transaction
-        elif self._touches.is_fresh(name, self._now):
-            return  # the row exists (a committed transaction wrote it) and is fresh
-        self.touched[name] = self._now
-        # An upsert: another process may create the same document at the same moment.
-        self._conn.execute(
-            self._upsert(
-                documents,
-                {"name": name, "created_at": self._now, "updated_at": self._now},
-                update=("updated_at",),
-            )
-        )
-
-    def _upsert(self, table: Table, values: dict[str, Any], *, update: Sequence[str]) -> Insert:
-        """INSERT ... ON CONFLICT (primary key) DO UPDATE `update` (both engines)."""
-        dialect_insert = postgresql_insert if self._is_postgres else sqlite_insert
-        statement = dialect_insert(table).values(values)
-        return statement.on_conflict_do_update(
-            index_elements=[c.name for c in table.primary_key],
-            set_={name: statement.excluded[name] for name in update},
-        )
-
     def _save_snapshot(self, op: SaveSnapshot) -> int | OpDeclined:
         conn = self._conn
         if self._is_postgres and not conn.scalar(
@@ -221,19 +280,29 @@ class WriteTransaction:
             )
         ):
             return CompactionBusy(f"doc={op.document}: another process is writing a snapshot")
-        self._touch(op.document)
+        # An UPDATE, never an upsert: a snapshot that lands after its document
+        # was deleted (a save that waited for writes, another process's
+        # compaction) must not bring the document back.
         bump = (
             update(documents)
             .where(documents.c.name == op.document)
-            .values(snapshot_seq=documents.c.snapshot_seq + 1)
+            .values(snapshot_seq=documents.c.snapshot_seq + 1, updated_at=self._now)
         )
         if op.base_seq is not None:
             bump = bump.where(documents.c.snapshot_seq == op.base_seq)
+        if op.incarnation is not None:
+            bump = bump.where(documents.c.incarnation == op.incarnation)
         if (conn.execute(bump)).rowcount == 0:
-            current = conn.scalar(
-                select(documents.c.snapshot_seq).where(documents.c.name == op.document)
-            )
-            return SnapshotConflict(op.document, op.base_seq or 0, int(current or 0))
+            current = conn.execute(
+                select(documents.c.snapshot_seq, documents.c.incarnation).where(
+                    documents.c.name == op.document
+                )
+            ).first()
+            if current is None or op.incarnation not in (None, current.incarnation):
+                found = None if current is None else int(current.incarnation)
+                return DocumentDeleted(op.document, op.incarnation, found)
+            return SnapshotConflict(op.document, op.base_seq or 0, int(current.snapshot_seq))
+        self.touched[op.document] = self._now
         snapshot_id = self._write_snapshot_row(op)
         in_document = updates.c.document == op.document
         if op.row_ids is None:
@@ -286,9 +355,29 @@ class WriteTransaction:
 
     def _delete_document(self, op: DeleteDocument) -> None:
         conn = self._conn
+        if self._is_postgres:
+            # Waits for a process creating the row (and keeps new ones out) until
+            # this commits. Appends to the existing row hold it FOR KEY SHARE:
+            # the DELETE waits for them, then cascades to what they inserted.
+            conn.execute(
+                select(func.pg_advisory_xact_lock(_DOCUMENT_LOCK_CLASS, func.hashtext(op.document)))
+            )
         conn.execute(delete(documents).where(documents.c.name == op.document))
-        values = {"name": op.document, "state_vector": op.tombstone, "deleted_at": self._now}
-        conn.execute(self._upsert(tombstones, values, update=("state_vector", "deleted_at")))
+        dialect_insert = postgresql_insert if self._is_postgres else sqlite_insert
+        tombstone = dialect_insert(tombstones).values(
+            name=op.document, state_vector=op.tombstone, deleted_at=self._now, deletions=1
+        )
+        conn.execute(
+            tombstone.on_conflict_do_update(
+                index_elements=[tombstones.c.name],
+                set_={
+                    "state_vector": tombstone.excluded.state_vector,
+                    "deleted_at": tombstone.excluded.deleted_at,
+                    # The next document of this name is a new incarnation.
+                    "deletions": tombstones.c.deletions + 1,
+                },
+            )
+        )
         self.touched[op.document] = None
 
     def _quarantine(self, op: QuarantineRows) -> None:

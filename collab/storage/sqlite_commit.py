@@ -23,6 +23,13 @@ What keeps the loop from ever waiting on the disk or on a lock:
 Durability is the same on both paths: a commit returns once the WAL holds it,
 which survives a killed process (synchronous=FULL also survives power loss and
 then always takes the commit thread, since every commit fsyncs).
+
+Every batch begins with BEGIN IMMEDIATE: it holds the database's write lock
+from its first statement, so what it reads first (the incarnation of the
+documents it appends to, see collab.storage.sql_writes) cannot change before
+it writes - another process sharing the file waits, as it would for any write.
+Errors go up as the driver raised them; collab.storage.sql_store classifies
+them (raw sqlite3 errors included).
 """
 
 from __future__ import annotations
@@ -122,6 +129,7 @@ class SqliteCommitter:
             driver.execute("PRAGMA busy_timeout=0")
             driver.execute("PRAGMA wal_autocheckpoint=0")
         with self._inline_conn.begin():
+            _begin_immediate(self._inline_conn)
             return run_batch(self._inline_conn, ops, now, touches)
 
     def _thread_connection(self) -> Connection:
@@ -135,6 +143,7 @@ class SqliteCommitter:
     ) -> BatchOutcome:
         conn = self._thread_connection()
         with conn.begin():
+            _begin_immediate(conn)
             outcome = run_batch(conn, ops, now, touches)
         if is_checkpoint_due:
             # Nothing else writes until this returns (one writer), so the
@@ -158,6 +167,12 @@ class SqliteCommitter:
             self._thread_conn.close()
             self._thread_conn = None
         self._engine.dispose()
+
+
+def _begin_immediate(conn: Connection) -> None:
+    """Take the write lock now (the driver would begin a deferred transaction at
+    the first write, after the batch's first reads)."""
+    _driver(conn).execute("BEGIN IMMEDIATE")
 
 
 def _driver(conn: Connection) -> sqlite3.Connection:

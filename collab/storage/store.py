@@ -22,9 +22,24 @@ only has to provide the same methods with the same transaction guarantees:
   built on the document's current snapshot sequence, so the newest snapshot
   always contains every snapshot before it; and at most one compactor per
   document works at a time (`CompactionBusy`).
-- `load` returns the latest snapshot, the document's snapshot sequence, and
-  EVERY log row still present (applying a row a snapshot already contains is
-  harmless: Yjs updates are idempotent).
+- Only an append creates a document's row; nothing else does (a snapshot, a
+  deletion, quarantine or retention of a document with no row changes nothing).
+- A document has an incarnation: how many times its name had been deleted when
+  its row was created. An op that names one (`AppendUpdate.incarnation`,
+  `SaveSnapshot.incarnation`, from the room that loaded it) is declined with
+  `DocumentDeleted` unless the document's row exists at that incarnation, checked
+  in the transaction that writes it, under a lock that a concurrent deletion
+  must wait for (or that waits for it). So a room that outlived a deletion -
+  on this process or another one, at the same instant - can neither bring the
+  document back nor write into the next one of that name.
+- `load` returns the latest snapshot, the document's snapshot sequence and
+  incarnation, and EVERY log row still present (applying a row a snapshot
+  already contains is harmless: Yjs updates are idempotent).
+- Errors are classified the same for every driver: `PermanentWriteError` for
+  a constraint or data error (the op itself), `WriteContention` for a deadlock
+  or serialization failure, and anything else - a lost connection, a locked
+  database, a missing table, a revoked privilege - is an outage that an
+  operator or time can cure: nothing about the op is wrong.
 """
 
 from __future__ import annotations
@@ -37,8 +52,13 @@ from typing import Protocol
 
 @dataclass(frozen=True, slots=True)
 class AppendUpdate:
+    """One log row. `incarnation`: the document's incarnation the update was made
+    in (see `DocumentStore`); None skips the check (a single process only: tools
+    and tests)."""
+
     document: str
     update: bytes
+    incarnation: int | None = None
 
 
 class SnapshotKind(StrEnum):
@@ -63,6 +83,10 @@ class SaveSnapshot:
     `merge_window_s` (auto snapshots only): if the document's newest snapshot is
     an auto one opened less than this long ago, its state is replaced instead of
     adding a version, so automatic versions are at most one per window.
+
+    `incarnation`: the document's incarnation the state belongs to; None skips
+    the check. A snapshot never creates the document: of a document with no row
+    (deleted, or never written) it is declined with `DocumentDeleted`.
     """
 
     document: str
@@ -74,6 +98,7 @@ class SaveSnapshot:
     merge_window_s: float = 0.0
     row_ids: tuple[int, ...] | None = None
     base_seq: int | None = None
+    incarnation: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +113,8 @@ class DeleteSnapshots:
 class DeleteDocument:
     """Remove everything of `document`, leaving a tombstone: the state vector of
     what was deleted, so that a client still holding that history cannot bring it
-    back by reconnecting (see `StoredDocument.tombstone`)."""
+    back by reconnecting (see `StoredDocument.tombstone`), and the count of
+    deletions, which is the incarnation of the next document of that name."""
 
     document: str
     tombstone: bytes = b"\x00"
@@ -188,6 +214,17 @@ class CompactionBusy(OpDeclined):
     """Another process is writing a snapshot of the document right now."""
 
 
+class DocumentDeleted(OpDeclined):
+    """The op was made for an incarnation of the document that is gone: its row
+    was deleted (here or by another process), or belongs to a later document of
+    the same name. Writing it would bring deleted content back."""
+
+    def __init__(self, document: str, incarnation: int | None, current: int | None) -> None:
+        now = "no document" if current is None else f"incarnation {current}"
+        super().__init__(f"doc={document}: written for incarnation {incarnation}, found {now}")
+        self.document = document
+
+
 @dataclass(frozen=True, slots=True)
 class StoredDocument:
     """What loading a document needs: latest snapshot state, then every log row
@@ -202,6 +239,9 @@ class StoredDocument:
     row_ids: list[int] = field(default_factory=list)
     tombstone: bytes | None = None
     snapshot_seq: int = 0
+    # The incarnation of the document (its row's, or for a document with no row
+    # the one its next row will have): what the room's writes carry.
+    incarnation: int = 0
 
     @property
     def is_empty(self) -> bool:

@@ -283,6 +283,60 @@ async def test_redis_restarted_mid_session_misses_no_update(cluster, clients, tm
         redis.stop()
 
 
+def _judged(process: ServerProcess) -> int:
+    """How many times the process has started judging the others' liveness (once
+    heartbeats had been observable for a full TTL)."""
+    return process.log_path.read_text().count("judging the other processes' liveness")
+
+
+def _names(client: YClient) -> set[str]:
+    return {state["user"]["name"] for state in client.presence_of_others().values()}
+
+
+async def test_a_redis_restart_changes_nobodys_presence(cluster, clients, tmp_path):
+    """Heartbeats lost with Redis are no death: no process takes another for dead,
+    no cursor goes away, a client joining after the restart sees everyone, and a
+    change made while Redis was down reaches the other process afterwards."""
+    redis = RedisServer(tmp_path / "own-redis")
+    redis.start()
+    try:
+        a, b = await cluster(2, redis_url=redis.url)
+        on_a = await _connect(clients, a.ws_url("doc"))
+        on_b = await _connect(clients, b.ws_url("doc"))
+        await on_a.set_presence({"user": {"name": "on-a"}})
+        await on_b.set_presence({"user": {"name": "on-b"}})
+        await eventually(lambda: _names(on_a) == {"on-b"} and _names(on_b) == {"on-a"})
+        removed: list[int] = []
+        for client in (on_a, on_b):
+            client.awareness.observe(
+                lambda topic, change: (
+                    removed.extend(change[0]["removed"]) if topic == "change" else None
+                )
+            )
+        judged_before = [_judged(a), _judged(b)]
+        redis.stop()  # kill -9: every heartbeat key and stream is gone with it
+        await on_b.set_presence({"user": {"name": "on-b, moved while redis was down"}})
+        redis.start()
+        # Either a process is taken for dead (what must not happen), or both
+        # have watched heartbeats for a full TTL and judge again: nobody died.
+        await eventually(
+            lambda: removed or (_judged(a) > judged_before[0] and _judged(b) > judged_before[1]),
+            timeout_s=TIMEOUT_S * 2,
+            what="liveness judged again after the restart",
+        )
+        assert removed == [], "a live process's clients were removed"
+        assert "stopped its heartbeat" not in a.log_path.read_text() + b.log_path.read_text()
+        late = await _connect(clients, a.ws_url("doc"))
+        await eventually(
+            lambda: _names(late) == {"on-a", "on-b, moved while redis was down"},
+            what="a joiner after the restart sees everyone, as they are now",
+        )
+        await eventually(lambda: _names(on_a) == {"on-b, moved while redis was down"})
+        assert removed == []
+    finally:
+        redis.stop()
+
+
 async def test_a_process_behind_the_trimmed_stream_catches_up(cluster, clients):
     a, b = await cluster(2, env={"COLLAB_REDIS_STREAM_MAX_ENTRIES": "10"})
     author = await _connect(clients, a.ws_url("doc"))

@@ -1,6 +1,7 @@
 """Several processes writing one database: exact compaction, compare-and-set on the
-snapshot sequence, one compactor at a time - checked on the real store and real
-rooms, with no Redis between them (the worst case: no process hears the others)."""
+snapshot sequence, one compactor at a time, a deletion racing another process's
+edit - checked on the real store and real rooms, with no Redis between them (the
+worst case: no process hears the others)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ import asyncpg
 import pytest
 from pycrdt import Doc, Text
 
+from collab.errors import CloseCode, DocumentNotFound
 from collab.metrics import Metrics
-from collab.rooms.loading import build_doc
+from collab.rooms.loading import build_doc, catch_up
 from collab.rooms.peer import Peer, PeerLimits
 from collab.rooms.registry import LifecyclePolicy, RoomRegistry
 from collab.rooms.room import Room
@@ -22,6 +24,8 @@ from collab.storage.sql_store import SqlStore
 from collab.storage.store import (
     AppendUpdate,
     CompactionBusy,
+    DeleteDocument,
+    DocumentDeleted,
     SaveSnapshot,
     SnapshotConflict,
     SnapshotKind,
@@ -47,6 +51,20 @@ def _update(text: str) -> bytes:
 
 def _text(doc: Doc) -> str:
     return str(doc.get("text", type=Text))
+
+
+class HeldCommits:
+    """The store's commits wait until released: this process's writes are late."""
+
+    def __init__(self, store: SqlStore, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.released = asyncio.Event()
+        real_commit = store.commit
+
+        async def commit(ops):
+            await self.released.wait()
+            return await real_commit(ops)
+
+        monkeypatch.setattr(store, "commit", commit)
 
 
 @dataclass
@@ -119,7 +137,7 @@ async def test_a_snapshot_deletes_exactly_its_rows_and_needs_the_current_sequenc
 
 async def test_one_compactor_per_document_at_a_time_on_postgresql(postgres_url):
     async with _process(postgres_url) as process:
-        await process.store.commit([AppendUpdate("doc", _update("x"))])
+        await process.store.commit([AppendUpdate(d, _update("x")) for d in ("doc", "other")])
         other = await asyncpg.connect(postgres_url.replace("+asyncpg", ""))
         try:
             async with other.transaction():
@@ -198,3 +216,93 @@ def build_doc_from_state(state: bytes) -> Doc:
     doc: Doc = Doc()
     doc.apply_update(state)
     return doc
+
+
+@pytest.mark.parametrize("is_name_reused", [False, True])
+async def test_a_deletion_racing_an_edit_on_another_process_keeps_the_document_deleted(
+    database_url, monkeypatch, is_name_reused
+):
+    """B's edit commits right after A's deletion (the same instant, in a cluster:
+    B has not heard of the deletion yet). It must not bring the document back,
+    nor land in the next document of that name; B's clients are told (4410)."""
+    async with _process(database_url) as a, _process(database_url) as b:
+        await a.store.commit([AppendUpdate("doc", _update("<seed>"))])
+        await a.room("doc")
+        room_b = await b.room("doc")
+        peer = Peer(SilentTransport(), "doc", PeerLimits(), Metrics())
+        room_b.add_peer(peer)
+        late = HeldCommits(b.store, monkeypatch)
+        room_b.doc.get("text", type=Text).insert(0, "<from-b>")
+        assert await a.registry.delete("doc")
+        if is_name_reused:  # someone starts a new document of that name meanwhile
+            await a.store.commit([AppendUpdate("doc", _update("<new life>"))])
+        late.released.set()
+        await b.writer.flush()  # B's edit reaches the database only now
+        if is_name_reused:
+            stored = await a.store.load("doc")
+            assert len(stored.updates) == 1, "B's edit landed in the next document"
+            assert _text(build_doc(stored, "doc")) == "<new life>"
+        else:
+            assert await a.store.document_info("doc") is None, "the document came back"
+        assert peer.close_code == CloseCode.DOCUMENT_DELETED
+        assert "doc" not in b.registry.rooms
+
+
+async def test_a_compaction_on_another_process_after_a_deletion_keeps_it_deleted(database_url):
+    async with _process(database_url) as a, _process(database_url) as b:
+        await a.store.commit([AppendUpdate("doc", _update("<seed>"))])
+        await a.room("doc")
+        room_b = await b.room("doc")
+        peer = Peer(SilentTransport(), "doc", PeerLimits(), Metrics())
+        room_b.add_peer(peer)
+        room_b.doc.get("text", type=Text).insert(0, "<from-b>")
+        await b.writer.flush()
+        assert await a.registry.delete("doc")
+        # B has not heard of it yet, and compacts what it holds.
+        with pytest.raises(DocumentNotFound):
+            await b.registry.compactor.snapshot(room_b)
+        assert await a.store.document_info("doc") is None
+        assert peer.close_code == CloseCode.DOCUMENT_DELETED
+        assert "doc" not in b.registry.rooms
+
+
+async def test_an_edit_or_snapshot_of_a_deleted_incarnation_is_declined(database_url):
+    async with _process(database_url) as process:
+        store = process.store
+        await store.commit([AppendUpdate("doc", _update("old"), incarnation=0)])
+        assert (await store.load("doc")).incarnation == 0
+        await store.commit([DeleteDocument("doc")])
+        assert (await store.load("doc")).incarnation == 1, "the next document's"
+        [stale_edit, stale_snapshot] = await store.commit(
+            [
+                AppendUpdate("doc", _update("late"), incarnation=0),
+                SaveSnapshot("doc", _update("late"), incarnation=0),
+            ]
+        )
+        assert isinstance(stale_edit, DocumentDeleted)
+        assert isinstance(stale_snapshot, DocumentDeleted)
+        assert await store.document_info("doc") is None, "nothing was created"
+        [row_id] = await store.commit([AppendUpdate("doc", _update("new"), incarnation=1)])
+        assert isinstance(row_id, int)
+        [stale_edit] = await store.commit([AppendUpdate("doc", _update("late"), incarnation=0)])
+        assert isinstance(stale_edit, DocumentDeleted)
+        assert _text(build_doc(await store.load("doc"), "doc")) == "new"
+
+
+async def test_catching_up_a_closed_room_leaves_the_rows_it_lacks_to_a_later_snapshot(
+    database_url,
+):
+    """A closed room applies nothing from storage: were it to claim the rows it
+    was shown, a snapshot of it would delete what it never held."""
+    async with _process(database_url) as a, _process(database_url) as b:
+        await a.store.commit([AppendUpdate("doc", _update("<seed>"))])
+        room_a = await a.room("doc")
+        await b.store.commit([AppendUpdate("doc", _update("<theirs>"))])
+        loaded = await a.registry.compactor._loader.load("doc")
+        room_a.close(CloseCode.NORMAL, "unloaded")
+        catch_up(room_a, loaded)
+        capture = room_a.ledger.capture(room_a.doc.get_update())
+        await a.store.commit(
+            [SaveSnapshot("doc", capture.state, row_ids=capture.row_ids, base_seq=0)]
+        )
+        assert "<theirs>" in _text(build_doc(await a.store.load("doc"), "doc"))

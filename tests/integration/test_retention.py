@@ -66,6 +66,7 @@ async def test_thinning_runs_through_the_writer_with_a_fake_clock(tmp_path):
     registry = RoomRegistry(store, writer, LifecyclePolicy())
     history = VersionHistory(store, registry, writer, RetentionPolicy(), clock=clock)
     ids = []
+    await store.commit([AppendUpdate("doc", await _state(""))])  # only an edit creates it
     for hours_ago in (30, 29.5, 5.2, 5.1, 0.5):
         clock.now = 10 * DAY - hours_ago * HOUR
         [snapshot_id] = await store.commit([SaveSnapshot("doc", await _state(f"{hours_ago}"))])
@@ -85,6 +86,7 @@ async def test_automatic_versions_merge_within_their_window(tmp_path):
     store = SqlStore(f"sqlite+aiosqlite:///{tmp_path / 'db'}", clock=clock)
     await store.open()
     window = 300.0
+    await store.commit([AppendUpdate("doc", await _state(""))])  # only an edit creates it
     [first] = await store.commit([SaveSnapshot("doc", await _state("a"), merge_window_s=window)])
     clock.now += 200
     await store.commit([AppendUpdate("doc", await _state("b"))])

@@ -1,17 +1,22 @@
-"""Storage: group commit, compaction, loading from snapshot + log, big documents."""
+"""Storage: group commit, compaction, loading from snapshot + log, big documents,
+and a deletion racing the snapshots that wait for a room's writes."""
 
 from __future__ import annotations
 
 import asyncio
 
+import httpx
+import pytest
 from pycrdt import Doc, Text
 
+from collab.errors import CloseCode
+from collab.rooms.ledger import CompactionLedger, SnapshotCapture
 from collab.rooms.registry import build_doc
 from collab.storage.sql_store import SqlStore
-from collab.storage.store import AppendUpdate, SaveSnapshot
+from collab.storage.store import AppendUpdate, DocumentDeleted, SaveSnapshot, WriteOp
 from collab.storage.writer import UpdateWriter
-from tests.support.server import run_server
-from tests.support.waiting import eventually
+from tests.support.server import RunningServer, run_server
+from tests.support.waiting import TIMEOUT_S, eventually
 from tests.support.yclient import YClient
 
 
@@ -101,3 +106,89 @@ async def test_large_document_syncs_to_a_new_client(connect, server):
     reader = await connect("big")
     assert len(str(reader.text)) == size
     assert str(reader.text) == str(writer.text)
+
+
+async def test_a_snapshot_never_creates_a_document(settings):
+    store = SqlStore(settings.database_url)
+    await store.open()
+    try:
+        [declined] = await store.commit([SaveSnapshot("ghost", b"\x00\x00")])
+        assert isinstance(declined, DocumentDeleted)
+        assert await store.document_info("ghost") is None
+    finally:
+        await store.close()
+
+
+class SlowDatabase:
+    """Holds every commit of the server's store while closed: writes stay pending."""
+
+    def __init__(self, server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.is_open = asyncio.Event()
+        self.is_open.set()
+        store = server.runtime.store
+        real_commit = store.commit
+
+        async def commit(ops: list[WriteOp]) -> list[object]:
+            await self.is_open.wait()
+            return await real_commit(ops)
+
+        monkeypatch.setattr(store, "commit", commit)
+
+
+def _notice_settling(monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
+    """Set once a snapshot starts waiting for the room's pending writes."""
+    settling = asyncio.Event()
+    real_settle = CompactionLedger.settle
+
+    async def settle(self: CompactionLedger, capture: SnapshotCapture) -> SnapshotCapture:
+        settling.set()
+        return await real_settle(self, capture)
+
+    monkeypatch.setattr(CompactionLedger, "settle", settle)
+    return settling
+
+
+@pytest.mark.parametrize(
+    "racer", ["named save", "named save after a version", "janitor's compaction"]
+)
+async def test_a_snapshot_waiting_for_writes_cannot_bring_a_deleted_document_back(
+    settings, monkeypatch, racer
+):
+    """A snapshot waits for the room's pending writes; the document is deleted
+    meanwhile. Nothing of it may be written after the deletion: not the document
+    (with the content it had), not an empty row left by a declined snapshot."""
+    is_compaction = racer == "janitor's compaction"
+    tuned = settings.replace(compact_after_updates=1 if is_compaction else 1000)
+    async with run_server(tuned) as server, httpx.AsyncClient(timeout=TIMEOUT_S) as http:
+        store, writer = server.runtime.store, server.runtime.writer
+        api = f"{server.http_url}/api/documents/doc"
+        client = await YClient(server.ws_url("doc")).connect()
+        database = SlowDatabase(server, monkeypatch)
+        settling = _notice_settling(monkeypatch)
+        if not is_compaction:
+            client.text.insert(0, "secret")
+            await eventually(client.is_saved)
+            if racer == "named save after a version":
+                assert (await http.post(f"{api}/snapshots", json={"label": "v1"})).is_success
+        database.is_open.clear()
+        client.text.insert(0, "more ")  # its write waits for the database
+        await eventually(lambda: writer.pending_for("doc") == 1, what="the edit pending")
+        saving = None
+        if not is_compaction:
+            saving = asyncio.create_task(http.post(f"{api}/snapshots", json={"label": "late"}))
+        await asyncio.wait_for(settling.wait(), TIMEOUT_S)  # the snapshot waits for the edit
+        deleting = asyncio.create_task(http.delete(api))
+        assert await client.wait_closed() == CloseCode.DOCUMENT_DELETED
+        await eventually(lambda: writer.pending_for("doc") == 2, what="the deletion queued")
+        database.is_open.set()
+        assert (await deleting).status_code == 204
+        if saving is not None:
+            assert (await saving).status_code == 404  # the document is gone
+        await eventually(lambda: not writer.pending_ops and not server.runtime.registry.rooms)
+        await writer.flush()
+        assert await store.document_info("doc") is None, "the document came back"
+        assert (await store.load("doc")).is_empty
+        assert await store.list_snapshots("doc") == []
+        fresh = await YClient(server.ws_url("doc")).connect()
+        assert str(fresh.text) == ""
+        await fresh.close()

@@ -1,19 +1,32 @@
-"""When the database fails, nothing is relayed, nothing is lost, nothing unloads."""
+"""When the database fails, nothing is relayed, nothing is lost, nothing unloads;
+and what it refuses for good is never served. Each class of error is injected
+for real: a database that is down, a privilege revoked, a table missing, a
+constraint refusing a document's rows (raw from the sqlite3 driver on SQLite's
+hot path, through SQLAlchemy on PostgreSQL)."""
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 
+import asyncpg
+import httpx
 import pytest
 from pycrdt import Text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
+from collab.errors import CloseCode
 from collab.metrics import Metrics
 from collab.rooms.registry import build_doc
 from collab.storage.sql_store import SqlStore
 from collab.storage.store import AppendUpdate, WriteContention
 from collab.storage.writer import CONTENTION_RETRIES, UpdateWriter
+from tests.support.server import run_server
 from tests.support.waiting import TIMEOUT_S, eventually
+from tests.support.yclient import YClient
 
 
 class DatabaseOutage(Exception):
@@ -110,3 +123,183 @@ async def test_only_the_writer_retries_contention_at_once_then_as_an_outage(sett
         await writer.close(runner, TIMEOUT_S)
     finally:
         await store.close()
+
+
+# -- what the database refuses, by class ---------------------------------------
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'collab.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+def _asyncpg_dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def _run_sql(url: str, *statements: str) -> None:
+    """Run `statements` on the test database behind the server's back."""
+    if url.startswith("sqlite"):
+        with sqlite3.connect(url.split("///", 1)[1], isolation_level=None) as db:
+            for statement in statements:
+                db.execute(statement)
+        return
+    conn = await asyncpg.connect(_asyncpg_dsn(url))
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+def _refuse_rows_of(url: str, document: str) -> list[str]:
+    """A constraint that refuses the document's log rows, as a foreign key would."""
+    if url.startswith("sqlite"):
+        return [
+            f"CREATE TRIGGER refuse_rows BEFORE INSERT ON updates WHEN NEW.document = '{document}'"
+            " BEGIN SELECT RAISE(ABORT, 'FOREIGN KEY constraint failed'); END"
+        ]
+    return [
+        "CREATE FUNCTION refuse_rows() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        f" IF NEW.document = '{document}' THEN RAISE EXCEPTION 'refused'"
+        " USING ERRCODE = 'foreign_key_violation'; END IF; RETURN NEW; END $$",
+        "CREATE TRIGGER refuse_rows BEFORE INSERT ON updates"
+        " FOR EACH ROW EXECUTE FUNCTION refuse_rows()",
+    ]
+
+
+async def _stored_text(url: str, document: str) -> str:
+    store = SqlStore(url)
+    await store.open(migrate=False)
+    try:
+        return str(build_doc(await store.load(document), document).get("text", type=Text))
+    finally:
+        await store.close()
+
+
+async def test_a_write_refused_for_good_closes_its_room_alone_and_nothing_unstored_is_served(
+    settings, database_url
+):
+    """One document's rows are refused (a constraint): its clients are closed (1011)
+    and the document is served from storage again, without the refused edit;
+    every other document goes on as if nothing happened (no 4503, no retries)."""
+    async with (
+        run_server(settings.replace(database_url=database_url)) as server,
+        httpx.AsyncClient(timeout=TIMEOUT_S) as http,
+    ):
+        bad = await YClient(server.ws_url("bad")).connect()
+        good = await YClient(server.ws_url("good")).connect()
+        bad.text.insert(0, "kept")
+        good.text.insert(0, "fine")
+        await eventually(lambda: bad.is_saved() and good.is_saved())
+        await _run_sql(database_url, *_refuse_rows_of(database_url, "bad"))
+
+        bad.text.insert(len(bad.text), " refused")
+        assert await bad.wait_closed(TIMEOUT_S) == CloseCode.INTERNAL_ERROR
+        good.text.insert(len(good.text), " still")
+        await eventually(good.is_saved, what="the other document's edit committed")
+        assert good.close_code is None and not server.runtime.writer.is_failing
+        # Served from storage: what was committed, not what the room had merged.
+        fresh = await YClient(server.ws_url("bad")).connect()
+        assert str(fresh.text) == "kept"
+        shown = (await http.get(f"{server.http_url}/api/documents/bad")).json()
+        assert shown["content"] == {"text": "kept"}
+        assert await _stored_text(database_url, "bad") == "kept"
+
+        await _run_sql(
+            database_url,
+            "DROP TRIGGER refuse_rows"
+            + ("" if database_url.startswith("sqlite") else " ON updates"),
+        )
+        fresh.text.insert(len(fresh.text), " again")
+        await eventually(fresh.is_saved, what="the document takes edits again")
+        assert await _stored_text(database_url, "bad") == "kept again"
+        for client in (good, fresh):
+            await client.close()
+
+
+@pytest.fixture
+async def postgres_role_url(postgres_url: str, postgres_admin_dsn: str) -> AsyncIterator[str]:
+    """The test database reached as a role of its own that owns it: not a
+    superuser, so privileges apply to the server."""
+    role = f"collab_role_{uuid.uuid4().hex[:10]}"
+    url = make_url(postgres_url)
+    admin = await asyncpg.connect(postgres_admin_dsn)
+    try:
+        await admin.execute(f'CREATE ROLE "{role}" LOGIN')
+        await admin.execute(f'ALTER DATABASE "{url.database}" OWNER TO "{role}"')
+        yield url.set(username=role, password=None).render_as_string(hide_password=False)
+    finally:
+        await _run_sql(postgres_url, f'REASSIGN OWNED BY "{role}" TO CURRENT_USER')
+        await _run_sql(postgres_url, f'DROP OWNED BY "{role}"')
+        await admin.execute(f'DROP ROLE IF EXISTS "{role}"')
+        await admin.close()
+
+
+Outage = tuple[list[str], list[str]]  # the statements that cause it, and those that end it
+
+
+def _outage(cause: str, role: str) -> Outage:
+    if cause == "privilege revoked":
+        return (
+            [f'REVOKE INSERT ON updates FROM "{role}"'],
+            [f'GRANT INSERT ON updates TO "{role}"'],
+        )
+    return (  # the table missing
+        ["ALTER TABLE updates RENAME TO updates_away"],
+        ["ALTER TABLE updates_away RENAME TO updates"],
+    )
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("cause", ["privilege revoked", "table missing"])
+async def test_postgresql_refusing_every_write_is_an_outage_and_serves_nothing_unstored(
+    settings, postgres_url, postgres_role_url, cause
+):
+    """Nothing is wrong with the edit: the database is misconfigured, and an
+    operator can fix it. The edit is kept and retried, its clients hear 4503,
+    and neither a joiner nor the REST API is shown it until it is committed."""
+    role = make_url(postgres_role_url).username or ""
+    start, end = _outage(cause, role)
+    async with (
+        run_server(settings.replace(database_url=postgres_role_url)) as server,
+        httpx.AsyncClient(timeout=TIMEOUT_S * 3) as http,
+    ):
+        a = await YClient(server.ws_url("doc")).connect()
+        b = await YClient(server.ws_url("doc")).connect()
+        a.text.insert(0, "stored")
+        await eventually(lambda: str(b.text) == "stored" and a.is_saved())
+        await _run_sql(postgres_url, *start)
+
+        a.text.insert(len(a.text), " pending")
+        assert await a.wait_closed(TIMEOUT_S) == CloseCode.STORAGE_UNAVAILABLE
+        assert await b.wait_closed(TIMEOUT_S) == CloseCode.STORAGE_UNAVAILABLE
+        assert str(b.text) == "stored" and server.runtime.writer.is_failing
+        if cause == "privilege revoked":  # (a missing table cannot be read either)
+            assert await _stored_text(postgres_url, "doc") == "stored"
+        # Whatever is served must be stored by the time it is: both wait.
+        served: list[tuple[str, str]] = []
+
+        async def serve(read: Callable[[], Awaitable[str]]) -> None:
+            text = await read()
+            served.append((text, await _stored_text(postgres_url, "doc")))
+
+        async def join() -> str:
+            joiner = await YClient(server.ws_url("doc")).connect()
+            await joiner.close()
+            return str(joiner.text)
+
+        async def read() -> str:
+            response = await http.get(f"{server.http_url}/api/documents/doc")
+            return str(response.json()["content"]["text"])
+
+        readers = [
+            asyncio.create_task(serve(join)),
+            asyncio.create_task(serve(read)),
+        ]
+        await _run_sql(postgres_url, *end)
+        await asyncio.gather(*readers)
+        assert served == [("stored pending", "stored pending")] * 2
+        await eventually(lambda: not server.runtime.writer.is_failing)
