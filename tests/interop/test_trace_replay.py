@@ -64,7 +64,8 @@ async def test_a_full_speed_trace_replay_completes_on_one_connection_with_defaul
     writer = await node_client(
         "trace", replay=str(path), replay_count=REPLAYED_EDITS, hold_stdin=True
     )
-    assert (await writer.result())["text"] == expected  # its own copy, once all is sent
+    # Its own copy, once every edit is handed to the socket (a replay takes a while).
+    assert (await writer.result(timeout_s=TIMEOUT_S * 6))["text"] == expected
     await eventually(
         lambda: str(observer.text) == expected,
         timeout_s=TIMEOUT_S * 6,
