@@ -18,7 +18,11 @@ import uvicorn
 from collab import __version__
 from collab.api.app import allowed_hosts_of, create_app, refusal_counter
 from collab.auth.tokens import build_access_policy
-from collab.cli.edge_protocol import ConnectionLimits, bounded_http_protocol
+from collab.cli.edge_protocols import (
+    ConnectionLimits,
+    PacedWebSocketProtocol,
+    bounded_http_protocol,
+)
 from collab.config import Settings, definitions
 from collab.config.definition import SettingDefinition
 from collab.logs import configure_logging, redact_url
@@ -79,7 +83,7 @@ def uvicorn_config(settings: Settings, **overrides: Any) -> uvicorn.Config:
         "log_config": None,
         "log_level": settings.log_level,
         # httptools with the limits uvicorn lacks (sockets, header time and size);
-        # not `limit_concurrency`: see collab.cli.edge_protocol.
+        # not `limit_concurrency`: see collab.cli.edge_protocols.
         "http": bounded_http_protocol(
             ConnectionLimits(
                 max_sockets=settings.max_sockets,
@@ -88,7 +92,8 @@ def uvicorn_config(settings: Settings, **overrides: Any) -> uvicorn.Config:
                 count_refusal=refusal_counter(app),
             )
         ),
-        "ws": "websockets-sansio",
+        # websockets-sansio, whose ping check allows for pacing.
+        "ws": PacedWebSocketProtocol,
         # Above our own limit, so an oversized message reaches our check (its 4413
         # and log line) instead of the library's 1009, which y-websocket retries.
         "ws_max_size": settings.max_message_bytes * 2 + 1,

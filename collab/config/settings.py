@@ -216,7 +216,8 @@ class Settings:
     )
     ws_ping_timeout_s: float = setting(
         20.0,
-        "...and how long a pong may take before the connection is dropped",
+        "...and how long a pong may take before the connection is dropped (unless the "
+        "client sent something else meanwhile: a fast client's pong waits behind it)",
         section="Connections",
         bound=Bound.LIMIT,
     )

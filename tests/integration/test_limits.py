@@ -195,6 +195,25 @@ async def test_a_peer_that_never_answers_pings_is_dropped(settings):
             await writer.wait_closed()
 
 
+async def test_a_paced_client_is_not_dropped_for_a_pong_stuck_behind_its_backlog(settings):
+    """The pong of a client being paced waits in its socket behind the messages it
+    sent before it; the client is evidently alive, so the ping check waits too."""
+    paced = settings.replace(
+        rate_limit_per_s=20, rate_limit_burst=1, ws_ping_interval_s=0.1, ws_ping_timeout_s=0.1
+    )
+    async with run_server(paced) as server:
+        metrics = server.runtime.metrics
+        flooder = await YClient(server.ws_url("doc")).connect()
+        tiny = create_awareness_message(b"\x00")  # an awareness update with no entries
+        for _ in range(400):
+            await flooder.send_raw(tiny)
+        # 40 paced reads take 2 s at 20 a second: many ping timeouts of 0.1 s.
+        await eventually(lambda: metric_value(metrics, "collab_paced_reads_total") >= 40)
+        assert flooder.close_code is None
+        assert metric_value(metrics, "collab_connections_closed_total", code="1011") == 0
+        await flooder.abort()
+
+
 async def test_least_recently_used_idle_documents_unload_first(settings):
     limited = settings.replace(max_loaded_documents=2, room_grace_s=3600)
     async with run_server(limited) as server:

@@ -1,10 +1,11 @@
-"""The HTTP/1.1 protocol `collab serve` runs: uvicorn's httptools protocol with the
-limits it lacks, applied before any request reaches the application.
+"""The protocols `collab serve` runs under uvicorn: its httptools HTTP protocol with
+the limits it lacks, applied before any request reaches the application, and its
+WebSocket protocol with a ping check that allows for pacing.
 
-Every connection starts here, WebSockets included (the handshake is an HTTP
-request, parsed by this protocol before uvicorn hands the socket to its WebSocket
-protocol), so this is the one place that sees a request's bytes before they are
-parsed into headers:
+`BoundedHttpProtocol`. Every connection starts here, WebSockets included (the
+handshake is an HTTP request, parsed by this protocol before uvicorn hands the
+socket to its WebSocket protocol), so this is the one place that sees a
+request's bytes before they are parsed into headers:
 
 - **open sockets** (`max_sockets`): a connection beyond the cap is answered 503
   and closed before anything is read. uvicorn's own `limit_concurrency` is not
@@ -24,6 +25,17 @@ The hooks are httptools' parser callbacks (`on_message_begin`,
 `on_headers_complete`) and asyncio's protocol methods, which uvicorn's class
 implements; the subclass calls through to each and keeps its own state apart.
 A request's body is bounded by the application's edge (collab.api.http_edge).
+
+`PacedWebSocketProtocol`. A connection that sends faster than the server takes
+its messages is paced: the application reads its next message later, and
+uvicorn reads nothing from the socket until it does (collab.api.connection). A
+pong then waits in the socket behind the messages sent before it, and uvicorn's
+ping check would drop a client that is only fast, not gone (1011): the pong of
+a client that wrote 200,000 edits in one go arrives only after the server has
+read them all. This one gives the pong another timeout while the client is
+evidently there: it has sent something since the ping, or messages it sent wait,
+read, for the application. A half-open connection sends nothing, so the next
+timeout finds it silent and drops it as before.
 """
 
 from __future__ import annotations
@@ -36,6 +48,7 @@ from http import HTTPStatus
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 logger = logging.getLogger(__name__)
 
@@ -168,3 +181,22 @@ class BoundedHttpProtocol(HttpToolsProtocol):
 
     def _client_label(self) -> str:
         return f"{self.client[0]}:{self.client[1]}" if self.client else "-"
+
+
+class PacedWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's websockets-sansio protocol, whose ping check allows for pacing: a
+    client that has sent anything since the ping, or whose messages already read
+    still wait for the application, is alive; its pong is behind them."""
+
+    _last_read_at = 0.0
+
+    def data_received(self, data: bytes) -> None:
+        self._last_read_at = self.loop.time()
+        super().data_received(data)
+
+    def keepalive_timeout(self) -> None:
+        is_behind = self.read_paused or self._last_read_at > self.ping_sent_at
+        if is_behind and self.ping_timeout and not self.close_sent:
+            self.pong_timer = self.loop.call_later(self.ping_timeout, self.keepalive_timeout)
+            return
+        super().keepalive_timeout()
