@@ -136,7 +136,9 @@ async def test_a_flood_past_the_rate_limit_is_paced_not_closed(settings):
     """Past its rate limit a connection is not refused: its next read waits for a
     token, so the rest of its flood waits unread in its own socket (TCP flow
     control). It stays connected and keeps receiving; the room carries on."""
-    async with run_server(settings.replace(rate_limit_per_s=5, rate_limit_burst=20)) as server:
+    # A short keep-alive: the server notices the aborted flooder at its next send.
+    limited = settings.replace(rate_limit_per_s=5, rate_limit_burst=20, keepalive_interval_s=0.5)
+    async with run_server(limited) as server:
         metrics = server.runtime.metrics
         a, b = await _healthy_pair(server)
         flooder = await YClient(server.ws_url("doc")).connect()
@@ -199,7 +201,11 @@ async def test_a_paced_client_is_not_dropped_for_a_pong_stuck_behind_its_backlog
     """The pong of a client being paced waits in its socket behind the messages it
     sent before it; the client is evidently alive, so the ping check waits too."""
     paced = settings.replace(
-        rate_limit_per_s=20, rate_limit_burst=1, ws_ping_interval_s=0.1, ws_ping_timeout_s=0.1
+        rate_limit_per_s=20,
+        rate_limit_burst=1,
+        ws_ping_interval_s=0.1,
+        ws_ping_timeout_s=0.1,
+        keepalive_interval_s=0.5,
     )
     async with run_server(paced) as server:
         metrics = server.runtime.metrics
