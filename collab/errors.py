@@ -36,7 +36,9 @@ class CloseCode(IntEnum):
     TOKEN_EXPIRED = 4001  # the connection's token reached its `exp`: reconnect with a fresh one
     SLOW_CONSUMER = 4004  # the peer's send queue overflowed; it re-syncs on reconnect
     IDLE_TIMEOUT = 4008  # the client sent nothing for COLLAB_IDLE_TIMEOUT_S
-    RATE_LIMITED = 4029  # more messages than the per-connection token bucket allows
+    # Not sent any more: a client over its rate limit is paced (its reading waits),
+    # never closed. Earlier versions closed it with this code; clients still know it.
+    RATE_LIMITED = 4029
     STORAGE_UNAVAILABLE = 4503  # the database is failing: edits are refused until it is back
     # permanent (4400-4499): y-websocket stops reconnecting
     MALFORMED_MESSAGE = 4400  # framing: bad varint, length beyond the frame, trailing bytes
@@ -98,10 +100,6 @@ class DocumentTooLarge(ProtocolError):
 
 class AwarenessTooLarge(ProtocolError):
     close_code = CloseCode.AWARENESS_TOO_LARGE
-
-
-class RateLimited(ProtocolError):
-    close_code = CloseCode.RATE_LIMITED
 
 
 class DeletedHistory(ProtocolError):

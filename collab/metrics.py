@@ -126,6 +126,11 @@ class Metrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
             registry=r,
         )
+        self.paced_reads = counter(
+            "collab_paced_reads",
+            "Messages after which a connection's next read waited for its rate limit "
+            "(COLLAB_RATE_LIMIT_PER_S): backpressure, not a refusal",
+        )
         self.queue_overflows = counter(
             "collab_send_queue_overflows", "Connections closed because their send queue overflowed"
         )

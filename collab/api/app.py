@@ -1,17 +1,19 @@
 """The ASGI application: built in `create_app(settings)`, no module-level state.
 
 Puts the API layer together: the runtime opened for the app's lifespan, the
-WebSocket route to /ws/{document} (collab.api.connection, served ahead of
-FastAPI's stack by collab.api.sockets), the REST routers (documents, versions),
-the ops endpoints (/healthz, /metrics), the browser editor (web_client) and the
-security headers on every HTTP response (security_headers).
+HTTP edge in front of everything (collab.api.http_edge: the Host allow-list and
+the body limit), the WebSocket route to /ws/{document} (collab.api.connection,
+served ahead of FastAPI's stack by collab.api.sockets), the REST routers
+(documents, versions, tokens), the ops endpoints (/healthz, /metrics), the
+browser editor (web_client) and the security headers on every HTTP response
+(security_headers).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -22,6 +24,7 @@ from collab import __version__
 from collab.api.access import install_cors, refuse_request
 from collab.api.connection import ConnectionEdge
 from collab.api.documents import router as documents_router
+from collab.api.http_edge import AllowedHosts, BodyLimit, HostAllowList
 from collab.api.rest import runtime_of
 from collab.api.security_headers import SecurityHeaders
 from collab.api.sockets import SocketRoute
@@ -48,9 +51,35 @@ class Health(BaseModel):
     database: str
 
 
+def allowed_hosts_of(settings: Settings) -> AllowedHosts:
+    """Besides localhost and IP addresses: `COLLAB_ALLOWED_HOSTS`, the public URL's
+    host and `--host` (ValueError for an entry that is not a host name)."""
+    wildcard = settings.host in ("0.0.0.0", "::", "")
+    return AllowedHosts.of(
+        [
+            *settings.allowed_hosts.split(","),
+            settings.public_url,
+            "" if wildcard else settings.host,
+        ]
+    )
+
+
+def refusal_counter(app: FastAPI) -> Callable[[str], None]:
+    """Counts a refusal at the edge in collab_limit_refusals_total{limit} (once the
+    runtime is up: before that, nothing is served)."""
+
+    def count_refusal(limit: str) -> None:
+        runtime = getattr(app.state, "runtime", None)
+        if runtime is not None:
+            runtime.metrics.refused(limit)
+
+    return count_refusal
+
+
 def create_app(settings: Settings) -> FastAPI:
     revocations = RevocationList()  # what the policy refuses; the runtime keeps it current
     access = build_access_policy(settings, revocations)  # AuthConfigError: must not start
+    allowed_hosts = allowed_hosts_of(settings)  # ValueError: the same
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -141,5 +170,14 @@ def create_app(settings: Settings) -> FastAPI:
     # Every name after the prefix, "/" included, reaches the validator and gets a
     # close code, not a bare handshake refusal. Not `@app.websocket`: see api.sockets.
     app.add_middleware(SocketRoute, prefix="/ws/", endpoint=websocket_endpoint)
+    # Outermost (added last): nothing behind them sees a request they refuse.
+    count_refusal = refusal_counter(app)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_request_body_bytes,
+        timeout_s=settings.request_timeout_s,
+        count_refusal=count_refusal,
+    )
+    app.add_middleware(HostAllowList, allowed=allowed_hosts, count_refusal=count_refusal)
     add_web_client(app, settings.web_dir / "dist", allow_remote_images=settings.allow_remote_images)
     return app

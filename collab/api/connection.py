@@ -243,11 +243,20 @@ class ConnectionEdge:
         self.runtime.metrics.closed(peer.close_code)
 
     async def _receive_loop(self, websocket: WebSocket, peer: Peer, room: Room) -> None:
-        """Read frames until the client leaves or breaks the protocol."""
+        """Read frames until the client leaves or breaks the protocol.
+
+        Backpressure, not refusal, for a client that sends faster than it may:
+        while this loop waits it reads nothing, the server reads nothing more from
+        the socket (uvicorn pauses reading until the next `receive()`), and TCP
+        flow control stops the client. An edit that changed the document waits
+        for storage when the writer's backlog is full; every other message is
+        charged to the connection's rate limit and waits for its next token.
+        """
         runtime = self.runtime
         max_bytes = runtime.settings.max_message_bytes
         writer = runtime.writer
         count_received = runtime.metrics.received.count
+        paced_reads = runtime.metrics.paced_reads
         try:
             while peer.is_open:
                 event = await websocket.receive()
@@ -264,8 +273,14 @@ class ConnectionEdge:
                 count_received(data)
                 if len(data) > max_bytes:
                     raise MessageTooBig(f"message of {len(data)} bytes exceeds {max_bytes}")
-                if room.handle(peer, decode_message(data)) and writer.pending_ops:
-                    await writer.wait_for_capacity()
+                if room.handle(peer, decode_message(data)):
+                    # An edit, stored and relayed: paced by storage alone.
+                    if writer.pending_ops:
+                        await writer.wait_for_capacity()
+                elif delay_s := peer.rate_delay_s():
+                    # Nothing stored paces this one (awareness, step 1, a duplicate...).
+                    paced_reads.inc()
+                    await asyncio.sleep(delay_s)
         except Refusal as exc:
             logger.warning(
                 "doc=%s peer=%d refused, closing with %d: %s",

@@ -16,8 +16,13 @@ from typing import Any
 import uvicorn
 
 from collab import __version__
-from collab.api.app import create_app
+from collab.api.app import allowed_hosts_of, create_app, refusal_counter
 from collab.auth.tokens import build_access_policy
+from collab.cli.edge_protocols import (
+    ConnectionLimits,
+    PacedWebSocketProtocol,
+    bounded_http_protocol,
+)
 from collab.config import Settings, definitions
 from collab.config.definition import SettingDefinition
 from collab.logs import configure_logging, redact_url
@@ -62,6 +67,7 @@ def run_serve_command(args: argparse.Namespace, parser: argparse.ArgumentParser)
     try:
         settings = Settings.load(**options)
         build_access_policy(settings)  # refuse to start on unusable auth settings
+        allowed_hosts_of(settings)  # ...or host names
     except ValueError as exc:
         parser.error(str(exc))
     serve(settings)
@@ -70,12 +76,24 @@ def run_serve_command(args: argparse.Namespace, parser: argparse.ArgumentParser)
 
 def uvicorn_config(settings: Settings, **overrides: Any) -> uvicorn.Config:
     """The uvicorn configuration for `settings` (the tests' in-process server too)."""
+    app = create_app(settings)
     options: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
         "log_config": None,
         "log_level": settings.log_level,
-        "ws": "websockets-sansio",
+        # httptools with the limits uvicorn lacks (sockets, header time and size);
+        # not `limit_concurrency`: see collab.cli.edge_protocols.
+        "http": bounded_http_protocol(
+            ConnectionLimits(
+                max_sockets=settings.max_sockets,
+                request_timeout_s=settings.request_timeout_s,
+                max_request_header_bytes=settings.max_request_header_bytes,
+                count_refusal=refusal_counter(app),
+            )
+        ),
+        # websockets-sansio, whose ping check allows for pacing.
+        "ws": PacedWebSocketProtocol,
         # Above our own limit, so an oversized message reaches our check (its 4413
         # and log line) instead of the library's 1009, which y-websocket retries.
         "ws_max_size": settings.max_message_bytes * 2 + 1,
@@ -86,7 +104,7 @@ def uvicorn_config(settings: Settings, **overrides: Any) -> uvicorn.Config:
         "timeout_graceful_shutdown": int(settings.shutdown_timeout_s),
     }
     options.update(overrides)
-    return uvicorn.Config(create_app(settings), **options)
+    return uvicorn.Config(app, **options)
 
 
 def serve(settings: Settings) -> None:

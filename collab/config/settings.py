@@ -238,7 +238,8 @@ class Settings:
     )
     ws_ping_timeout_s: float = setting(
         20.0,
-        "...and how long a pong may take before the connection is dropped",
+        "...and how long a pong may take before the connection is dropped (unless the "
+        "client sent something else meanwhile: a fast client's pong waits behind it)",
         section="Connections",
         bound=Bound.LIMIT,
     )
@@ -294,13 +295,43 @@ class Settings:
     )
     rate_limit_per_s: float = setting(
         200.0,
-        "messages per second per connection, sustained (a token bucket; 4029)...",
+        "messages per second per connection, sustained, edits aside (storage paces "
+        "them); a faster connection is paced, not closed: its next message is read "
+        "only when the token bucket allows...",
         section="Limits",
         bound=Bound.LIMIT,
     )
     rate_limit_burst: int = setting(
         2_000,
         "...and how many it may send above that rate in a burst",
+        section="Limits",
+        bound=Bound.LIMIT,
+    )
+    max_request_body_bytes: int = setting(
+        1024 * 1024,
+        "largest HTTP request body; a larger one is refused before it is read (413)",
+        section="Limits",
+        bound=Bound.LIMIT,
+    )
+    max_request_header_bytes: int = setting(
+        64 * 1024,
+        "largest request line and headers of an HTTP request or WebSocket handshake (431)",
+        section="Limits",
+        bound=Bound.LIMIT,
+    )
+    request_timeout_s: float = setting(
+        10.0,
+        "an HTTP request or WebSocket handshake must send its headers within this long "
+        "of its first byte (or of the connection opening), and its body within this long "
+        "of its headers; else 408 and the connection is closed",
+        section="Limits",
+        bound=Bound.LIMIT,
+    )
+    max_sockets: int = setting(
+        12_000,
+        "open TCP connections of every kind (WebSockets, HTTP, handshakes in progress); "
+        "one more is answered 503 and closed at once. Keep it above "
+        "`COLLAB_MAX_CONNECTIONS`, and the process's open-files limit above it",
         section="Limits",
         bound=Bound.LIMIT,
     )
@@ -355,6 +386,14 @@ class Settings:
         flag="--allowed-origins",
         metavar="ORIGINS",
         shown_default="same origin only",
+    )
+    allowed_hosts: str = setting(
+        "",
+        "other host names this server answers to, comma-separated (`*.example.com` for "
+        "every name under it, `*` for any); `localhost`, IP addresses, the "
+        "`COLLAB_PUBLIC_URL` host and `--host` always are. A request or handshake with "
+        "another `Host` header is refused (421): that stops DNS rebinding",
+        section="Access",
     )
     # -- Cluster
     redis_url: str = setting(

@@ -18,7 +18,9 @@ gives the slot back before the message is written and waits without one.
 
 Inbound limits that belong to one connection live here too: a token bucket for
 its message rate, and the time it last sent anything (the janitor closes
-connections idle past the limit).
+connections idle past the limit). The bucket never refuses: it says how long the
+edge waits before reading the connection's next message (backpressure: TCP flow
+control makes the client wait too).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
-from collab.errors import CloseCode, RateLimited
+from collab.errors import CloseCode
 from collab.metrics import Metrics
 from collab.protocol.codec import KEEPALIVE_MESSAGE
 from collab.rooms.send_gate import BigSendGate
@@ -61,12 +63,18 @@ class PeerLimits:
     keepalive_interval_s: float = 15.0
     close_timeout_s: float = 10.0
     # Inbound messages per second, sustained, and the burst above it; 0 = no limit.
+    # Messages past them are not refused: reading the next one waits.
     rate_per_s: float = 0.0
     rate_burst: int = 0
 
 
 class TokenBucket:
-    """`rate` tokens a second up to `burst`; one message takes one token."""
+    """`rate` tokens a second up to `burst`; one message takes one token.
+
+    Never refuses: a message taken from an empty bucket leaves it in debt, and
+    `take` answers how long until the debt is paid, which is how long the caller
+    waits before the next message. So `burst` messages pass at once and then one
+    every 1/`rate` seconds, whatever the sender does."""
 
     __slots__ = ("_burst", "_rate", "_stamp", "_tokens")
 
@@ -76,14 +84,12 @@ class TokenBucket:
         self._tokens = self._burst
         self._stamp = now
 
-    def take(self, now: float) -> bool:
-        tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
+    def take(self, now: float) -> float:
+        """Take one token; the seconds to wait before the next message (0.0 if none)."""
+        tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate) - 1.0
         self._stamp = now
-        if tokens < 1.0:
-            self._tokens = tokens
-            return False
-        self._tokens = tokens - 1.0
-        return True
+        self._tokens = tokens
+        return 0.0 if tokens >= 0.0 else -tokens / self._rate
 
 
 class Peer:
@@ -92,8 +98,9 @@ class Peer:
     The room hands it messages with `send()` (never blocks; overflow closes this
     peer with SLOW_CONSUMER); its sender (`run_sender`, a task the edge owns)
     writes them to the transport. The edge reports what it reads through
-    `note_received()` and ends the connection with `close()`, `mark_gone()` and
-    `finish()`; nothing outside sets its state.
+    `note_received()`, asks `rate_delay_s()` how long to wait before reading on,
+    and ends the connection with `close()`, `mark_gone()` and `finish()`; nothing
+    outside sets its state.
     """
 
     def __init__(
@@ -145,13 +152,17 @@ class Peer:
         return self.state is PeerState.OPEN
 
     def note_received(self) -> None:
-        """Called for every inbound message: idle bookkeeping and the rate limit."""
-        now = self.last_received = time.monotonic()
-        if self._bucket is not None and not self._bucket.take(now):
-            raise RateLimited(
-                f"more than {self._limits.rate_per_s:g} messages/s "
-                f"(burst {self._limits.rate_burst}): slow down"
-            )
+        """Called for every inbound message: the idle clock."""
+        self.last_received = time.monotonic()
+
+    def rate_delay_s(self) -> float:
+        """Charge one message to the rate limit: the seconds the edge waits before
+        reading this connection's next message (0.0 within the burst, or with no
+        limit). Edits that changed the document are not charged: storage paces
+        them (the writer's backlog)."""
+        if self._bucket is None:
+            return 0.0
+        return self._bucket.take(time.monotonic())
 
     def send(self, message: bytes) -> None:
         """Queue `message`; never blocks. Overflow closes this peer, not the caller."""

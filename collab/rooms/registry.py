@@ -103,18 +103,25 @@ class RoomRegistry:
         if policy.max_connections and self.connections >= policy.max_connections:
             self._metrics.refused("connections")
             raise AtCapacity(f"server full: {policy.max_connections} connections; retry later")
-        while True:
-            room = self.rooms.get(name) or await self._load_once(name)
-            # The janitor or a delete may have closed it while we awaited the load.
-            if not room.is_closed:
-                break
-            await asyncio.sleep(0)  # let whoever closed it finish removing it
-        limit = policy.max_connections_per_document
-        if limit and len(room.peers) >= limit:
-            self._metrics.refused("connections_per_document")
-            raise AtCapacity(f"document full: {limit} connections; retry later")
-        room.add_peer(peer)
+        # The slot is taken before the load is awaited, so that concurrent first
+        # joins (each awaiting a load) cannot all pass the check above together;
+        # given back if the join fails. `leave` gives back a joined peer's.
         self.connections += 1
+        try:
+            while True:
+                room = self.rooms.get(name) or await self._load_once(name)
+                # The janitor or a delete may have closed it while we awaited the load.
+                if not room.is_closed:
+                    break
+                await asyncio.sleep(0)  # let whoever closed it finish removing it
+            limit = policy.max_connections_per_document
+            if limit and len(room.peers) >= limit:
+                self._metrics.refused("connections_per_document")
+                raise AtCapacity(f"document full: {limit} connections; retry later")
+        except BaseException:  # a refusal, a failed load, or the joiner cancelled
+            self.connections -= 1
+            raise
+        room.add_peer(peer)
         return room
 
     async def open_room(self, name: str) -> Room:

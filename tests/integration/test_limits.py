@@ -10,7 +10,7 @@ import websockets
 from pycrdt import Text, create_awareness_message
 
 from collab.errors import CloseCode
-from tests.support.server import run_server
+from tests.support.server import metric_value, run_server
 from tests.support.waiting import TIMEOUT_S, eventually
 from tests.support.yclient import YClient
 
@@ -96,17 +96,63 @@ async def test_connection_limits_per_document_and_in_all(settings):
             await client.close()
 
 
-async def test_a_flood_of_tiny_messages_is_rate_limited(settings):
-    limited = settings.replace(rate_limit_per_s=100, rate_limit_burst=500)
+async def test_concurrent_first_joins_cannot_exceed_the_connection_limit(settings):
+    """Twenty clients open twenty different documents at once: each join awaits a
+    load, and the slot is taken before that await, so only the connections the
+    limit has room for are admitted; the others are told to retry (1013)."""
+    async with run_server(settings.replace(max_connections=5)) as server:
+        a, b = await _healthy_pair(server, "bystander")  # two of the five
+        release = asyncio.Event()
+
+        async def first_join(document: str) -> int | None:
+            """None once synced (then it holds its slot), or the close code."""
+            try:
+                async with websockets.connect(server.ws_url(document)) as ws:
+                    await ws.send(b"\x00\x00\x01\x00")  # step 1: empty state vector
+                    while (await asyncio.wait_for(ws.recv(), TIMEOUT_S))[:2] != b"\x00\x01":
+                        pass
+                    await release.wait()
+                    return None
+            except websockets.ConnectionClosed as closed:
+                return closed.rcvd.code if closed.rcvd else -1
+
+        joins = [asyncio.create_task(first_join(f"first-{i}")) for i in range(20)]
+        registry = server.runtime.registry
+        await eventually(
+            lambda: sum(join.done() for join in joins) == 17, what="the refused ones answered"
+        )
+        assert registry.connections == 5
+        await _still_converging(a, b, "during the burst")
+        release.set()
+        outcomes = await asyncio.gather(*joins)
+        assert outcomes.count(None) == 3
+        assert outcomes.count(CloseCode.TRY_AGAIN_LATER) == 17
+        await eventually(lambda: registry.connections == 2, what="slots given back")
+        for client in (a, b):
+            await client.close()
+
+
+async def test_a_flood_past_the_rate_limit_is_paced_not_closed(settings):
+    """Past its rate limit a connection is not refused: its next read waits for a
+    token, so the rest of its flood waits unread in its own socket (TCP flow
+    control). It stays connected and keeps receiving; the room carries on."""
+    # A short keep-alive: the server notices the aborted flooder at its next send.
+    limited = settings.replace(rate_limit_per_s=5, rate_limit_burst=20, keepalive_interval_s=0.5)
     async with run_server(limited) as server:
+        metrics = server.runtime.metrics
         a, b = await _healthy_pair(server)
         flooder = await YClient(server.ws_url("doc")).connect()
         tiny = create_awareness_message(b"\x00")  # an awareness update with no entries
-        with contextlib.suppress(websockets.ConnectionClosed):
-            for _ in range(10_000):
-                await flooder.send_raw(tiny)
-        assert await flooder.wait_closed() == CloseCode.RATE_LIMITED
-        await _still_converging(a, b, "after the flood")
+        for _ in range(2_000):
+            await flooder.send_raw(tiny)
+        await eventually(lambda: metric_value(metrics, "collab_paced_reads_total") > 0)
+        await _still_converging(a, b, "during the flood")
+        await eventually(lambda: "during the flood" in str(flooder.text), what="still receives")
+        assert flooder.close_code is None
+        # 20 at once, then 5 a second: most of the flood has not even been read.
+        read = metric_value(metrics, "collab_messages_received_total", type="awareness")
+        assert read < 1_000
+        await flooder.abort()  # its close frame would wait behind its unread flood
         for client in (a, b):
             await client.close()
 
@@ -149,6 +195,29 @@ async def test_a_peer_that_never_answers_pings_is_dropped(settings):
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()
+
+
+async def test_a_paced_client_is_not_dropped_for_a_pong_stuck_behind_its_backlog(settings):
+    """The pong of a client being paced waits in its socket behind the messages it
+    sent before it; the client is evidently alive, so the ping check waits too."""
+    paced = settings.replace(
+        rate_limit_per_s=20,
+        rate_limit_burst=1,
+        ws_ping_interval_s=0.1,
+        ws_ping_timeout_s=0.1,
+        keepalive_interval_s=0.5,
+    )
+    async with run_server(paced) as server:
+        metrics = server.runtime.metrics
+        flooder = await YClient(server.ws_url("doc")).connect()
+        tiny = create_awareness_message(b"\x00")  # an awareness update with no entries
+        for _ in range(400):
+            await flooder.send_raw(tiny)
+        # 40 paced reads take 2 s at 20 a second: many ping timeouts of 0.1 s.
+        await eventually(lambda: metric_value(metrics, "collab_paced_reads_total") >= 40)
+        assert flooder.close_code is None
+        assert metric_value(metrics, "collab_connections_closed_total", code="1011") == 0
+        await flooder.abort()
 
 
 async def test_least_recently_used_idle_documents_unload_first(settings):
@@ -200,15 +269,19 @@ async def test_metrics_count_what_happens(connect, server):
     assert await _metric(server, "collab_received_bytes_total") > 0
 
 
-async def test_flood_of_update_messages_does_not_starve_others(settings):
-    """Even within the rate limit, a client sending many real edits cannot stall
-    the room: the others see every edit, in order, and converge."""
-    async with run_server(settings.replace(rate_limit_per_s=0)) as server:
+async def test_edits_past_the_rate_limit_are_paced_by_storage_not_refused(settings):
+    """Edits that change the document are not charged to the rate limit (storage
+    paces them): a client sending more than the default burst at once is neither
+    closed nor slowed to the rate, and the others see every edit, in order."""
+    async with run_server(settings) as server:
+        assert settings.rate_limit_burst < 3000, "the default limits"
         a, b = await _healthy_pair(server)
         sender = await YClient(server.ws_url("doc")).connect()
-        for i in range(2000):
+        for i in range(3000):
             sender.text.insert(len(sender.text), str(i % 10))
-        await eventually(lambda: len(str(b.text)) == 2000, what="all edits relayed")
+        expected = "".join(str(i % 10) for i in range(3000))
+        await eventually(lambda: str(b.text) == expected, what="all edits relayed")
+        assert sender.close_code is None
         await _still_converging(a, b, "!")
         for client in (a, b, sender):
             await client.close()

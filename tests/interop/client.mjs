@@ -26,8 +26,16 @@
 //   --expect-closed          after the result line, wait until the provider gives up
 //                            for good (its 'closed' event: a 44xx close code), print
 //                            {closed: {code, reason}} and exit 0
+//   --replay PATH            once synced, replay an editing trace (a gzipped JSON
+//                            {startContent, txns: [{patches: [[pos, del, ins]]}]}, as in
+//                            josephg/editing-traces) into Y.Text "text" at full speed: one
+//                            transaction, so one update message, per trace txn, all sent
+//                            without waiting (the provider writes each to the socket)
+//   --replay-count N         only the first N txns of the trace (default: all)
 
+import fs from 'node:fs'
 import { parseArgs } from 'node:util'
+import zlib from 'node:zlib'
 import WebSocket from 'ws'
 import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
@@ -54,7 +62,9 @@ try {
       'timeout-ms': { type: 'string', default: '10000' },
       'hold-ms': { type: 'string', default: '0' },
       'hold-stdin': { type: 'boolean', default: false },
-      'expect-closed': { type: 'boolean', default: false }
+      'expect-closed': { type: 'boolean', default: false },
+      replay: { type: 'string' },
+      'replay-count': { type: 'string', default: '0' }
     },
     strict: true
   }).values
@@ -152,8 +162,25 @@ const closeSocket = async () => {
   }
 }
 
+const replay = () => {
+  if (args.replay === undefined) return
+  const trace = JSON.parse(zlib.gunzipSync(fs.readFileSync(args.replay)))
+  const count = Number(args['replay-count'])
+  const txns = count > 0 ? trace.txns.slice(0, count) : trace.txns
+  if (trace.startContent) ytext.insert(0, trace.startContent)
+  for (const txn of txns) {
+    ydoc.transact(() => {
+      for (const [pos, del, ins] of txn.patches) {
+        if (del) ytext.delete(pos, del)
+        if (ins) ytext.insert(pos, ins)
+      }
+    })
+  }
+}
+
 await waitFor(() => provider.synced, () => 'synced')
 if (!args['insert-before-connect']) insert()
+replay()
 if (args.presence !== undefined) awareness.setLocalStateField('user', { name: args.presence })
 await waitFor(() => unmet().length === 0, () => unmet().join(', '))
 

@@ -53,15 +53,15 @@ class NodeClient:
         self.process = process
         self.label = label
 
-    async def result(self) -> dict[str, Any]:
+    async def result(self, timeout_s: float = PROCESS_TIMEOUT_S) -> dict[str, Any]:
         """The JSON line the client prints once every expectation holds."""
         assert self.process.stdout is not None
         try:
-            line = await asyncio.wait_for(self.process.stdout.readline(), PROCESS_TIMEOUT_S)
+            line = await asyncio.wait_for(self.process.stdout.readline(), timeout_s)
         except TimeoutError:
             self.process.kill()
             _, stderr = await self.process.communicate()
-            pytest.fail(f"{self.label}: no result within {PROCESS_TIMEOUT_S}s\n{stderr.decode()}")
+            pytest.fail(f"{self.label}: no result within {timeout_s}s\n{stderr.decode()}")
         if not line:
             _, stderr = await self.process.communicate()
             pytest.fail(

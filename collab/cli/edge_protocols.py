@@ -1,0 +1,202 @@
+"""The protocols `collab serve` runs under uvicorn: its httptools HTTP protocol with
+the limits it lacks, applied before any request reaches the application, and its
+WebSocket protocol with a ping check that allows for pacing.
+
+`BoundedHttpProtocol`. Every connection starts here, WebSockets included (the
+handshake is an HTTP request, parsed by this protocol before uvicorn hands the
+socket to its WebSocket protocol), so this is the one place that sees a
+request's bytes before they are parsed into headers:
+
+- **open sockets** (`max_sockets`): a connection beyond the cap is answered 503
+  and closed before anything is read. uvicorn's own `limit_concurrency` is not
+  used: it counts WebSocket connections and tasks but refuses only HTTP
+  requests, after their headers, and never a WebSocket handshake (httptools
+  returns before the check for an upgrade).
+- **header time** (`request_timeout_s`, slowloris): a request's line and
+  headers must be complete within the timeout of its first byte (for the first
+  request, of the connection opening); else 408 and the connection is closed.
+  uvicorn has no such timeout (`timeout_keep_alive` only covers the silence
+  between requests, and any byte ends it).
+- **header bytes** (`max_request_header_bytes`): httptools accumulates a header
+  that never ends without any bound (h11's `h11_max_incomplete_event_size` is
+  not used by httptools); past the limit, 431 and closed.
+
+The hooks are httptools' parser callbacks (`on_message_begin`,
+`on_headers_complete`) and asyncio's protocol methods, which uvicorn's class
+implements; the subclass calls through to each and keeps its own state apart.
+A request's body is bounded by the application's edge (collab.api.http_edge).
+
+`PacedWebSocketProtocol`. A connection that sends faster than the server takes
+its messages is paced: the application reads its next message later, and
+uvicorn reads nothing from the socket until it does (collab.api.connection). A
+pong then waits in the socket behind the messages sent before it, and uvicorn's
+ping check would drop a client that is only fast, not gone (1011): the pong of
+a client that wrote 200,000 edits in one go arrives only after the server has
+read them all. This one gives the pong another timeout while the client is
+evidently there: it has sent something since the ping, or messages it sent wait,
+read, for the application. A half-open connection sends nothing, so the next
+timeout finds it silent and drops it as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    """What every connection is held to before its request is parsed; 0 = no limit."""
+
+    max_sockets: int = 0
+    request_timeout_s: float = 0.0
+    max_request_header_bytes: int = 0
+    # Told the limit's name (`sockets`, `request_timeout`, `request_headers`) on each
+    # refusal, for collab_limit_refusals_total{limit}.
+    count_refusal: Callable[[str], None] = lambda _limit: None
+
+
+def bounded_http_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
+    """The protocol class for uvicorn's `http` option, holding `limits`."""
+
+    class Configured(BoundedHttpProtocol):
+        _limits = limits
+
+    return Configured
+
+
+class BoundedHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, with a socket cap, a header deadline and a
+    header size bound. Use `bounded_http_protocol(limits)` for a configured class."""
+
+    _limits = ConnectionLimits()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._is_awaiting_headers = True  # until the first request's headers are complete
+        self._header_bytes = 0
+        self._header_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        limits = self._limits
+        if limits.max_sockets and len(self.connections) > limits.max_sockets:
+            logger.warning(
+                "client=%s refused: %d sockets open (COLLAB_MAX_SOCKETS)",
+                self._client_label(),
+                limits.max_sockets,
+            )
+            self._refuse(HTTPStatus.SERVICE_UNAVAILABLE, "too many connections", "sockets")
+            return
+        self._arm_header_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_header_deadline()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        limit = self._limits.max_request_header_bytes
+        if not self._is_awaiting_headers or not limit or self.transport.is_closing():
+            return
+        # Still inside a request's line and headers after this read: all of it
+        # counts (a read that completed them is not counted, so a body in the same
+        # read never does).
+        self._header_bytes += len(data)
+        if self._header_bytes > limit:
+            logger.warning(
+                "client=%s refused: request headers over %d bytes", self._client_label(), limit
+            )
+            self._refuse(
+                HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+                f"request headers over {limit} bytes",
+                "request_headers",
+            )
+
+    # httptools parser callbacks
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if not self._is_awaiting_headers:  # a later request on a kept-alive connection
+            self._is_awaiting_headers = True
+            self._header_bytes = 0
+            self._arm_header_deadline()
+
+    def on_headers_complete(self) -> None:
+        self._is_awaiting_headers = False
+        self._disarm_header_deadline()
+        super().on_headers_complete()
+
+    # helpers
+
+    def _arm_header_deadline(self) -> None:
+        timeout_s = self._limits.request_timeout_s
+        if timeout_s:
+            self._header_deadline = self.loop.call_later(timeout_s, self._headers_too_slow)
+
+    def _disarm_header_deadline(self) -> None:
+        if self._header_deadline is not None:
+            self._header_deadline.cancel()
+            self._header_deadline = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_deadline = None
+        if not self._is_awaiting_headers or self.transport.is_closing():
+            return
+        logger.info(
+            "client=%s closed: request headers not complete within %g s",
+            self._client_label(),
+            self._limits.request_timeout_s,
+        )
+        self._refuse(
+            HTTPStatus.REQUEST_TIMEOUT,
+            f"request headers not complete within {self._limits.request_timeout_s:g} s",
+            "request_timeout",
+        )
+
+    def _refuse(self, status: HTTPStatus, message: str, limit: str) -> None:
+        """Answer `status` (unless a response to an earlier request is under way:
+        a pipelined request must not cut into it) and close the connection."""
+        self._is_awaiting_headers = False
+        self._disarm_header_deadline()
+        self._limits.count_refusal(limit)
+        if self.cycle is None or self.cycle.response_complete:
+            body = message.encode()
+            self.transport.write(
+                b"HTTP/1.1 %d %s\r\n" % (status.value, status.phrase.encode())
+                + b"content-type: text/plain; charset=utf-8\r\n"
+                + b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body)
+                + body
+            )
+        self.transport.close()
+
+    def _client_label(self) -> str:
+        return f"{self.client[0]}:{self.client[1]}" if self.client else "-"
+
+
+class PacedWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's websockets-sansio protocol, whose ping check allows for pacing: a
+    client that has sent anything since the ping, or whose messages already read
+    still wait for the application, is alive; its pong is behind them."""
+
+    _last_read_at = 0.0
+
+    def data_received(self, data: bytes) -> None:
+        self._last_read_at = self.loop.time()
+        super().data_received(data)
+
+    def keepalive_timeout(self) -> None:
+        is_behind = self.read_paused or self._last_read_at > self.ping_sent_at
+        if is_behind and self.ping_timeout and not self.close_sent:
+            self.pong_timer = self.loop.call_later(self.ping_timeout, self.keepalive_timeout)
+            return
+        super().keepalive_timeout()
