@@ -124,7 +124,15 @@ class ServerProcess:
                     return (await http.get(f"http://127.0.0.1:{self.port}/healthz")).is_success
                 return False
 
-            await eventually(is_healthy, what="server process healthy")
+            try:
+                await eventually(is_healthy, what="server process healthy")
+            except BaseException:
+                # Never leave a server behind a failed start: it would hold its
+                # port and database, and load the machine, for the rest of the run.
+                if self.process.returncode is None:
+                    self.process.kill()
+                    await self.process.wait()
+                raise
 
     async def stop(self, sig: int) -> int:
         assert self.process is not None
