@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 
-from redis.asyncio import Redis
+from collab.cluster.redis_driver import Redis
 
 # `# type: ignore[misc]` below: redis-py types the asyncio client's set commands
 # with the sync client's annotations (`Awaitable[int] | int`), which `await`

@@ -18,8 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from collab.cluster.redis_driver import Redis, RedisError
 
 logger = logging.getLogger(__name__)
 

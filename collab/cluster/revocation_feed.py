@@ -24,19 +24,8 @@ import logging
 from typing import Any, Protocol
 
 from collab.auth.revocation import Revocation, RevocationKind
-from collab.errors import MissingDriver
-
-try:
-    from redis.asyncio import Redis
-    from redis.asyncio.retry import Retry
-    from redis.backoff import NoBackoff
-    from redis.exceptions import RedisError
-except ModuleNotFoundError as exc:  # an optional extra: only a clustered server needs it
-    if (exc.name or "").partition(".")[0] != "redis":
-        raise
-    raise MissingDriver("a Redis URL (redis://)", "redis", "cluster") from exc
-
 from collab.cluster.publisher import CATCH_UP, StreamPublisher
+from collab.cluster.redis_driver import NoBackoff, Redis, RedisError, Retry
 
 logger = logging.getLogger(__name__)
 
