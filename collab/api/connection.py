@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from starlette.types import Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from collab.api.access import admit_websocket, log_refusal
+from collab.api.access import admit_websocket, author_of, log_refusal
 from collab.api.sockets import SERVER_SEND
 from collab.auth.policy import AuthError, AuthFailure, Grant
 from collab.auth.revocation import Revocation
@@ -115,6 +115,7 @@ class ConnectionEdge:
             is_read_only=grant.is_read_only,
             gate=self.gate,
             peer_id=next(self._peer_ids),
+            author=author_of(grant),
         )
         # Nothing awaited since admission: a revocation cannot fall in between.
         if grant.expires_at is not None:

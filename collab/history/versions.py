@@ -34,6 +34,7 @@ from collab.history.retention import RetentionPolicy, select_for_deletion
 from collab.history.workers import ComputePool
 from collab.protocol.codec import decode_state_vector
 from collab.rooms.registry import RoomRegistry
+from collab.storage.attribution import SERVER, Author
 from collab.storage.store import (
     DeleteSnapshots,
     DocumentStore,
@@ -44,6 +45,8 @@ from collab.storage.store import (
 from collab.storage.writer import UpdateWriter
 
 logger = logging.getLogger(__name__)
+
+SERVER_AUTHOR = Author(SERVER, is_verified=True)
 
 
 class SnapshotNotFound(CollabError):
@@ -149,9 +152,16 @@ class VersionHistory:
             )
 
     async def restore(
-        self, name: str, snapshot_id: int, *, actor: str | None = None
+        self,
+        name: str,
+        snapshot_id: int,
+        *,
+        actor: str | None = None,
+        author: Author | None = None,
     ) -> RestoreResult:
-        """`actor`: who restores; the pre-restore version records them as its author."""
+        """`actor`: who restores; the pre-restore version records them as its
+        author. `author`: whom the restore's edits are attributed to (None: the
+        server)."""
         target = await self.get_version(name, snapshot_id)
         async with self._one_restore_at_a_time(name):
             room = await self._registry.open_room(name)
@@ -174,7 +184,8 @@ class VersionHistory:
             # version is exactly the state the restore's operations are applied to.
             before = room.capture()  # also submits earlier edits: they keep their own row
             if update is not None:
-                apply_restore(room.doc, update)  # stored and relayed as any edit
+                with room.edits_by(author or SERVER_AUTHOR, "restore"):
+                    apply_restore(room.doc, update)  # stored and relayed as any edit
             write = room.submit_edits()
             pre_restore_id = await self._registry.compactor.snapshot(
                 room,

@@ -38,8 +38,11 @@ from collab.errors import CloseCode
 from collab.metrics import Metrics
 from collab.protocol.codec import KEEPALIVE_MESSAGE
 from collab.rooms.send_gate import BigSendGate
+from collab.storage.attribution import ANONYMOUS, Author
 
 logger = logging.getLogger(__name__)
+
+ANONYMOUS_AUTHOR = Author(ANONYMOUS)
 
 
 class Transport(Protocol):
@@ -113,8 +116,10 @@ class Peer:
         is_read_only: bool = False,
         gate: BigSendGate | None = None,
         peer_id: int = 0,
+        author: Author = ANONYMOUS_AUTHOR,
     ) -> None:
         self.id = peer_id  # for the logs: the edge numbers its connections
+        self.author = author  # whom its edits are attributed to (collab.rooms.authorship)
         self.document = document
         self.is_read_only = is_read_only  # its token grants read: the room applies no edit of it
         self.client_ids: set[int] = set()  # awareness ids this connection announced

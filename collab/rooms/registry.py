@@ -197,6 +197,7 @@ class RoomRegistry:
             incarnation=stored.incarnation,
             on_write_refused=self._drop_refused,
             metrics=self._metrics,
+            owners=stored.owners,
         )
         self.rooms[name] = room
         self._cluster.follow(name, position)

@@ -47,6 +47,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
+from collab.storage.sql_attribution import write_attribution
 from collab.storage.sql_schema import documents, quarantine, snapshots, tombstones, updates
 from collab.storage.store import (
     AppendUpdate,
@@ -209,6 +210,9 @@ class WriteTransaction:
             row_ids = [int(row[0]) for row in inserted]
         for (index, _), row_id in zip(accepted, row_ids, strict=True):
             results[index] = row_id
+        attributed = [op for _, op in accepted if op.claims or op.sessions]
+        if attributed:
+            write_attribution(self._conn, attributed, self._now, is_postgres=self._is_postgres)
 
     def _lock_documents(self, names: list[str]) -> dict[str, int]:
         """The incarnation of each of `names` that has a row, which no deletion
