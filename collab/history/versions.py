@@ -28,6 +28,7 @@ from typing import Literal
 from pycrdt import get_state
 
 from collab.errors import CollabError, DocumentNotFound
+from collab.history.activity import DocumentActivity
 from collab.history.compare import diff_body
 from collab.history.restore import apply_restore, restore_update
 from collab.history.retention import RetentionPolicy, select_for_deletion
@@ -95,6 +96,8 @@ class VersionHistory:
         self._writer = writer
         self._retention = retention
         self._clock = clock
+        # The timeline and blame (attribution's read side) share the workers.
+        self.activity = DocumentActivity(store, registry, self.compute)
 
     async def list_versions(
         self, name: str, *, limit: int, before_id: int | None = None

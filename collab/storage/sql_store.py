@@ -289,6 +289,10 @@ class SqlStore:
         async with self.engine.connect() as conn:
             return [session_of(row) for row in await conn.execute(query)]
 
+    async def load_owners(self, document: str) -> dict[int, str]:
+        async with self.engine.connect() as conn:
+            return await read_owners(conn, document)
+
     async def documents_with_snapshots(self, kind: SnapshotKind) -> list[str]:
         async with self.engine.connect() as conn:
             result = await conn.execute(

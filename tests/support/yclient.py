@@ -32,7 +32,7 @@ from websockets.asyncio.client import ClientConnection
 class YClient:
     def __init__(self, url: str, *, doc: Doc | None = None) -> None:
         self.url = url
-        self.doc: Doc = doc or Doc()
+        self.doc: Doc = doc if doc is not None else Doc()  # an empty Doc is falsy
         self.awareness = Awareness(self.doc)
         self.ws: ClientConnection | None = None
         self.synced = asyncio.Event()

@@ -1,0 +1,86 @@
+"""A document's timeline and blame, read from what attribution stored.
+
+Owns the read side of attribution: the activity (editing sessions, and versions
+and restores as events, newest first, paged by time) and blame (computed in a
+compute worker by collab.history.blame from the durable state). Reads only:
+what is written, and when, is the rooms' business (collab.rooms.authorship).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from collab.errors import DocumentNotFound
+from collab.history.blame import blame_body
+from collab.history.workers import ComputePool
+from collab.rooms.registry import RoomRegistry
+from collab.storage.attribution import EditSession
+from collab.storage.store import DocumentStore, SnapshotInfo, SnapshotKind
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityEvent:
+    """One entry of the timeline: a session, or a version (a restore's
+    pre-restore version is how a restore shows)."""
+
+    at: float  # when it ended (a session) or was made (a version)
+    session: EditSession | None = None
+    version: SnapshotInfo | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityQuery:
+    since: float | None = None
+    until: float | None = None
+    author: str | None = None  # a subject
+    limit: int = 50
+    before: float | None = None  # paging: only events strictly older
+
+
+class DocumentActivity:
+    def __init__(self, store: DocumentStore, registry: RoomRegistry, compute: ComputePool) -> None:
+        self._store = store
+        self._registry = registry
+        self._compute = compute
+
+    async def activity(self, name: str, query: ActivityQuery) -> list[ActivityEvent]:
+        """Newest first, at most `query.limit` (one more tells there is a next page)."""
+        until = query.until
+        if query.before is not None:
+            until = query.before if until is None else min(until, query.before)
+        sessions = await self._store.list_sessions(
+            name, since=query.since, until=until, subject=query.author, limit=query.limit + 1
+        )
+        events = [ActivityEvent(s.ended_at, session=s) for s in sessions]
+        for version in await self._store.list_snapshots(name):
+            if query.author is not None and version.author != query.author:
+                continue
+            if version.kind is SnapshotKind.AUTO and query.author is not None:
+                continue
+            at = version.created_at
+            if (query.since is None or at >= query.since) and (until is None or at <= until):
+                events.append(ActivityEvent(at, version=version))
+        if query.before is not None:
+            # Times travel as ISO 8601 to the microsecond: compare at that grain.
+            cursor = _microseconds(query.before)
+            events = [e for e in events if _microseconds(e.at) < cursor]
+        if not events and not await self._registry.exists(name):
+            raise DocumentNotFound(name)
+        events.sort(key=lambda e: e.at, reverse=True)
+        return events[: query.limit + 1]
+
+    async def blame(self, name: str) -> dict[str, list[dict[str, Any]]]:
+        """Every text root's current content as runs {text, author, name,
+        verified, at}. Raises `ComputeBusy` if every compute slot is taken."""
+        with self._compute.take_slot() as slot:
+            state = await self._registry.read_state(name)
+            if state is None:
+                raise DocumentNotFound(name)
+            sessions = await self._store.list_sessions(name)
+            owners = await self._store.load_owners(name)
+            return await self._compute.run(slot, len(state), blame_body, state, sessions, owners)
+
+
+def _microseconds(seconds: float) -> int:
+    return round(seconds * 1_000_000)
