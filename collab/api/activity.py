@@ -11,11 +11,11 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from collab.api.access import READ_ACCESS
+from collab.api.access import READ_ACCESS, AdminGrant, author_of
 from collab.api.rest import AUTH_ERRORS, NOT_FOUND, DocumentName, runtime_of, timestamp
-from collab.history.activity import ActivityEvent, ActivityQuery
+from collab.history.activity import ActivityEvent, ActivityQuery, NothingToRevert
 from collab.history.workers import ComputeBusy
 
 router = APIRouter(prefix="/api/documents", tags=["attribution"], dependencies=[READ_ACCESS])
@@ -64,6 +64,34 @@ class BlameRunOut(BaseModel):
 class BlameOut(BaseModel):
     document: str
     text_roots: dict[str, list[BlameRunOut]]
+
+
+class RevertIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    author: str | None = Field(
+        default=None, min_length=1, max_length=200, description="Undo this subject's sessions"
+    )
+    session: int | None = Field(default=None, description="Undo this one session (its `id`)")
+    since: str | None = Field(default=None, description="ISO 8601 or Unix seconds")
+    until: str | None = Field(default=None, description="ISO 8601 or Unix seconds")
+    name: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Who reverts, on a server without tokens (with tokens: the token's `sub`)",
+    )
+
+    @model_validator(mode="after")
+    def _names_what(self) -> RevertIn:
+        if self.author is None and self.session is None:
+            raise ValueError("give an author or a session")
+        return self
+
+
+class RevertOut(BaseModel):
+    document: str
+    pre_revert_snapshot_id: int = Field(description="Restore it to undo this revert")
+    sessions: int = Field(description="How many editing sessions were undone")
+    changed: bool
 
 
 def _when(value: str | None, field: str) -> float | None:
@@ -162,4 +190,34 @@ async def get_blame(name: DocumentName, request: Request) -> BlameOut:
             ]
             for root, runs in roots.items()
         },
+    )
+
+
+@router.post(
+    "/{name}/revert",
+    response_model=RevertOut,
+    responses={**NOT_FOUND, **AUTH_ERRORS, 404: {"description": "No such document or session"}},
+)
+async def revert(
+    name: DocumentName, body: RevertIn, request: Request, grant: AdminGrant
+) -> RevertOut:
+    """Needs the admin role. Undoes what an author inserted in a window (or one
+    session): their text still present is deleted as new operations, after a
+    pre-restore version; everyone else's edits stay. Attributed to who asks."""
+    try:
+        result = await runtime_of(request).history.activity.revert(
+            name,
+            actor=author_of(grant, body.name),
+            author=body.author,
+            session=body.session,
+            since=_when(body.since, "since"),
+            until=_when(body.until, "until"),
+        )
+    except NothingToRevert as exc:
+        raise HTTPException(404, str(exc)) from exc
+    return RevertOut(
+        document=name,
+        pre_revert_snapshot_id=result.pre_revert_id,
+        sessions=result.sessions,
+        changed=result.changed,
     )

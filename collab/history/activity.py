@@ -8,15 +8,29 @@ what is written, and when, is the rooms' business (collab.rooms.authorship).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
-from collab.errors import DocumentNotFound
-from collab.history.blame import blame_body
+from collab.errors import CollabError, DocumentNotFound
+from collab.history.blame import blame_body, delete_set_update
 from collab.history.workers import ComputePool
 from collab.rooms.registry import RoomRegistry
-from collab.storage.attribution import EditSession
+from collab.storage.attribution import Author, EditSession
 from collab.storage.store import DocumentStore, SnapshotInfo, SnapshotKind
+
+logger = logging.getLogger(__name__)
+
+
+class NothingToRevert(CollabError):
+    """No session of that author (or with that id) in that window."""
+
+
+@dataclass(frozen=True, slots=True)
+class RevertResult:
+    pre_revert_id: int
+    sessions: int  # how many sessions were undone
+    changed: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +94,55 @@ class DocumentActivity:
             sessions = await self._store.list_sessions(name)
             owners = await self._store.load_owners(name)
             return await self._compute.run(slot, len(state), blame_body, state, sessions, owners)
+
+    async def revert(
+        self,
+        name: str,
+        *,
+        actor: Author,
+        author: str | None = None,
+        session: int | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> RevertResult:
+        """Undo what `author` (a subject) inserted in [since, until], or what
+        session `session` inserted: their text still present is deleted, exactly
+        (by its clock ranges), as new operations attributed to `actor`, after a
+        pre-restore version of the content before. Others' edits, made before or
+        since, stay. Raises `NothingToRevert` if no such session exists."""
+        sessions = [
+            s
+            for s in await self._store.list_sessions(name, since=since, until=until, subject=author)
+            if (session is None or s.key == session) and s.origin == "edit"
+        ]
+        if not sessions:
+            if not await self._registry.exists(name):
+                raise DocumentNotFound(name)
+            raise NothingToRevert(f"document {name!r}: no such editing session to revert")
+        update = delete_set_update(r for s in sessions for r in s.ranges)
+        room = await self._registry.open_room(name)
+        before = room.capture()  # synchronous to the apply: the exact content before
+        with room.edits_by(actor, "revert"):
+            room.doc.apply_update(update)
+        write = room.submit_edits()
+        pre_revert_id = await self._registry.compactor.snapshot(
+            room,
+            SnapshotKind.PRE_RESTORE,
+            label=f"before reverting {author or f'session {session}'}",
+            author=actor.subject,
+            capture=before,
+        )
+        if write is not None:
+            await write  # durable before we say it is done
+        logger.info(
+            "doc=%s reverted %d sessions of %s by %s (pre-revert version %d)",
+            name,
+            len(sessions),
+            author or f"session {session}",
+            actor.subject,
+            pre_revert_id,
+        )
+        return RevertResult(pre_revert_id, len(sessions), write is not None)
 
 
 def _microseconds(seconds: float) -> int:

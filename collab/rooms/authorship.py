@@ -3,9 +3,9 @@
 Owns a room's attribution bookkeeping (collab.storage.attribution says what is
 stored). Every local change to the Doc passes through `note_local` with the
 author it is made for: the change's new content is the clock range, per client
-id, between the clock the room knew and the one the change reaches (a Yjs
-transaction's update holds exactly what is new), so no decoding of items is
-needed. A client id seen for the first time is claimed for that author; the
+id, as its update's structs say (collab.protocol.update_ids: a Yjs
+transaction's update holds exactly what is new), and the characters its delete
+set removes. A client id seen for the first time is claimed for that author; the
 claim and the author's grown session ride on the next log row.
 
 Ownership (docs/security.md#client-ids): `check` refuses, before it is
@@ -25,10 +25,9 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from pycrdt import get_state
-
 from collab.errors import ForeignClientId
 from collab.protocol.codec import decode_state_vector
+from collab.protocol.update_ids import update_ids
 from collab.storage.attribution import Author, ClientClaim, ClockRange, EditSession
 
 logger = logging.getLogger(__name__)
@@ -83,6 +82,7 @@ class Authorship:
     ) -> None:
         self._document = document
         self.owners: dict[int, str] = dict(owners)
+        self._subjects = set(self.owners.values())  # who owns any client id here
         self._clocks = decode_state_vector(state_vector)
         self._wall_clock = wall_clock
         self._gap_s = gap_s
@@ -94,7 +94,9 @@ class Authorship:
         """Refuse `update` if it creates content under another author's client id.
         Content the room has already (a resent or shared update) is not new and
         does not count. Raises ValueError if the update does not decode."""
-        for client_id, end in decode_state_vector(get_state(update)).items():
+        if self._subjects <= {author.subject}:
+            return  # nobody else owns a client id here: nothing to parse
+        for client_id, (_, end) in update_ids(update).created.items():
             owner = self.owners.get(client_id)
             if owner is None or owner == author.subject or end <= self._clocks.get(client_id, 0):
                 continue
@@ -111,9 +113,12 @@ class Authorship:
         now = self._wall_clock()
         session = self._session_for(author, origin, now)
         session.ended_at = now
-        for client_id, start, end in self._advance(delta):
+        created, deleted = self._advance(delta)
+        session.deleted += deleted
+        for client_id, start, end in created:
             if client_id not in self.owners:
                 self.owners[client_id] = author.subject
+                self._subjects.add(author.subject)
                 self._pending_claims.append(ClientClaim(client_id, author.subject))
             session.add(client_id, start, end)
         self._pending_sessions[session.key] = session
@@ -123,6 +128,7 @@ class Authorship:
         self._advance(delta)
         for client_id, subject in owners.items():
             self.owners.setdefault(client_id, subject)
+            self._subjects.add(subject)
 
     def take_pending(self) -> tuple[tuple[ClientClaim, ...], tuple[EditSession, ...]]:
         """The claims and sessions not yet on their way to storage."""
@@ -131,19 +137,18 @@ class Authorship:
         self._pending_sessions = {}
         return claims, sessions
 
-    def _advance(self, delta: bytes) -> list[ClockRange]:
+    def _advance(self, delta: bytes) -> tuple[list[ClockRange], int]:
+        """The ranges `delta` creates, and how many clock units it deletes."""
         try:
-            ends = decode_state_vector(get_state(delta))
+            ids = update_ids(delta)
         except ValueError:  # yrs made it; should it not decode, attribute nothing
-            logger.exception("doc=%s a change's state does not decode", self._document)
-            return []
+            logger.exception("doc=%s a change does not decode", self._document)
+            return [], 0
         created = []
-        for client_id, end in ends.items():
-            start = self._clocks.get(client_id, 0)
-            if end > start:
-                created.append((client_id, start, end))
-                self._clocks[client_id] = end
-        return created
+        for client_id, (start, end) in ids.created.items():
+            created.append((client_id, start, end))
+            self._clocks[client_id] = max(end, self._clocks.get(client_id, 0))
+        return created, ids.deleted
 
     def _session_for(self, author: Author, origin: str, now: float) -> _OpenSession:
         key = (author.subject, author.name, origin)

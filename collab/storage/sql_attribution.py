@@ -11,12 +11,11 @@ upsert on (document, key): the room sends it again, grown, while it lasts.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Select, select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Select, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -29,42 +28,54 @@ from collab.storage.attribution import (
 from collab.storage.sql_schema import client_authors, edit_sessions
 from collab.storage.store import AppendUpdate
 
+_CLAIM = (
+    f"INSERT INTO {client_authors.name} (document, client_id, subject, claimed_at) "
+    "VALUES (:document, :client_id, :subject, :claimed_at) "
+    "ON CONFLICT (document, client_id) DO NOTHING"
+)
+_SESSION_COLUMNS = (
+    "document",
+    "key",
+    "subject",
+    "name",
+    "is_verified",
+    "origin",
+    "started_at",
+    "ended_at",
+    "inserted",
+    "deleted",
+    "ranges",
+)
+_SESSION = (
+    f"INSERT INTO {edit_sessions.name} ({', '.join(_SESSION_COLUMNS)}) "
+    f"VALUES ({', '.join(':' + c for c in _SESSION_COLUMNS)}) "
+    "ON CONFLICT (document, key) DO UPDATE SET "
+    + ", ".join(
+        f"{c} = excluded.{c}" for c in ("name", "ended_at", "inserted", "deleted", "ranges")
+    )
+)
 
-def write_attribution(
-    conn: Connection, ops: Sequence[AppendUpdate], now: float, *, is_postgres: bool
-) -> None:
-    """The claims and sessions `ops` carry (appends whose rows were inserted)."""
-    dialect_insert = postgresql_insert if is_postgres else sqlite_insert
+
+def write_attribution(conn: Connection, ops: Sequence[AppendUpdate], now: float) -> None:
+    """The claims and sessions `ops` carry (appends whose rows were inserted).
+    Plain SQL that SQLite and PostgreSQL both take; on SQLite straight to the
+    driver, as the appends are (collab.storage.sql_writes): it is on the hot path."""
     claims = {(op.document, claim.client_id): claim.subject for op in ops for claim in op.claims}
-    if claims:
-        conn.execute(
-            dialect_insert(client_authors)
-            .values(
-                [
-                    {"document": d, "client_id": c, "subject": s, "claimed_at": now}
-                    for (d, c), s in claims.items()
-                ]
-            )
-            .on_conflict_do_nothing(
-                index_elements=[client_authors.c.document, client_authors.c.client_id]
-            )
-        )
     # The latest state of each session (a batch may hold several of one).
-    sessions = {(op.document, s.key): s for op in ops for s in op.sessions}
-    if not sessions:
-        return
-    upsert = dialect_insert(edit_sessions).values(
-        [_session_row(document, s) for (document, _), s in sessions.items()]
-    )
-    conn.execute(
-        upsert.on_conflict_do_update(
-            index_elements=[edit_sessions.c.document, edit_sessions.c.key],
-            set_={
-                column: getattr(upsert.excluded, column)
-                for column in ("name", "ended_at", "inserted", "deleted", "ranges")
-            },
-        )
-    )
+    sessions = {(op.document, s.key): (op.document, s) for op in ops for s in op.sessions}
+    claim_rows = [
+        {"document": d, "client_id": c, "subject": s, "claimed_at": now}
+        for (d, c), s in claims.items()
+    ]
+    session_rows = [_session_row(document, s) for document, s in sessions.values()]
+    driver = conn.connection.driver_connection
+    for statement, rows in ((_CLAIM, claim_rows), (_SESSION, session_rows)):
+        if not rows:
+            continue
+        if isinstance(driver, sqlite3.Connection):
+            driver.executemany(statement, rows)
+        else:
+            conn.execute(text(statement), rows)
 
 
 def _session_row(document: str, session: EditSession) -> dict[str, Any]:

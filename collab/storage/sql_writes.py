@@ -212,7 +212,7 @@ class WriteTransaction:
             results[index] = row_id
         attributed = [op for _, op in accepted if op.claims or op.sessions]
         if attributed:
-            write_attribution(self._conn, attributed, self._now, is_postgres=self._is_postgres)
+            write_attribution(self._conn, attributed, self._now)
 
     def _lock_documents(self, names: list[str]) -> dict[str, int]:
         """The incarnation of each of `names` that has a row, which no deletion

@@ -114,10 +114,14 @@ async def test_an_update_under_another_authors_client_id_is_refused_with_4409(
         await eventually(alice.is_saved, what="alice saved")
         # A client made by hand: its content is created under alice's client id
         # (a Yjs client that hears its own id changes it, so this takes intent).
+        # It continues her clock, as her own next edit would (an update that
+        # starts past clock 0, like nearly every real one).
         forged: Doc = Doc(client_id=alice.doc.client_id)
-        forged.get("text", type=Text).insert(0, "xxxxnot ")
+        forged.apply_update(alice.doc.get_update())
+        known = forged.get_state()
+        forged.get("text", type=Text).insert(0, "not ")
         forger = await _join(server, clients, "mallory")
-        await forger.send_raw(create_update_message(forged.get_update()))
+        await forger.send_raw(create_update_message(forged.get_update(known)))
         assert await forger.wait_closed() == CloseCode.FOREIGN_CLIENT_ID
         await _blame_is(server, [("mine", "alice")])
         # Deleting someone else's text is an ordinary edit.
@@ -195,3 +199,78 @@ async def test_a_restore_is_attributed_to_who_asked_for_it(
         events = (await _get(server, "/api/documents/doc/activity"))["events"]
         restores = [e for e in events if e.get("origin") == "restore"]
         assert restores and restores[0]["author"] == "root"
+
+
+async def test_a_burst_of_editing_that_goes_quiet_becomes_an_automatic_version(
+    settings: Settings,
+) -> None:
+    quick = settings.replace(compact_after_quiet_s=0.3, compact_after_s=3600.0)
+    async with run_server(quick) as server:
+        client = YClient(server.ws_url("doc"))
+        await client.connect()
+        try:
+            client.text.insert(0, "a fresh document")
+            await eventually(client.is_saved, what="saved")
+
+            async def versions() -> list[dict[str, Any]]:
+                async with httpx.AsyncClient(base_url=server.http_url) as http:
+                    body = (await http.get("/api/documents/doc/snapshots")).json()
+                return body["snapshots"]  # type: ignore[no-any-return]
+
+            found = await eventually(versions, what="an automatic version")
+            assert [v["kind"] for v in found] == ["auto"]
+            assert found[0]["preview"] == "a fresh document"
+        finally:
+            await client.close()
+
+
+async def test_reverting_an_author_removes_only_their_text_after_a_pre_revert_version(
+    tokened: Settings, clients: list[YClient]
+) -> None:
+    async with run_server(tokened) as server:
+        alice = await _join(server, clients, "alice")
+        bob = await _join(server, clients, "bob")
+        alice.text.insert(0, "[a1]")
+        await eventually(lambda: str(bob.text) == "[a1]", what="bob sees alice")
+        bob.text.insert(4, "[b1]")
+        await eventually(lambda: str(alice.text) == "[a1][b1]", what="alice sees bob")
+        alice.text.insert(8, "[a2]")
+        await eventually(lambda: str(bob.text) == "[a1][b1][a2]", what="bob sees alice again")
+        await eventually(lambda: alice.is_saved() and bob.is_saved(), what="saved")
+        result = await _post(server, "/api/documents/doc/revert", {"author": "alice"}, "root")
+        assert result["sessions"] == 1 and result["changed"] is True
+        await eventually(lambda: str(alice.text) == "[b1]", what="alice's text gone live")
+        await _blame_is(server, [("[b1]", "bob")])
+        pre_revert = result["pre_revert_snapshot_id"]
+        before = await _get(server, f"/api/documents/doc/snapshots/{pre_revert}")
+        assert before["content"]["text"] == "[a1][b1][a2]"
+        assert before["snapshot"]["kind"] == "pre-restore"
+        events = (await _get(server, "/api/documents/doc/activity"))["events"]
+        assert any(e.get("origin") == "revert" and e["author"] == "root" for e in events)
+
+
+async def test_undoing_one_session_keeps_the_same_authors_other_sessions(
+    tokened: Settings, clients: list[YClient]
+) -> None:
+    async with run_server(tokened) as server:
+        alice = await _join(server, clients, "alice")
+        alice.text.insert(0, "first ")
+        await eventually(alice.is_saved, what="saved")
+        await alice.close()
+        # A new connection is a new Doc: a new client id, a new session.
+        again = await _join(server, clients, "alice")
+        again.text.insert(len(again.text), "second")
+        await eventually(again.is_saved, what="saved")
+        room = server.runtime.registry.rooms["doc"]
+        room.authorship._sessions.clear()  # as if alice had been quiet past the gap
+        sessions = [
+            e
+            for e in (await _get(server, "/api/documents/doc/activity"))["events"]
+            if e["kind"] == "session"
+        ]
+        assert len(sessions) == 1  # one author, one burst so far
+        newest = sessions[0]["id"]
+        again.text.insert(len(again.text), " third")
+        await eventually(again.is_saved, what="saved")
+        await _post(server, "/api/documents/doc/revert", {"session": newest}, "alice")
+        await eventually(lambda: str(again.text) == " third", what="the session undone")
