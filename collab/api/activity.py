@@ -10,13 +10,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from collab.api.access import READ_ACCESS, AdminGrant, author_of
 from collab.api.rest import AUTH_ERRORS, NOT_FOUND, DocumentName, runtime_of, timestamp
 from collab.history.activity import ActivityEvent, ActivityQuery, NothingToRevert
-from collab.history.workers import ComputeBusy
+from collab.history.versions import VersionTooLarge
+from collab.history.workers import ComputeBusy, ComputeFailed
 
 router = APIRouter(prefix="/api/documents", tags=["attribution"], dependencies=[READ_ACCESS])
 
@@ -221,3 +222,44 @@ async def revert(
         sessions=result.sessions,
         changed=result.changed,
     )
+
+
+@router.get(
+    "/{name}/diff",
+    responses={
+        **NOT_FOUND,
+        **AUTH_ERRORS,
+        200: {"description": "Same shape as the snapshot diff (`DiffOut`)"},
+        413: {"description": "A version beyond COLLAB_DIFF_MAX_BYTES"},
+        429: {"description": "Every compute worker is busy: retry shortly"},
+    },
+)
+async def diff_between(
+    name: DocumentName,
+    request: Request,
+    from_: Annotated[
+        str,
+        Query(
+            alias="from",
+            max_length=64,
+            description="A version id or a time (ISO 8601, Unix seconds): the newest "
+            "version captured at or before it",
+        ),
+    ],
+    to: Annotated[str, Query(max_length=64, description="Likewise, or `current`")] = "current",
+) -> Response:
+    """The attributed diff between two versions or two times."""
+    history = runtime_of(request).history
+    old = await history.resolve_version(name, from_)
+    new = await history.resolve_version(name, to)
+    if old == "current":
+        raise HTTPException(422, "from: name a version or a time, not current")
+    try:
+        body = await history.diff(name, old, new)
+    except ComputeBusy as exc:
+        raise HTTPException(429, str(exc), headers={"Retry-After": "1"}) from exc
+    except VersionTooLarge as exc:
+        raise HTTPException(413, str(exc)) from exc
+    except ComputeFailed as exc:
+        raise HTTPException(503, str(exc), headers={"Retry-After": "1"}) from exc
+    return Response(body, media_type="application/json")

@@ -101,6 +101,11 @@ class HunkOut(BaseModel):
     text: str
     old_start: int = Field(description="Offset (characters) in the snapshot's text")
     new_start: int = Field(description="Offset (characters) in the text compared against")
+    authors: list[str | None] = Field(
+        default_factory=list,
+        description="Who wrote the hunk's text (a delete's: who wrote what was deleted); "
+        "null for text older than attribution",
+    )
 
 
 class TextRootDiffOut(BaseModel):

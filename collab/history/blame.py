@@ -64,44 +64,70 @@ def delete_set_update(ranges: Iterable[ClockRange]) -> bytes:
 
 
 class _Probe:
-    """One text root's bytes not attributed yet, and the labels given so far."""
+    """One text root: its original bytes still in the scratch text (as ranges of
+    original offsets, in text order) and the labels given so far, as ranges. Work
+    per probe is proportional to the number of ranges, not to the text's size."""
 
     def __init__(self, text: str) -> None:
-        self.text = text
-        size = len(text.encode())
-        self.alive = list(range(size))  # original byte offsets still in the scratch text
-        self.labels: list[Attribution] = [_UNKNOWN] * size
+        self.encoded = text.encode()
+        self.alive: list[tuple[int, int]] = [(0, len(self.encoded))] if self.encoded else []
+        self.labelled: list[tuple[int, int, Attribution]] = []
         self.current = _UNKNOWN
 
     def on_event(self, event: TextEvent) -> None:
-        position = 0
-        gone: list[int] = []
         delta: list[dict[str, Any]] = getattr(event, "delta", [])  # set by pycrdt, in __slots__
+        position = 0
+        cuts: list[tuple[int, int]] = []  # (position, count) in the text before the event
         for op in delta:
             if "retain" in op:
                 position += int(op["retain"])
             elif "delete" in op:
                 count = int(op["delete"])
-                gone.extend(range(position, position + count))
+                cuts.append((position, count))
                 position += count
-        if not gone:
-            return
-        for offset in gone:
-            self.labels[self.alive[offset]] = self.current
-        gone_set = set(gone)
-        self.alive = [b for i, b in enumerate(self.alive) if i not in gone_set]
+        if cuts:
+            self._cut(cuts)
+
+    def _cut(self, cuts: list[tuple[int, int]]) -> None:
+        kept: list[tuple[int, int]] = []
+        position = 0  # of the current alive range's start, in the text before the event
+        cut_index = 0
+        for start, end in self.alive:
+            length = end - start
+            offset = 0
+            while offset < length:
+                if cut_index < len(cuts):
+                    cut_at, cut_count = cuts[cut_index]
+                else:
+                    cut_at, cut_count = position + length + 1, 0
+                here = position + offset
+                if cut_at >= position + length:  # the next cut is past this range
+                    kept.append((start + offset, end))
+                    break
+                if here < cut_at:  # keep up to the cut
+                    kept.append((start + offset, start + cut_at - position))
+                    offset = cut_at - position
+                    continue
+                taken = min(cut_count - (here - cut_at), length - offset)
+                self.labelled.append((start + offset, start + offset + taken, self.current))
+                offset += taken
+                if here + taken >= cut_at + cut_count:
+                    cut_index += 1
+            position += length
+        self.alive = kept
 
     def runs(self) -> list[BlameRun]:
+        spans = sorted(self.labelled, key=lambda span: span[0])
+        spans += [(start, end, _UNKNOWN) for start, end in self.alive]
+        spans.sort(key=lambda span: span[0])
         runs: list[BlameRun] = []
-        offset = 0
-        for char in self.text:
-            label = self.labels[offset]
-            offset += len(char.encode())
+        for start, end, label in spans:
+            text = self.encoded[start:end].decode("utf-8", "replace")
             if runs and runs[-1].author == label.author and runs[-1].at == label.at:
                 last = runs[-1]
-                runs[-1] = BlameRun(last.text + char, last.author, last.at)
+                runs[-1] = BlameRun(last.text + text, last.author, last.at)
             else:
-                runs.append(BlameRun(char, label.author, label.at))
+                runs.append(BlameRun(text, label.author, label.at))
         return runs
 
 

@@ -23,6 +23,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal
 
 from pycrdt import get_state
@@ -48,6 +49,7 @@ from collab.storage.writer import UpdateWriter
 logger = logging.getLogger(__name__)
 
 SERVER_AUTHOR = Author(SERVER, is_verified=True)
+_MAX_VERSIONS_SCANNED = 10_000
 
 
 class SnapshotNotFound(CollabError):
@@ -137,6 +139,10 @@ class VersionHistory:
                     raise DocumentNotFound(name)
             else:
                 new_state = (await self.get_version(name, against)).state
+            attribution = (
+                await self._store.list_sessions(name),
+                await self._store.load_owners(name),
+            )
             largest = max(len(old_state), len(new_state))
             if self._diff_max_bytes and largest > self._diff_max_bytes:
                 raise VersionTooLarge(
@@ -152,7 +158,26 @@ class VersionHistory:
                 against,
                 old_state,
                 new_state,
+                attribution,
             )
+
+    async def resolve_version(self, name: str, spec: str) -> int | Literal["current"]:
+        """A version id, "current", or a time (ISO 8601 or Unix seconds): the
+        newest version whose content was captured at or before it."""
+        if spec == "current" or spec.isdigit():
+            return "current" if spec == "current" else int(spec)
+        try:
+            when = float(spec)
+        except ValueError:
+            try:
+                when = datetime.fromisoformat(spec.replace("Z", "+00:00")).timestamp()
+            except ValueError as exc:
+                raise SnapshotNotFound(f"{spec!r} is not a version id or a time") from exc
+        versions = await self.list_versions(name, limit=_MAX_VERSIONS_SCANNED)
+        for version in versions:  # newest first; times travel to the microsecond
+            if round(version.updated_at * 1e6) <= round(when * 1e6):
+                return version.id
+        raise SnapshotNotFound(f"document {name!r} has no version from before {spec}")
 
     async def restore(
         self,

@@ -274,3 +274,28 @@ async def test_undoing_one_session_keeps_the_same_authors_other_sessions(
         await eventually(again.is_saved, what="saved")
         await _post(server, "/api/documents/doc/revert", {"session": newest}, "alice")
         await eventually(lambda: str(again.text) == " third", what="the session undone")
+
+
+async def test_diffs_name_who_wrote_each_hunk_between_versions_and_times(
+    tokened: Settings, clients: list[YClient]
+) -> None:
+    async with run_server(tokened) as server:
+        alice = await _join(server, clients, "alice")
+        alice.text.insert(0, "hello there")
+        await eventually(alice.is_saved, what="saved")
+        version = await _post(server, "/api/documents/doc/snapshots", {"label": "v1"}, "alice")
+        bob = await _join(server, clients, "bob")
+        del bob.text[5:11]  # " there", alice's
+        bob.text.insert(5, " world")
+        await eventually(bob.is_saved, what="saved")
+        by_id = await _get(server, f"/api/documents/doc/snapshots/{version['id']}/diff")
+        hunks = [(h["op"], h["text"], h["authors"]) for h in by_id["text_roots"][0]["hunks"]]
+        # A character diff: "r" is common to " there" and " world", but bob wrote
+        # the new one, so an equal hunk can name him too.
+        assert {op for op, _, _ in hunks} == {"equal", "insert", "delete"}
+        assert all(authors == ["bob"] for op, _, authors in hunks if op == "insert")
+        assert all(authors == ["alice"] for op, _, authors in hunks if op == "delete")
+        by_time = await _get(server, "/api/documents/doc/diff", **{"from": version["updated_at"]})
+        assert by_time == by_id
+        by_version = await _get(server, "/api/documents/doc/diff", **{"from": str(version["id"])})
+        assert by_version == by_id
