@@ -154,6 +154,6 @@ class Authorship:
         key = (author.subject, author.name, origin)
         session = self._sessions.get(key)
         if session is None or now - session.ended_at > self._gap_s or session.author != author:
-            session = _OpenSession(random.getrandbits(62), author, now, now, origin)
+            session = _OpenSession(random.getrandbits(52), author, now, now, origin)
             self._sessions[key] = session
         return session

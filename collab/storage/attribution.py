@@ -58,7 +58,7 @@ class EditSession:
     """One author's burst of editing, as it stands now (written as an upsert on
     (document, `key`): a session grows until its author goes quiet)."""
 
-    key: int  # random, chosen by the room; unique within the document
+    key: int  # random, chosen by the room, under 2**53 (exact in JSON for browsers)
     author: Author
     started_at: float  # Unix seconds
     ended_at: float
