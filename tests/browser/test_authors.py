@@ -44,3 +44,15 @@ async def test_authors_view_timeline_and_undoing_a_session(people, browser):
     await page.locator("#notice button", has_text="Bring it back").wait_for()
     await legend.locator(".legend-item", has_text="Ada").wait_for()
     await page.screenshot(path=str(ARTIFACTS / "authors-after-undo.png"))
+
+    # Ada comes back: the timeline sums up what changed since her last visit.
+    await bob.type(" Bob again.")
+    await ada.wait_for_text("Ada wrote this. Bob again.")
+    await page.reload()
+    await page.locator("#status[data-state=connected]").wait_for()
+    await page.locator("#toggle-history").click()
+    since = page.locator("#history .since-visit")
+    await since.wait_for()
+    # Everything since her first visit: her typing and undoing, his two sessions.
+    summary = await since.inner_text()
+    assert "Bob (unverified) +27" in summary and "Ada (unverified) +15 \u221216" in summary

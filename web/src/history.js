@@ -64,6 +64,7 @@ export class HistoryPanel {
       documentName,
       list: /** @type {HTMLElement} */ (panel.querySelector('.activity')),
       notice,
+      author,
       onReverted: (preRevertId) => {
         this.refresh()
         this.notice.show([

@@ -10,6 +10,7 @@ import { h } from './dom.js'
 import { formatExact, formatWhen } from './time.js'
 
 const LIMIT = 30
+const VISIT_KEY = 'collab.visit.'
 
 /** @typedef {{ kind: 'session', id: number, author: string, name: string | null, verified: boolean, origin: 'edit' | 'restore' | 'revert', start: string, end: string, inserted: number, deleted: number }} SessionEvent */
 /** @typedef {{ kind: 'version', id: number, at: string, version_kind: string, label: string | null, author: string | null }} VersionEvent */
@@ -22,15 +23,25 @@ export class Timeline {
    *   documentName: string,
    *   list: HTMLElement,
    *   notice: import('./notice.js').Notice,
+   *   author: () => string,
    *   onReverted: (preRevertId: number) => void
    * }} options
    */
-  constructor ({ documentName, list, notice, onReverted }) {
+  constructor ({ documentName, list, notice, author, onReverted }) {
+    this.author = author
     this.base = documentApi(documentName)
     this.list = list
     this.notice = notice
     this.onReverted = onReverted
     this._loading = 0
+    // When this browser last opened the document: what changed since is summed up.
+    /** @type {string | null} */
+    this.lastVisit = null
+    try {
+      this.lastVisit = localStorage.getItem(VISIT_KEY + documentName)
+      localStorage.setItem(VISIT_KEY + documentName, new Date().toISOString())
+    } catch { /* storage blocked: no summary */ }
+    this.sinceVisit = h('li', { class: 'since-visit' })
   }
 
   async refresh () {
@@ -48,8 +59,34 @@ export class Timeline {
     /** @type {(SessionEvent | VersionEvent)[]} */
     const events = page.events
     this.list.replaceChildren(...(events.length
-      ? events.map((event) => event.kind === 'session' ? this._session(event) : this._version(event))
+      ? [...this._sinceLastVisit(events), ...events.map((event) => event.kind === 'session' ? this._session(event) : this._version(event))]
       : [h('li', { class: 'muted empty' }, 'No edits yet.')]))
+  }
+
+  /** "Since your last visit (…): Bob +40 −3, Carol +2." @param {(SessionEvent | VersionEvent)[]} events */
+  _sinceLastVisit (events) {
+    const since = this.lastVisit
+    if (!since) return []
+    /** @type {Map<string, { label: string, color: string, inserted: number, deleted: number }>} */
+    const changes = new Map()
+    for (const event of events) {
+      if (event.kind !== 'session' || event.end <= since) continue
+      const tag = authorTag(event.author, event.name, event.verified)
+      const seen = changes.get(tag.key) || { label: tag.label, color: tag.color, inserted: 0, deleted: 0 }
+      seen.inserted += event.inserted
+      seen.deleted += event.deleted
+      changes.set(tag.key, seen)
+    }
+    this.sinceVisit.replaceChildren(
+      h('time', { datetime: since, title: formatExact(since) }, `Since your last visit (${formatWhen(since)}): `),
+      ...(changes.size
+        ? [...changes.values()].flatMap(({ label, color, inserted, deleted }, index) => [
+            index ? ', ' : '',
+            h('span', { class: 'diff-author' },
+              h('span', { class: 'swatch', style: { backgroundColor: color }, 'aria-hidden': 'true' }),
+              `${label} +${inserted} −${deleted}`)])
+        : ['no changes.']))
+    return [this.sinceVisit]
   }
 
   /** @param {SessionEvent} session */
@@ -80,7 +117,7 @@ export class Timeline {
   /** @param {SessionEvent} session @param {string} label */
   async undo (session, label) {
     try {
-      const result = await api(`${this.base}/revert`, { method: 'POST', json: { session: session.id } })
+      const result = await api(`${this.base}/revert`, { method: 'POST', json: { session: session.id, name: this.author() } })
       this.notice.show(`Undid ${label}'s session: their text from it is gone for everyone.`, 'ok', 8000)
       this.onReverted(result.pre_revert_snapshot_id)
       await this.refresh()
