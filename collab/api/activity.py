@@ -36,6 +36,9 @@ class SessionOut(AuthorOut):
     end: datetime
     inserted: int = Field(description="Characters (Yjs clock units) created")
     deleted: int = Field(description="Characters deleted")
+    restored_version: int | None = Field(
+        default=None, description="A restore's: the version it restored"
+    )
 
 
 class VersionEventOut(BaseModel):
@@ -122,6 +125,7 @@ def _event_out(event: ActivityEvent) -> SessionOut | VersionEventOut:
             end=timestamp(s.ended_at),
             inserted=s.inserted,
             deleted=s.deleted,
+            restored_version=s.source_version,
         )
     assert event.version is not None
     v = event.version

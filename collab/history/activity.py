@@ -91,9 +91,24 @@ class DocumentActivity:
             state = await self._registry.read_state(name)
             if state is None:
                 raise DocumentNotFound(name)
-            sessions = await self._store.list_sessions(name)
-            owners = await self._store.load_owners(name)
-            return await self._compute.run(slot, len(state), blame_body, state, sessions, owners)
+            sessions, owners, sources = await self.attribution_of(name)
+            size = len(state) + sum(map(len, sources.values()))
+            return await self._compute.run(slot, size, blame_body, state, sessions, owners, sources)
+
+    async def attribution_of(
+        self, name: str
+    ) -> tuple[list[EditSession], dict[int, str], dict[int, bytes]]:
+        """What blame needs besides a state: the sessions, the client ids'
+        owners, and the states of the versions restores restored (those that
+        retention kept)."""
+        sessions = await self._store.list_sessions(name)
+        owners = await self._store.load_owners(name)
+        sources: dict[int, bytes] = {}
+        for version in {s.source_version for s in sessions if s.source_version is not None}:
+            snapshot = await self._store.get_snapshot(name, version)
+            if snapshot is not None:
+                sources[version] = snapshot.state
+        return sessions, owners, sources
 
     async def revert(
         self,

@@ -24,6 +24,7 @@ from typing import Any
 from pycrdt import Doc, Text, TextEvent, write_var_uint
 
 from collab.content import root_kinds
+from collab.history.textdiff import diff_text
 from collab.protocol.codec import decode_state_vector
 from collab.storage.attribution import ANONYMOUS, Author, ClockRange, EditSession
 
@@ -34,6 +35,7 @@ class Attribution:
 
     author: Author | None
     at: float | None
+    source_version: int | None = None  # made by a restore of this version
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +43,14 @@ class BlameRun:
     text: str
     author: Author | None
     at: float | None
+    source_version: int | None = None  # made by a restore of this version
+
+    def is_like(self, label: Attribution | BlameRun) -> bool:
+        return (self.author, self.at, self.source_version) == (
+            label.author,
+            label.at,
+            label.source_version,
+        )
 
 
 _UNKNOWN = Attribution(None, None)
@@ -123,18 +133,65 @@ class _Probe:
         runs: list[BlameRun] = []
         for start, end, label in spans:
             text = self.encoded[start:end].decode("utf-8", "replace")
-            if runs and runs[-1].author == label.author and runs[-1].at == label.at:
-                last = runs[-1]
-                runs[-1] = BlameRun(last.text + text, last.author, last.at)
-            else:
-                runs.append(BlameRun(text, label.author, label.at))
+            _append(runs, text, label)
         return runs
 
 
+def _append(runs: list[BlameRun], text: str, label: Attribution | BlameRun) -> None:
+    if runs and runs[-1].is_like(label):
+        last = runs[-1]
+        runs[-1] = BlameRun(last.text + text, last.author, last.at, last.source_version)
+    else:
+        runs.append(BlameRun(text, label.author, label.at, label.source_version))
+
+
 def blame(
+    state: bytes,
+    sessions: Sequence[EditSession],
+    owners: Mapping[int, str],
+    sources: Mapping[int, bytes] = {},
+) -> dict[str, list[BlameRun]]:
+    """The runs of every text root of `state` (a full-state update). `sources`:
+    the states of versions that restores restored (by id); text a restore
+    brought back keeps the authors it had in that version."""
+    runs = _runs_of(state, sessions, owners)
+    for name, root_runs in runs.items():
+        if any(run.source_version in sources for run in root_runs):
+            runs[name] = _through_restores(name, root_runs, sessions, owners, sources)
+    return runs
+
+
+def _through_restores(
+    name: str,
+    runs: list[BlameRun],
+    sessions: Sequence[EditSession],
+    owners: Mapping[int, str],
+    sources: Mapping[int, bytes],
+) -> list[BlameRun]:
+    """A restore re-creates text as new items. Where such text is, character
+    for character, text of the version it restored (an "equal" stretch of the
+    diff from that version to now), it is that version's author's."""
+    current = "".join(run.text for run in runs)
+    labels = [run for run in runs for _ in run.text]
+    restored = {r.source_version for r in runs if r.source_version is not None}
+    for version in sorted(v for v in restored if v in sources):
+        old_runs = _runs_of(sources[version], sessions, owners).get(name, [])
+        old_labels = [run for run in old_runs for _ in run.text]
+        for hunk in diff_text("".join(run.text for run in old_runs), current):
+            if hunk.op != "equal":
+                continue
+            for i in range(len(hunk.text)):
+                if labels[hunk.new_start + i].source_version == version:
+                    labels[hunk.new_start + i] = old_labels[hunk.old_start + i]
+    regrouped: list[BlameRun] = []
+    for char, label in zip(current, labels, strict=True):
+        _append(regrouped, char, label)
+    return regrouped
+
+
+def _runs_of(
     state: bytes, sessions: Sequence[EditSession], owners: Mapping[int, str]
 ) -> dict[str, list[BlameRun]]:
-    """The runs of every text root of `state` (a full-state update)."""
     texts = [name for name, kind in root_kinds(state).items() if kind == "text"]
     if not texts:
         return {}
@@ -147,7 +204,9 @@ def blame(
         probe = probes[name] = _Probe(str(root))
         subscriptions.append(root.observe(probe.on_event))
     steps: list[tuple[Attribution, list[ClockRange]]] = [
-        (Attribution(s.author, s.ended_at), list(s.ranges)) for s in sessions if s.ranges
+        (Attribution(s.author, s.ended_at, s.source_version), list(s.ranges))
+        for s in sessions
+        if s.ranges
     ]
     present = decode_state_vector(scratch.get_state())
     steps += [
@@ -166,7 +225,10 @@ def blame(
 
 
 def blame_body(
-    state: bytes, sessions: Sequence[EditSession], owners: Mapping[int, str]
+    state: bytes,
+    sessions: Sequence[EditSession],
+    owners: Mapping[int, str],
+    sources: Mapping[int, bytes] = {},
 ) -> dict[str, list[dict[str, Any]]]:
     """`blame` as the JSON the API returns (a compute worker's result)."""
     return {
@@ -180,5 +242,5 @@ def blame_body(
             }
             for run in runs
         ]
-        for name, runs in blame(state, sessions, owners).items()
+        for name, runs in blame(state, sessions, owners, sources).items()
     }

@@ -62,10 +62,11 @@ def diff_body(
     against: int | Literal["current"],
     old_state: bytes,
     new_state: bytes,
-    attribution: tuple[Sequence[EditSession], Mapping[int, str]] | None = None,
+    attribution: tuple[Sequence[EditSession], Mapping[int, str], Mapping[int, bytes]] | None = None,
 ) -> bytes:
     """The diff response's JSON body: `old_state` (the snapshot) against `new_state`.
-    With `attribution` (the document's sessions and client-id owners), each hunk
+    With `attribution` (the document's sessions, client-id owners and restored
+    versions' states, see collab.history.blame), each hunk
     names who wrote its text (`authors`, from blame of the side it is on)."""
     diff = compare_content(render_content(old_state), render_content(new_state))
     old_writers: dict[str, list[str | None]] = {}

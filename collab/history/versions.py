@@ -139,10 +139,7 @@ class VersionHistory:
                     raise DocumentNotFound(name)
             else:
                 new_state = (await self.get_version(name, against)).state
-            attribution = (
-                await self._store.list_sessions(name),
-                await self._store.load_owners(name),
-            )
+            attribution = await self.activity.attribution_of(name)
             largest = max(len(old_state), len(new_state))
             if self._diff_max_bytes and largest > self._diff_max_bytes:
                 raise VersionTooLarge(
@@ -212,7 +209,7 @@ class VersionHistory:
             # version is exactly the state the restore's operations are applied to.
             before = room.capture()  # also submits earlier edits: they keep their own row
             if update is not None:
-                with room.edits_by(author or SERVER_AUTHOR, "restore"):
+                with room.edits_by(author or SERVER_AUTHOR, "restore", snapshot_id):
                     apply_restore(room.doc, update)  # stored and relayed as any edit
             write = room.submit_edits()
             pre_restore_id = await self._registry.compactor.snapshot(

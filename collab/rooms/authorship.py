@@ -43,6 +43,7 @@ class _OpenSession:
     started_at: float
     ended_at: float
     origin: str
+    source_version: int | None = None
     inserted: int = 0
     deleted: int = 0
     ranges: list[ClockRange] = field(default_factory=list)
@@ -65,6 +66,7 @@ class _OpenSession:
             deleted=self.deleted,
             ranges=tuple(self.ranges),
             origin=self.origin,
+            source_version=self.source_version,
         )
 
 
@@ -86,7 +88,7 @@ class Authorship:
         self._clocks = decode_state_vector(state_vector)
         self._wall_clock = wall_clock
         self._gap_s = gap_s
-        self._sessions: dict[tuple[str, str | None, str], _OpenSession] = {}
+        self._sessions: dict[tuple[str, str | None, str, int | None], _OpenSession] = {}
         self._pending_claims: list[ClientClaim] = []
         self._pending_sessions: dict[int, _OpenSession] = {}
 
@@ -108,10 +110,12 @@ class Authorship:
             )
             raise ForeignClientId(f"client id {client_id} belongs to another author")
 
-    def note_local(self, delta: bytes, author: Author, origin: str = "edit") -> None:
+    def note_local(
+        self, delta: bytes, author: Author, origin: str = "edit", source: int | None = None
+    ) -> None:
         """A change made in this room for `author`: claims and its session grow."""
         now = self._wall_clock()
-        session = self._session_for(author, origin, now)
+        session = self._session_for(author, origin, source, now)
         session.ended_at = now
         created, deleted = self._advance(delta)
         session.deleted += deleted
@@ -150,10 +154,12 @@ class Authorship:
             self._clocks[client_id] = max(end, self._clocks.get(client_id, 0))
         return created, ids.deleted
 
-    def _session_for(self, author: Author, origin: str, now: float) -> _OpenSession:
-        key = (author.subject, author.name, origin)
+    def _session_for(
+        self, author: Author, origin: str, source: int | None, now: float
+    ) -> _OpenSession:
+        key = (author.subject, author.name, origin, source)
         session = self._sessions.get(key)
         if session is None or now - session.ended_at > self._gap_s or session.author != author:
-            session = _OpenSession(random.getrandbits(52), author, now, now, origin)
+            session = _OpenSession(random.getrandbits(52), author, now, now, origin, source)
             self._sessions[key] = session
         return session

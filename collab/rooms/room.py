@@ -217,6 +217,7 @@ class Room:
         self.authorship = Authorship(name, doc.get_state(), owners)
         self._acting: Author | None = None  # whom the change being made is for
         self._acting_origin = "edit"
+        self._acting_source: int | None = None  # a restore's version
         self._remote_owners: Mapping[int, str] = {}
         self._doc_subscription = doc.observe(self._on_transaction)
 
@@ -289,15 +290,17 @@ class Room:
         return author
 
     @contextlib.contextmanager
-    def edits_by(self, author: Author, origin: str = "edit") -> Iterator[None]:
+    def edits_by(
+        self, author: Author, origin: str = "edit", source_version: int | None = None
+    ) -> Iterator[None]:
         """Changes made to the Doc inside are attributed to `author`: the one way
         server-side edits (restores, reverts, programs) carry who asked for them."""
-        previous = self._acting, self._acting_origin
-        self._acting, self._acting_origin = author, origin
+        previous = self._acting, self._acting_origin, self._acting_source
+        self._acting, self._acting_origin, self._acting_source = author, origin, source_version
         try:
             yield
         finally:
-            self._acting, self._acting_origin = previous
+            self._acting, self._acting_origin, self._acting_source = previous
 
     def _refuse_edit(self, peer: Peer, message: SyncStep2 | SyncUpdate) -> None:
         """A read-only peer's updates are never applied, so never stored or relayed.
@@ -350,7 +353,8 @@ class Room:
         changes_before = self._local_changes
         try:
             self.authorship.check(update, author, peer_id)
-            with yrs_panics_as(InvalidUpdate), self.edits_by(author, self._acting_origin):
+            acting = self.edits_by(author, self._acting_origin, self._acting_source)
+            with yrs_panics_as(InvalidUpdate), acting:
                 self.doc.apply_update(update)
         except (ValueError, RuntimeError) as exc:
             # yrs reports undecodable updates as ValueError and some structurally
@@ -425,7 +429,9 @@ class Room:
             self.authorship.note_remote(delta, self._remote_owners)
             self.broadcast(encode_update(delta))  # durable already (another process)
             return
-        self.authorship.note_local(delta, self._acting or _SERVER_AUTHOR, self._acting_origin)
+        self.authorship.note_local(
+            delta, self._acting or _SERVER_AUTHOR, self._acting_origin, self._acting_source
+        )
         self._local_changes += 1
         self._unsubmitted.append(delta)
         self._end_of_tick.schedule()

@@ -66,6 +66,8 @@ class EditSession:
     deleted: int  # characters (Yjs clock units) deleted
     ranges: tuple[ClockRange, ...] = ()
     origin: str = "edit"  # "edit", "restore" or "revert"
+    # A restore's: the version it restored, whose authors its text keeps (blame).
+    source_version: int | None = None
 
 
 def encode_ranges(ranges: tuple[ClockRange, ...]) -> str:

@@ -45,6 +45,7 @@ _SESSION_COLUMNS = (
     "inserted",
     "deleted",
     "ranges",
+    "source_version",
 )
 _SESSION = (
     f"INSERT INTO {edit_sessions.name} ({', '.join(_SESSION_COLUMNS)}) "
@@ -92,6 +93,7 @@ def _session_row(document: str, session: EditSession) -> dict[str, Any]:
         "inserted": session.inserted,
         "deleted": session.deleted,
         "ranges": encode_ranges(session.ranges),
+        "source_version": session.source_version,
     }
 
 
@@ -133,4 +135,5 @@ def session_of(row: Any) -> EditSession:
         deleted=int(row.deleted),
         ranges=decode_ranges(row.ranges),
         origin=row.origin,
+        source_version=None if row.source_version is None else int(row.source_version),
     )

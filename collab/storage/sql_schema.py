@@ -10,7 +10,7 @@
     token_revocations(id, kind, value, revoked_at, until, reason, revoked_by)
     client_authors(document, client_id, subject, claimed_at)   -- who owns a client id
     edit_sessions(id, document, key, subject, name, is_verified, origin,
-                  started_at, ended_at, inserted, deleted, ranges)
+                  started_at, ended_at, inserted, deleted, ranges, source_version)
 
 Databases get there through the Alembic migrations in collab/storage/migrations
 (run at start-up); a change here needs a migration there, and
@@ -183,6 +183,7 @@ edit_sessions = Table(
     Column("inserted", BigInteger, nullable=False),
     Column("deleted", BigInteger, nullable=False),
     Column("ranges", Text, nullable=False),  # JSON [[client, start, end], ...]
+    Column("source_version", BigInteger),  # a restore's: the version it restored
     Index("ix_edit_sessions_document_key", "document", "key", unique=True),
     Index("ix_edit_sessions_document_ended", "document", "ended_at"),
     sqlite_autoincrement=True,

@@ -179,26 +179,34 @@ async def test_an_open_server_attributes_anonymous_with_the_announced_name(
     ]
 
 
-async def test_a_restore_is_attributed_to_who_asked_for_it(
+async def test_deleted_text_brought_back_by_a_restore_keeps_its_authors(
     tokened: Settings, clients: list[YClient]
 ) -> None:
     async with run_server(tokened) as server:
         alice = await _join(server, clients, "alice")
-        alice.text.insert(0, "keep this")
-        await eventually(alice.is_saved, what="saved")
+        carol = await _join(server, clients, "carol")
+        alice.text.insert(0, "keep ")
+        await eventually(lambda: str(carol.text) == "keep ", what="carol sees alice")
+        carol.text.insert(5, "this")
+        await eventually(lambda: alice.is_saved() and carol.is_saved(), what="saved")
+        await eventually(lambda: str(alice.text) == "keep this", what="alice sees carol")
         version = await _post(server, "/api/documents/doc/snapshots", {"label": "v"}, "alice")
         bob = await _join(server, clients, "bob")
         del bob.text[0:9]  # bob deletes everything
         bob.text.insert(0, "ZZ")
         await eventually(bob.is_saved, what="saved")
+        await _blame_is(server, [("ZZ", "bob")])
         await _post(server, f"/api/documents/doc/snapshots/{version['id']}/restore", {}, "root")
         await eventually(lambda: str(alice.text) == "keep this", what="restored")
-        blame = _runs(await _get(server, "/api/documents/doc/blame"))
-        # The restore re-creates the deleted text: new items, made by who restored.
-        assert blame == [("keep this", "root")]
+        # The restore re-creates the text as new items, but it is the same text
+        # of the same version: it keeps who wrote it.
+        await _blame_is(server, [("keep ", "alice"), ("this", "carol")])
         events = (await _get(server, "/api/documents/doc/activity"))["events"]
         restores = [e for e in events if e.get("origin") == "restore"]
         assert restores and restores[0]["author"] == "root"
+        # Compacted and reloaded, the same.
+        await _post(server, "/api/documents/doc/snapshots", {"label": "after"}, "root")
+        await _blame_is(server, [("keep ", "alice"), ("this", "carol")])
 
 
 async def test_a_burst_of_editing_that_goes_quiet_becomes_an_automatic_version(

@@ -59,6 +59,7 @@ def upgrade() -> None:
         sa.Column("inserted", sa.BigInteger, nullable=False),
         sa.Column("deleted", sa.BigInteger, nullable=False),
         sa.Column("ranges", sa.Text, nullable=False),
+        sa.Column("source_version", sa.BigInteger),
         sqlite_autoincrement=True,
     )
     op.create_index(
