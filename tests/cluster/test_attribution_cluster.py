@@ -45,12 +45,29 @@ async def test_authors_on_two_processes_are_blamed_exactly_on_both(
     a, b = await cluster(2, env={"COLLAB_AUTH_SECRET": SECRET})
     alice = await _connect(clients, f"{a.ws_url('doc')}?token={_token('alice')}")
     bob = await _connect(clients, f"{b.ws_url('doc')}?token={_token('bob')}")
+    carol = await _connect(clients, f"{b.ws_url('doc')}?token={_token('carol')}")
     alice.text.insert(0, "from a. ")
     await eventually(lambda: str(bob.text) == "from a. ", what="bob hears alice")
+    # Concurrently: bob appends on process b while carol prepends on b too and
+    # alice appends on a.
     bob.text.insert(len(bob.text), "from b.")
-    await eventually(lambda: str(alice.text) == "from a. from b.", what="alice hears bob")
-    await eventually(lambda: alice.is_saved() and bob.is_saved(), what="saved")
-    expected = [("from a. ", "alice"), ("from b.", "bob")]
+    carol.text.insert(0, ">> ")
+    alice.text.insert(len(alice.text), "|")
+    final = ">> from a. from b.|"
+
+    def converged() -> bool:
+        return all(str(c.text) in (final, ">> from a. |from b.") for c in (alice, bob, carol))
+
+    await eventually(converged, what="converged")
+    assert str(alice.text) == str(bob.text) == str(carol.text)
+    await eventually(lambda: all(c.is_saved() for c in (alice, bob, carol)), what="saved")
+    text = str(alice.text)
+    tail = (
+        [("from b.", "bob"), ("|", "alice")]
+        if text == final
+        else [("|", "alice"), ("from b.", "bob")]
+    )
+    expected = [(">> ", "carol"), ("from a. ", "alice"), *tail]
     for process in (a, b):
 
         async def blamed(process: ServerProcess = process) -> bool:
