@@ -46,15 +46,19 @@ class _Reader:
         return value
 
     def varuint(self) -> int:
-        value, shift = 0, 0
-        while True:
-            byte = self.byte()
+        # Inlined (locals, no call per byte): this runs for every edit.
+        data, pos = self.data, self.pos
+        value = shift = 0
+        end = min(len(data), pos + 10)
+        while pos < end:
+            byte = data[pos]
+            pos += 1
             value |= (byte & 0x7F) << shift
             if byte < 0x80:
+                self.pos = pos
                 return value
             shift += 7
-            if shift > 70:
-                raise ValueError("varuint too long")
+        raise ValueError("update truncated" if end == len(data) else "varuint too long")
 
     def skip_varint(self) -> None:
         while self.byte() & 0x80:
