@@ -47,6 +47,8 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
+from collab.storage.events import EventType
+from collab.storage.outbox_writes import note_changes, record_event
 from collab.storage.sql_schema import documents, quarantine, snapshots, tombstones, updates
 from collab.storage.store import (
     AppendUpdate,
@@ -207,8 +209,15 @@ class WriteTransaction:
                 insert(updates).returning(updates.c.id, sort_by_parameter_order=True), rows
             )
             row_ids = [int(row[0]) for row in inserted]
-        for (index, _), row_id in zip(accepted, row_ids, strict=True):
+        changed: dict[str, tuple[list[int], str | None]] = {}
+        for (index, op), row_id in zip(accepted, row_ids, strict=True):
             results[index] = row_id
+            ids, author = changed.setdefault(op.document, ([], None))
+            ids.append(row_id)
+            if op.author is not None:
+                changed[op.document] = (ids, op.author)
+        for name, (ids, author) in changed.items():
+            note_changes(self._conn, name, ids, author, self._now)
 
     def _lock_documents(self, names: list[str]) -> dict[str, int]:
         """The incarnation of each of `names` that has a row, which no deletion
@@ -246,13 +255,15 @@ class WriteTransaction:
         if incarnation not in wanted and None not in wanted:
             return None  # deleted since those updates were made: no document for them
         dialect_insert = postgresql_insert if self._is_postgres else sqlite_insert
-        self._conn.execute(
+        created = self._conn.execute(
             dialect_insert(documents)
             .values(name=name, created_at=self._now, updated_at=self._now, incarnation=incarnation)
             # Another process may create it at the same moment (the same
             # incarnation: the advisory lock keeps deletions out meanwhile).
             .on_conflict_do_nothing(index_elements=[documents.c.name])
         )
+        if created.rowcount:  # this transaction made it, not another process's
+            record_event(self._conn, name, EventType.DOCUMENT_CREATED, self._now, {})
         self.touched[name] = self._now
         return self._lock_documents([name]).get(name)
 
@@ -304,6 +315,7 @@ class WriteTransaction:
             return SnapshotConflict(op.document, op.base_seq or 0, int(current.snapshot_seq))
         self.touched[op.document] = self._now
         snapshot_id = self._write_snapshot_row(op)
+        self._record_version_event(op, snapshot_id)
         in_document = updates.c.document == op.document
         if op.row_ids is None:
             conn.execute(delete(updates).where(in_document))
@@ -313,6 +325,20 @@ class WriteTransaction:
                 chunk = ids[start : start + _DELETE_CHUNK]
                 conn.execute(delete(updates).where(in_document, updates.c.id.in_(chunk)))
         return snapshot_id
+
+    def _record_version_event(self, op: SaveSnapshot, snapshot_id: int) -> None:
+        """`version.saved` for a named version, `document.restored` for the
+        pre-restore version a restore saves (automatic versions tell nothing)."""
+        if op.kind is SnapshotKind.NAMED:
+            data = {"version": snapshot_id, "label": op.label, "author": op.author}
+            record_event(self._conn, op.document, EventType.VERSION_SAVED, self._now, data)
+        elif op.kind is SnapshotKind.PRE_RESTORE and op.restored_id is not None:
+            data = {
+                "version": op.restored_id,
+                "pre_restore_version": snapshot_id,
+                "author": op.author,
+            }
+            record_event(self._conn, op.document, EventType.DOCUMENT_RESTORED, self._now, data)
 
     def _write_snapshot_row(self, op: SaveSnapshot) -> int:
         conn = self._conn
@@ -362,7 +388,9 @@ class WriteTransaction:
             conn.execute(
                 select(func.pg_advisory_xact_lock(_DOCUMENT_LOCK_CLASS, func.hashtext(op.document)))
             )
-        conn.execute(delete(documents).where(documents.c.name == op.document))
+        deleted = conn.execute(delete(documents).where(documents.c.name == op.document))
+        if deleted.rowcount:
+            record_event(conn, op.document, EventType.DOCUMENT_DELETED, self._now, {})
         dialect_insert = postgresql_insert if self._is_postgres else sqlite_insert
         tombstone = dialect_insert(tombstones).values(
             name=op.document, state_vector=op.tombstone, deleted_at=self._now, deletions=1
