@@ -24,6 +24,7 @@ from collab import __version__
 from collab.api.access import install_cors, refuse_request
 from collab.api.connection import ConnectionEdge
 from collab.api.documents import router as documents_router
+from collab.api.events import router as events_router
 from collab.api.http_edge import AllowedHosts, BodyLimit, HostAllowList
 from collab.api.rest import runtime_of
 from collab.api.security_headers import SecurityHeaders
@@ -134,6 +135,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(versions_router)
     app.include_router(documents_router)
     app.include_router(tokens_router)
+    app.include_router(events_router)
 
     @app.get(
         "/healthz",
