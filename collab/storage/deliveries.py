@@ -175,6 +175,15 @@ class DeliveryQueue:
             )
         return bool(result.rowcount)
 
+    async def release(self, delivery: Delivery, owner: str) -> None:
+        """Give a claimed row back untried (this process is stopping)."""
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(webhook_deliveries)
+                .where(*_key(delivery), _d.claimed_by == owner)
+                .values(claimed_by=None, claimed_until=None)
+            )
+
     async def delivered(self, delivery: Delivery) -> None:
         async with self._engine.begin() as conn:
             await conn.execute(delete(webhook_deliveries).where(*_key(delivery)))

@@ -56,9 +56,7 @@ def event_of(seq: int, type_: str, document: str, occurred_at: float, data: str)
     return Event(int(seq), EventType(type_), document, float(occurred_at), json.loads(data))
 
 
-def updated_data(
-    *, author: str | None, first_row: int, last_row: int, updates: int
-) -> dict[str, Any]:
+def updated_data(*, author: str | None, first_row: int, last_row: int) -> dict[str, Any]:
     """`document.updated`'s data: who changed it last (None if unknown), and the
     log sequence numbers (row ids) of the first and last update it covers."""
-    return {"author": author, "from_seq": first_row, "seq": last_row, "updates": updates}
+    return {"author": author, "from_seq": first_row, "seq": last_row}

@@ -12,7 +12,9 @@ middle only leaves the work for the next pass.
 Invariants: an event gets a `seq` once, and a delivery row per subscription in
 the same transaction; a pending change is turned into an event only once (the
 row is deleted by the transaction that turns it; PostgreSQL skips rows a change's
-transaction holds, which is still writing to them). Never called on the hot path.
+transaction holds, which is still writing to them). Whether a document's editing
+went quiet is decided in Python from `pending_changes_of` (few: the documents edited in
+the last seconds). Never called on the hot path.
 """
 
 from __future__ import annotations
@@ -20,12 +22,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import delete, exists, insert, or_, select, update
+from sqlalchemy import delete, exists, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from collab.storage.events import Event, event_of
-from collab.storage.outbox_writes import insert_updated_event
+from collab.storage.outbox_writes import PendingChange, insert_updated_event, pending_changes_of
 from collab.storage.sql_schema import (
     event_counter,
     events,
@@ -47,15 +49,14 @@ class EventOutbox:
         self._clock = clock
 
     async def has_work(self, *, debounce_s: float, max_delay_s: float) -> bool:
-        """Whether `publish` has anything to do: a cheap read, so an idle server
-        does not open a write transaction every pass."""
+        """Whether `publish` has anything to do: a read, so an idle server (or one
+        whose documents are still being edited) opens no write transaction."""
         now = self._clock()
-        query = select(
-            exists().where(events.c.seq.is_(None))
-            | exists().where(_is_quiet(now, debounce_s, max_delay_s))
-        )
         async with self._engine.connect() as conn:
-            return bool(await conn.scalar(query))
+            if await conn.scalar(select(exists().where(events.c.seq.is_(None)))):
+                return True
+            changes = await conn.run_sync(pending_changes_of)
+        return any(_is_quiet(change, now, debounce_s, max_delay_s) for change in changes)
 
     async def publish(self, *, debounce_s: float, max_delay_s: float) -> int:
         """Number what is ready (see the module's docstring); how many events."""
@@ -96,13 +97,10 @@ class EventOutbox:
         return int(result.rowcount)
 
 
-def _is_quiet(now: float, debounce_s: float, max_delay_s: float) -> Any:
+def _is_quiet(change: PendingChange, now: float, debounce_s: float, max_delay_s: float) -> bool:
     """A pending change whose document nobody edited for `debounce_s`, or that has
     waited `max_delay_s` (a document edited without pause is still told)."""
-    return or_(
-        pending_changes.c.last_at <= now - debounce_s,
-        pending_changes.c.first_at <= now - max_delay_s,
-    )
+    return change.quiet_since <= now - debounce_s or change.first_at <= now - max_delay_s
 
 
 def _publish(conn: Connection, now: float, debounce_s: float, max_delay_s: float) -> int:
@@ -117,18 +115,14 @@ def _publish(conn: Connection, now: float, debounce_s: float, max_delay_s: float
     if last_seq is None:  # a database whose counter row went missing
         conn.execute(insert(event_counter).values(id=_COUNTER_ID, last_seq=0))
         last_seq = 0
-    quiet = (
-        select(pending_changes)
-        .where(_is_quiet(now, debounce_s, max_delay_s))
-        .order_by(pending_changes.c.first_at)
-    )
-    if is_postgres:
-        # A change's transaction writing one of these rows has not committed: its
-        # row is not quiet, and waiting for it could deadlock with its batch.
-        quiet = quiet.with_for_update(skip_locked=True)
-    for row in conn.execute(quiet).all():
-        conn.execute(delete(pending_changes).where(pending_changes.c.document == row.document))
-        insert_updated_event(conn, row)
+    # PostgreSQL: a row an append's transaction holds is being written: not
+    # quiet, and waiting for it could deadlock with that transaction's batch.
+    for change in pending_changes_of(conn, skip_locked=is_postgres):
+        if _is_quiet(change, now, debounce_s, max_delay_s):
+            conn.execute(
+                delete(pending_changes).where(pending_changes.c.document == change.document)
+            )
+            insert_updated_event(conn, change)
     unnumbered = conn.execute(
         select(events.c.id, events.c.document).where(events.c.seq.is_(None)).order_by(events.c.id)
     ).all()

@@ -2,10 +2,23 @@
 
 Owns what a change's own transaction writes so that no event is ever lost: an
 event row with no sequence number yet (`record_event`), or, for an append, the
-document's one pending change (`note_changes`), upserted - never a row per
-update - which the publisher (collab.storage.outbox) turns into a
-`document.updated` event once editing goes quiet. Both commit or roll back with
-the change itself, so a process killed after the commit loses nothing.
+document's one pending change (`note_changes`) - never a row per update - which
+the publisher (collab.storage.outbox) turns into a `document.updated` event once
+editing goes quiet. Both commit or roll back with the change itself, so a process
+killed after the commit loses nothing.
+
+What an append costs is kept small, since it runs on every commit:
+- SQLite: the row is inserted if missing and otherwise left alone (no page
+  written; its author only if it changed). The publisher reads when editing
+  stopped from `documents.updated_at` and the newest update from the log: on
+  SQLite transactions run one at a time, so a publisher never reads between an
+  append and its pending row.
+- PostgreSQL: a real upsert of `last_at` / `last_row`, because it also locks the
+  row, which the publisher skips (SKIP LOCKED) until the append's transaction
+  ends: without that lock a publisher could turn the row into an event between
+  the append's insert and its commit, and the append would go untold.
+- A snapshot that deletes log rows first raises `last_row` to the newest of them
+  (`note_compacted`): the publisher must not lose them from the log's maximum.
 
 Per-document order: any other event of a document first turns its pending
 change into a `document.updated` event (`flush_pending`), in the same
@@ -18,80 +31,153 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, insert
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.engine import Connection
 
 from collab.storage.events import EventType, updated_data
-from collab.storage.sql_schema import events, pending_changes
+from collab.storage.sql_schema import documents, events, pending_changes, updates
 
 _P = pending_changes.name
 _SQLITE_NOTE_CHANGES = (
-    f"INSERT INTO {_P} (document, first_at, last_at, first_row, last_row, updates, author) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (document) DO UPDATE SET "
-    f"last_at = excluded.last_at, last_row = excluded.last_row, "
-    f"updates = {_P}.updates + excluded.updates, "
-    f"author = COALESCE(excluded.author, {_P}.author)"
+    f"INSERT INTO {_P} (document, first_at, last_at, first_row, last_row, author) "
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (document) DO UPDATE SET author = excluded.author "
+    f"WHERE excluded.author IS NOT NULL AND excluded.author IS NOT {_P}.author"
 )
 
 
 def note_changes(
-    conn: Connection,
-    document: str,
-    row_ids: list[int],
-    author: str | None,
-    now: float,
+    conn: Connection, document: str, row_ids: list[int], author: str | None, now: float
 ) -> None:
     """The document's pending change now also covers these log rows."""
-    values = (document, now, now, min(row_ids), max(row_ids), len(row_ids), author)
+    first, last = min(row_ids), max(row_ids)
     driver = conn.connection.driver_connection
     if isinstance(driver, sqlite3.Connection):
         # The append's hot path: straight to the driver, like the insert itself.
-        driver.execute(_SQLITE_NOTE_CHANGES, values)
+        driver.execute(_SQLITE_NOTE_CHANGES, (document, now, now, first, last, author))
         return
-    columns = ("document", "first_at", "last_at", "first_row", "last_row", "updates", "author")
-    upsert = postgresql_insert(pending_changes).values(dict(zip(columns, values, strict=True)))
+    upsert = postgresql_insert(pending_changes).values(
+        document=document, first_at=now, last_at=now, first_row=first, last_row=last, author=author
+    )
     conn.execute(
         upsert.on_conflict_do_update(
             index_elements=[pending_changes.c.document],
             set_={
                 "last_at": upsert.excluded.last_at,
                 "last_row": upsert.excluded.last_row,
-                "updates": pending_changes.c.updates + upsert.excluded.updates,
                 "author": func.coalesce(upsert.excluded.author, pending_changes.c.author),
             },
         )
     )
 
 
+def note_compacted(conn: Connection, document: str, row_ids: tuple[int, ...] | None) -> None:
+    """Before a snapshot deletes these log rows (None: all of the document's)."""
+    newest = (
+        conn.scalar(select(func.max(updates.c.id)).where(updates.c.document == document))
+        if row_ids is None
+        else max(row_ids, default=None)
+    )
+    if newest is None:
+        return
+    conn.execute(
+        update(pending_changes)
+        .where(pending_changes.c.document == document, pending_changes.c.last_row < newest)
+        .values(last_row=newest)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PendingChange:
+    """A document's pending change, with what the publisher decides by."""
+
+    document: str
+    first_at: float
+    last_at: float
+    first_row: int
+    last_row: int
+    author: str | None
+    document_updated_at: float | None  # the documents row's (None: deleted)
+    log_max: int | None  # the newest row of the document's log (None: none left)
+
+    @classmethod
+    def of(cls, row: Any, document_updated_at: Any, log_max: Any) -> PendingChange:
+        return cls(
+            row.document,
+            float(row.first_at),
+            float(row.last_at),
+            int(row.first_row),
+            int(row.last_row),
+            row.author,
+            None if document_updated_at is None else float(document_updated_at),
+            None if log_max is None else int(log_max),
+        )
+
+    @property
+    def quiet_since(self) -> float:
+        """When the document was last edited, as far as the database says: the
+        newest of `last_at` and the document's `updated_at` (which the store
+        refreshes at most once a second, collab.storage.sql_writes.TouchCache)."""
+        return max(self.last_at, self.document_updated_at or 0.0)
+
+    @property
+    def newest_row(self) -> int:
+        return max(self.last_row, self.log_max or 0)
+
+
 def flush_pending(conn: Connection, document: str) -> None:
-    """Turn the document's pending change, if any, into its `document.updated` event."""
-    row = conn.execute(
+    """Turn the document's pending change, if any, into its `document.updated` event.
+    DELETE first: on PostgreSQL it waits for a publisher turning the same row into
+    an event, then finds it gone (one event, not two)."""
+    deleted = conn.execute(
         delete(pending_changes)
         .where(pending_changes.c.document == document)
         .returning(*pending_changes.c)
     ).first()
-    if row is not None:
-        insert_updated_event(conn, row)
+    if deleted is None:
+        return
+    log_max = conn.scalar(select(func.max(updates.c.id)).where(updates.c.document == document))
+    updated_at = conn.scalar(select(documents.c.updated_at).where(documents.c.name == document))
+    insert_updated_event(conn, PendingChange.of(deleted, updated_at, log_max))
 
 
-def insert_updated_event(conn: Connection, row: Any) -> None:
-    """The `document.updated` event of a pending change's row (deleted by the caller)."""
-    data = updated_data(
-        author=row.author,
-        first_row=int(row.first_row),
-        last_row=int(row.last_row),
-        updates=int(row.updates),
+def pending_changes_of(conn: Connection, *, skip_locked: bool = False) -> list[PendingChange]:
+    """Every pending change, oldest first. `skip_locked` (PostgreSQL): lock them,
+    leaving out those an append's transaction holds."""
+    log_max = (
+        select(func.max(updates.c.id))
+        .where(updates.c.document == pending_changes.c.document)
+        .scalar_subquery()
     )
-    _insert_event(conn, row.document, EventType.DOCUMENT_UPDATED, float(row.last_at), data)
+    query = (
+        select(pending_changes, documents.c.updated_at.label("document_updated_at"))
+        .add_columns(log_max.label("log_max"))
+        .outerjoin(documents, documents.c.name == pending_changes.c.document)
+        .order_by(pending_changes.c.first_at)
+    )
+    if skip_locked:
+        query = query.with_for_update(skip_locked=True, of=pending_changes)
+    return [
+        PendingChange.of(row, row.document_updated_at, row.log_max) for row in conn.execute(query)
+    ]
+
+
+def insert_updated_event(conn: Connection, change: PendingChange) -> None:
+    """The `document.updated` event of a pending change (deleted by the caller)."""
+    data = updated_data(
+        author=change.author, first_row=change.first_row, last_row=change.newest_row
+    )
+    _insert_event(conn, change.document, EventType.DOCUMENT_UPDATED, change.quiet_since, data)
 
 
 def record_event(
     conn: Connection, document: str, type_: EventType, now: float, data: dict[str, Any]
 ) -> None:
-    """An event of `document`, after its pending change (see the module's docstring)."""
+    """An event of `document`, after its pending change (see the module's docstring;
+    a deletion flushes it itself, while the document's log is still there)."""
     flush_pending(conn, document)
     _insert_event(conn, document, type_, now, data)
 

@@ -10,7 +10,7 @@
     token_revocations(id, kind, value, revoked_at, until, reason, revoked_by)
     events(id, seq, document, type, occurred_at, data)   -- the outbox and the feed
     event_counter(id PK, last_seq)
-    pending_changes(document PK, first_at, last_at, first_row, last_row, updates, author)
+    pending_changes(document PK, first_at, last_at, first_row, last_row, author)
     webhook_subscriptions(id, url, secret, source, created_at)
     webhook_deliveries(subscription_id, event_seq, document, status, attempts,
                        next_attempt_at, claimed_by, claimed_until, last_attempt_at, last_error)
@@ -189,7 +189,6 @@ pending_changes = Table(
     Column("last_at", Float, nullable=False),
     Column("first_row", BigInteger, nullable=False),
     Column("last_row", BigInteger, nullable=False),
-    Column("updates", BigInteger, nullable=False),
     Column("author", Text),
 )
 

@@ -48,7 +48,12 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from collab.storage.events import EventType
-from collab.storage.outbox_writes import note_changes, record_event
+from collab.storage.outbox_writes import (
+    flush_pending,
+    note_changes,
+    note_compacted,
+    record_event,
+)
 from collab.storage.sql_schema import documents, quarantine, snapshots, tombstones, updates
 from collab.storage.store import (
     AppendUpdate,
@@ -316,6 +321,7 @@ class WriteTransaction:
         self.touched[op.document] = self._now
         snapshot_id = self._write_snapshot_row(op)
         self._record_version_event(op, snapshot_id)
+        note_compacted(conn, op.document, op.row_ids)  # before the rows go
         in_document = updates.c.document == op.document
         if op.row_ids is None:
             conn.execute(delete(updates).where(in_document))
@@ -388,6 +394,7 @@ class WriteTransaction:
             conn.execute(
                 select(func.pg_advisory_xact_lock(_DOCUMENT_LOCK_CLASS, func.hashtext(op.document)))
             )
+        flush_pending(conn, op.document)  # while its log is there to read
         deleted = conn.execute(delete(documents).where(documents.c.name == op.document))
         if deleted.rowcount:
             record_event(conn, op.document, EventType.DOCUMENT_DELETED, self._now, {})

@@ -22,6 +22,7 @@ Receivers should therefore ignore an `X-Collab-Event-Id` they have seen.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -127,6 +128,12 @@ class EventDispatcher:
             except DeliveryFailed as exc:
                 await self._failed(delivery, str(exc))
                 return
+            except asyncio.CancelledError:
+                # Shutting down: hand the row back now rather than when the claim
+                # lapses (it may well have arrived: at least once).
+                with contextlib.suppress(Exception):
+                    await self._queue.release(delivery, self._owner)
+                raise
             await self._queue.delivered(delivery)
             self._metrics.webhook_deliveries.labels("delivered").inc()
             self._metrics.webhook_latency.observe(max(0.0, self._clock() - event.occurred_at))

@@ -44,7 +44,6 @@ def upgrade() -> None:
         sa.Column("last_at", sa.Float, nullable=False),
         sa.Column("first_row", sa.BigInteger, nullable=False),
         sa.Column("last_row", sa.BigInteger, nullable=False),
-        sa.Column("updates", sa.BigInteger, nullable=False),
         sa.Column("author", sa.Text),
     )
     op.create_table(
