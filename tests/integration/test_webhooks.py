@@ -12,6 +12,8 @@ import httpx
 import pytest
 
 from collab.config import Settings
+from tests.integration.test_auth import SECRET as AUTH_SECRET
+from tests.integration.test_auth import token
 from tests.support.receiver import Receiver, webhook_receiver
 from tests.support.server import RunningServer, metric_value, run_server, server_process
 from tests.support.waiting import eventually
@@ -227,3 +229,44 @@ async def test_a_server_killed_between_commit_and_delivery_delivers_after_restar
         await eventually(lambda: len(receiver.delivered) == 2, what="delivered after restart")
     assert types_of(receiver.delivered, "doc") == ["document.created", "document.updated"]
     assert all(r.is_signed_with(SECRET, time.time()) for r in receiver.requests)
+
+
+async def test_events_and_webhooks_need_an_admin_token_and_subscriptions_one_for_every_document(
+    settings, receiver
+):
+    secured = webhook_settings(settings, receiver).replace(auth_secret=AUTH_SECRET)
+    async with run_server(secured) as server:
+        http = httpx.AsyncClient(base_url=server.http_url)
+
+        def bearer(value: str) -> dict[str, str]:
+            return {"Authorization": f"Bearer {value}"}
+
+        writer = bearer(token("*", role="write"))
+        scoped_admin = bearer(token("team-*", role="admin"))
+        admin = bearer(token("*", role="admin"))
+        assert (await http.get("/api/events")).status_code == 401
+        assert (await http.get("/api/events", headers=writer)).status_code == 403
+        assert (await http.get("/api/webhooks", headers=scoped_admin)).status_code == 403
+        assert (await http.get("/api/webhooks", headers=admin)).status_code == 200
+        add = {"url": "http://127.0.0.1:9/x"}
+        assert (await http.post("/api/webhooks", json=add, headers=scoped_admin)).status_code == 403
+        client = await YClient(f"{server.ws_url('team-a')}?token={token('*')}").connect()
+        client.text.insert(0, "a")
+        await eventually(client.is_saved)
+        await client.close()
+        client = await YClient(f"{server.ws_url('other')}?token={token('*')}").connect()
+        client.text.insert(0, "b")
+        await eventually(client.is_saved)
+        await client.close()
+
+        async def documents_seen(headers: dict[str, str]) -> set[str]:
+            page = (await http.get("/api/events", headers=headers)).json()
+            return {e["document"] for e in page["events"]}
+
+        await eventually(lambda: _equals(documents_seen(admin), {"team-a", "other"}))
+        assert await documents_seen(scoped_admin) == {"team-a"}
+        await http.aclose()
+
+
+async def _equals(value: Any, expected: object) -> bool:
+    return await value == expected
