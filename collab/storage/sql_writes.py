@@ -217,11 +217,13 @@ class WriteTransaction:
         changed: dict[str, tuple[list[int], str | None]] = {}
         for (index, op), row_id in zip(accepted, row_ids, strict=True):
             results[index] = row_id
-            ids, author = changed.setdefault(op.document, ([], None))
+            ids, _ = changed.setdefault(op.document, ([], None))
             ids.append(row_id)
             if op.author is not None:
                 changed[op.document] = (ids, op.author)
-        for name, (ids, author) in changed.items():
+        # Name order, as the document rows: two processes' batches never lock
+        # pending changes crosswise (PostgreSQL's upsert locks the row).
+        for name, (ids, author) in sorted(changed.items()):
             note_changes(self._conn, name, ids, author, self._now)
 
     def _lock_documents(self, names: list[str]) -> dict[str, int]:
