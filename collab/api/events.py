@@ -189,9 +189,11 @@ async def retry_parked(body: RetryIn, grant: AdminGrant, request: Request) -> Re
     """Make parked deliveries due again (all, one subscription's, or one event's),
     with a fresh count of attempts."""
     _require_all_documents(grant)
-    retried = await runtime_of(request).deliveries.retry_parked(
+    runtime = runtime_of(request)
+    retried = await runtime.deliveries.retry_parked(
         subscription_id=body.subscription, event_seq=body.event
     )
+    runtime.metrics.webhook_parked.set(await runtime.deliveries.count_parked())
     return RetryOut(retried=retried)
 
 

@@ -8,9 +8,10 @@ collab.storage.outbox_writes). Each pass:
 1. publishes: numbers new events and turns quiet pending changes into
    `document.updated` (collab.storage.outbox), which also fans them out to the
    subscriptions;
-2. delivers what is due: claims each row in the database first (so in a cluster
-   one process delivers it), POSTs it signed (collab.webhooks.signing), then
-   deletes the row, or counts the failure and makes it due again after an
+2. starts delivering what is due, at most `max_in_flight` at a time, each in
+   its own task beside the passes: claims the row in the database first (so in
+   a cluster one process delivers it), POSTs it signed (collab.webhooks.signing),
+   then deletes the row, or counts the failure and makes it due again after an
    exponential backoff, or parks it after `max_attempts`;
 3. now and then forgets old delivered events (`retention_s`).
 
@@ -81,21 +82,28 @@ class EventDispatcher:
         self._owner = owner  # this process's lease id: who holds a claim
         self._clock = clock
         self._pruned_at = 0.0
-        self._in_flight = asyncio.Semaphore(policy.max_in_flight)
+        # (subscription id, event seq) of the deliveries this process is making.
+        self._in_flight: set[tuple[int, int]] = set()
+        self._wake = asyncio.Event()  # a delivery ended: its queue's next may be due
 
     async def run(self) -> None:
-        """Pass after pass until cancelled; straight on while there is work."""
-        while True:
-            try:
-                busy = await self.run_once()
-            except Exception:  # task boundary: the rows stay; the next pass retries
-                logger.exception("events pass failed")
-                busy = False
-            if not busy:
-                await asyncio.sleep(self._policy.poll_interval_s)
+        """Pass after pass until cancelled. Deliveries run beside the passes, in a
+        task group this task owns, so a slow subscriber holds up only its own
+        queue; a pass comes as soon as one ends, or every `poll_interval_s`."""
+        async with asyncio.TaskGroup() as deliveries:
+            while True:
+                self._wake.clear()
+                try:
+                    is_busy = await self._pass(deliveries)
+                except Exception:  # task boundary: the rows stay; the next pass retries
+                    logger.exception("events pass failed")
+                    is_busy = False
+                if not is_busy:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), self._policy.poll_interval_s)
 
-    async def run_once(self) -> bool:
-        """One pass; whether it published or delivered anything."""
+    async def _pass(self, deliveries: asyncio.TaskGroup) -> bool:
+        """Publish, start the deliveries that are due; whether it did anything."""
         policy = self._policy
         published = 0
         if await self._outbox.has_work(
@@ -105,45 +113,62 @@ class EventDispatcher:
                 debounce_s=policy.debounce_s, max_delay_s=policy.max_delay_s
             )
             self._metrics.events_published.inc(published)
-        due = await self._queue.due(policy.max_in_flight)
-        if due:
-            async with asyncio.TaskGroup() as group:
-                for delivery in due:
-                    group.create_task(self._deliver(delivery))
+        started = 0
+        free = policy.max_in_flight - len(self._in_flight)
+        if free > 0:
+            for delivery in await self._queue.due(free + len(self._in_flight)):
+                key = (delivery.subscription.id, delivery.event.seq)
+                if key in self._in_flight or started == free:
+                    continue
+                self._in_flight.add(key)
+                deliveries.create_task(self._deliver(delivery, key))
+                started += 1
         now = self._clock()
         if now - self._pruned_at >= _PRUNE_INTERVAL_S:
             self._pruned_at = now
             await self._outbox.prune(older_than_s=policy.retention_s)
-        if due or self._pruned_at == now:
             self._metrics.webhook_parked.set(await self._queue.count_parked())
-        return bool(published or due)
+        return bool(published or started)
 
-    async def _deliver(self, delivery: Delivery) -> None:
-        async with self._in_flight:
-            if not await self._queue.claim(delivery, self._owner, self._policy.claim_s):
-                return  # another process has it
-            event, subscription = delivery.event, delivery.subscription
-            try:
-                await self._post(delivery)
-            except DeliveryFailed as exc:
-                await self._failed(delivery, str(exc))
-                return
-            except asyncio.CancelledError:
-                # Shutting down: hand the row back now rather than when the claim
-                # lapses (it may well have arrived: at least once).
-                with contextlib.suppress(Exception):
-                    await self._queue.release(delivery, self._owner)
-                raise
-            await self._queue.delivered(delivery)
-            self._metrics.webhook_deliveries.labels("delivered").inc()
-            self._metrics.webhook_latency.observe(max(0.0, self._clock() - event.occurred_at))
-            logger.debug(
-                "doc=%s event %d (%s) delivered to subscription %d",
-                event.document,
-                event.seq,
-                event.type,
-                subscription.id,
+    async def _deliver(self, delivery: Delivery, key: tuple[int, int]) -> None:
+        try:
+            await self._claim_and_deliver(delivery)
+        except Exception:  # task boundary: the row stays; a pass takes it up again
+            logger.exception(
+                "doc=%s event %d to subscription %d: delivery failed",
+                delivery.event.document,
+                delivery.event.seq,
+                delivery.subscription.id,
             )
+        finally:
+            self._in_flight.discard(key)
+            self._wake.set()
+
+    async def _claim_and_deliver(self, delivery: Delivery) -> None:
+        if not await self._queue.claim(delivery, self._owner, self._policy.claim_s):
+            return  # another process has it
+        event, subscription = delivery.event, delivery.subscription
+        try:
+            await self._post(delivery)
+        except DeliveryFailed as exc:
+            await self._failed(delivery, str(exc))
+            return
+        except asyncio.CancelledError:
+            # Shutting down: hand the row back now rather than when the claim
+            # lapses (it may well have arrived: at least once).
+            with contextlib.suppress(Exception):
+                await self._queue.release(delivery, self._owner)
+            raise
+        await self._queue.delivered(delivery)
+        self._metrics.webhook_deliveries.labels("delivered").inc()
+        self._metrics.webhook_latency.observe(max(0.0, self._clock() - event.occurred_at))
+        logger.debug(
+            "doc=%s event %d (%s) delivered to subscription %d",
+            event.document,
+            event.seq,
+            event.type,
+            subscription.id,
+        )
 
     async def _post(self, delivery: Delivery) -> None:
         secret = delivery.subscription.secret or self._policy.secret
@@ -166,6 +191,8 @@ class EventDispatcher:
         await self._queue.failed(delivery, self._owner, error=error, retry_at=retry_at)
         outcome = "parked" if is_last else "failed"
         self._metrics.webhook_deliveries.labels(outcome).inc()
+        if is_last:
+            self._metrics.webhook_parked.set(await self._queue.count_parked())
         log = logger.warning if is_last else logger.info
         log(
             "doc=%s event %d to subscription %d (%s) failed, attempt %d: %s%s",

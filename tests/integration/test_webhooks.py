@@ -16,7 +16,7 @@ from tests.integration.test_auth import SECRET as AUTH_SECRET
 from tests.integration.test_auth import token
 from tests.support.receiver import Receiver, webhook_receiver
 from tests.support.server import RunningServer, metric_value, run_server, server_process
-from tests.support.waiting import eventually
+from tests.support.waiting import TIMEOUT_S, eventually
 from tests.support.yclient import YClient
 
 SECRET = "a-webhook-signing-secret-of-some-length"
@@ -120,6 +120,25 @@ async def test_a_receiver_that_fails_five_times_gets_the_event_on_the_sixth_try(
     assert types_of(receiver.delivered, "doc") == ["document.created", "document.updated"]
 
 
+async def test_a_subscriber_that_does_not_answer_holds_up_no_other(settings, receiver):
+    receiver.is_hanging = True
+    async with webhook_receiver() as prompt:
+        urls = f"{receiver.url},{prompt.url}"
+        # Far longer than the wait below: a delivery to `prompt` that waited for
+        # the silent one would not arrive in time.
+        silent_timeout_s = 10 * TIMEOUT_S
+        changed = webhook_settings(
+            settings, receiver, webhook_urls=urls, webhook_timeout_s=silent_timeout_s
+        )
+        async with run_server(changed) as server:
+            await edit(server, "doc", "a")
+            await edit(server, "other", "b")
+            await eventually(lambda: len(prompt.delivered) == 4, what="all to the prompt one")
+            assert receiver.held == 2  # one document's queue each, both unanswered
+            assert receiver.requests == []
+    assert types_of(prompt.delivered, "doc") == ["document.created", "document.updated"]
+
+
 async def test_a_dead_endpoint_is_parked_listed_counted_and_retried_on_request(settings, receiver):
     receiver.is_down = True
     async with run_server(webhook_settings(settings, receiver, webhook_max_attempts=3)) as server:
@@ -140,6 +159,7 @@ async def test_a_dead_endpoint_is_parked_listed_counted_and_retried_on_request(s
         receiver.is_down = False
         retried = await http.post("/api/webhooks/parked/retry", json={})
         assert retried.json() == {"retried": 2}
+        assert metric_value(metrics, "collab_webhook_parked") == 0
         await eventually(lambda: len(receiver.delivered) == 2)
         assert await parked() == []
         await http.aclose()

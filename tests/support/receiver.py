@@ -2,7 +2,9 @@
 
 Records every request it gets (headers and body) and answers 204, or 500 while
 `failures_left` is above zero (each failing request counts one down) or while
-`is_down` is set. No framework: it reads exactly what a webhook POST is.
+`is_down` is set; while `is_hanging` is set it answers nothing until `release()`
+(`held` counts those requests). No framework: it reads exactly what a webhook
+POST is.
 """
 
 from __future__ import annotations
@@ -36,7 +38,15 @@ class Receiver:
     port: int = 0
     failures_left: int = 0
     is_down: bool = False
+    is_hanging: bool = False
+    held: int = 0
     requests: list[Received] = field(default_factory=list)
+    _released: asyncio.Event = field(default_factory=asyncio.Event)
+    _handlers: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def release(self) -> None:
+        """Let the requests it holds (while `is_hanging`) be answered."""
+        self._released.set()
 
     @property
     def url(self) -> str:
@@ -48,6 +58,9 @@ class Receiver:
         return [r.event for r in self.requests if r.status < 300]
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
         try:
             request_line = await reader.readline()
             if not request_line:
@@ -57,6 +70,9 @@ class Receiver:
                 name, _, value = line.decode("latin-1").partition(":")
                 headers[name.strip().lower()] = value.strip()
             body = await reader.readexactly(int(headers.get("content-length", "0")))
+            if self.is_hanging:
+                self.held += 1
+                await self._released.wait()
             failing = self.is_down or self.failures_left > 0
             if self.failures_left > 0:
                 self.failures_left -= 1
@@ -64,11 +80,18 @@ class Receiver:
             self.requests.append(Received(headers, body, status))
             reason = "Internal Server Error" if failing else "No Content"
             writer.write(f"HTTP/1.1 {status} {reason}\r\nContent-Length: 0\r\n\r\n".encode())
-            await writer.drain()
+            with contextlib.suppress(OSError):  # the sender may have gone (a timeout)
+                await writer.drain()
         finally:
             writer.close()
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
+            self._handlers.discard(task)
+
+    async def stop(self) -> None:
+        """Answer what it holds and wait for every request in progress to end."""
+        self.release()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
 
 
 @contextlib.asynccontextmanager
@@ -80,4 +103,5 @@ async def webhook_receiver(port: int = 0) -> AsyncIterator[Receiver]:
         yield receiver
     finally:
         server.close()
+        await receiver.stop()
         await server.wait_closed()
