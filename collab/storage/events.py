@@ -4,7 +4,7 @@ Owns the event types and the one JSON shape of an event, the same for a webhook
 delivery's body and an entry of `GET /api/events`:
 
     {"id": 42, "type": "document.updated", "document": "notes",
-     "occurred_at": "2026-12-02T03:04:05.678901+00:00", "data": {...}}
+     "occurred_at": "2026-12-02T03:04:05.678901Z", "data": {...}}
 
 `id` is the event's sequence number: strictly increasing in the order events
 were published, never reused; the feed's cursor. Pure: no database, no I/O.
@@ -42,7 +42,10 @@ class Event:
             "id": self.seq,
             "type": self.type.value,
             "document": self.document,
-            "occurred_at": datetime.fromtimestamp(self.occurred_at, tz=UTC).isoformat(),
+            # The same text as the feed's (pydantic's): UTC as "Z", microseconds.
+            "occurred_at": datetime.fromtimestamp(self.occurred_at, tz=UTC)
+            .isoformat(timespec="microseconds")
+            .replace("+00:00", "Z"),
             "data": self.data,
         }
 

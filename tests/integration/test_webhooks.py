@@ -74,7 +74,10 @@ async def test_events_arrive_signed_and_in_order_for_each_document(settings, rec
         ]
         await eventually(lambda: types_of(receiver.delivered, "notes") == expected)
         await eventually(lambda: types_of(receiver.delivered, "other")[-1:] == ["document.updated"])
+        feed = (await http.get("/api/events", params={"limit": 1000})).json()["events"]
         await http.aclose()
+    # The feed and the webhooks tell the same events, to the character.
+    assert sorted(feed, key=lambda e: e["id"]) == sorted(receiver.delivered, key=lambda e: e["id"])
     now = time.time()
     assert all(r.is_signed_with(SECRET, now) for r in receiver.requests)
     assert not any(r.is_signed_with("another secret", now) for r in receiver.requests)
