@@ -1,11 +1,15 @@
-"""Webhook signatures: what a receiver accepts and refuses; the retry schedule."""
+"""Webhooks without a server: signatures, the retry schedule, URLs and settings."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 
+import pytest
+
+from collab.config import Settings
 from collab.webhooks.dispatcher import WebhookPolicy
+from collab.webhooks.http_post import check_url
 from collab.webhooks.signing import is_valid, signature_header
 
 SECRET = "whsec-test-secret"
@@ -34,3 +38,21 @@ def test_a_receiver_refuses_another_body_secret_or_an_old_timestamp():
 def test_retries_back_off_exponentially_up_to_the_maximum():
     policy = WebhookPolicy(secret="", retry_base_s=1.0, retry_max_s=10.0)
     assert [policy.retry_delay_s(n) for n in range(1, 7)] == [1, 2, 4, 8, 10, 10]
+
+
+def test_configured_webhook_urls_need_http_and_a_secret():
+    with pytest.raises(ValueError, match="needs webhook_secret"):
+        Settings(webhook_urls="https://hooks.example.com/a")
+    with pytest.raises(ValueError, match="http:// or https://"):
+        Settings(webhook_urls="ftp://hooks.example.com/a", webhook_secret="s")
+    settings = Settings(
+        webhook_urls=" https://a.example/x, ,http://b.example/y ", webhook_secret="s"
+    )
+    assert settings.webhook_url_list == ["https://a.example/x", "http://b.example/y"]
+
+
+def test_a_subscription_url_must_be_http_with_a_host_and_no_control_characters():
+    assert check_url("https://hooks.example.com/x?y=1") == "https://hooks.example.com/x?y=1"
+    for bad in ("file:///etc/passwd", "http://", "http://a.example/\r\nHost: b", "gopher://a"):
+        with pytest.raises(ValueError):
+            check_url(bad)
