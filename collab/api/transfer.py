@@ -13,7 +13,6 @@ content as GET /api/documents/{name}.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -25,18 +24,10 @@ from collab.api.edit_edge import EDIT_RATE, EditOut, edit_errors, edits_of, read
 from collab.api.editing import DEFAULT_ROOT, TextRootQuery
 from collab.api.rest import AUTH_ERRORS, NOT_FOUND, DocumentName, ErrorBody, runtime_of
 from collab.auth.policy import AuthFailure, Forbidden, Grant, Role
-from collab.content import render_content
 from collab.errors import DocumentNotFound
-from collab.history.export import document_text, html_page, render_html
+from collab.history.export import MEDIA_TYPES, ExportFormat, export_document
 from collab.protocol.names import DOCUMENT_NAME_MAX_CHARS, DOCUMENT_NAME_PATTERN
 
-ExportFormat = Literal["markdown", "html", "text", "json"]
-_MEDIA_TYPES: dict[str, tuple[str, str]] = {  # format -> media type, file extension
-    "markdown": ("text/markdown; charset=utf-8", "md"),
-    "html": ("text/html; charset=utf-8", "html"),
-    "text": ("text/plain; charset=utf-8", "txt"),
-    "json": ("application/json", "json"),
-}
 _UNSAFE_IN_FILENAME = re.compile(r"[^A-Za-z0-9._-]")
 
 NewName = Annotated[str, Field(pattern=DOCUMENT_NAME_PATTERN, max_length=DOCUMENT_NAME_MAX_CHARS)]
@@ -174,7 +165,7 @@ async def copy_document(name: DocumentName, request: Request, grant: ReadGrant) 
     },
     dependencies=[READ_ACCESS, EDIT_RATE],
 )
-async def export_document(
+async def get_export(
     name: DocumentName,
     request: Request,
     format: Annotated[ExportFormat, Query(description="The file's format")] = "markdown",
@@ -186,19 +177,16 @@ async def export_document(
     state = await runtime.registry.read_state(name)
     if state is None:
         raise DocumentNotFound(name)
-    media_type, extension = _MEDIA_TYPES[format]
+    media_type, extension = MEDIA_TYPES[format]
     with edit_errors():
-        if format == "json":
-            content = await asyncio.to_thread(render_content, state)
-            body = json.dumps({"name": name, "content": content}, ensure_ascii=False)
-        elif format == "html":
-            text = await asyncio.to_thread(document_text, state, root)
-            fragment = await asyncio.to_thread(
-                render_html, text, allow_remote_images=runtime.settings.allow_remote_images
-            )
-            body = html_page(name, fragment)
-        else:
-            body = await asyncio.to_thread(document_text, state, root)
+        body = await asyncio.to_thread(
+            export_document,
+            state,
+            name,
+            format,
+            root,
+            allow_remote_images=runtime.settings.allow_remote_images,
+        )
     filename = f"{safe_filename(name)}.{extension}"
     return Response(
         body.encode("utf-8"),

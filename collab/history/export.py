@@ -21,7 +21,8 @@ state, so the API may run them in a thread.
 from __future__ import annotations
 
 import html
-from typing import Any
+import json
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import nh3
@@ -29,7 +30,17 @@ from markdown_it import MarkdownIt
 from markdown_it.rules_core import StateCore
 from pycrdt import Doc
 
+from collab.content import render_content
 from collab.history.text_edits import text_root
+
+ExportFormat = Literal["markdown", "html", "text", "json"]
+# format -> media type, file extension
+MEDIA_TYPES: dict[str, tuple[str, str]] = {
+    "markdown": ("text/markdown; charset=utf-8", "md"),
+    "html": ("text/html; charset=utf-8", "html"),
+    "text": ("text/plain; charset=utf-8", "txt"),
+    "json": ("application/json", "json"),
+}
 
 # DOMPurify's HTML profile, less the preview's FORBID_TAGS (nh3's defaults hold
 # no script, style, form, media or form control to begin with).
@@ -47,6 +58,20 @@ _ATTRIBUTES: dict[str, set[str]] = {
 }
 _URL_SCHEMES = {"http", "https", "mailto", "tel", "data"}
 _TASK_MARKS = {"[ ] ": "☐ ", "[x] ": "☑ ", "[X] ": "☑ "}
+
+
+def export_document(
+    state: bytes, name: str, export_format: ExportFormat, root: str, *, allow_remote_images: bool
+) -> str:
+    """Document `name`'s full state as a file's text. Markdown and text are the
+    text root as it is; JSON is GET /api/documents/{name}'s body. CPU-bound for
+    a big document: callers run it in a thread."""
+    if export_format == "json":
+        return json.dumps({"name": name, "content": render_content(state)}, ensure_ascii=False)
+    text = document_text(state, root)
+    if export_format == "html":
+        return html_page(name, render_html(text, allow_remote_images=allow_remote_images))
+    return text
 
 
 def document_text(state: bytes, root: str) -> str:
