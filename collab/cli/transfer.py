@@ -30,7 +30,14 @@ from collab.runtime import open_runtime
 
 DEFAULT_ROOT = "content"  # the text root the browser editor edits
 _FORMAT_OF_SUFFIX = {".md": "markdown", ".markdown": "markdown", ".txt": "text"}
-_FORMAT_OF_SUFFIX_OUT = {**_FORMAT_OF_SUFFIX, ".html": "html", ".htm": "html", ".json": "json"}
+_FORMAT_OF_SUFFIX_OUT: dict[str, ExportFormat] = {
+    ".md": "markdown",
+    ".markdown": "markdown",
+    ".txt": "text",
+    ".html": "html",
+    ".htm": "html",
+    ".json": "json",
+}
 
 
 def add_transfer_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -86,7 +93,7 @@ def run_transfer_command(args: argparse.Namespace) -> int:
 
 async def _export(args: argparse.Namespace) -> str:
     suffix = Path(args.output).suffix.lower() if args.output else ""
-    export_format: ExportFormat = args.format or _FORMAT_OF_SUFFIX_OUT.get(suffix, "markdown")
+    export_format: ExportFormat = args.format or _FORMAT_OF_SUFFIX_OUT.get(suffix) or "markdown"
     settings = Settings.load(database_url=args.database_url)
     server = args.server or await running_server_url(settings)
     if server:

@@ -11,8 +11,9 @@ document (imported or copied). The rules that make them safe with live editors:
 - a binary update whose dependencies the document lacks would stay pending
   inside yrs, invisible, never stored: it is refused (`MissingDependencies`)
   before it touches the live Doc, checked on a scratch copy in a thread;
-- a new document (import, copy) is created only if the name is free: checked
-  again, synchronously, on the room's empty Doc before its first edit;
+- a new document (import, copy) is created only if the name is free: its room
+  (loaded, or made empty) holds nothing, checked synchronously with its first
+  edit; someone may have the empty document open, and sees the new content;
 - a copy is built as new operations (collab.history.restore, from an empty
   Doc): the copy shares no Yjs history with its source.
 
@@ -26,12 +27,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pycrdt import Doc, get_state
+from pycrdt import Doc, get_state, get_update
 
 from collab.errors import CollabError, DocumentNotFound, InvalidUpdate
 from collab.history.restore import restore_update
 from collab.history.text_edits import (
     DeltaOp,
+    Insert,
     TextEditRefused,
     apply_delta,
     replace_text,
@@ -94,10 +96,12 @@ class DocumentEdits:
         def edit(doc: Doc[Any]) -> None:
             _check_base(doc, base)
             text = text_root(doc, root)
+            room.ensure_room_for(sum(_utf8_len(op.text) for op in delta if isinstance(op, Insert)))
             with doc.transaction(origin=ORIGIN):
                 apply_delta(text, delta)
 
-        return await _edit(await self._registry.open_room(name), edit, author)
+        room = await self._registry.open_room(name)
+        return await _edit(room, edit, author)
 
     async def replace_text(
         self, name: str, root: str, content: str, *, base: bytes | None, author: str | None
@@ -105,10 +109,12 @@ class DocumentEdits:
         def edit(doc: Doc[Any]) -> None:
             _check_base(doc, base)
             text = text_root(doc, root)
+            room.ensure_room_for(_utf8_len(content) - _utf8_len(str(text)))
             with doc.transaction(origin=ORIGIN):
                 replace_text(text, content)
 
-        return await _edit(await self._registry.open_room(name), edit, author)
+        room = await self._registry.open_room(name)
+        return await _edit(room, edit, author)
 
     async def create(self, name: str, root: str, content: str, *, author: str | None) -> EditResult:
         """A new document whose text root `root` reads `content`."""
@@ -117,6 +123,7 @@ class DocumentEdits:
 
         def edit(room: Room) -> None:
             text = text_root(room.doc, root)
+            room.ensure_room_for(_utf8_len(content))
             with room.doc.transaction(origin=ORIGIN):
                 text += content
 
@@ -132,8 +139,7 @@ class DocumentEdits:
                 raise DocumentNotFound(name)
         else:
             state = (await self._history.get_version(name, version)).state
-        if await self._registry.exists(to):
-            raise DocumentExists(f"document {to!r} exists already")
+        _check_free(await self._registry.open_room(to, create=True), to)  # before the work
         compute = self._history.compute
         with await compute.wait_for_slot() as slot:
             update = await compute.run(slot, len(state), restore_update, _EMPTY_UPDATE, state)
@@ -144,31 +150,25 @@ class DocumentEdits:
     async def _create(
         self, name: str, edit: Callable[[Room], None], author: str | None
     ) -> EditResult:
-        if await self._registry.exists(name):
-            raise DocumentExists(f"document {name!r} exists already")
         room = await self._registry.open_room(name, create=True)
 
-        def create(doc: Doc[Any]) -> None:
-            # Checked again with nothing awaited before the edit: a client (or
-            # another request) may have created it while the room loaded.
-            if doc.get_state() != _EMPTY_STATE_VECTOR:
-                raise DocumentExists(f"document {name!r} exists already")
+        def create(_doc: Doc[Any]) -> None:
+            # With nothing awaited before the edit: no client (nor another
+            # request) can create it in between.
+            _check_free(room, name)
             edit(room)
 
         return await _edit(room, create, author)
 
     async def _check_dependencies(self, room: Room, update: bytes) -> None:
-        needed = _clocks(get_state_of(update))
-        have = _clocks(room.doc.get_state())
-        if all(have.get(client, 0) >= clock for client, clock in needed.items()):
-            return  # nothing new in it but deletions (of items it may know)
+        if not _has_structs(_uncovered(update, room.doc.get_state())):
+            return  # nothing new in it but deletions (or nothing new at all)
         state = room.doc.get_update()
-        missing = await asyncio.to_thread(_missing_after, state, update, needed)
-        if missing:
+        if await asyncio.to_thread(_is_pending_after, state, update):
             raise MissingDependencies(
-                "the update builds on operations the document does not hold "
-                f"(client:clock {missing}); send it with what it depends on, or "
-                "fetch the document's state and send a diff against it"
+                "the update builds on operations the document does not hold; send it "
+                "with what it depends on, or fetch the document's state and send a diff "
+                "against it"
             )
 
 
@@ -183,6 +183,18 @@ def _apply(room: Room, update: bytes) -> None:
     room.apply_update(update)  # its limits: size, a deleted incarnation's history
 
 
+def _utf8_len(text: str) -> int:
+    """About what a text adds to a document's encoded size (its bytes)."""
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _check_free(room: Room, name: str) -> None:
+    """A name is free while its room's Doc holds nothing (someone may have it
+    open, but nothing is stored); a stored document loads non-empty."""
+    if room.doc.get_state() != _EMPTY_STATE_VECTOR:
+        raise DocumentExists(f"document {name!r} exists already")
+
+
 def _check_base(doc: Doc[Any], base: bytes | None) -> None:
     if base is None:
         return
@@ -195,7 +207,7 @@ def _check_base(doc: Doc[Any], base: bytes | None) -> None:
 
 
 def get_state_of(update: bytes) -> bytes:
-    """The state vector an update reaches; `InvalidUpdate` if it is not one."""
+    """The state vector a full-state update reaches; `InvalidUpdate` if it is not one."""
     try:
         with yrs_panics_as(InvalidUpdate):
             return get_state(update)
@@ -203,13 +215,30 @@ def get_state_of(update: bytes) -> bytes:
         raise InvalidUpdate(f"invalid Yjs update: {exc}") from exc
 
 
+def _uncovered(update: bytes, state_vector: bytes) -> bytes:
+    """The part of `update` a Doc at `state_vector` lacks (its structs beyond
+    that state, and its whole delete set); `InvalidUpdate` if it is not one."""
+    try:
+        with yrs_panics_as(InvalidUpdate):
+            return get_update(update, state_vector)
+    except (ValueError, RuntimeError) as exc:
+        raise InvalidUpdate(f"invalid Yjs update: {exc}") from exc
+
+
+def _has_structs(update: bytes) -> bool:
+    """Whether a v1 update holds any struct: its first varuint counts the clients
+    that have some, and only 0 encodes as a zero first byte."""
+    return update[:1] != b"\x00"
+
+
 def _clocks(state_vector: bytes) -> dict[int, int]:
     return {client: clock for client, clock in decode_state_vector(state_vector).items() if clock}
 
 
-def _missing_after(state: bytes, update: bytes, needed: dict[int, int]) -> str:
-    """Apply `update` to a scratch copy of `state`; the clocks it could not
-    reach (its pending part), as `client:clock` pairs, or '' if none."""
+def _is_pending_after(state: bytes, update: bytes) -> bool:
+    """Apply `update` to a scratch copy of `state`: whether some of its structs
+    could not be integrated (yrs would keep them pending). A delete of an
+    unknown item is not detected: it changes nothing visible either way."""
     scratch: Doc[Any] = Doc()
     scratch.apply_update(state)
     try:
@@ -217,9 +246,4 @@ def _missing_after(state: bytes, update: bytes, needed: dict[int, int]) -> str:
             scratch.apply_update(update)
     except (ValueError, RuntimeError) as exc:
         raise InvalidUpdate(f"invalid Yjs update: {exc}") from exc
-    have = _clocks(scratch.get_state())
-    return ", ".join(
-        f"{client}:{have.get(client, 0)}"
-        for client, clock in sorted(needed.items())
-        if have.get(client, 0) < clock
-    )
+    return _has_structs(_uncovered(update, scratch.get_state()))

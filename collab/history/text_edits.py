@@ -50,7 +50,7 @@ DeltaOp = Retain | Insert | Delete
 
 def text_root(doc: Doc[Any], root: str) -> Text:
     """The root `root` read as a Y.Text; refused if it holds a map or a list."""
-    if doc.get(root, type=Map).keys():
+    if len(doc.get(root, type=Map)):
         raise TextEditRefused(f"root {root!r} holds a map, not a text")
     text: Text = doc.get(root, type=Text)
     if not text.diff() and len(doc.get(root, type=Array)):

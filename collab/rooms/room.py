@@ -311,8 +311,7 @@ class Room:
             return False
         if self.tombstone_clocks:
             self._refuse_deleted_history(update)
-        if self.size_bytes + len(update) > self._limits.max_document_bytes:
-            self._check_size(len(update))
+        self.ensure_room_for(len(update))
         changes_before = self._local_changes
         try:
             with yrs_panics_as(InvalidUpdate):
@@ -337,6 +336,12 @@ class Room:
             raise DeletedHistory(
                 "this update carries history of the deleted document: discard local state"
             )
+
+    def ensure_room_for(self, incoming: int) -> None:
+        """`DocumentTooLarge` if `incoming` more bytes may take the document past
+        its limit (cheap unless the document is near it)."""
+        if self.size_bytes + incoming > self._limits.max_document_bytes:
+            self._check_size(incoming)
 
     def _check_size(self, incoming: int) -> None:
         """The estimate says `incoming` bytes may not fit. An exact size is a full
