@@ -26,6 +26,7 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from fastapi import Depends, HTTPException, Request
 from pydantic import BaseModel, Field
@@ -97,6 +98,26 @@ class EditOut(BaseModel):
             seq=result.seq,
             state_vector=encode_version(result.state_vector),
         )
+
+
+def inline_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """A JSON schema with its `$defs` written in place: a request body read by
+    hand is documented through `openapi_extra`, where a `$ref` to a local
+    definition would point nowhere in the OpenAPI document."""
+    definitions = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            reference = node.get("$ref", "")
+            if reference.startswith("#/$defs/"):
+                return resolve(definitions[reference.removeprefix("#/$defs/")])
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(item) for item in node]
+        return node
+
+    resolved: dict[str, Any] = resolve(schema)
+    return resolved
 
 
 def encode_version(state_vector: bytes) -> str:

@@ -23,6 +23,7 @@ from collab.api.edit_edge import (
     edits_of,
     encode_version,
     etag,
+    inline_schema,
     read_body,
 )
 from collab.api.rest import AUTH_ERRORS, NOT_FOUND, DocumentName, ErrorBody, runtime_of
@@ -171,7 +172,7 @@ async def get_text(name: DocumentName, root: RootName, request: Request) -> Resp
             "required": True,
             "content": {
                 "application/json": {
-                    "schema": _PATCH_BODY.json_schema(ref_template="#/components/schemas/{model}"),
+                    "schema": inline_schema(_PATCH_BODY.json_schema()),
                     "examples": {
                         "delta": {
                             "summary": "Insert after the first 6 characters, delete 3",
@@ -230,7 +231,7 @@ async def patch_text(
                 "text/markdown": {"schema": {"type": "string"}, "example": "# Plan\n\n- ship it\n"},
                 "text/plain": {"schema": {"type": "string"}, "example": "Plain words."},
                 "application/json": {
-                    "schema": ContentIn.model_json_schema(),
+                    "schema": inline_schema(ContentIn.model_json_schema()),
                     "example": {"content": "# Plan\n", "base": "AQLmxd4CBQ"},
                 },
             },

@@ -20,7 +20,14 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from collab.api.access import READ_ACCESS, ReadGrant, WriteGrant, acting_subject
-from collab.api.edit_edge import EDIT_RATE, EditOut, edit_errors, edits_of, read_body
+from collab.api.edit_edge import (
+    EDIT_RATE,
+    EditOut,
+    edit_errors,
+    edits_of,
+    inline_schema,
+    read_body,
+)
 from collab.api.editing import DEFAULT_ROOT, TextRootQuery
 from collab.api.rest import AUTH_ERRORS, NOT_FOUND, DocumentName, ErrorBody, runtime_of
 from collab.auth.policy import AuthFailure, Forbidden, Grant, Role
@@ -81,7 +88,7 @@ router = APIRouter(tags=["transfer"], responses=AUTH_ERRORS)
             "required": True,
             "content": {
                 "application/json": {
-                    "schema": ImportIn.model_json_schema(),
+                    "schema": inline_schema(ImportIn.model_json_schema()),
                     "examples": {
                         "markdown": {
                             "summary": "A Markdown document",
@@ -119,7 +126,7 @@ async def import_document(request: Request, grant: WriteGrant) -> EditOut:
             "required": True,
             "content": {
                 "application/json": {
-                    "schema": CopyIn.model_json_schema(),
+                    "schema": inline_schema(CopyIn.model_json_schema()),
                     "examples": {
                         "current": {"summary": "The current state", "value": {"to": "notes-copy"}},
                         "version": {
