@@ -4,7 +4,10 @@ input, tokens, and the `collab export` / `collab import` commands."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -15,7 +18,7 @@ import pytest
 from pycrdt import Assoc, Doc, Text
 
 from collab.config import Settings
-from tests.support.server import run_collab, run_server
+from tests.support.server import run_collab, run_server, server_process
 from tests.support.waiting import eventually
 from tests.support.yclient import YClient, read_text
 
@@ -120,6 +123,26 @@ async def test_an_edit_based_on_an_older_state_is_refused_with_412(connect, serv
         )
         assert again.status_code == 200, again.text
     await eventually(lambda: str(client.text) == "#one two!")
+
+
+async def test_of_two_edits_based_on_the_same_version_exactly_one_is_applied(connect, server):
+    client = await connect("doc")
+    await _typed(client, "base")
+    async with api(server) as http:
+        version = (await http.get("/doc/text/text")).headers["ETag"]
+        answers = await asyncio.gather(
+            *(
+                http.patch(
+                    "/doc/text/text",
+                    json=[{"retain": 4}, {"insert": f" by {who}"}],
+                    headers={"If-Match": version},
+                )
+                for who in ("ann", "bob")
+            )
+        )
+        final = (await http.get("/doc/text/text")).json()["text"]
+    assert sorted(a.status_code for a in answers) == [200, 412]
+    assert final in ("base by ann", "base by bob")
 
 
 async def test_bad_input_gets_a_specific_answer(connect, server):
@@ -331,9 +354,10 @@ async def test_the_openapi_schema_documents_every_editing_route(server):
     assert patch["requestBody"]["content"]["application/json"]["examples"]
     assert {"412", "422", "429"} <= set(patch["responses"])
     assert "post" in paths["/api/documents"] and "post" in paths["/api/documents/{name}/copy"]
-    assert (
-        "text/html" in paths["/api/documents/{name}/export"]["get"]["responses"]["200"]["content"]
-    )
+    exported = paths["/api/documents/{name}/export"]["get"]["responses"]["200"]
+    assert "text/html" in exported["content"]
+    references = set(re.findall(r'"\$ref": "([^"]+)"', json.dumps(schema)))
+    assert references <= {f"#/components/schemas/{n}" for n in schema["components"]["schemas"]}
 
 
 async def test_collab_export_and_import_on_the_command_line(settings, tmp_path: Path):
@@ -346,21 +370,43 @@ async def test_collab_export_and_import_on_the_command_line(settings, tmp_path: 
     code, out, err = await run_collab("export", "offline", "--format", "text", env=env)
     assert code == 0, err
     assert out == TRICKY_MARKDOWN
-    async with run_server(settings) as server:
+    # A server on it (found through its lease): through its API, so a connected
+    # editor sees the import at once.
+    async with server_process(tmp_path) as server:
+        assert server.database_url == settings.database_url
         client = await YClient(server.ws_url("live")).connect()
-        code, _out, err = await run_collab(
-            "import", "live", str(source), "--root", "text", "--server", server.http_url, env=env
-        )
+        code, _out, err = await run_collab("import", "live", str(source), "--root", "text", env=env)
         assert code == 0, err
+        assert "going through its API" in err
         await eventually(lambda: str(client.text) == TRICKY_MARKDOWN)
         target = tmp_path / "out.md"
         code, _out, err = await run_collab(
-            "export", "live", "--root", "text", "--output", str(target), "--server", server.http_url
+            "export", "live", "--root", "text", "--output", str(target), env=env
         )
         assert code == 0, err
         assert target.read_bytes().decode("utf-8") == TRICKY_MARKDOWN
-        code, _out, err = await run_collab(
-            "import", "live", str(source), "--server", server.http_url
-        )
+        code, _out, err = await run_collab("import", "live", str(source), env=env)
         assert code == 1 and "409" in err
         await client.close()
+
+
+async def test_an_answered_edit_survives_kill_9(tmp_path: Path):
+    expected = "start"
+    async with server_process(tmp_path) as server:
+        async with httpx.AsyncClient(base_url=server.http_url, timeout=30) as http:
+            created = await http.post("/api/documents", json={"name": "doc", "content": "start"})
+            assert created.status_code == 201, created.text
+            for i in range(20):
+                piece = f"<{i}>"
+                answer = await http.patch(
+                    "/api/documents/doc/text/content",
+                    json=[{"retain": len(expected)}, {"insert": piece}],
+                )
+                assert answer.status_code == 200, answer.text
+                expected += piece
+        server.process.kill()  # type: ignore[union-attr]
+        await server.process.wait()  # type: ignore[union-attr]
+        await server.start()
+        async with httpx.AsyncClient(base_url=server.http_url, timeout=30) as http:
+            exported = await http.get("/api/documents/doc/export", params={"format": "text"})
+    assert exported.text == expected
