@@ -9,6 +9,7 @@ hand (collab.api.edit_edge). The author of an edit is the token's `sub`.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, Response
@@ -154,8 +155,8 @@ async def get_text(name: DocumentName, root: RootName, request: Request) -> Resp
     if state is None:
         raise DocumentNotFound(name)
     with edit_errors():
-        text = document_text(state, root)
-    state_vector = get_state_of(state)
+        text = await asyncio.to_thread(document_text, state, root)
+    state_vector = await asyncio.to_thread(get_state_of, state)
     body = TextOut(document=name, root=root, text=text, state_vector=encode_version(state_vector))
     return Response(
         body.model_dump_json(), media_type="application/json", headers={"ETag": etag(state_vector)}

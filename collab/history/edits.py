@@ -10,7 +10,8 @@ document (imported or copied). The rules that make them safe with live editors:
   between, so "changed since" is exact (`EditConflict`, HTTP 412);
 - a binary update whose dependencies the document lacks would stay pending
   inside yrs, invisible, never stored: it is refused (`MissingDependencies`)
-  before it touches the live Doc, checked on a scratch copy in a thread;
+  before it touches the live Doc, checked on a scratch copy off the event loop
+  (collab.history.pending);
 - a new document (import, copy) is created only if the name is free: its room
   (loaded, or made empty) holds nothing, checked synchronously with its first
   edit; someone may have the empty document open, and sees the new content;
@@ -27,9 +28,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pycrdt import Doc, get_state, get_update
+from pycrdt import Doc, get_state
 
 from collab.errors import CollabError, DocumentNotFound, InvalidUpdate
+from collab.history.pending import has_structs, is_pending_after, uncovered
 from collab.history.restore import restore_update
 from collab.history.text_edits import (
     DeltaOp,
@@ -161,10 +163,16 @@ class DocumentEdits:
         return await _edit(room, create, author)
 
     async def _check_dependencies(self, room: Room, update: bytes) -> None:
-        if not _has_structs(_uncovered(update, room.doc.get_state())):
+        if not has_structs(uncovered(update, room.doc.get_state())):
             return  # nothing new in it but deletions (or nothing new at all)
         state = room.doc.get_update()
-        if await asyncio.to_thread(_is_pending_after, state, update):
+        compute, size = self._history.compute, len(state) + len(update)
+        if size < compute.inline_below_bytes:
+            pending = await asyncio.to_thread(is_pending_after, state, update)
+        else:  # a big document: in a worker process, not holding the GIL
+            with await compute.wait_for_slot() as slot:
+                pending = await compute.run(slot, size, is_pending_after, state, update)
+        if pending:
             raise MissingDependencies(
                 "the update builds on operations the document does not hold; send it "
                 "with what it depends on, or fetch the document's state and send a diff "
@@ -215,35 +223,5 @@ def get_state_of(update: bytes) -> bytes:
         raise InvalidUpdate(f"invalid Yjs update: {exc}") from exc
 
 
-def _uncovered(update: bytes, state_vector: bytes) -> bytes:
-    """The part of `update` a Doc at `state_vector` lacks (its structs beyond
-    that state, and its whole delete set); `InvalidUpdate` if it is not one."""
-    try:
-        with yrs_panics_as(InvalidUpdate):
-            return get_update(update, state_vector)
-    except (ValueError, RuntimeError) as exc:
-        raise InvalidUpdate(f"invalid Yjs update: {exc}") from exc
-
-
-def _has_structs(update: bytes) -> bool:
-    """Whether a v1 update holds any struct: its first varuint counts the clients
-    that have some, and only 0 encodes as a zero first byte."""
-    return update[:1] != b"\x00"
-
-
 def _clocks(state_vector: bytes) -> dict[int, int]:
     return {client: clock for client, clock in decode_state_vector(state_vector).items() if clock}
-
-
-def _is_pending_after(state: bytes, update: bytes) -> bool:
-    """Apply `update` to a scratch copy of `state`: whether some of its structs
-    could not be integrated (yrs would keep them pending). A delete of an
-    unknown item is not detected: it changes nothing visible either way."""
-    scratch: Doc[Any] = Doc()
-    scratch.apply_update(state)
-    try:
-        with yrs_panics_as(InvalidUpdate):
-            scratch.apply_update(update)
-    except (ValueError, RuntimeError) as exc:
-        raise InvalidUpdate(f"invalid Yjs update: {exc}") from exc
-    return _has_structs(_uncovered(update, scratch.get_state()))

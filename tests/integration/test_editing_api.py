@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 import time
 from pathlib import Path
@@ -181,6 +182,26 @@ async def test_bad_input_gets_a_specific_answer(connect, server):
     assert media.status_code == 415
     assert text == "abc"  # nothing refused was applied, nothing left pending
     assert str(client.text) == "abc"
+
+
+async def test_a_pending_update_to_a_big_document_is_refused_too(connect, server):
+    """Past the compute pool's inline size the check runs in a worker process."""
+    client = await connect("doc")
+    await _typed(client, "x" * 64 * 1024)
+    elsewhere: Doc = Doc()
+    _update_appending(elsewhere, "text", "first")
+    depends = _update_appending(elsewhere, "text", " second")
+    author: Doc = Doc()
+    author.apply_update(client.doc.get_update())
+    fits = _update_appending(author, "text", "!")
+    octets = {"Content-Type": "application/octet-stream"}
+    async with api(server) as http:
+        pending = await http.post("/doc/updates", content=depends, headers=octets)
+        applied = await http.post("/doc/updates", content=fits, headers=octets)
+    assert pending.status_code == 409, pending.text
+    assert applied.status_code == 200, applied.text
+    await eventually(lambda: str(client.text).endswith("x!"))
+    assert server.runtime.history.compute.jobs_by_pid.keys() - {os.getpid()}, "in a worker"
 
 
 @pytest.fixture
