@@ -313,6 +313,27 @@ class Settings:
         section="Limits",
         bound=Bound.LIMIT,
     )
+    edit_max_body_bytes: int = setting(
+        1024 * 1024,
+        "largest body of an HTTP edit, import or replaced content (413); "
+        "`COLLAB_MAX_REQUEST_BODY_BYTES` bounds every request before this",
+        section="Limits",
+        bound=Bound.AT_LEAST_ONE,
+    )
+    edit_rate_per_s: float = setting(
+        20.0,
+        "HTTP edits, imports, copies and exports per second per caller (its token's "
+        "subject, or its address), sustained; past it a request is refused (429 with "
+        "`Retry-After`); 0: no limit...",
+        section="Limits",
+        bound=Bound.LIMIT,
+    )
+    edit_rate_burst: int = setting(
+        100,
+        "...and how many it may make above that rate in a burst",
+        section="Limits",
+        bound=Bound.LIMIT,
+    )
     max_request_header_bytes: int = setting(
         64 * 1024,
         "largest request line and headers of an HTTP request or WebSocket handshake (431)",

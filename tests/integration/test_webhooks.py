@@ -293,3 +293,17 @@ async def test_events_and_webhooks_need_an_admin_token_and_subscriptions_one_for
 
 async def _equals(value: Any, expected: object) -> bool:
     return await value == expected
+
+
+async def test_an_http_edit_names_its_author_in_document_updated(settings, receiver):
+    secured = webhook_settings(settings, receiver).replace(auth_secret=AUTH_SECRET)
+    async with run_server(secured) as server:
+        headers = {"Authorization": f"Bearer {token('*', sub='summariser')}"}
+        async with httpx.AsyncClient(base_url=server.http_url, headers=headers) as http:
+            created = await http.post("/api/documents", json={"name": "doc", "content": "hi"})
+            assert created.status_code == 201, created.text
+            edited = await http.patch("/api/documents/doc/text/content", json=[{"insert": ">"}])
+            assert edited.status_code == 200, edited.text
+            await eventually(lambda: "document.updated" in types_of(receiver.delivered, "doc"))
+    updated = [e for e in receiver.delivered if e["type"] == "document.updated"]
+    assert [e["data"]["author"] for e in updated] == ["summariser"]
