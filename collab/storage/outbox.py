@@ -20,6 +20,7 @@ the last seconds). Never called on the hot path.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from sqlalchemy import delete, exists, insert, select, update
@@ -55,7 +56,11 @@ class EventOutbox:
         async with self._engine.connect() as conn:
             if await conn.scalar(select(exists().where(events.c.seq.is_(None)))):
                 return True
-            changes = await conn.run_sync(pending_changes_of)
+            changes = await conn.run_sync(
+                partial(
+                    pending_changes_of, first_before=_first_before(now, debounce_s, max_delay_s)
+                )
+            )
         return any(_is_quiet(change, now, debounce_s, max_delay_s) for change in changes)
 
     async def publish(self, *, debounce_s: float, max_delay_s: float) -> int:
@@ -103,6 +108,12 @@ def _is_quiet(change: PendingChange, now: float, debounce_s: float, max_delay_s:
     return change.quiet_since <= now - debounce_s or change.first_at <= now - max_delay_s
 
 
+def _first_before(now: float, debounce_s: float, max_delay_s: float) -> float:
+    """A change begun after this cannot be quiet (its last edit is no older than
+    its first) nor have waited its longest."""
+    return now - min(debounce_s, max_delay_s)
+
+
 def _publish(conn: Connection, now: float, debounce_s: float, max_delay_s: float) -> int:
     is_postgres = conn.dialect.name == "postgresql"
     # Take the counter first: publishers take turns from here to the commit.
@@ -117,7 +128,10 @@ def _publish(conn: Connection, now: float, debounce_s: float, max_delay_s: float
         last_seq = 0
     # PostgreSQL: a row an append's transaction holds is being written: not
     # quiet, and waiting for it could deadlock with that transaction's batch.
-    for change in pending_changes_of(conn, skip_locked=is_postgres):
+    candidates = pending_changes_of(
+        conn, first_before=_first_before(now, debounce_s, max_delay_s), skip_locked=is_postgres
+    )
+    for change in candidates:
         if _is_quiet(change, now, debounce_s, max_delay_s):
             conn.execute(
                 delete(pending_changes).where(pending_changes.c.document == change.document)

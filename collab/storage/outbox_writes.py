@@ -144,9 +144,12 @@ def flush_pending(conn: Connection, document: str) -> None:
     insert_updated_event(conn, PendingChange.of(deleted, updated_at, log_max))
 
 
-def pending_changes_of(conn: Connection, *, skip_locked: bool = False) -> list[PendingChange]:
-    """Every pending change, oldest first. `skip_locked` (PostgreSQL): lock them,
-    leaving out those an append's transaction holds."""
+def pending_changes_of(
+    conn: Connection, *, first_before: float, skip_locked: bool = False
+) -> list[PendingChange]:
+    """The pending changes begun before `first_before` (no other can be quiet
+    yet), oldest first. `skip_locked` (PostgreSQL): lock them, leaving out those
+    an append's transaction holds."""
     log_max = (
         select(func.max(updates.c.id))
         .where(updates.c.document == pending_changes.c.document)
@@ -156,6 +159,7 @@ def pending_changes_of(conn: Connection, *, skip_locked: bool = False) -> list[P
         select(pending_changes, documents.c.updated_at.label("document_updated_at"))
         .add_columns(log_max.label("log_max"))
         .outerjoin(documents, documents.c.name == pending_changes.c.document)
+        .where(pending_changes.c.first_at <= first_before)
         .order_by(pending_changes.c.first_at)
     )
     if skip_locked:
