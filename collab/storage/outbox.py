@@ -12,9 +12,9 @@ middle only leaves the work for the next pass.
 Invariants: an event gets a `seq` once, and a delivery row per subscription in
 the same transaction; a pending change is turned into an event only once (the
 row is deleted by the transaction that turns it; PostgreSQL skips rows a change's
-transaction holds, which is still writing to them). Whether a document's editing
-went quiet is decided in Python from `pending_changes_of` (few: the documents edited in
-the last seconds). Never called on the hot path.
+transaction holds, which is still writing to them). Whether a document's
+editing went quiet is decided in Python from `pending_changes_of` (few: the
+documents edited in the last seconds). Never called on the hot path.
 """
 
 from __future__ import annotations

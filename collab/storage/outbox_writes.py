@@ -40,6 +40,7 @@ from sqlalchemy.engine import Connection
 
 from collab.storage.events import EventType, updated_data
 from collab.storage.sql_schema import documents, events, pending_changes, updates
+from collab.storage.store import SaveSnapshot, SnapshotKind
 
 _P = pending_changes.name
 _SQLITE_NOTE_CHANGES = (
@@ -184,6 +185,17 @@ def record_event(
     a deletion flushes it itself, while the document's log is still there)."""
     flush_pending(conn, document)
     _insert_event(conn, document, type_, now, data)
+
+
+def record_version_event(conn: Connection, op: SaveSnapshot, snapshot_id: int, now: float) -> None:
+    """`version.saved` for a named version, `document.restored` for the
+    pre-restore version a restore saves (automatic versions tell nothing)."""
+    if op.kind is SnapshotKind.NAMED:
+        data = {"version": snapshot_id, "label": op.label, "author": op.author}
+        record_event(conn, op.document, EventType.VERSION_SAVED, now, data)
+    elif op.kind is SnapshotKind.PRE_RESTORE and op.restored_id is not None:
+        data = {"version": op.restored_id, "pre_restore_version": snapshot_id, "author": op.author}
+        record_event(conn, op.document, EventType.DOCUMENT_RESTORED, now, data)
 
 
 def _insert_event(

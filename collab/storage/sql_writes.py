@@ -4,9 +4,10 @@ Owns what a batch does inside the single transaction `SqlStore.commit` opens:
 log rows inserted with their ids returned, snapshots saved with a
 compare-and-set on the document's snapshot sequence and exact deletion of the
 rows they contain, versions thinned, documents deleted (tombstoned), damaged
-rows quarantined. Owns the store's one cache too (`TouchCache`: which document
-rows are known to exist and be fresh), which only a committed transaction may
-update. Never commits or retries: committing is the store's business, retrying
+rows quarantined; and, in the same transaction, each change's event in the
+outbox (collab.storage.outbox_writes). Owns the store's one cache too
+(`TouchCache`: which document rows are known to exist and be fresh), which only
+a committed transaction may update. Never commits or retries: committing is the store's business, retrying
 the writer's.
 
 Synchronous on purpose: a whole batch runs in ONE call on one connection (SQLite:
@@ -53,6 +54,7 @@ from collab.storage.outbox_writes import (
     note_changes,
     note_compacted,
     record_event,
+    record_version_event,
 )
 from collab.storage.sql_schema import documents, quarantine, snapshots, tombstones, updates
 from collab.storage.store import (
@@ -322,7 +324,7 @@ class WriteTransaction:
             return SnapshotConflict(op.document, op.base_seq or 0, int(current.snapshot_seq))
         self.touched[op.document] = self._now
         snapshot_id = self._write_snapshot_row(op)
-        self._record_version_event(op, snapshot_id)
+        record_version_event(conn, op, snapshot_id, self._now)
         note_compacted(conn, op.document, op.row_ids)  # before the rows go
         in_document = updates.c.document == op.document
         if op.row_ids is None:
@@ -333,20 +335,6 @@ class WriteTransaction:
                 chunk = ids[start : start + _DELETE_CHUNK]
                 conn.execute(delete(updates).where(in_document, updates.c.id.in_(chunk)))
         return snapshot_id
-
-    def _record_version_event(self, op: SaveSnapshot, snapshot_id: int) -> None:
-        """`version.saved` for a named version, `document.restored` for the
-        pre-restore version a restore saves (automatic versions tell nothing)."""
-        if op.kind is SnapshotKind.NAMED:
-            data = {"version": snapshot_id, "label": op.label, "author": op.author}
-            record_event(self._conn, op.document, EventType.VERSION_SAVED, self._now, data)
-        elif op.kind is SnapshotKind.PRE_RESTORE and op.restored_id is not None:
-            data = {
-                "version": op.restored_id,
-                "pre_restore_version": snapshot_id,
-                "author": op.author,
-            }
-            record_event(self._conn, op.document, EventType.DOCUMENT_RESTORED, self._now, data)
 
     def _write_snapshot_row(self, op: SaveSnapshot) -> int:
         conn = self._conn
