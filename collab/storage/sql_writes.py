@@ -7,8 +7,8 @@ rows they contain, versions thinned, documents deleted (tombstoned), damaged
 rows quarantined; and, in the same transaction, each change's event in the
 outbox (collab.storage.outbox_writes). Owns the store's one cache too
 (`TouchCache`: which document rows are known to exist and be fresh), which only
-a committed transaction may update. Never commits or retries: committing is the store's business, retrying
-the writer's.
+a committed transaction may update. Never commits or retries: committing is
+the store's business, retrying the writer's.
 
 Synchronous on purpose: a whole batch runs in ONE call on one connection (SQLite:
 a plain sqlite3 connection on the loop or on the commit thread, see
