@@ -218,6 +218,7 @@ class VersionHistory:
                 label=f"before restoring version {snapshot_id}",
                 author=actor,
                 capture=before,
+                restored_id=snapshot_id,
             )
         if write is not None:
             await write  # durable before we say it is done

@@ -347,8 +347,7 @@ class Room:
             return False
         if self.tombstone_clocks:
             self._refuse_deleted_history(update)
-        if self.size_bytes + len(update) > self._limits.max_document_bytes:
-            self._check_size(len(update))
+        self.ensure_room_for(len(update))
         author = author or self._acting or _SERVER_AUTHOR
         changes_before = self._local_changes
         try:
@@ -376,6 +375,12 @@ class Room:
             raise DeletedHistory(
                 "this update carries history of the deleted document: discard local state"
             )
+
+    def ensure_room_for(self, incoming: int) -> None:
+        """`DocumentTooLarge` if `incoming` more bytes may take the document past
+        its limit (cheap unless the document is near it)."""
+        if self.size_bytes + incoming > self._limits.max_document_bytes:
+            self._check_size(incoming)
 
     def _check_size(self, incoming: int) -> None:
         """The estimate says `incoming` bytes may not fit. An exact size is a full
@@ -436,6 +441,31 @@ class Room:
         self._unsubmitted.append(delta)
         self._end_of_tick.schedule()
 
+    def apply_server_edit(
+        self, edit: Callable[[Doc[Any]], None], *, author: Author | None
+    ) -> asyncio.Future[int | None] | None:
+        """A change the server makes to the Doc on someone's behalf (the HTTP
+        editing API): `edit` changes the Doc synchronously, and the change is
+        submitted at once as its own log row, stored and relayed like a client's
+        edit, attributed to `author` (who it is made for; None: the server).
+
+        Earlier edits are submitted first, so the row holds only this change.
+        Returns the write (its result is the row id) or None if nothing changed.
+        Raises `RoomClosed`, `StorageUnavailable` (storage failing: nothing is
+        applied), or whatever `edit` raises (it must leave the Doc unchanged
+        when it raises)."""
+        if self.is_closed:
+            raise RoomClosed(f"doc={self.name}: the room is closed")
+        if self._sink.is_failing:
+            raise StorageUnavailable("storage is failing: the edit is not applied; retry")
+        self.submit_edits()
+        with self.edits_by(author or _SERVER_AUTHOR):
+            edit(self.doc)
+        write = self.submit_edits()
+        if write is not None:
+            logger.info("doc=%s server edit by %s", self.name, (author or _SERVER_AUTHOR).label)
+        return write
+
     @property
     def has_pending_edits(self) -> bool:
         """Changes in the Doc that are not durable yet (unsubmitted or uncommitted)."""
@@ -450,8 +480,10 @@ class Room:
         # The tick's attribution rides on its first row (one transaction or the
         # next: the writer commits in submission order).
         claims, sessions = self.authorship.take_pending()
+        # Who the `document.updated` event names: the tick's last author.
+        subject = sessions[-1].author.subject if sessions else None
         for delta in self._merged(deltas):
-            op = AppendUpdate(self.name, delta, self.incarnation, claims, sessions)
+            op = AppendUpdate(self.name, delta, self.incarnation, claims, sessions, author=subject)
             write = self._sink.submit(op)
             self.ledger.note_edit(write)
             owners = {claim.client_id: claim.subject for claim in claims}
