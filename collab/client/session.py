@@ -129,6 +129,7 @@ class Session:
         self._is_synced_once = False  # on the current connection: resets the backoff
         self._is_closing = False
         self._error: ClientError | None = None
+        self._is_error_raised = False  # to the program, by a wait
         self._done = asyncio.Event()
         self._progress = asyncio.Event()  # set and replaced whenever anything changes
         self._applying_remote = False
@@ -156,8 +157,9 @@ class Session:
         traceback: TracebackType | None,
     ) -> None:
         await self.close()
-        if exc is None and self._error is not None and self._error.is_permanent:
-            raise self._error  # a refusal nobody awaited must not pass silently
+        if exc is None and self._error is not None and not self._is_error_raised:
+            if self._error.is_permanent:
+                raise self._error  # a refusal nobody awaited must not pass silently
 
     def start(self) -> None:
         """Start connecting (in a task of this session's own); returns at once."""
@@ -165,13 +167,14 @@ class Session:
             self._task = asyncio.get_running_loop().create_task(self._run(), name=self.url)
 
     async def close(self) -> None:
-        """Leave: our presence is withdrawn, the socket closed, no reconnect."""
+        """Leave: what is queued is sent, our presence withdrawn, the socket closed;
+        no reconnect. Edits not yet `saved()` may be lost if the server fails now."""
         self._is_closing = True
         ws = self._ws
         if ws is not None:
+            self.presence.set(None)
+            await self.flush()
             with contextlib.suppress(websockets.ConnectionClosed):
-                self.presence.awareness.set_local_state(None)
-                await ws.send(encode_awareness(self.presence.encoded()))
                 await ws.close()
         elif self._task is not None:
             self._task.cancel()  # connecting, or waiting to reconnect
@@ -180,10 +183,22 @@ class Session:
                 await self._task
         self._finish(None)
 
+    async def flush(self, timeout_s: float = 10.0) -> None:
+        """Wait until every queued frame is written to the socket (or it closed)."""
+        outbox, task = self._outbox, self._task
+        if outbox is None or task is None:
+            return
+        drained = asyncio.ensure_future(outbox.join())
+        try:
+            await asyncio.wait([drained, task], timeout=timeout_s)
+        finally:
+            drained.cancel()
+
     async def wait_closed(self) -> None:
         """Wait until the session ends; raises what ended it unless `close()` did."""
         await self._done.wait()
         if self._error is not None:
+            self._is_error_raised = True
             raise self._error
 
     # -- state -----------------------------------------------------------------
@@ -260,6 +275,7 @@ class Session:
     async def _wait_for(self, condition: Callable[[], bool]) -> None:
         while not condition():
             if self._error is not None:
+                self._is_error_raised = True
                 raise self._error
             if self._done.is_set():
                 raise ClientError("the session is closed")
@@ -366,7 +382,9 @@ class Session:
 
     async def _send_loop(self, ws: ClientConnection, outbox: asyncio.Queue[bytes | str]) -> None:
         while True:
-            await ws.send(await outbox.get())
+            frame = await outbox.get()
+            await ws.send(frame)
+            outbox.task_done()
 
     async def _renew_presence(self) -> None:
         while True:

@@ -20,15 +20,17 @@ from collab.client import ClientError, Session
 from tests.support.waiting import TIMEOUT_S
 
 
-class _SyncedFlag:
-    """`client.synced.is_set()`, as when this was an asyncio.Event."""
+class _Session(Session):
+    """Sets `synced` at every sync step 2, as the tests' own client always did."""
 
-    def __init__(self, client: YClient) -> None:
-        self._client = client
+    def __init__(self, url: str, synced: asyncio.Event, **kwargs: Any) -> None:
+        super().__init__(url, **kwargs)
+        self._synced_event = synced
 
-    def is_set(self) -> bool:
-        session = self._client.session
-        return session is not None and session.is_synced
+    def _handle(self, frame: bytes | str) -> None:
+        super()._handle(frame)
+        if isinstance(frame, bytes) and frame[:2] == b"\x00\x01":
+            self._synced_event.set()
 
 
 class YClient:
@@ -36,7 +38,7 @@ class YClient:
         self.url = url
         self.doc: Doc[Any] = doc if doc is not None else Doc()
         self.session: Session | None = None
-        self.synced = _SyncedFlag(self)
+        self.synced = asyncio.Event()  # set at every sync step 2
         self._awareness: Awareness | None = None
 
     @property
@@ -66,7 +68,9 @@ class YClient:
 
     async def connect(self, *, wait_synced: bool = True, **kwargs: Any) -> YClient:
         """Connect (kwargs go to websockets.connect); waits for the sync, or for the socket."""
-        self.session = Session(self.url, doc=self.doc, reconnect=None, websocket_options=kwargs)
+        self.session = _Session(
+            self.url, self.synced, doc=self.doc, reconnect=None, websocket_options=kwargs
+        )
         self.session.start()
         await asyncio.wait_for(
             self.session.synced() if wait_synced else self.session.connected(), TIMEOUT_S
@@ -113,6 +117,7 @@ class YClient:
             return
         ws = self.session.websocket
         if ws is not None:
+            await self.session.flush()
             await ws.close()
         await self.session.close()
 
