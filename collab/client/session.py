@@ -190,7 +190,9 @@ class Session:
             return
         drained = asyncio.ensure_future(outbox.join())
         try:
-            await asyncio.wait([drained, task], timeout=timeout_s)
+            await asyncio.wait(
+                [drained, task], timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             drained.cancel()
 
