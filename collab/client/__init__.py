@@ -25,7 +25,8 @@ from collab.client.errors import (
     Unauthorized,
 )
 from collab.client.presence import Presence
-from collab.client.session import Reconnect, Session, SessionStats, connect
+from collab.client.reconnect import Reconnect
+from collab.client.session import Session, SessionStats, connect
 
 __all__ = [
     "BadDocumentName",

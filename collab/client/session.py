@@ -6,15 +6,8 @@ with step 2 (so edits made while disconnected are uploaded), applies what the
 server relays, and sends every local change to the Doc as an update. Frames are
 encoded and decoded by collab.protocol's codec.
 
-Durability (`saved`): the server relays an update to everyone, its sender
-included, only once it is committed, and its step 2 waits for pending writes.
-So whatever the server sends is durable; the session applies it to a second Doc
-(`_from_server`) as well, and an edit of ours is saved once that Doc's clock for
-our client reaches the local one. On reconnect, step 1 carries that Doc's state
-vector, not the local Doc's, so an echo lost with the old connection is sent
-again. A transaction that only deletes does not move a clock; it is confirmed by
-a step 1 / step 2 round trip, which the server answers only once everything
-received before it is committed.
+Durability (`saved`): what the server sends is committed, so a Doc of what it
+sent tells which of our edits are durable (collab.client.durability).
 
 Reconnecting: a transient close (anything outside 4400-4499) or a failed
 handshake reconnects with exponential backoff and re-syncs; a permanent refusal
@@ -26,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -37,6 +29,7 @@ import websockets
 from pycrdt import Doc, TransactionEvent
 from websockets.asyncio.client import ClientConnection
 
+from collab.client.durability import Durability
 from collab.client.errors import (
     ABNORMAL_CLOSURE,
     ClientError,
@@ -44,6 +37,7 @@ from collab.client.errors import (
     closed_error,
 )
 from collab.client.presence import Presence
+from collab.client.reconnect import DEFAULT_RECONNECT, Reconnect
 from collab.errors import ProtocolError
 from collab.protocol.codec import (
     AuthMessage,
@@ -54,7 +48,6 @@ from collab.protocol.codec import (
     SyncUpdate,
     UnknownMessage,
     decode_message,
-    decode_state_vector,
     encode_awareness,
     encode_sync_step1,
     encode_sync_step2,
@@ -63,25 +56,7 @@ from collab.protocol.codec import (
 
 logger = logging.getLogger(__name__)
 
-# What a Yjs Doc encodes as an update that changes nothing.
-_EMPTY_UPDATE = b"\x00\x00"
-
 Token = str | Callable[[], str]
-
-
-@dataclass(frozen=True, slots=True)
-class Reconnect:
-    """When to reconnect: y-websocket's backoff (100 ms, doubling, at most 2.5 s),
-    with jitter so clients of a restarted server do not come back in step."""
-
-    initial_delay_s: float = 0.1
-    max_delay_s: float = 2.5
-    # consecutive failed attempts before the session gives up; None: never
-    max_attempts: int | None = None
-
-    def delay_s(self, failures: int) -> float:
-        delay: float = min(self.max_delay_s, self.initial_delay_s * 2.0 ** min(failures, 32))
-        return delay * random.uniform(0.5, 1.0)
 
 
 @dataclass(slots=True)
@@ -106,7 +81,7 @@ class Session:
         *,
         doc: Doc[Any] | None = None,
         token: Token | None = None,
-        reconnect: Reconnect | None = Reconnect(),
+        reconnect: Reconnect | None = DEFAULT_RECONNECT,
         websocket_options: Mapping[str, Any] | None = None,
         presence_renew_interval_s: float = 15.0,
     ) -> None:
@@ -121,7 +96,7 @@ class Session:
         # websockets' default max_size (1 MiB) is below a big document's step 2.
         self._websocket_options = {"max_size": None, **(websocket_options or {})}
         self._renew_interval_s = presence_renew_interval_s
-        self._from_server: Doc[Any] = Doc()  # everything the server sent: all durable
+        self._durability = Durability(self.doc)
         self._ws: ClientConnection | None = None
         self._outbox: asyncio.Queue[bytes | str] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -133,8 +108,6 @@ class Session:
         self._done = asyncio.Event()
         self._progress = asyncio.Event()  # set and replaced whenever anything changes
         self._applying_remote = False
-        self._deletions_made = 0  # delete-only local transactions so far
-        self._deletions_saved = 0  # ...of which the server confirmed being durable
         self._step1_sent = 0  # on the current connection
         self._step2_received = 0
         self._subscription = self.doc.observe(self._on_local_change)
@@ -222,10 +195,7 @@ class Session:
     @property
     def is_saved(self) -> bool:
         """Every local edit so far is durable on the server."""
-        return (
-            self._clock_of(self.doc) <= self._clock_of(self._from_server)
-            and self._deletions_saved >= self._deletions_made
-        )
+        return self._durability.is_saved
 
     @property
     def error(self) -> ClientError | None:
@@ -243,10 +213,11 @@ class Session:
     async def saved(self) -> None:
         """Wait until every edit made to the Doc so far is durable on the server.
         Across reconnects: an edit made while disconnected is saved after the next sync."""
-        deletions = self._deletions_made
-        own_clock = self._clock_of(self.doc)
-        await self._wait_for(lambda: own_clock <= self._clock_of(self._from_server))
-        while self._deletions_saved < deletions:
+        durability = self._durability
+        deletions = durability.deletions_made
+        local_clock = durability.local_clock()
+        await self._wait_for(lambda: local_clock <= durability.saved_clock())
+        while durability.deletions_saved < deletions:
             await self._confirm_deletions(deletions)
 
     async def _confirm_deletions(self, deletions: int) -> None:
@@ -262,7 +233,8 @@ class Session:
         # answered on this connection, or the connection is gone (then: again)
         await self._wait_for(lambda: self._step2_received >= expected or self._outbox is not outbox)
         if self._outbox is outbox:
-            self._deletions_saved = max(self._deletions_saved, deletions)
+            saved = max(self._durability.deletions_saved, deletions)
+            self._durability.deletions_saved = saved
 
     def _is_idle(self) -> bool:
         """Synced, with no step 1 of ours waiting for its answer."""
@@ -294,13 +266,6 @@ class Session:
             self._done.set()
             self._changed()
 
-    @staticmethod
-    def _clock_of_state(state: bytes, client_id: int) -> int:
-        return decode_state_vector(state).get(client_id, 0)
-
-    def _clock_of(self, doc: Doc[Any]) -> int:
-        return self._clock_of_state(doc.get_state(), self.doc.client_id)
-
     # -- connections -----------------------------------------------------------
 
     async def _run(self) -> None:
@@ -326,11 +291,7 @@ class Session:
                 break
             failures += 1
             retries = self._reconnect
-            if (
-                error.is_permanent
-                or retries is None
-                or (retries.max_attempts is not None and failures > retries.max_attempts)
-            ):
+            if error.is_permanent or retries is None or retries.gives_up_after(failures):
                 logger.warning("url=%s session ends: %s", self.url, error)
                 self._finish(error)
                 return
@@ -358,7 +319,7 @@ class Session:
         self._ws, self._outbox = ws, outbox
         self._step1_sent, self._step2_received = 1, 0
         self.stats.connections += 1
-        outbox.put_nowait(encode_sync_step1(self._from_server.get_state()))
+        outbox.put_nowait(encode_sync_step1(self._durability.server_state()))
         if self.presence.local is not None:
             outbox.put_nowait(encode_awareness(self.presence.encoded()))
         sender = asyncio.create_task(self._send_loop(ws, outbox))
@@ -432,16 +393,12 @@ class Session:
             self.doc.apply_update(update)
         finally:
             self._applying_remote = False
-        self._from_server.apply_update(update)
+        self._durability.record_from_server(update)
 
     def _on_local_change(self, event: TransactionEvent) -> None:
         if self._applying_remote:
             return
-        # An update v1 starts with how many clients it has new structs of: none
-        # means it only deletes, which moves no clock (and the Doc cannot be read
-        # from inside its own observer).
-        if event.update[0] == 0 and event.update != _EMPTY_UPDATE:
-            self._deletions_made += 1
+        self._durability.record_local(event.update)
         self.send_frame(encode_update(event.update))
         self._changed()
 
@@ -459,7 +416,7 @@ def connect(
     *,
     token: Token | None = None,
     doc: Doc[Any] | None = None,
-    reconnect: Reconnect | None = Reconnect(),
+    reconnect: Reconnect | None = DEFAULT_RECONNECT,
     websocket_options: Mapping[str, Any] | None = None,
 ) -> Session:
     """A session on `document` of the server at `server_url` (its WebSocket root,
