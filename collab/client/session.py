@@ -180,6 +180,7 @@ class Session:
 
     @property
     def is_connected(self) -> bool:
+        """A WebSocket is open (it may not be synced yet)."""
         return self._ws is not None
 
     @property
@@ -273,7 +274,7 @@ class Session:
         while not self._is_closing:
             error: ClientError
             try:
-                async with websockets.connect(self._connect_url(), **self._connect_options()) as ws:
+                async with websockets.connect(self.url, **self._connect_options()) as ws:
                     await self._serve(ws)
                 if self._is_synced_once:
                     failures = 0
@@ -299,9 +300,6 @@ class Session:
             logger.info("url=%s reconnecting in %.2fs after: %s", self.url, delay_s, error)
             await asyncio.sleep(delay_s)
         self._finish(None)
-
-    def _connect_url(self) -> str:
-        return self.url
 
     def _connect_options(self) -> dict[str, Any]:
         options = dict(self._websocket_options)
