@@ -8,8 +8,8 @@ reaches the local Doc's. On reconnect, step 1 carries that Doc's state vector,
 so what the server holds beyond it (an echo lost with the old connection) comes
 again.
 
-A transaction that only deletes moves no clock. It is counted here, and
-confirmed by a step 1 / step 2 round trip (the session's `saved()`).
+A transaction that only deletes moves no clock. It is counted here, and the
+session confirms it by itself with a step 1 / step 2 round trip.
 """
 
 from __future__ import annotations

@@ -217,25 +217,30 @@ class Session:
         durability = self._durability
         deletions = durability.deletions_made
         local_clock = durability.local_clock()
-        await self._wait_for(lambda: local_clock <= durability.saved_clock())
-        while durability.deletions_saved < deletions:
-            await self._confirm_deletions(deletions)
+        await self._wait_for(
+            lambda: (
+                local_clock <= durability.saved_clock() and durability.deletions_saved >= deletions
+            )
+        )
 
-    async def _confirm_deletions(self, deletions: int) -> None:
-        """One step 1 / step 2 round trip: the server answers only once all it
-        received before is committed. One at a time: the server coalesces a step 1
-        that arrives while its answer to the previous one is still waiting."""
-        await self._wait_for(self._is_idle)
+    async def _confirm_deletions(self) -> None:
+        """Per connection: delete-only edits, which move no clock, are confirmed by
+        a step 1 / step 2 round trip, since the server answers a step 1 only once
+        all it received before is committed. One at a time (the server coalesces
+        a step 1 that arrives while its answer to the previous one is waiting);
+        one round trip confirms every deletion made before it."""
+        durability = self._durability
         outbox = self._outbox
-        assert outbox is not None
-        self._step1_sent += 1
-        expected = self._step1_sent
-        outbox.put_nowait(encode_sync_step1(self.doc.get_state()))
-        # answered on this connection, or the connection is gone (then: again)
-        await self._wait_for(lambda: self._step2_received >= expected or self._outbox is not outbox)
-        if self._outbox is outbox:
-            saved = max(self._durability.deletions_saved, deletions)
-            self._durability.deletions_saved = saved
+        while True:
+            await self._wait_for(
+                lambda: durability.deletions_saved < durability.deletions_made and self._is_idle()
+            )
+            deletions = durability.deletions_made
+            assert outbox is not None and self._outbox is outbox
+            self._step1_sent += 1
+            outbox.put_nowait(encode_sync_step1(self.doc.get_state()))
+            await self._wait_for(self._is_idle)  # its answer came
+            durability.deletions_saved = max(durability.deletions_saved, deletions)
 
     def _is_idle(self) -> bool:
         """Synced, with no step 1 of ours waiting for its answer."""
@@ -322,6 +327,7 @@ class Session:
             outbox.put_nowait(encode_awareness(self.presence.encoded()))
         sender = asyncio.create_task(self._send_loop(ws, outbox))
         renewer = asyncio.create_task(self._renew_presence())
+        confirmer = asyncio.create_task(self._confirm_deletions())
         try:
             async for frame in ws:
                 self._handle(frame)
@@ -333,10 +339,13 @@ class Session:
         finally:
             self._ws = self._outbox = None
             self._is_synced = False
-            sender.cancel()
-            renewer.cancel()
-            for task in (sender, renewer):
-                with contextlib.suppress(asyncio.CancelledError, websockets.ConnectionClosed):
+            tasks = (sender, renewer, confirmer)
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(
+                    asyncio.CancelledError, websockets.ConnectionClosed, ClientError
+                ):
                     await task
             self.presence.forget_others()
             self._changed()

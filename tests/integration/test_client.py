@@ -83,6 +83,7 @@ async def test_saved_waits_for_a_deletion_to_be_committed(server):
         await session.saved()
         del text[9:]
         assert not session.is_saved
+        await eventually(lambda: session.is_saved, what="confirmed without asking")
         await session.saved()
     async with connect(root(server), "doc") as reader:
         assert str(content(reader)) == "keep this"
