@@ -173,7 +173,12 @@ async def open_runtime(
         )
         await deliveries.configure(settings.webhook_url_list)
         dispatcher = EventDispatcher(
-            events, deliveries, webhook_policy(settings), metrics, owner=lease_id
+            events,
+            deliveries,
+            webhook_policy(settings),
+            metrics,
+            owner=lease_id,
+            wake=store.events_committed,
         )
         background.append(asyncio.create_task(dispatcher.run(), name="events"))
     if bus is not None:

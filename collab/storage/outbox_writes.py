@@ -129,20 +129,22 @@ class PendingChange:
         return max(self.last_row, self.log_max or 0)
 
 
-def flush_pending(conn: Connection, document: str) -> None:
-    """Turn the document's pending change, if any, into its `document.updated` event.
-    DELETE first: on PostgreSQL it waits for a publisher turning the same row into
-    an event, then finds it gone (one event, not two)."""
+def flush_pending(conn: Connection, document: str) -> int:
+    """Turn the document's pending change, if any, into its `document.updated` event;
+    how many events that recorded (0 or 1). DELETE first: on PostgreSQL it waits
+    for a publisher turning the same row into an event, then finds it gone (one
+    event, not two)."""
     deleted = conn.execute(
         delete(pending_changes)
         .where(pending_changes.c.document == document)
         .returning(*pending_changes.c)
     ).first()
     if deleted is None:
-        return
+        return 0
     log_max = conn.scalar(select(func.max(updates.c.id)).where(updates.c.document == document))
     updated_at = conn.scalar(select(documents.c.updated_at).where(documents.c.name == document))
     insert_updated_event(conn, PendingChange.of(deleted, updated_at, log_max))
+    return 1
 
 
 def pending_changes_of(
@@ -180,22 +182,26 @@ def insert_updated_event(conn: Connection, change: PendingChange) -> None:
 
 def record_event(
     conn: Connection, document: str, type_: EventType, now: float, data: dict[str, Any]
-) -> None:
+) -> int:
     """An event of `document`, after its pending change (see the module's docstring;
-    a deletion flushes it itself, while the document's log is still there)."""
-    flush_pending(conn, document)
+    a deletion flushes it itself, while the document's log is still there); how
+    many events that recorded."""
+    flushed = flush_pending(conn, document)
     _insert_event(conn, document, type_, now, data)
+    return flushed + 1
 
 
-def record_version_event(conn: Connection, op: SaveSnapshot, snapshot_id: int, now: float) -> None:
+def record_version_event(conn: Connection, op: SaveSnapshot, snapshot_id: int, now: float) -> int:
     """`version.saved` for a named version, `document.restored` for the
-    pre-restore version a restore saves (automatic versions tell nothing)."""
+    pre-restore version a restore saves (automatic versions tell nothing); how
+    many events that recorded."""
     if op.kind is SnapshotKind.NAMED:
         data = {"version": snapshot_id, "label": op.label, "author": op.author}
-        record_event(conn, op.document, EventType.VERSION_SAVED, now, data)
-    elif op.kind is SnapshotKind.PRE_RESTORE and op.restored_id is not None:
+        return record_event(conn, op.document, EventType.VERSION_SAVED, now, data)
+    if op.kind is SnapshotKind.PRE_RESTORE and op.restored_id is not None:
         data = {"version": op.restored_id, "pre_restore_version": snapshot_id, "author": op.author}
-        record_event(conn, op.document, EventType.DOCUMENT_RESTORED, now, data)
+        return record_event(conn, op.document, EventType.DOCUMENT_RESTORED, now, data)
+    return 0
 
 
 def _insert_event(

@@ -11,6 +11,7 @@ schema upgrades in collab.storage.migrate.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -147,6 +148,11 @@ class SqlStore:
         self._engine: AsyncEngine | None = None
         # SQLite's write path (see collab.storage.sqlite_commit); None on PostgreSQL.
         self._sqlite_writes: SqliteCommitter | None = None
+        # Set once a commit of this process recorded outbox events: the events
+        # task (collab.webhooks.dispatcher) waits on it and clears it, so an event
+        # goes out at once rather than at its next poll. A signal, not a call:
+        # the store calls nothing above it.
+        self.events_committed = asyncio.Event()
 
     @property
     def engine(self) -> AsyncEngine:
@@ -231,6 +237,8 @@ class SqlStore:
             raise classified from exc
         # Committed: only now may the cache believe what this transaction wrote.
         self._touches.note_committed(outcome.touched)
+        if outcome.events_recorded:
+            self.events_committed.set()
         return outcome.results
 
     async def _commit(self, ops: Sequence[WriteOp]) -> BatchOutcome:

@@ -128,11 +128,13 @@ class TouchCache:
 
 @dataclass(frozen=True, slots=True)
 class BatchOutcome:
-    """What one transaction did: a result per op (see `DocumentStore.commit`), and
-    the document rows it wrote, for the `TouchCache` once it has committed."""
+    """What one transaction did: a result per op (see `DocumentStore.commit`), the
+    document rows it wrote, for the `TouchCache` once it has committed, and how
+    many outbox events it recorded (the events task is woken for them)."""
 
     results: list[int | OpDeclined | None]
     touched: dict[str, float | None]
+    events_recorded: int = 0
 
 
 def run_batch(
@@ -140,7 +142,8 @@ def run_batch(
 ) -> BatchOutcome:
     """Run `ops` in order on `conn`'s open transaction (the caller commits it)."""
     transaction = WriteTransaction(conn, now, touches)
-    return BatchOutcome(transaction.run(ops), transaction.touched)
+    results = transaction.run(ops)
+    return BatchOutcome(results, transaction.touched, transaction.events_recorded)
 
 
 class WriteTransaction:
@@ -153,6 +156,7 @@ class WriteTransaction:
         self._touches = touches  # read only: the store updates it after the commit
         # The document rows this transaction wrote (None: deleted in it).
         self.touched: dict[str, float | None] = {}
+        self.events_recorded = 0  # outbox event rows written (not pending changes)
 
     def run(self, ops: Sequence[WriteOp]) -> list[int | OpDeclined | None]:
         results: list[int | OpDeclined | None] = [None] * len(ops)
@@ -276,7 +280,9 @@ class WriteTransaction:
             .on_conflict_do_nothing(index_elements=[documents.c.name])
         )
         if created.rowcount:  # this transaction made it, not another process's
-            record_event(self._conn, name, EventType.DOCUMENT_CREATED, self._now, {})
+            self.events_recorded += record_event(
+                self._conn, name, EventType.DOCUMENT_CREATED, self._now, {}
+            )
         self.touched[name] = self._now
         return self._lock_documents([name]).get(name)
 
@@ -328,7 +334,7 @@ class WriteTransaction:
             return SnapshotConflict(op.document, op.base_seq or 0, int(current.snapshot_seq))
         self.touched[op.document] = self._now
         snapshot_id = self._write_snapshot_row(op)
-        record_version_event(conn, op, snapshot_id, self._now)
+        self.events_recorded += record_version_event(conn, op, snapshot_id, self._now)
         note_compacted(conn, op.document, op.row_ids)  # before the rows go
         in_document = updates.c.document == op.document
         if op.row_ids is None:
@@ -388,10 +394,13 @@ class WriteTransaction:
             conn.execute(
                 select(func.pg_advisory_xact_lock(_DOCUMENT_LOCK_CLASS, func.hashtext(op.document)))
             )
-        flush_pending(conn, op.document)  # while its log is there to read
+        # While its log is there to read.
+        self.events_recorded += flush_pending(conn, op.document)
         deleted = conn.execute(delete(documents).where(documents.c.name == op.document))
         if deleted.rowcount:
-            record_event(conn, op.document, EventType.DOCUMENT_DELETED, self._now, {})
+            self.events_recorded += record_event(
+                conn, op.document, EventType.DOCUMENT_DELETED, self._now, {}
+            )
         dialect_insert = postgresql_insert if self._is_postgres else sqlite_insert
         tombstone = dialect_insert(tombstones).values(
             name=op.document, state_vector=op.tombstone, deleted_at=self._now, deletions=1

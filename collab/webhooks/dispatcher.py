@@ -73,6 +73,7 @@ class EventDispatcher:
         metrics: Metrics,
         *,
         owner: str,
+        wake: asyncio.Event | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._outbox = outbox
@@ -84,12 +85,17 @@ class EventDispatcher:
         self._pruned_at = 0.0
         # (subscription id, event seq) of the deliveries this process is making.
         self._in_flight: set[tuple[int, int]] = set()
-        self._wake = asyncio.Event()  # a delivery ended: its queue's next may be due
+        # Set when a pass should come now: a delivery ended (its queue's next may
+        # be due), or this process committed events (`wake`, the store's
+        # `events_committed`). Other processes' commits are found by polling.
+        self._wake = wake or asyncio.Event()
 
     async def run(self) -> None:
         """Pass after pass until cancelled. Deliveries run beside the passes, in a
         task group this task owns, so a slow subscriber holds up only its own
-        queue; a pass comes as soon as one ends, or every `poll_interval_s`."""
+        queue; a pass comes as soon as one ends or this process commits an
+        event, and at least every `poll_interval_s` (other processes' events,
+        pending changes going quiet, retries coming due, recovery)."""
         async with asyncio.TaskGroup() as deliveries:
             while True:
                 self._wake.clear()

@@ -134,3 +134,22 @@ async def test_publishers_of_two_processes_number_each_event_once(store, databas
         assert len(await queue.due(100)) == 8  # the head of each of 2 x 4 queues
     finally:
         await other_engine.dispose()
+
+
+async def test_a_commit_that_records_an_event_signals_the_events_task_and_a_plain_append_not(
+    store,
+):
+    edits = text_edits("a", "b")
+    await store.commit([AppendUpdate("doc", edits[0])])  # document.created
+    assert store.events_committed.is_set()
+    store.events_committed.clear()
+    await store.commit([AppendUpdate("doc", edits[1])])  # only the pending change
+    assert not store.events_committed.is_set()
+    state = merge_updates(*edits)
+    await store.commit([SaveSnapshot("doc", state, kind=SnapshotKind.NAMED, label="v")])
+    assert store.events_committed.is_set()  # the pending change's update and version.saved
+    store.events_committed.clear()
+    await store.commit([SaveSnapshot("doc", state, kind=SnapshotKind.AUTO)])
+    assert not store.events_committed.is_set()
+    await store.commit([DeleteDocument("doc", b"\x00")])
+    assert store.events_committed.is_set()

@@ -96,6 +96,20 @@ async def test_events_arrive_signed_and_in_order_for_each_document(settings, rec
     assert notes[4]["data"]["pre_restore_version"] > saved["id"]
 
 
+async def test_a_commit_wakes_the_events_task_without_waiting_for_its_poll(settings, receiver):
+    # A poll far beyond the test's timeout: only the commit's wake-up delivers.
+    slow_poll = webhook_settings(settings, receiver, events_poll_interval_s=3600.0)
+    async with run_server(slow_poll) as server:
+        await edit(server, "woken", "hello")
+        await eventually(lambda: types_of(receiver.delivered, "woken")[:1] == ["document.created"])
+        async with httpx.AsyncClient(base_url=server.http_url) as http:
+            saved = await http.post("/api/documents/woken/snapshots", json={"label": "v1"})
+            assert saved.status_code == 201, saved.text
+        # The save's transaction turns the pending edit into its event too.
+        expected = ["document.created", "document.updated", "version.saved"]
+        await eventually(lambda: types_of(receiver.delivered, "woken") == expected)
+
+
 async def test_editing_without_pause_is_one_updated_event_per_quiet_period(settings, receiver):
     changed = webhook_settings(settings, receiver, events_debounce_s=1.0)
     async with run_server(changed) as server:
