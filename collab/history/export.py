@@ -11,8 +11,11 @@ with the same GFM extensions, and nh3 sanitises with the preview's rules:
 - links open in a new tab with `rel="noopener noreferrer"`;
 - images from other sites lose their `src` unless the server allows remote
   images (COLLAB_ALLOW_REMOTE_IMAGES), as in the preview.
-One difference: bare URLs are not made links (marked's GFM autolinks need
-linkify-it-py, which collab does not depend on); `<https://...>` links are.
+Bare URLs become links as marked's GFM autolinks make them (linkify-it-py
+finds them): `http://`, `https://` and `www.` ones and e-mail addresses, not a
+bare `example.com` or `//example.com`, which linkify-it alone would link.
+A `javascript:` URL is never one (linkify-it knows no such scheme, and nh3
+drops any href outside the allowed schemes).
 
 Pure functions of their input; nothing here touches a room or the event loop's
 state, so the API may run them in a thread.
@@ -58,6 +61,8 @@ _ATTRIBUTES: dict[str, set[str]] = {
 }
 _URL_SCHEMES = {"http", "https", "mailto", "tel", "data"}
 _TASK_MARKS = {"[ ] ": "☐ ", "[x] ": "☑ ", "[X] ": "☑ "}
+# What a bare link's text starts with for marked's GFM autolinks to make it one.
+_GFM_AUTOLINK_STARTS = ("http://", "https://", "ftp://", "www.")
 
 
 def export_document(
@@ -116,11 +121,13 @@ def html_page(title: str, fragment: str) -> str:
 
 
 def _markdown_renderer() -> MarkdownIt:
-    """CommonMark with raw HTML (sanitised afterwards), GFM tables and
-    strikethrough, task-list marks as characters and table alignment as the
-    `align` attribute (markdown-it writes a style attribute, which the
-    sanitiser drops, as the preview's does)."""
-    renderer = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
+    """CommonMark with raw HTML (sanitised afterwards), GFM tables,
+    strikethrough and autolinks, task-list marks as characters and table
+    alignment as the `align` attribute (markdown-it writes a style attribute,
+    which the sanitiser drops, as the preview's does)."""
+    renderer = MarkdownIt("commonmark", {"html": True, "linkify": True}).enable(
+        ["table", "strikethrough", "linkify"]
+    )
     renderer.core.ruler.push("collab_preview", _like_the_preview)
     return renderer
 
@@ -134,11 +141,36 @@ def _like_the_preview(state: StateCore) -> None:
             style = str(token.attrs.pop("style", ""))
             if style.startswith("text-align:"):
                 token.attrs["align"] = style.removeprefix("text-align:")
-        elif token.type == "inline" and in_item:
-            in_item = False
-            _task_mark(token.children or [])
+        elif token.type == "inline":
+            if token.children:
+                token.children = _gfm_autolinks(token.children)
+            if in_item:
+                in_item = False
+                _task_mark(token.children or [])
         elif token.type != "paragraph_open":
             in_item = False
+
+
+def _gfm_autolinks(children: list[Any]) -> list[Any]:
+    """The bare links linkify-it found, less those marked's GFM would leave as
+    text (`example.com`, `//example.com`): each goes back to its text token."""
+    kept: list[Any] = []
+    index = 0
+    while index < len(children):
+        token = children[index]
+        if token.type == "link_open" and token.markup == "linkify" and index + 2 < len(children):
+            text = children[index + 1]
+            href = str(token.attrs.get("href", ""))
+            is_gfm = href.startswith("mailto:") or text.content.lower().startswith(
+                _GFM_AUTOLINK_STARTS
+            )
+            if not is_gfm:
+                kept.append(text)
+                index += 3  # link_open, its text, link_close
+                continue
+        kept.append(token)
+        index += 1
+    return kept
 
 
 def _task_mark(children: list[Any]) -> None:

@@ -298,7 +298,8 @@ async def test_html_export_is_rendered_like_the_preview_and_sanitised(server):
         "# Plan\n\n| a | b |\n|:-:|---|\n| 1 | 2 |\n\n- [x] done\n\n"
         '<script>alert(1)</script><img src="x.png" onerror="alert(2)">\n\n'
         '<p style="color:red" onclick="steal()">styled</p>\n\n'
-        "[link](https://example.com) <form action=/x><input></form>\n"
+        "[link](https://example.com) <form action=/x><input></form>\n\n"
+        "bare https://bare.example and javascript:alert(3)\n"
     )
     async with api(server) as http:
         await http.post(
@@ -311,6 +312,8 @@ async def test_html_export_is_rendered_like_the_preview_and_sanitised(server):
     assert "<h1>Plan</h1>" in html and '<th align="center">a</th>' in html
     assert "☑ done" in html
     assert '<a href="https://example.com" target="_blank" rel="noopener noreferrer">' in html
+    assert '<a href="https://bare.example" target="_blank" rel="noopener noreferrer">' in html
+    assert "and javascript:alert(3)</p>" in html  # text, never a link
     for forbidden in ("<script", "alert(1)", "onerror", "onclick", "style=", "<form", "<input"):
         assert forbidden not in html
     assert '<img src="x.png">' in html
