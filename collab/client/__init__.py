@@ -24,7 +24,7 @@ from collab.client.errors import (
     TooLarge,
     Unauthorized,
 )
-from collab.client.presence import Presence
+from collab.client.presence import Presence, PresenceChange, RemoteCursor
 from collab.client.reconnect import Reconnect
 from collab.client.session import Session, SessionStats, connect
 
@@ -38,8 +38,10 @@ __all__ = [
     "HandshakeFailed",
     "InvalidMessage",
     "Presence",
+    "PresenceChange",
     "Reconnect",
     "Refused",
+    "RemoteCursor",
     "Session",
     "SessionStats",
     "TooLarge",

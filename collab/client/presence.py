@@ -6,16 +6,43 @@ of its caret and of the presence bar) and `cursor: {anchor, head}` (relative
 positions: collab.client.cursor). The local state is sent when it changes, again
 on every reconnect, and renewed every `renew_interval_s`, because Yjs clients
 forget a state not renewed for 30 s.
+
+The others' cursors are read back as `str` indices (`cursors`), from the same
+awareness field the editor writes; `on_change` tells which clients' states
+changed (joined, changed, left), from the awareness updates the session applies.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from pycrdt import Awareness, Doc
 
-from collab.client.cursor import relative_position
+from collab.client.cursor import relative_position, text_index
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteCursor:
+    """Another client's caret (`anchor == head`) or selection in a root text, as
+    `str` indices of its current content; `user` is its state's `user` field
+    (the editor's `{name, color, colorLight}`), or None."""
+
+    client_id: int
+    user: dict[str, Any] | None
+    anchor: int
+    head: int
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceChange:
+    """Which other clients' presence changed: `added` (appeared), `updated`
+    (their state changed), `removed` (left or timed out), by client id."""
+
+    added: tuple[int, ...]
+    updated: tuple[int, ...]
+    removed: tuple[int, ...]
 
 
 class Presence:
@@ -36,6 +63,46 @@ class Presence:
     def others(self) -> dict[int, dict[str, Any]]:
         """Every other client's state, by client id (Yjs `clientID`)."""
         return {k: v for k, v in self.awareness.states.items() if k != self._client_id}
+
+    def cursors(self, root: str = "content") -> list[RemoteCursor]:
+        """The others' cursors in the root text `root` (the editor's is "content"),
+        by client id. A cursor naming a character this session has not received
+        yet is left out until the update arrives; one in another root, too."""
+        found = []
+        for client_id, state in sorted(self.others.items()):
+            cursor = state.get("cursor")
+            if not isinstance(cursor, dict):
+                continue
+            anchor = text_index(self._doc, root, cursor.get("anchor"))
+            head = text_index(self._doc, root, cursor.get("head"))
+            if anchor is None or head is None:
+                continue
+            user = state.get("user")
+            found.append(
+                RemoteCursor(client_id, user if isinstance(user, dict) else None, anchor, head)
+            )
+        return found
+
+    def on_change(self, callback: Callable[[PresenceChange], None]) -> Callable[[], None]:
+        """Call `callback` whenever other clients' presence changes (not when it is
+        only renewed, nor for this session's own state); returns what stops it.
+        Called from the session's receive loop: it must not block."""
+
+        def observe(topic: str, event: tuple[dict[str, Any], Any]) -> None:
+            if topic != "change":
+                return
+            changes, _origin = event
+            change = PresenceChange(
+                *(
+                    tuple(c for c in changes[key] if c != self._client_id)
+                    for key in ("added", "updated", "removed")
+                )
+            )
+            if change.added or change.updated or change.removed:
+                callback(change)
+
+        subscription = self.awareness.observe(observe)
+        return lambda: self.awareness.unobserve(subscription)
 
     def set(self, state: dict[str, Any] | None) -> None:
         """Replace the whole state, e.g. `{"user": {"name": "Summariser", "color": "#0e7490"}}`

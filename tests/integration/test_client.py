@@ -17,8 +17,10 @@ from collab.client import (
     ConnectionLost,
     DocumentDeleted,
     Forbidden,
+    PresenceChange,
     Reconnect,
     Refused,
+    RemoteCursor,
     Session,
     TooLarge,
     Unauthorized,
@@ -115,6 +117,36 @@ async def test_presence_shows_a_name_and_a_cursor_in_the_editors_format(server):
         await eventually(lambda: person.presence.others[me]["cursor"]["anchor"]["item"] is None)
         await bot.close()
         await eventually(lambda: me not in person.presence.others, what="presence withdrawn")
+
+
+async def test_a_session_reads_the_others_cursors_as_text_indices_and_hears_them_change(server):
+    async with connect(root(server), "cursors") as bot, connect(root(server), "cursors") as person:
+        changes: list[PresenceChange] = []
+        stop = person.presence.on_change(changes.append)
+        content(bot).insert(0, "🚀 café au lait")
+        user = {"name": "Summariser", "color": "#0e7490"}
+        bot.presence.set({"user": user})
+        me = bot.doc.client_id
+        await eventually(lambda: any(me in c.added for c in changes), what="bot announced")
+        assert person.presence.cursors() == []  # present, with no cursor
+        bot.presence.set_cursor("content", "🚀 café au lait".index("au"), head=len("🚀 café"))
+        expected = RemoteCursor(me, user, len("🚀 café "), len("🚀 café"))
+        await eventually(lambda: person.presence.cursors("content") == [expected])
+        assert any(me in c.updated for c in changes)
+        assert person.presence.cursors("other root") == []
+        # the cursor stays on its characters while someone types before them
+        content(person).insert(0, "» ")
+        moved = RemoteCursor(me, user, len("» 🚀 café "), len("» 🚀 café"))
+        assert person.presence.cursors() == [moved]
+        # at the end of the text: the end, wherever it is now
+        bot.presence.set_cursor("content", len(str(content(bot))))
+        end = len("» 🚀 café au lait")
+        await eventually(lambda: person.presence.cursors() == [RemoteCursor(me, user, end, end)])
+        stop()
+        await bot.close()
+        await eventually(lambda: me not in person.presence.others, what="presence withdrawn")
+    assert not any(me in c.removed for c in changes), "no callback once stopped"
+    assert all(person.doc.client_id not in c.added + c.updated for c in changes)
 
 
 async def test_a_session_reconnects_after_a_restart_and_uploads_offline_edits(tmp_path):

@@ -16,6 +16,9 @@
 //   --insert-before-connect  make the insertion offline, before connecting
 //                            (a concurrent edit the server has never seen)
 //   --presence NAME          set awareness local state {user: {name: NAME}}
+//   --cursor A[:H]           once synced (and after --insert), set awareness field `cursor`
+//                            to {anchor, head} at indices A and H (default A) of Y.Text
+//                            "text", as y-codemirror.next does (Y.RelativePosition objects)
 //   --token TOKEN            send it as ?token= (the provider's `params` option)
 //   --expect TEXT            wait until the text equals TEXT
 //   --expect-contains S      wait until the text contains S (repeatable)
@@ -58,6 +61,7 @@ try {
       at: { type: 'string' },
       'insert-before-connect': { type: 'boolean', default: false },
       presence: { type: 'string' },
+      cursor: { type: 'string' },
       token: { type: 'string' },
       expect: { type: 'string' },
       'expect-contains': { type: 'string', multiple: true, default: [] },
@@ -200,6 +204,13 @@ await waitFor(() => provider.synced, () => 'synced')
 if (!args['insert-before-connect']) insert()
 replay()
 if (args.presence !== undefined) awareness.setLocalStateField('user', { name: args.presence })
+if (args.cursor !== undefined) {
+  const [anchor, head = anchor] = args.cursor.split(':').map(Number)
+  awareness.setLocalStateField('cursor', {
+    anchor: Y.createRelativePositionFromTypeIndex(ytext, anchor),
+    head: Y.createRelativePositionFromTypeIndex(ytext, head)
+  })
+}
 await waitFor(() => unmet().length === 0, () => unmet().join(', '))
 
 process.stdout.write(JSON.stringify({

@@ -184,3 +184,41 @@ async def test_the_python_clients_cursor_is_where_yjs_reads_it(server, node_clie
     start = len("» 🚀 café ".encode("utf-16-le")) // 2
     assert result["cursors"]["bot"]["anchor"] == start
     assert result["cursors"]["bot"]["head"] == len(result["text"].encode("utf-16-le")) // 2
+
+
+async def test_the_python_client_reads_a_yjs_clients_cursor_as_text_indices(server, node_client):
+    """The inverse: a cursor y-codemirror.next publishes (relative positions set by
+    the npm Yjs client, UTF-16 indices) read by collab.client as `str` indices."""
+    from pycrdt import Text
+
+    from collab.client import RemoteCursor, connect
+
+    async with connect(f"ws://127.0.0.1:{server.port}/ws", "cursor-back") as session:
+        text = session.doc.get("text", type=Text)
+        text += "🚀 café au lait"
+        await session.saved()
+        typed = "» 🚀 café au lait"
+
+        def utf16(index: int) -> int:
+            return len(typed[:index].encode("utf-16-le")) // 2
+
+        au, space = typed.index("au"), 1  # a character of ours, one of the Node client's
+        node = await node_client(
+            "cursor-back",
+            insert="» ",
+            at="0",
+            presence="node",
+            cursor=f"{utf16(au)}:{utf16(space)}",
+            expect=typed,
+            hold_stdin=True,
+        )
+        client_id = (await node.result())["clientId"]
+        expected = RemoteCursor(client_id, {"name": "node"}, au, space)
+        await eventually(lambda: session.presence.cursors("text") == [expected])
+        # it stays on its characters while the Python client types before them
+        text.insert(0, "¡")
+        assert session.presence.cursors("text") == [
+            RemoteCursor(client_id, {"name": "node"}, au + 1, space + 1)
+        ]
+        await node.finish()
+        await eventually(lambda: session.presence.cursors("text") == [])
