@@ -100,6 +100,19 @@ class EditOut(BaseModel):
         )
 
 
+def json_request_body(schema: dict[str, Any], examples: dict[str, Any]) -> dict[str, Any]:
+    """`openapi_extra` for a route that reads its JSON body by hand (to bound it
+    first): the required body's schema, inlined, and its named examples."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": inline_schema(schema), "examples": examples}
+            },
+        }
+    }
+
+
 def inline_schema(schema: dict[str, Any]) -> dict[str, Any]:
     """A JSON schema with its `$defs` written in place: a request body read by
     hand is documented through `openapi_extra`, where a `$ref` to a local

@@ -25,6 +25,7 @@ from collab.api.edit_edge import (
     encode_version,
     etag,
     inline_schema,
+    json_request_body,
     read_body,
 )
 from collab.api.rest import AUTH_ERRORS, NOT_FOUND, DocumentName, ErrorBody, runtime_of
@@ -166,29 +167,19 @@ async def get_text(name: DocumentName, root: RootName, request: Request) -> Resp
     response_model=EditOut,
     responses=_EDIT_ERRORS,
     dependencies=[EDIT_RATE],
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {
-                    "schema": inline_schema(_PATCH_BODY.json_schema()),
-                    "examples": {
-                        "delta": {
-                            "summary": "Insert after the first 6 characters, delete 3",
-                            "value": [{"retain": 6}, {"insert": "brave "}, {"delete": 3}],
-                        },
-                        "guarded": {
-                            "summary": "Append, only if nobody changed it since",
-                            "value": {
-                                "delta": [{"retain": 12}, {"insert": "!"}],
-                                "base": "AQLmxd4CBQ",
-                            },
-                        },
-                    },
-                }
+    openapi_extra=json_request_body(
+        _PATCH_BODY.json_schema(),
+        {
+            "delta": {
+                "summary": "Insert after the first 6 characters, delete 3",
+                "value": [{"retain": 6}, {"insert": "brave "}, {"delete": 3}],
             },
-        }
-    },
+            "guarded": {
+                "summary": "Append, only if nobody changed it since",
+                "value": {"delta": [{"retain": 12}, {"insert": "!"}], "base": "AQLmxd4CBQ"},
+            },
+        },
+    ),
 )
 async def patch_text(
     name: DocumentName,

@@ -25,7 +25,7 @@ from collab.api.edit_edge import (
     EditOut,
     edit_errors,
     edits_of,
-    inline_schema,
+    json_request_body,
     read_body,
 )
 from collab.api.editing import DEFAULT_ROOT, TextRootQuery
@@ -83,26 +83,15 @@ router = APIRouter(tags=["transfer"], responses=AUTH_ERRORS)
     status_code=201,
     responses=_NEW_DOCUMENT_ERRORS,
     dependencies=[EDIT_RATE],
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {
-                    "schema": inline_schema(ImportIn.model_json_schema()),
-                    "examples": {
-                        "markdown": {
-                            "summary": "A Markdown document",
-                            "value": {
-                                "name": "notes",
-                                "content": "# Notes\n",
-                                "format": "markdown",
-                            },
-                        }
-                    },
-                }
-            },
-        }
-    },
+    openapi_extra=json_request_body(
+        ImportIn.model_json_schema(),
+        {
+            "markdown": {
+                "summary": "A Markdown document",
+                "value": {"name": "notes", "content": "# Notes\n", "format": "markdown"},
+            }
+        },
+    ),
 )
 async def import_document(request: Request, grant: WriteGrant) -> EditOut:
     """A new document whose text reads `content`. Needs the write role on `name`."""
@@ -121,23 +110,13 @@ async def import_document(request: Request, grant: WriteGrant) -> EditOut:
     status_code=201,
     responses={**NOT_FOUND, **_NEW_DOCUMENT_ERRORS},
     dependencies=[EDIT_RATE],
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {
-                    "schema": inline_schema(CopyIn.model_json_schema()),
-                    "examples": {
-                        "current": {"summary": "The current state", "value": {"to": "notes-copy"}},
-                        "version": {
-                            "summary": "A saved version",
-                            "value": {"to": "notes-v3", "version": 3},
-                        },
-                    },
-                }
-            },
-        }
-    },
+    openapi_extra=json_request_body(
+        CopyIn.model_json_schema(),
+        {
+            "current": {"summary": "The current state", "value": {"to": "notes-copy"}},
+            "version": {"summary": "A saved version", "value": {"to": "notes-v3", "version": 3}},
+        },
+    ),
 )
 async def copy_document(name: DocumentName, request: Request, grant: ReadGrant) -> EditOut:
     """A new document `to` with this one's content (now, or of a version), as

@@ -131,6 +131,14 @@ def _over_http(server: str, args: argparse.Namespace) -> dict[str, Any]:
 def _request(
     method: str, url: str, token: str | None, body: dict[str, Any] | None = None
 ) -> dict[str, Any]:
+    return json.loads(server_request(method, url, token, body))  # type: ignore[no-any-return]
+
+
+def server_request(
+    method: str, url: str, token: str | None, body: dict[str, Any] | None = None
+) -> bytes:
+    """One call to a running server's REST API (a JSON body, if any): the answer's
+    bytes, or a `CliError` with the server's `detail` and a hint for a 401."""
     data = None if body is None else json.dumps(body).encode()
     headers = {"Content-Type": "application/json"}
     if token:
@@ -138,7 +146,7 @@ def _request(
     request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
-            return json.loads(response.read())  # type: ignore[no-any-return]
+            return response.read()  # type: ignore[no-any-return]
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode(errors="replace")
         try:

@@ -21,7 +21,7 @@ import urllib.request
 from pathlib import Path
 from typing import get_args
 
-from collab.cli.snapshots import CliError, running_server_url
+from collab.cli.snapshots import CliError, running_server_url, server_request
 from collab.config import Settings, client_token
 from collab.errors import CollabError, DocumentNotFound
 from collab.history.edits import DocumentEdits
@@ -99,7 +99,7 @@ async def _export(args: argparse.Namespace) -> str:
     if server:
         query = urllib.parse.urlencode({"format": export_format, "root": args.root})
         url = f"{server.rstrip('/')}/api/documents/{args.document}/export?{query}"
-        return _http("GET", url, args.token).decode("utf-8")
+        return server_request("GET", url, args.token).decode("utf-8")
     async with open_runtime(settings, is_server=False) as runtime:
         try:
             state = await runtime.registry.read_state(args.document)
@@ -132,7 +132,7 @@ async def _import(args: argparse.Namespace, content: str) -> int | None:
     if server:
         body = {"name": args.document, "content": content, "format": import_format}
         body["root"] = args.root
-        answer = _http("POST", f"{server.rstrip('/')}/api/documents", args.token, body)
+        answer = server_request("POST", f"{server.rstrip('/')}/api/documents", args.token, body)
         seq: int | None = json.loads(answer)["seq"]
         return seq
     async with open_runtime(settings, is_server=False) as runtime:
@@ -142,28 +142,6 @@ async def _import(args: argparse.Namespace, content: str) -> int | None:
         except CollabError as exc:
             raise CliError(_describe(exc)) from exc
         return result.seq
-
-
-def _http(method: str, url: str, token: str | None, body: dict[str, str] | None = None) -> bytes:
-    data = None if body is None else json.dumps(body).encode()
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(url, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.read()  # type: ignore[no-any-return]
-    except urllib.error.HTTPError as exc:
-        detail = exc.read().decode(errors="replace")
-        try:
-            detail = str(json.loads(detail)["detail"])
-        except (ValueError, KeyError, TypeError):
-            pass
-        if exc.code == 401:
-            detail += " (pass --token or set COLLAB_TOKEN; `collab token issue` makes one)"
-        raise CliError(f"{method} {url}: {exc.code} {detail}") from exc
-    except urllib.error.URLError as exc:
-        raise CliError(f"cannot reach the server at {url}: {exc.reason}") from exc
 
 
 def _describe(exc: CollabError) -> str:
