@@ -53,16 +53,21 @@ def add_snapshot_commands(commands: Any) -> None:
         if action == "list":
             sub.add_argument("--limit", type=_positive, default=50)
             sub.add_argument("--before", type=int, metavar="ID")
-        sub.add_argument("--server", metavar="URL", help="a running collab server")
-        sub.add_argument(
-            "--token",
-            default=client_token(),
-            help="sent to a server that requires one (default: COLLAB_TOKEN)",
-        )
-        sub.add_argument(
-            "--database", dest="database_url", metavar="URL", help="when no server runs"
-        )
+        add_server_options(sub)
         sub.add_argument("--json", action="store_true", help="print the API's JSON")
+
+
+def add_server_options(
+    parser: argparse.ArgumentParser,
+    token_help: str = "sent to a server that requires one (default: COLLAB_TOKEN)",
+) -> None:
+    """--server, --token and --database: a command that calls a running server's
+    API, or works on the database when none runs (`running_server_url`)."""
+    parser.add_argument("--server", metavar="URL", help="a running collab server")
+    parser.add_argument("--token", default=client_token(), help=token_help)
+    parser.add_argument(
+        "--database", dest="database_url", metavar="URL", help="when no server runs"
+    )
 
 
 def _positive(value: str) -> int:

@@ -34,9 +34,9 @@ from collab.auth.issue import issue_token
 from collab.auth.keys import AsymmetricKey, load_private_key
 from collab.auth.policy import ALL_DOCUMENTS, Role
 from collab.auth.revocation import Revocation, RevocationKind
-from collab.cli.snapshots import CliError, _request, running_server_url
+from collab.cli.snapshots import CliError, _request, add_server_options, running_server_url
 from collab.cluster.revocations import Revocations
-from collab.config import Settings, client_token
+from collab.config import Settings
 from collab.storage.sql_store import SqlStore
 
 # Who a revocation made without a server is recorded as made by.
@@ -101,15 +101,10 @@ def add_token_commands(commands: Any) -> None:
     revoke.add_argument("--reason", help="kept with the revocation")
     listing = actions.add_parser("revocations", help="the revocations in force")
     for sub in (revoke, listing):
-        sub.add_argument("--server", metavar="URL", help="a running collab server")
-        sub.add_argument(
-            "--token",
-            default=client_token(),
-            help="an admin token for every document (default: COLLAB_TOKEN, or one "
+        add_server_options(
+            sub,
+            "an admin token for every document (default: COLLAB_TOKEN, or one "
             "minted from COLLAB_AUTH_SECRET)",
-        )
-        sub.add_argument(
-            "--database", dest="database_url", metavar="URL", help="when no server runs"
         )
         sub.add_argument("--json", action="store_true", help="print the API's JSON")
 

@@ -21,8 +21,13 @@ import urllib.request
 from pathlib import Path
 from typing import get_args
 
-from collab.cli.snapshots import CliError, running_server_url, server_request
-from collab.config import Settings, client_token
+from collab.cli.snapshots import (
+    CliError,
+    add_server_options,
+    running_server_url,
+    server_request,
+)
+from collab.config import Settings
 from collab.errors import CollabError, DocumentNotFound
 from collab.history.edits import DocumentEdits
 from collab.history.export import ExportFormat, export_document
@@ -59,15 +64,7 @@ def add_transfer_commands(commands: argparse._SubParsersAction[argparse.Argument
     )
     for sub in (export, imported):
         sub.add_argument("--root", default=DEFAULT_ROOT, help="the text root (default: content)")
-        sub.add_argument("--server", metavar="URL", help="a running collab server")
-        sub.add_argument(
-            "--token",
-            default=client_token(),
-            help="sent to a server that requires one (default: COLLAB_TOKEN)",
-        )
-        sub.add_argument(
-            "--database", dest="database_url", metavar="URL", help="when no server runs"
-        )
+        add_server_options(sub)
 
 
 def run_transfer_command(args: argparse.Namespace) -> int:
