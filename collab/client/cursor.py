@@ -21,7 +21,8 @@ deleted, in a scratch copy, by a hand-made update (a delete set naming its id):
 then yrs counts only the bytes before it, which the text converts to a `str`
 index exactly (as Yjs does, a deleted character resolves to where it was). An
 id this Doc has not received is not resolved (yrs would panic on it): the
-caller asks again once the update arrives. One copy of the Doc per position.
+caller asks again once the update arrives; nor is one of collected content
+(a deleted nested type's, also a panic). One copy of the Doc per position.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any
 from pycrdt import Doc, StickyIndex, Text, write_var_uint
 
 from collab.protocol.codec import decode_state_vector
+from collab.protocol.update_ids import collected_ranges
 
 # lib0 info byte of an Item struct (Yjs encoding v1): which origins follow.
 _HAS_ORIGIN = 0x80
@@ -79,8 +81,11 @@ def text_index(doc: Doc[Any], root: str, position: Any) -> int | None:
         return None
     if decode_state_vector(doc.get_state()).get(client, 0) <= clock:
         return None
+    state = doc.get_update()
+    if any(start <= clock < end for start, end in collected_ranges(state).get(client, ())):
+        return None  # collected content: yrs would panic on it too
     scratch: Doc[Any] = Doc()
-    scratch.apply_update(doc.get_update())
+    scratch.apply_update(state)
     scratch.apply_update(_deletion(client, clock))
     scratch_text = scratch.get(root, type=Text)
     rest = str(scratch_text)

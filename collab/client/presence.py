@@ -14,6 +14,7 @@ changed (joined, changed, left), from the awareness updates the session applies.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -102,7 +103,12 @@ class Presence:
                 callback(change)
 
         subscription = self.awareness.observe(observe)
-        return lambda: self.awareness.unobserve(subscription)
+
+        def stop() -> None:
+            with contextlib.suppress(KeyError):  # stopped already
+                self.awareness.unobserve(subscription)
+
+        return stop
 
     def set(self, state: dict[str, Any] | None) -> None:
         """Replace the whole state, e.g. `{"user": {"name": "Summariser", "color": "#0e7490"}}`

@@ -180,3 +180,25 @@ def update_ids(update: bytes) -> UpdateIds:
             reader.varuint()  # clock
             deleted += reader.varuint()
     return UpdateIds(created, deleted)
+
+
+def collected_ranges(update: bytes) -> dict[int, list[tuple[int, int]]]:
+    """Client id -> the (first clock, end clock) ranges of the GC structs in
+    `update`: content collected once its parent type was deleted, which is no
+    longer an item of any type (a relative position naming it resolves to nothing)."""
+    reader = _Reader(update)
+    collected: dict[int, list[tuple[int, int]]] = {}
+    for _ in range(reader.varuint()):
+        structs = reader.varuint()
+        client_id = reader.varuint()
+        clock = reader.varuint()
+        for _ in range(structs):
+            info = reader.byte()
+            if info & _BITS5 in (_GC, _SKIP):
+                length = reader.varuint()
+                if info & _BITS5 == _GC:
+                    collected.setdefault(client_id, []).append((clock, clock + length))
+                clock += length
+            else:
+                clock += _item_length(reader, info)
+    return collected

@@ -4,7 +4,7 @@ as exceptions, the backoff."""
 from __future__ import annotations
 
 import pytest
-from pycrdt import Doc, StickyIndex, Text
+from pycrdt import Array, Doc, StickyIndex, Text
 
 from collab.client import (
     BadDocumentName,
@@ -18,7 +18,7 @@ from collab.client import (
     TooLarge,
     Unauthorized,
 )
-from collab.client.cursor import relative_position
+from collab.client.cursor import relative_position, text_index
 from collab.client.errors import closed_error
 from collab.errors import CloseCode
 
@@ -61,6 +61,68 @@ def test_a_cursor_after_a_deletion_resolves_to_the_same_index():
     assert StickyIndex.from_json(position, text).get_index() == 2  # ASCII: pycrdt reads it
     text.insert(0, ">> ")
     assert StickyIndex.from_json(position, text).get_index() == 5
+
+
+def two_writers_text() -> Doc:
+    """ "» 🚀abcödé€f": three items of two clients, with non-ASCII in each."""
+    ours: Doc = Doc()
+    ours.get("content", type=Text).insert(0, "abcdé€f")
+    theirs: Doc = Doc()
+    theirs.apply_update(ours.get_update())
+    text = theirs.get("content", type=Text)
+    text.insert(0, "» 🚀")
+    text.insert(len("» 🚀abc".encode()), "ö")
+    ours.apply_update(theirs.get_update())
+    return ours
+
+
+def test_a_relative_position_resolves_back_to_its_str_index_across_items():
+    doc = two_writers_text()
+    content = str(doc.get("content", type=Text))
+    assert content == "» 🚀abcödé€f"
+    for index in range(len(content) + 1):
+        assert text_index(doc, "content", relative_position(doc, "content", index)) == index
+
+
+def test_a_position_on_a_deleted_character_resolves_to_where_it_was():
+    doc = two_writers_text()
+    text = doc.get("content", type=Text)
+    on_c = relative_position(doc, "content", len("» 🚀ab"))
+    del text[len("» 🚀a".encode()) : len("» 🚀abcö".encode())]
+    assert str(text) == "» 🚀adé€f"
+    assert text_index(doc, "content", on_c) == len("» 🚀a")
+
+
+def test_assoc_before_names_the_index_after_the_character_as_yjs_reads_it():
+    doc = two_writers_text()
+    position = {**relative_position(doc, "content", 3), "assoc": -1}
+    assert text_index(doc, "content", position) == 4
+    length = len(str(doc.get("content", type=Text)))
+    end = {**relative_position(doc, "content", length), "assoc": -1}
+    assert text_index(doc, "content", end) == 0
+
+
+def test_a_position_that_cannot_be_resolved_here_is_none():
+    doc: Doc = Doc()
+    doc.get("content", type=Text).insert(0, "abc")
+    items = doc.get("items", type=Array)
+    items.append(Text("nested"))
+    del items[0]  # its characters are collected: yrs would panic resolving them
+    me = doc.client_id
+    copy: Doc = Doc()
+    copy.apply_update(doc.get_update())
+
+    def at(clock: int, **fields: object) -> int | None:
+        position = {"type": None, "tname": "content", "item": {"client": me, "clock": clock}}
+        return text_index(copy, "content", {**position, **fields})
+
+    assert at(1) == 1
+    assert at(5) is None  # a collected character
+    assert at(100) is None  # not received (yet)
+    assert at(1, item={"client": me + 1, "clock": 0}) is None  # an unknown client
+    assert at(1, tname="other") is None  # another root
+    assert at(1, item="nonsense") is None
+    assert text_index(copy, "content", None) is None
 
 
 @pytest.mark.parametrize(
