@@ -29,11 +29,12 @@ from starlette.types import Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from collab.api.access import admit_websocket, log_refusal
+from collab.api.assembly import MessageLimits
 from collab.api.http_edge import AllowedHosts
 from collab.api.sockets import SERVER_SEND
 from collab.auth.policy import AccessPolicy, AuthError, AuthFailure, Grant
 from collab.auth.revocation import Revocation
-from collab.errors import CloseCode, MessageTooBig, ReadOnlyEdit, Refusal, UnsupportedData
+from collab.errors import CloseCode, ReadOnlyEdit, Refusal, UnsupportedData
 from collab.protocol.codec import decode_message, encode_permission_denied
 from collab.protocol.names import DOCUMENT_NAME_RULE, is_valid_document_name
 from collab.rooms.peer import Peer, PeerLimits, Transport
@@ -96,6 +97,11 @@ class ConnectionEdge:
     _peer_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     # Connections admitted with a token (an open server's have none to watch).
     _tokens: dict[Peer, HeldToken] = field(default_factory=dict)
+    # Each message kind's bound, checked before decoding (collab.api.assembly).
+    message_limits: MessageLimits = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.message_limits = MessageLimits.of(self.runtime.settings)
 
     async def serve(self, websocket: WebSocket, name: str) -> None:
         """Serve one connection to /ws/{name} through ASGI until it ends.
@@ -182,9 +188,7 @@ class ConnectionEdge:
         runtime = self.runtime
         peer.note_received()
         runtime.metrics.received.count(data)
-        max_bytes = runtime.settings.max_message_bytes
-        if len(data) > max_bytes:
-            raise MessageTooBig(f"message of {len(data)} bytes exceeds {max_bytes}")
+        self.message_limits.check(data)
         if room.handle(peer, decode_message(data)):
             # An edit, stored and relayed: paced by storage alone.
             return 0.0 if runtime.writer.has_capacity else WAIT_FOR_STORAGE

@@ -42,6 +42,7 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from collab.api.access import admit_socket, log_auth_refusal, socket_token
+from collab.api.assembly import DeferredInflate, DeflatedFrame, MessageAssembly
 from collab.api.connection import (
     BAD_NAME_REASON,
     TEXT_FRAME_REASON,
@@ -94,8 +95,9 @@ class SocketConnection(asyncio.Protocol):
         self._wait: asyncio.TimerHandle | asyncio.Task[None] | None = None
         self._writable: asyncio.Future[None] | None = None  # set while writing is paused
         self._is_write_paused = False
-        self._fragments: list[bytes] | None = None  # a fragmented message, so far
-        self._fragments_are_text = False
+        self._assembly: MessageAssembly | None = None  # a message in frames, so far
+        self._assembly_deadline: asyncio.TimerHandle | None = None
+        self._inflater: DeferredInflate | None = None  # if permessage-deflate was negotiated
         self._ping: asyncio.TimerHandle | None = None
         self._ping_payload: bytes | None = None
         self._ping_sent_at = 0.0
@@ -137,14 +139,14 @@ class SocketConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._is_lost = True
-        for timer in (self._ping, self._close_timer):
+        for timer in (self._ping, self._close_timer, self._assembly_deadline):
             if timer is not None:
                 timer.cancel()
         if self._wait is not None:
             self._wait.cancel()
             self._wait = None
         self._backlog = None
-        self._fragments = None
+        self._assembly = None
         if self._writable is not None and not self._writable.done():
             self._writable.set_result(None)  # a waiting send finds the socket gone
         received = self._conn.close_rcvd
@@ -208,6 +210,9 @@ class SocketConnection(asyncio.Protocol):
             self._close_transport()
             return
         self._start_pings()
+        for extension in conn.extensions:
+            if isinstance(extension, DeferredInflate):
+                self._inflater = extension
         name = path[len(PATH_PREFIX) :]
         if not is_valid_document_name(name):
             log_bad_name(name)
@@ -274,24 +279,77 @@ class SocketConnection(asyncio.Protocol):
     def _on_frame(self, frame: Frame) -> None:
         opcode = frame.opcode
         if opcode is Opcode.BINARY or opcode is Opcode.TEXT:
-            if frame.fin:
+            is_deflated = isinstance(frame, DeflatedFrame)
+            if frame.fin and not is_deflated:
+                # The common case: whole and plain; `take` bounds it by its kind.
                 self._on_message(bytes(frame.data), opcode is Opcode.TEXT)
-            else:
-                self._fragments = [bytes(frame.data)]
-                self._fragments_are_text = opcode is Opcode.TEXT
+                return
+            self._start_assembly(is_deflated, is_text=opcode is Opcode.TEXT)
+            self._add_frame(frame)
         elif opcode is Opcode.CONT:
-            if self._fragments is None:
-                return  # the message was dropped (the peer is closing)
-            self._fragments.append(bytes(frame.data))
-            if frame.fin:
-                data = b"".join(self._fragments)
-                self._fragments = None
-                self._on_message(data, self._fragments_are_text)
+            if self._assembly is not None:  # else dropped: refused, or the peer is closing
+                self._add_frame(frame)
         elif opcode is Opcode.PONG:
             self._on_pong(bytes(frame.data))
         elif opcode is Opcode.CLOSE:
             self._on_close()
         # PING: the parser has queued the pong already.
+
+    def _start_assembly(self, is_deflated: bool, *, is_text: bool) -> None:
+        edge = self._edge
+        assert edge is not None
+        self._assembly = MessageAssembly(
+            edge.message_limits,
+            edge.runtime.metrics,
+            self._inflater if is_deflated else None,
+            is_text=is_text,
+        )
+
+    def _add_frame(self, frame: Frame) -> None:
+        """Add a frame to the message under way: refused past its kind's limit
+        (before inflating further), and bounded in time once it spans frames."""
+        assembly = self._assembly
+        assert assembly is not None
+        try:
+            message = assembly.add(bytes(frame.data), is_final=frame.fin)
+        except Refusal as exc:
+            self._end_assembly()
+            if self._edge is not None and self._peer is not None and self._peer.is_open:
+                self._edge.refuse(self._peer, exc)
+            return
+        if message is not None:
+            self._end_assembly()
+            self._on_message(message, assembly.is_text)
+        elif self._assembly_deadline is None and self._edge is not None:
+            timeout_s = self._edge.runtime.settings.request_timeout_s
+            if timeout_s:
+                self._assembly_deadline = self._loop.call_later(timeout_s, self._assembly_late)
+
+    def _end_assembly(self) -> None:
+        self._assembly = None
+        if self._assembly_deadline is not None:
+            self._assembly_deadline.cancel()
+            self._assembly_deadline = None
+
+    def _assembly_late(self) -> None:
+        """A message begun in frames and not finished in time: its parts are
+        memory held for nothing; close."""
+        self._assembly_deadline = None
+        self._assembly = None
+        peer, edge = self._peer, self._edge
+        if peer is None or edge is None or not peer.is_open:
+            return
+        timeout_s = edge.runtime.settings.request_timeout_s
+        logger.warning(
+            "doc=%s peer=%d refused, closing with %d: a fragmented message not finished "
+            "within %g s",
+            peer.document,
+            peer.id,
+            CloseCode.IDLE_TIMEOUT,
+            timeout_s,
+        )
+        edge.runtime.metrics.refused("message_timeout")
+        peer.close(CloseCode.IDLE_TIMEOUT, f"message not finished within {timeout_s:g} s")
 
     def _on_message(self, data: bytes, is_text: bool) -> None:
         edge, peer, room = self._edge, self._peer, self._room
@@ -432,7 +490,7 @@ class SocketConnection(asyncio.Protocol):
         self._write_out()
         timeout_s = self._edge.runtime.settings.close_timeout_s if self._edge else 10.0
         self._close_timer = self._loop.call_later(timeout_s, self._close_transport)
-        self._fragments = None
+        self._end_assembly()
         if self._is_read_paused:
             # Read on, so the client's reply is seen; its messages are dropped.
             self._backlog = None

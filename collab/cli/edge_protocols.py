@@ -46,8 +46,8 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 from websockets.extensions.base import ServerExtensionFactory
-from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 
+from collab.api.assembly import DeferredInflateFactory
 from collab.api.connection import ConnectionEdge
 from collab.api.socket import SocketConnection
 
@@ -219,7 +219,7 @@ def edge_socket_protocol(app: Any, *, is_deflate_offered: bool) -> type[asyncio.
     # uvicorn's own parameters: 4 kB windows, a smaller memLevel (memory per connection).
     extensions: list[ServerExtensionFactory] | None = (
         [
-            ServerPerMessageDeflateFactory(
+            DeferredInflateFactory(
                 server_max_window_bits=12,
                 client_max_window_bits=12,
                 compress_settings={"memLevel": 5},

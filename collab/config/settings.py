@@ -256,6 +256,13 @@ class Settings:
         section="Limits",
         bound=Bound.LIMIT,
     )
+    max_state_vector_entries: int = setting(
+        100_000,
+        "most clients a sync step 1's state vector may list; its size is checked before "
+        "it is inflated or decoded (4413)",
+        section="Limits",
+        bound=Bound.LIMIT,
+    )
     max_client_ids_per_connection: int = setting(
         4,
         "awareness client ids one connection may own (y-websocket uses one); its states "
