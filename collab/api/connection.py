@@ -30,6 +30,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from collab.api.access import admit_websocket, log_refusal
 from collab.api.assembly import MessageLimits
+from collab.api.frames import OutgoingFrames
 from collab.api.http_edge import AllowedHosts
 from collab.api.sockets import SERVER_SEND
 from collab.auth.policy import AccessPolicy, AuthError, AuthFailure, Grant
@@ -97,6 +98,8 @@ class ConnectionEdge:
     _peer_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     # Connections admitted with a token (an open server's have none to watch).
     _tokens: dict[Peer, HeldToken] = field(default_factory=dict)
+    # Relays framed (and compressed) once for all recipients (collab.api.socket's).
+    frames: OutgoingFrames = field(default_factory=OutgoingFrames)
     # Each message kind's bound, checked before decoding (collab.api.assembly).
     message_limits: MessageLimits = field(init=False)
 

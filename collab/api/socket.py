@@ -70,6 +70,32 @@ class SocketConnection(asyncio.Protocol):
 
     `edge` is None before the application has started (refused 503)."""
 
+    __slots__ = (
+        "_assembly",
+        "_assembly_deadline",
+        "_backlog",
+        "_client",
+        "_close_timer",
+        "_conn",
+        "_edge",
+        "_inflater",
+        "_is_lost",
+        "_is_read_paused",
+        "_is_write_paused",
+        "_last_read_at",
+        "_loop",
+        "_peer",
+        "_ping",
+        "_ping_payload",
+        "_ping_sent_at",
+        "_room",
+        "_sender",
+        "_task",
+        "_transport",
+        "_wait",
+        "_writable",
+    )
+
     def __init__(
         self,
         edge: ConnectionEdge | None,
@@ -168,10 +194,12 @@ class SocketConnection(asyncio.Protocol):
             if self._writable is None or self._writable.done():
                 self._writable = self._loop.create_future()
             await self._writable
-        if self._is_lost or self._conn.state is not State.OPEN:
+        transport, edge = self._transport, self._edge
+        if self._is_lost or transport is None or self._conn.state is not State.OPEN:
             raise ConnectionResetError("the client is gone")
-        self._conn.send_binary(data)
-        self._write_out()
+        assert edge is not None  # a peer exists only once the edge admitted it
+        # Framed once for every recipient of the same message (api.frames).
+        transport.write(edge.frames.frame(data, self._inflater))
 
     async def close(self, code: int, reason: str) -> None:
         self._send_close(code, reason)
@@ -206,6 +234,11 @@ class SocketConnection(asyncio.Protocol):
         response = conn.accept(request)
         conn.send_response(response)
         self._write_out()
+        # websockets' parser keeps the request for the connection's life (a local
+        # of its generator); its headers, 2 kB an idle connection, are read above
+        # and below and then not needed.
+        headers = Headers(request.headers)
+        request.headers.clear()
         if response.status_code != 101:
             self._close_transport()
             return
@@ -221,11 +254,11 @@ class SocketConnection(asyncio.Protocol):
         try:
             grant = admit_socket(
                 edge.access,
-                origin=_header(request.headers, "Origin"),
+                origin=_header(headers, "Origin"),
                 host=host,
                 token=socket_token(
                     dict(parse_qsl(query, keep_blank_values=True)).get("token"),
-                    _header(request.headers, "Authorization") or "",
+                    _header(headers, "Authorization") or "",
                 ),
                 document=name,
             )
@@ -253,6 +286,7 @@ class SocketConnection(asyncio.Protocol):
             await self._end(edge, peer)
             return
         self._room = room
+        self._task = None  # done: nothing of it is needed
         sender = self._loop.create_task(peer.run_sender(), name=f"peer {peer.id} sender")
         sender.add_done_callback(self._sender_ended)
         self._sender = sender

@@ -216,10 +216,13 @@ class EdgeSocketProtocol(SocketConnection):
 
 def edge_socket_protocol(app: Any, *, is_deflate_offered: bool) -> type[asyncio.Protocol]:
     """The protocol class for uvicorn's `ws` option, serving `app`'s /ws/ connections."""
-    # uvicorn's own parameters: 4 kB windows, a smaller memLevel (memory per connection).
+    # uvicorn's parameters (4 kB windows, a smaller memLevel), and no context takeover
+    # for what the server sends.
     extensions: list[ServerExtensionFactory] | None = (
         [
             DeferredInflateFactory(
+                # Compressed once for every recipient (collab.api.frames).
+                server_no_context_takeover=True,
                 server_max_window_bits=12,
                 client_max_window_bits=12,
                 compress_settings={"memLevel": 5},

@@ -103,6 +103,32 @@ class Peer:
     outside sets its state.
     """
 
+    __slots__ = (
+        "__weakref__",
+        "_bucket",
+        "_gate",
+        "_is_sending",
+        "_keepalive",
+        "_limits",
+        "_metrics",
+        "_outbox",
+        "_queued_bytes",
+        "_sender",
+        "_sent",
+        "_sent_at_last_check",
+        "_transport",
+        "_wakeup",
+        "client_ids",
+        "close_code",
+        "close_reason",
+        "document",
+        "has_deferred_reply",
+        "id",
+        "is_read_only",
+        "last_received",
+        "state",
+    )
+
     def __init__(
         self,
         transport: Transport,
@@ -132,7 +158,9 @@ class Peer:
             if limits.rate_per_s > 0
             else None
         )
-        self._outbox: deque[bytes] = deque()
+        # None while empty and the sender idle: an empty deque holds a 600-byte
+        # block, and most connections are idle.
+        self._outbox: deque[bytes] | None = None
         self._queued_bytes = 0
         # The future the idle sender awaits; None while it is busy. Not an
         # asyncio.Event: an Event holds an empty deque (~760 bytes) for the life
@@ -170,20 +198,23 @@ class Peer:
             return
         # A single message larger than the byte bound is still admitted on an empty
         # queue: a big initial sync must be able to reach a fresh client.
-        if len(self._outbox) >= self._limits.max_queue_messages or (
-            self._outbox and self._queued_bytes + len(message) > self._limits.max_queue_bytes
+        outbox = self._outbox
+        if outbox is None:
+            outbox = self._outbox = deque()
+        if len(outbox) >= self._limits.max_queue_messages or (
+            outbox and self._queued_bytes + len(message) > self._limits.max_queue_bytes
         ):
             logger.warning(
                 "doc=%s peer=%d send queue overflow (%d messages, %d bytes): disconnecting",
                 self.document,
                 self.id,
-                len(self._outbox),
+                len(outbox),
                 self._queued_bytes,
             )
             self._metrics.queue_overflows.inc()
             self.close(CloseCode.SLOW_CONSUMER, "send queue overflow: reconnect to re-sync")
             return
-        self._outbox.append(message)
+        outbox.append(message)
         self._queued_bytes += len(message)
         if self._wakeup is not None:
             self._wake_sender()
@@ -195,7 +226,7 @@ class Peer:
         self.state = PeerState.CLOSING
         self.close_code = code
         self.close_reason = reason
-        self._outbox.clear()
+        self._outbox = None
         self._queued_bytes = 0
         self._wake_sender()
         if self._is_sending and self._sender is not None:
@@ -221,11 +252,13 @@ class Peer:
         self._keepalive = loop.call_later(self._keepalive_check_s, self._keepalive_due)
         try:
             while self.is_open:
-                if not self._outbox:
+                outbox = self._outbox
+                if not outbox:
+                    self._outbox = None
                     self._wakeup = loop.create_future()
                     await self._wakeup
                     continue
-                message = self._outbox.popleft()
+                message = outbox.popleft()
                 self._queued_bytes -= len(message)
                 if self._gate is not None and self._gate.is_big(message):
                     await self._send_big(message, self._gate)
