@@ -1,8 +1,10 @@
-"""Hostile messages are refused by their kind's limit before they are inflated or
-decoded (collab.api.assembly), while a bystander in another room keeps editing.
+"""The WebSocket edge of collab serve (collab.api.socket): hostile messages are
+refused by their kind's limit before they are inflated or decoded
+(collab.api.assembly) while a bystander in another room keeps editing, and a
+relay is framed once for all its recipients (collab.api.frames).
 
-What is asserted is work done (collab_inflated_bytes_total, the close code only
-the edge's bound gives), never time."""
+What is asserted is work done (collab_inflated_bytes_total, frames made, the
+close code only the edge's bound gives), never time."""
 
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ from collab.api.socket import SocketConnection
 from collab.errors import CloseCode
 from tests.integration.test_http_edge import bystander
 from tests.support.server import RunningServer, metric_value, run_server
-from tests.support.waiting import TIMEOUT_S
+from tests.support.waiting import TIMEOUT_S, eventually
+from tests.support.yclient import YClient
 
 BOMB_BYTES = 30 * 1024 * 1024  # under the 32 MiB message limit: only the kind's limit refuses it
 
@@ -127,3 +130,22 @@ async def test_fragments_are_counted_against_the_kind_limit_as_they_arrive(setti
                 sending.cancel()
                 with contextlib.suppress(asyncio.CancelledError, websockets.ConnectionClosed):
                     await sending
+
+
+async def test_a_relay_is_framed_and_compressed_once_for_all_recipients(settings):
+    async with run_server(settings) as server:
+        frames = server.app.state.connections.frames
+        clients = [
+            await YClient(server.ws_url("fanout")).connect(compression="deflate") for _ in range(10)
+        ]
+        try:
+            framed, compressed = frames.framed, frames.compressed
+            clients[0].text.insert(0, "x" * 200)  # over the compression threshold
+            for client in clients:
+                await eventually(lambda c=client: str(c.text) == "x" * 200)
+            # One frame for the ten recipients (a keep-alive may slip in).
+            assert frames.framed - framed <= 2
+            assert frames.compressed - compressed == 1
+        finally:
+            for client in clients:
+                await client.close()
