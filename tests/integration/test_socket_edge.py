@@ -87,23 +87,31 @@ async def test_a_giant_state_vector_is_refused_before_it_is_decoded(settings):
             assert "COLLAB_MAX_STATE_VECTOR_ENTRIES" in (ws.close_reason or "")
 
 
+async def close_code_of_unfinished(ws: websockets.ClientConnection, *parts: bytes) -> int | None:
+    """Send `parts` as the fragments of one message whose last fragment never
+    comes; the code the server closes with."""
+    never = asyncio.Event()
+
+    async def fragments() -> AsyncIterator[bytes]:
+        for part in parts:
+            yield part
+        await never.wait()
+        yield b""
+
+    sending = asyncio.create_task(ws.send(fragments()))
+    try:
+        return await close_code_after(ws)
+    finally:
+        sending.cancel()
+        with contextlib.suppress(asyncio.CancelledError, websockets.ConnectionClosed):
+            await sending
+
+
 async def test_a_fragmented_message_never_finished_is_closed(settings):
     async with run_server(settings.replace(request_timeout_s=0.5)) as server:
         async with bystander(server), hostile(server, compression=None) as ws:
-            never = asyncio.Event()
-
-            async def fragments() -> AsyncIterator[bytes]:
-                yield b"\x00\x02"  # an update begins...
-                await never.wait()  # ...and never ends
-                yield b""
-
-            sending = asyncio.create_task(ws.send(fragments()))
-            try:
-                assert await close_code_after(ws) == CloseCode.IDLE_TIMEOUT
-            finally:
-                sending.cancel()
-                with contextlib.suppress(asyncio.CancelledError, websockets.ConnectionClosed):
-                    await sending
+            # An update begins, and never ends.
+            assert await close_code_of_unfinished(ws, b"\x00\x02") == CloseCode.IDLE_TIMEOUT
         refused = metric_value(
             server.runtime.metrics, "collab_limit_refusals_total", limit="message_timeout"
         )
@@ -111,25 +119,12 @@ async def test_a_fragmented_message_never_finished_is_closed(settings):
 
 
 async def test_fragments_are_counted_against_the_kind_limit_as_they_arrive(settings):
-    limit = 500
-    async with run_server(settings.replace(max_awareness_bytes=limit)) as server:
+    async with run_server(settings.replace(max_awareness_bytes=500)) as server:
         async with bystander(server), hostile(server, compression=None) as ws:
-            never = asyncio.Event()
-
-            async def fragments() -> AsyncIterator[bytes]:
-                yield b"\x01\x7f"
-                for _ in range(10):
-                    yield bytes(100)
-                await never.wait()  # the final fragment never comes: refused before it
-                yield b""
-
-            sending = asyncio.create_task(ws.send(fragments()))
-            try:
-                assert await close_code_after(ws) == CloseCode.AWARENESS_TOO_LARGE
-            finally:
-                sending.cancel()
-                with contextlib.suppress(asyncio.CancelledError, websockets.ConnectionClosed):
-                    await sending
+            # 1,000 bytes of awareness, refused before the final fragment.
+            parts = [b"\x01\x7f", *(bytes(100) for _ in range(10))]
+            code = await close_code_of_unfinished(ws, *parts)
+            assert code == CloseCode.AWARENESS_TOO_LARGE
 
 
 async def test_a_relay_is_framed_and_compressed_once_for_all_recipients(settings):
