@@ -201,6 +201,19 @@ class SocketConnection(asyncio.Protocol):
         # Framed once for every recipient of the same message (api.frames).
         transport.write(edge.frames.frame(data, self._inflater))
 
+    def write_now(self, data: bytes) -> bool:
+        transport, edge = self._transport, self._edge
+        if (
+            self._is_write_paused
+            or self._is_lost
+            or transport is None
+            or edge is None
+            or self._conn.state is not State.OPEN
+        ):
+            return False
+        transport.write(edge.frames.frame(data, self._inflater))
+        return True
+
     async def close(self, code: int, reason: str) -> None:
         self._send_close(code, reason)
 

@@ -1,8 +1,9 @@
 """One connected client: its bounded outbox and its sender, the task that drains it.
 
 Owns the only code that awaits a client's socket. The room calls `send()`, which
-never blocks: it appends to the outbox or, when the outbox is over its bound,
-closes this peer with `SLOW_CONSUMER`. The peer re-syncs when it reconnects, so
+never blocks: it writes to a `DirectTransport` whose socket takes the message at
+once (nothing queued before it), or appends to the outbox or, when the outbox is
+over its bound, closes this peer with `SLOW_CONSUMER`. The peer re-syncs when it reconnects, so
 dropping its queue loses nothing; the others never wait for it.
 
 Lifecycle: OPEN --close()--> CLOSING --finish()--> CLOSED, or straight to CLOSED
@@ -30,9 +31,10 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from collab.errors import CloseCode
 from collab.metrics import Metrics
@@ -43,11 +45,22 @@ logger = logging.getLogger(__name__)
 
 
 class Transport(Protocol):
-    """What a peer needs from a connection; the WebSocket adapter in app.py satisfies it."""
+    """What a peer needs from a connection (collab.api.socket's connection, or
+    the ASGI adapter in collab.api.connection)."""
 
     async def send_bytes(self, data: bytes) -> None: ...
 
     async def close(self, code: int, reason: str) -> None: ...
+
+
+@runtime_checkable
+class DirectTransport(Transport, Protocol):
+    """A transport that can also write without awaiting (collab.api.socket's)."""
+
+    def write_now(self, data: bytes) -> bool:
+        """Write `data` now if the socket takes it without waiting (its buffer is
+        under the high-water mark); False: nothing written, use `send_bytes`."""
+        ...
 
 
 class PeerState(StrEnum):
@@ -118,6 +131,7 @@ class Peer:
         "_sent_at_last_check",
         "_transport",
         "_wakeup",
+        "_write_now",
         "client_ids",
         "close_code",
         "close_reason",
@@ -150,6 +164,11 @@ class Peer:
         self.has_deferred_reply = False  # a sync step 2 waiting for durability
         self.last_received = time.monotonic()
         self._transport = transport
+        # Relays go straight to the socket when nothing is queued before them and
+        # it takes them: no wake-up of the sender per message per recipient.
+        self._write_now: Callable[[bytes], bool] | None = (
+            transport.write_now if isinstance(transport, DirectTransport) else None
+        )
         self._limits = limits
         self._metrics = metrics
         self._gate = gate
@@ -193,12 +212,23 @@ class Peer:
         return self._bucket.take(time.monotonic())
 
     def send(self, message: bytes) -> None:
-        """Queue `message`; never blocks. Overflow closes this peer, not the caller."""
+        """Write `message` now if the transport can without waiting and nothing is
+        queued before it, else queue it; never blocks. Overflow closes this peer,
+        not the caller."""
         if not self.is_open:
+            return
+        outbox = self._outbox
+        if (
+            not outbox
+            and not self._is_sending
+            and self._write_now is not None
+            and (self._gate is None or not self._gate.is_big(message))
+            and self._write_now(message)
+        ):
+            self._note_sent(message)
             return
         # A single message larger than the byte bound is still admitted on an empty
         # queue: a big initial sync must be able to reach a fresh client.
-        outbox = self._outbox
         if outbox is None:
             outbox = self._outbox = deque()
         if len(outbox) >= self._limits.max_queue_messages or (
