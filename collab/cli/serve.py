@@ -96,6 +96,12 @@ def uvicorn_config(settings: Settings, **overrides: Any) -> uvicorn.Config:
         "ws": edge_socket_protocol(
             app, is_deflate_offered=overrides.get("ws_per_message_deflate", True)
         ),
+        # For uvicorn's own WebSocket protocols, when `ws` is overridden (the bench's
+        # transport variants; /ws/ then goes through ASGI): the message bound above
+        # ours (our 4413, not the library's 1009) and the pings of the settings.
+        "ws_max_size": settings.max_message_bytes * 2 + 1,
+        "ws_ping_interval": settings.ws_ping_interval_s or None,
+        "ws_ping_timeout": settings.ws_ping_timeout_s or None,
         "timeout_graceful_shutdown": int(settings.shutdown_timeout_s),
     }
     options.update(overrides)
