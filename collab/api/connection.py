@@ -23,6 +23,7 @@ import asyncio
 import itertools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from starlette.types import Send
@@ -132,8 +133,15 @@ class ConnectionEdge:
         finally:
             self.release(peer)
 
-    def open_peer(self, transport: Transport, name: str, grant: Grant) -> Peer:
-        """The peer of a connection admitted with `grant`; `release` it when it ends."""
+    def open_peer(
+        self,
+        transport: Transport,
+        name: str,
+        grant: Grant,
+        write_now: Callable[[bytes], bool] | None = None,
+    ) -> Peer:
+        """The peer of a connection admitted with `grant`; `release` it when it ends.
+        `write_now`: the transport's synchronous write, if it has one (Peer.send)."""
         peer = Peer(
             transport,
             name,
@@ -142,6 +150,7 @@ class ConnectionEdge:
             is_read_only=grant.is_read_only,
             gate=self.gate,
             peer_id=next(self._peer_ids),
+            write_now=write_now,
         )
         # Nothing awaited since admission: a revocation cannot fall in between.
         if grant.expires_at is not None:

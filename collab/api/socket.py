@@ -202,6 +202,8 @@ class SocketConnection(asyncio.Protocol):
         transport.write(edge.frames.frame(data, self._inflater))
 
     def write_now(self, data: bytes) -> bool:
+        """Write `data` now if the socket takes it without waiting (its buffer is
+        under the high-water mark); False: nothing written, use `send_bytes`."""
         transport, edge = self._transport, self._edge
         if (
             self._is_write_paused
@@ -282,7 +284,7 @@ class SocketConnection(asyncio.Protocol):
             conn.send_binary(encode_permission_denied(exc.message))
             self._send_close(exc.close_code, exc.message)
             return
-        self._peer = peer = edge.open_peer(self, name, grant)
+        self._peer = peer = edge.open_peer(self, name, grant, self.write_now)
         self._pause_reading(None)  # until the room is joined
         self._task = self._loop.create_task(self._join(edge, peer), name=f"peer {peer.id} join")
 

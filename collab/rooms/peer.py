@@ -1,8 +1,9 @@
 """One connected client: its bounded outbox and its sender, the task that drains it.
 
 Owns the only code that awaits a client's socket. The room calls `send()`, which
-never blocks: it writes to a `DirectTransport` whose socket takes the message at
-once (nothing queued before it), or appends to the outbox or, when the outbox is
+never blocks: it writes through the transport's `write_now` (when the edge gave
+one) if the socket takes the message at once and nothing is queued before it,
+or appends to the outbox or, when the outbox is
 over its bound, closes this peer with `SLOW_CONSUMER`. The peer re-syncs when it reconnects, so
 dropping its queue loses nothing; the others never wait for it.
 
@@ -34,7 +35,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
 from collab.errors import CloseCode
 from collab.metrics import Metrics
@@ -51,16 +52,6 @@ class Transport(Protocol):
     async def send_bytes(self, data: bytes) -> None: ...
 
     async def close(self, code: int, reason: str) -> None: ...
-
-
-@runtime_checkable
-class DirectTransport(Transport, Protocol):
-    """A transport that can also write without awaiting (collab.api.socket's)."""
-
-    def write_now(self, data: bytes) -> bool:
-        """Write `data` now if the socket takes it without waiting (its buffer is
-        under the high-water mark); False: nothing written, use `send_bytes`."""
-        ...
 
 
 class PeerState(StrEnum):
@@ -153,6 +144,7 @@ class Peer:
         is_read_only: bool = False,
         gate: BigSendGate | None = None,
         peer_id: int = 0,
+        write_now: Callable[[bytes], bool] | None = None,
     ) -> None:
         self.id = peer_id  # for the logs: the edge numbers its connections
         self.document = document
@@ -166,9 +158,7 @@ class Peer:
         self._transport = transport
         # Relays go straight to the socket when nothing is queued before them and
         # it takes them: no wake-up of the sender per message per recipient.
-        self._write_now: Callable[[bytes], bool] | None = (
-            transport.write_now if isinstance(transport, DirectTransport) else None
-        )
+        self._write_now = write_now
         self._limits = limits
         self._metrics = metrics
         self._gate = gate
