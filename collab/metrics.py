@@ -171,6 +171,26 @@ class Metrics:
             "collab_cluster_redis_connected",
             "1 while the Redis bus is connected (0 also for a server on its own)",
         )
+        self.events_published = counter(
+            "collab_events_published", "Events numbered and put in the feed by this process"
+        )
+        self.webhook_deliveries = counter(
+            "collab_webhook_deliveries",
+            "Webhook delivery attempts by this process, by outcome: delivered, failed "
+            "(retried later) or parked (failed for the last time)",
+            ["outcome"],
+        )
+        self.webhook_parked = gauge(
+            "collab_webhook_parked",
+            "Webhook deliveries parked after their last attempt (every process's), "
+            "waiting for an administrator to retry them",
+        )
+        self.webhook_latency = Histogram(
+            "collab_webhook_delivery_latency_seconds",
+            "Time from a change's commit to its event's delivery",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600),
+            registry=r,
+        )
         self.rooms_evicted = counter(
             "collab_rooms_evicted",
             "Idle documents unloaded early to stay under the loaded-documents limit",

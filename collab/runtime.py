@@ -8,6 +8,8 @@ tools it is there).
 A server with a Redis URL is one process of a cluster: it also runs the Redis
 bus (collab.cluster.redis_bus) and what applies the others' messages (collab.cluster.sync).
 The history's compute workers (processes, started on first use) stop last.
+A server also runs the events task (collab.webhooks.dispatcher): it publishes
+the outbox's events to the feed and delivers them to webhook subscribers.
 A server reads the revoked tokens before it serves anyone, and in a cluster
 hears the others' revocations through their own feed
 (collab.cluster.revocations, collab.cluster.revocation_feed).
@@ -24,6 +26,7 @@ import asyncio
 import contextlib
 import logging
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -40,10 +43,13 @@ from collab.metrics import Metrics
 from collab.rooms.presence import PresenceLimits
 from collab.rooms.registry import LifecyclePolicy, RoomRegistry
 from collab.rooms.room import RoomLimits
+from collab.storage.deliveries import DeliveryQueue
 from collab.storage.leases import renew_lease, take_lease
+from collab.storage.outbox import EventOutbox
 from collab.storage.sql_store import SqlStore
 from collab.storage.store import ServerLease
 from collab.storage.writer import UpdateWriter
+from collab.webhooks.dispatcher import EventDispatcher, WebhookPolicy
 
 if TYPE_CHECKING:
     from collab.cluster.redis_bus import RedisBus
@@ -61,6 +67,8 @@ class Runtime:
     history: VersionHistory
     metrics: Metrics
     revocations: Revocations
+    events: EventOutbox
+    deliveries: DeliveryQueue
     bus: RedisBus | None = None
 
 
@@ -142,7 +150,11 @@ async def open_runtime(
         diff_max_bytes=settings.diff_max_bytes,
     )
     revocations = Revocations(store, revocation_list)
-    runtime = Runtime(settings, store, writer, registry, history, metrics, revocations, bus)
+    events = EventOutbox(store.engine, time.time)
+    deliveries = DeliveryQueue(store.engine, time.time)
+    runtime = Runtime(
+        settings, store, writer, registry, history, metrics, revocations, events, deliveries, bus
+    )
     writer_task = asyncio.create_task(writer.run(), name="update writer")
     writer_task.add_done_callback(_report_writer_death)
     background = [
@@ -158,6 +170,11 @@ async def open_runtime(
                 history.run_retention(settings.retention_interval_s), name="retention"
             )
         )
+        await deliveries.configure(settings.webhook_url_list)
+        dispatcher = EventDispatcher(
+            events, deliveries, webhook_policy(settings), metrics, owner=lease_id
+        )
+        background.append(asyncio.create_task(dispatcher.run(), name="events"))
     if bus is not None:
         sync = ClusterSync(registry, bus, metrics)
         bus.attach(sync)
@@ -213,6 +230,20 @@ async def open_runtime(
                 await store.close()
             finally:
                 await history.compute.close()
+
+
+def webhook_policy(settings: Settings) -> WebhookPolicy:
+    return WebhookPolicy(
+        secret=settings.webhook_secret,
+        max_attempts=settings.webhook_max_attempts,
+        retry_base_s=settings.webhook_retry_base_s,
+        retry_max_s=settings.webhook_retry_max_s,
+        timeout_s=settings.webhook_timeout_s,
+        debounce_s=settings.events_debounce_s,
+        max_delay_s=settings.events_max_delay_s,
+        poll_interval_s=settings.events_poll_interval_s,
+        retention_s=settings.events_retention_s,
+    )
 
 
 def _report_writer_death(task: asyncio.Task[None]) -> None:

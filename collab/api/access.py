@@ -162,7 +162,8 @@ def install_cors(app: FastAPI, access: AccessPolicy) -> None:
     app.add_middleware(
         CORSMiddleware,
         allow_origins=["*"] if origins.allows_any else sorted(origins.allowed),
-        allow_methods=["GET", "POST", "DELETE"],
-        allow_headers=["Authorization", "Content-Type"],
+        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+        allow_headers=["Authorization", "Content-Type", "If-Match"],
+        expose_headers=["ETag", "Content-Disposition"],
         max_age=600,
     )

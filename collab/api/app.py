@@ -4,9 +4,9 @@ Puts the API layer together: the runtime opened for the app's lifespan, the
 HTTP edge in front of everything (collab.api.http_edge: the Host allow-list and
 the body limit), the WebSocket route to /ws/{document} (collab.api.connection,
 served ahead of FastAPI's stack by collab.api.sockets), the REST routers
-(documents, versions, tokens), the ops endpoints (/healthz, /metrics), the
-browser editor (web_client) and the security headers on every HTTP response
-(security_headers).
+(documents, versions, tokens, editing, transfer), the change feed and the webhook
+admin (events), the ops endpoints (/healthz, /metrics), the browser editor
+(web_client) and the security headers on every HTTP response (security_headers).
 """
 
 from __future__ import annotations
@@ -24,11 +24,15 @@ from collab import __version__
 from collab.api.access import install_cors, refuse_request
 from collab.api.connection import ConnectionEdge
 from collab.api.documents import router as documents_router
+from collab.api.edit_edge import EditRateLimit
+from collab.api.editing import router as editing_router
+from collab.api.events import router as events_router
 from collab.api.http_edge import AllowedHosts, BodyLimit, HostAllowList
 from collab.api.rest import runtime_of
 from collab.api.security_headers import SecurityHeaders
 from collab.api.sockets import SocketRoute
 from collab.api.tokens import router as tokens_router
+from collab.api.transfer import router as transfer_router
 from collab.api.versions import router as versions_router
 from collab.api.web_client import add_web_client
 from collab.auth.policy import AuthError
@@ -120,6 +124,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.access = access
+    app.state.edit_rate = EditRateLimit(settings.edit_rate_per_s, settings.edit_rate_burst)
     install_cors(app, access)
     # Outside CORS (its preflight answers get them too), inside the socket route.
     app.add_middleware(SecurityHeaders)
@@ -136,6 +141,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(versions_router)
     app.include_router(documents_router)
     app.include_router(tokens_router)
+    app.include_router(editing_router)
+    app.include_router(transfer_router)
+    app.include_router(events_router)
 
     @app.get(
         "/healthz",

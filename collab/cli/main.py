@@ -1,7 +1,7 @@
 """The `collab` command: one subcommand per job, `serve` when none is named.
 
 This module only builds the parser and dispatches; each subcommand lives in
-its own module (serve, snapshots, db, token). `collab --port 8000` means
+its own module (serve, snapshots, db, token, transfer). `collab --port 8000` means
 `collab serve --port 8000`.
 """
 
@@ -16,6 +16,7 @@ from collab.cli.db import add_db_commands, run_db_command
 from collab.cli.serve import add_serve_arguments, run_serve_command
 from collab.cli.snapshots import add_snapshot_commands, run_snapshot_command
 from collab.cli.token import add_token_commands, run_token_command
+from collab.cli.transfer import add_transfer_commands, run_transfer_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_snapshot_commands(commands)
     add_db_commands(commands)
     add_token_commands(commands)
+    add_transfer_commands(commands)
     return parser
 
 
@@ -47,6 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_db_command(args)
     if command == "token":
         return run_token_command(args)
+    if command in ("export", "import"):
+        return run_transfer_command(args)
     parser.error(f"unknown command {command!r}")
     return 2
 

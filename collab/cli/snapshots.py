@@ -83,7 +83,7 @@ def run_snapshot_command(args: argparse.Namespace) -> int:
 
 
 async def _dispatch(args: argparse.Namespace) -> dict[str, Any]:
-    server = args.server or await _running_server(Settings.load(database_url=args.database_url))
+    server = args.server or await running_server_url(Settings.load(database_url=args.database_url))
     if server:
         return _over_http(server.rstrip("/"), args)
     settings = Settings.load(database_url=args.database_url)
@@ -94,7 +94,7 @@ async def _dispatch(args: argparse.Namespace) -> dict[str, Any]:
             raise CliError(_describe(exc)) from exc
 
 
-async def _running_server(settings: Settings) -> str | None:
+async def running_server_url(settings: Settings) -> str | None:
     """The URL of a live server on this database, so we go through it."""
     store = SqlStore(settings.database_url)
     await store.open()

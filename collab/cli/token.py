@@ -34,7 +34,7 @@ from collab.auth.issue import issue_token
 from collab.auth.keys import AsymmetricKey, load_private_key
 from collab.auth.policy import ALL_DOCUMENTS, Role
 from collab.auth.revocation import Revocation, RevocationKind
-from collab.cli.snapshots import CliError, _request, _running_server
+from collab.cli.snapshots import CliError, _request, running_server_url
 from collab.cluster.revocations import Revocations
 from collab.config import Settings, client_token
 from collab.storage.sql_store import SqlStore
@@ -194,7 +194,7 @@ def _run_revocation_command(args: argparse.Namespace) -> int:
 
 async def _dispatch_revocation(args: argparse.Namespace, until: float | None) -> dict[str, Any]:
     settings = Settings.load(database_url=args.database_url)
-    server = args.server or await _running_server(settings)
+    server = args.server or await running_server_url(settings)
     if server:
         base = f"{server.rstrip('/')}/api/tokens/revocations"
         token = args.token or _admin_token(settings)

@@ -27,6 +27,7 @@ SECTIONS = (
     "Limits",
     "Access",
     "Cluster",
+    "Events and webhooks",
 )
 
 _BOOLEANS = {

@@ -320,6 +320,27 @@ class Settings:
         section="Limits",
         bound=Bound.LIMIT,
     )
+    edit_max_body_bytes: int = setting(
+        1024 * 1024,
+        "largest body of an HTTP edit, import or replaced content (413); "
+        "`COLLAB_MAX_REQUEST_BODY_BYTES` bounds every request before this",
+        section="Limits",
+        bound=Bound.AT_LEAST_ONE,
+    )
+    edit_rate_per_s: float = setting(
+        20.0,
+        "HTTP edits, imports, copies and exports per second per caller (its token's "
+        "subject, or its address), sustained; past it a request is refused (429 with "
+        "`Retry-After`); 0: no limit...",
+        section="Limits",
+        bound=Bound.LIMIT,
+    )
+    edit_rate_burst: int = setting(
+        100,
+        "...and how many it may make above that rate in a burst",
+        section="Limits",
+        bound=Bound.LIMIT,
+    )
     max_request_header_bytes: int = setting(
         64 * 1024,
         "largest request line and headers of an HTTP request or WebSocket handshake (431)",
@@ -437,6 +458,73 @@ class Settings:
         section="Cluster",
     )
 
+    # -- Events and webhooks
+    webhook_urls: str = setting(
+        "",
+        "comma-separated URLs that every event is POSTed to, signed with "
+        "`COLLAB_WEBHOOK_SECRET` (more can be added through the admin API); set by an "
+        "administrator only: the server makes requests to them from inside your network",
+        section="Events and webhooks",
+        metavar="URLS",
+    )
+    webhook_secret: str = setting(
+        "",
+        "the key webhook bodies are signed with (HMAC-SHA256, header `X-Collab-Signature`); "
+        "needed with `COLLAB_WEBHOOK_URLS`",
+        section="Events and webhooks",
+        is_secret=True,
+    )
+    webhook_max_attempts: int = setting(
+        8,
+        "attempts at delivering an event to a subscriber before it is parked (listed at "
+        "`GET /api/webhooks/parked`, retried on request)",
+        section="Events and webhooks",
+        bound=Bound.AT_LEAST_ONE,
+    )
+    webhook_retry_base_s: float = setting(
+        1.0,
+        "the wait before a failed delivery's first retry; each next wait doubles...",
+        section="Events and webhooks",
+        bound=Bound.POSITIVE,
+    )
+    webhook_retry_max_s: float = setting(
+        600.0,
+        "...up to this",
+        section="Events and webhooks",
+        bound=Bound.POSITIVE,
+    )
+    webhook_timeout_s: float = setting(
+        10.0,
+        "how long a subscriber has to answer a delivery (2xx) before it counts as failed",
+        section="Events and webhooks",
+        bound=Bound.POSITIVE,
+    )
+    events_debounce_s: float = setting(
+        2.0,
+        "a document's edits become one `document.updated` event once nobody has edited it "
+        "for this long...",
+        section="Events and webhooks",
+        bound=Bound.NOT_NEGATIVE,
+    )
+    events_max_delay_s: float = setting(
+        30.0,
+        "...or once its first edit has waited this long (a document edited without pause)",
+        section="Events and webhooks",
+        bound=Bound.POSITIVE,
+    )
+    events_poll_interval_s: float = setting(
+        0.5,
+        "how often each process looks for events to publish and deliveries that are due",
+        section="Events and webhooks",
+        bound=Bound.POSITIVE,
+    )
+    events_retention_s: float = setting(
+        7 * 86400.0,
+        "how long published events stay in the feed (`GET /api/events`) once delivered",
+        section="Events and webhooks",
+        bound=Bound.POSITIVE,
+    )
+
     def __post_init__(self) -> None:
         if self.log_format not in {"text", "json"}:
             raise ValueError(f"log_format must be text or json, not {self.log_format!r}")
@@ -456,6 +544,16 @@ class Settings:
             )
         if not self.redis_prefix:
             raise ValueError("redis_prefix must not be empty")
+        for url in self.webhook_url_list:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"webhook_urls must be http:// or https:// URLs, not {url!r}")
+        if self.webhook_url_list and not self.webhook_secret:
+            raise ValueError("webhook_urls needs webhook_secret (COLLAB_WEBHOOK_SECRET)")
+
+    @property
+    def webhook_url_list(self) -> list[str]:
+        """`webhook_urls` as a list (blank entries dropped)."""
+        return [url.strip() for url in self.webhook_urls.split(",") if url.strip()]
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

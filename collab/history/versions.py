@@ -175,13 +175,14 @@ class VersionHistory:
             before = room.capture()  # also submits earlier edits: they keep their own row
             if update is not None:
                 apply_restore(room.doc, update)  # stored and relayed as any edit
-            write = room.submit_edits()
+            write = room.submit_edits(author=actor)
             pre_restore_id = await self._registry.compactor.snapshot(
                 room,
                 SnapshotKind.PRE_RESTORE,
                 label=f"before restoring version {snapshot_id}",
                 author=actor,
                 capture=before,
+                restored_id=snapshot_id,
             )
         if write is not None:
             await write  # durable before we say it is done

@@ -116,6 +116,7 @@ class Compactor:
         label: str | None = None,
         author: str | None = None,
         merge_window_s: float = 0.0,
+        restored_id: int | None = None,
     ) -> asyncio.Future[int | None]:
         """Submit `capture` as one snapshot, once. Resolves to the snapshot's id, or
         fails (e.g. `SnapshotConflict`: another process saved one meanwhile).
@@ -133,6 +134,7 @@ class Compactor:
                 row_ids=capture.row_ids,
                 base_seq=capture.base_seq,
                 incarnation=room.incarnation,
+                restored_id=restored_id,
             )
         )
         write.add_done_callback(partial(room.ledger.after_snapshot, capture))
@@ -146,13 +148,16 @@ class Compactor:
         label: str | None = None,
         author: str | None = None,
         capture: SnapshotCapture | None = None,
+        restored_id: int | None = None,
     ) -> int:
         """Write a snapshot of `room` (of `capture` if given), retrying what other
         processes make it conflict with; its id. Raises `DocumentNotFound` if the
         document is deleted meanwhile, `RoomClosed` if the room closes otherwise."""
         self._in_progress[room.name] += 1
         try:
-            return await self._snapshot(room, kind, label=label, author=author, capture=capture)
+            return await self._snapshot(
+                room, kind, label=label, author=author, capture=capture, restored_id=restored_id
+            )
         finally:
             self._in_progress[room.name] -= 1
             if not self._in_progress[room.name]:
@@ -166,6 +171,7 @@ class Compactor:
         label: str | None,
         author: str | None,
         capture: SnapshotCapture | None,
+        restored_id: int | None = None,
     ) -> int:
         _check_open(room)
         is_explicit = capture is not None
@@ -177,7 +183,13 @@ class Compactor:
                 # Checks that the room is still open: a deletion may have closed it
                 # while we waited for its writes.
                 snapshot_id = await self.submit_snapshot(
-                    room, current, kind, label=label, author=author, merge_window_s=window_s
+                    room,
+                    current,
+                    kind,
+                    label=label,
+                    author=author,
+                    merge_window_s=window_s,
+                    restored_id=restored_id,
                 )
             except DocumentDeleted as exc:
                 # Deleted by another process (its message may not be here yet).

@@ -124,15 +124,17 @@ class RoomRegistry:
         room.add_peer(peer)
         return room
 
-    async def open_room(self, name: str) -> Room:
+    async def open_room(self, name: str, *, create: bool = False) -> Room:
         """The live room of an existing document, loading it if needed (no peer joins).
 
         Version operations go through the room even when nobody is connected, so
-        that a snapshot always covers exactly the log entries it contains."""
+        that a snapshot always covers exactly the log entries it contains.
+        `create`: a document that does not exist yet gets an empty room (as a
+        first joiner's does); it is stored with its first edit."""
         while True:
             room = self.rooms.get(name)
             if room is None:
-                if await self._store.document_info(name) is None:
+                if not create and await self._store.document_info(name) is None:
                     raise DocumentNotFound(name)
                 room = await self._load_once(name)
             if not room.is_closed:

@@ -311,8 +311,7 @@ class Room:
             return False
         if self.tombstone_clocks:
             self._refuse_deleted_history(update)
-        if self.size_bytes + len(update) > self._limits.max_document_bytes:
-            self._check_size(len(update))
+        self.ensure_room_for(len(update))
         changes_before = self._local_changes
         try:
             with yrs_panics_as(InvalidUpdate):
@@ -337,6 +336,12 @@ class Room:
             raise DeletedHistory(
                 "this update carries history of the deleted document: discard local state"
             )
+
+    def ensure_room_for(self, incoming: int) -> None:
+        """`DocumentTooLarge` if `incoming` more bytes may take the document past
+        its limit (cheap unless the document is near it)."""
+        if self.size_bytes + incoming > self._limits.max_document_bytes:
+            self._check_size(incoming)
 
     def _check_size(self, incoming: int) -> None:
         """The estimate says `incoming` bytes may not fit. An exact size is a full
@@ -390,19 +395,46 @@ class Room:
         self._unsubmitted.append(delta)
         self._end_of_tick.schedule()
 
+    def apply_server_edit(
+        self, edit: Callable[[Doc[Any]], None], *, author: str | None
+    ) -> asyncio.Future[int | None] | None:
+        """A change the server makes to the Doc on someone's behalf (the HTTP
+        editing API): `edit` changes the Doc synchronously, and the change is
+        submitted at once as its own log row, stored and relayed like a client's
+        edit. `author` is who it is made for (a token's `sub`; None if unknown).
+
+        Earlier edits are submitted first, so the row holds only this change.
+        Returns the write (its result is the row id) or None if nothing changed.
+        Raises `RoomClosed`, `StorageUnavailable` (storage failing: nothing is
+        applied), or whatever `edit` raises (it must leave the Doc unchanged
+        when it raises)."""
+        if self.is_closed:
+            raise RoomClosed(f"doc={self.name}: the room is closed")
+        if self._sink.is_failing:
+            raise StorageUnavailable("storage is failing: the edit is not applied; retry")
+        self.submit_edits()
+        edit(self.doc)
+        write = self.submit_edits(author=author)
+        if write is not None:
+            logger.info("doc=%s server edit by %s", self.name, author or "-")
+        return write
+
     @property
     def has_pending_edits(self) -> bool:
         """Changes in the Doc that are not durable yet (unsubmitted or uncommitted)."""
         return bool(self._unsubmitted) or self._sink.pending_for(self.name) > 0
 
-    def submit_edits(self) -> asyncio.Future[int | None] | None:
+    def submit_edits(self, *, author: str | None = None) -> asyncio.Future[int | None] | None:
         """Send the changes not yet submitted to the writer, as one log row that
-        is relayed once committed; returns that write (None if there was none)."""
+        is relayed once committed; returns that write (None if there was none).
+        `author`: who made them, when one author made them all (a server edit)."""
         deltas, self._unsubmitted = self._unsubmitted, []
         if not deltas or self.is_closed:
             return None
         for delta in self._merged(deltas):
-            write = self._sink.submit(AppendUpdate(self.name, delta, self.incarnation))
+            write = self._sink.submit(
+                AppendUpdate(self.name, delta, self.incarnation, author=author)
+            )
             self.ledger.note_edit(write)
             write.add_done_callback(partial(self._relay_if_committed, delta))
         return write

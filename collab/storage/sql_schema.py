@@ -8,6 +8,12 @@
     tombstones(name PK, state_vector, deleted_at, deletions)  -- what deleted documents held
     quarantine(id, document, source, source_id, data, reason, quarantined_at)
     token_revocations(id, kind, value, revoked_at, until, reason, revoked_by)
+    events(id, seq, document, type, occurred_at, data)   -- the outbox and the feed
+    event_counter(id PK, last_seq)
+    pending_changes(document PK, first_at, last_at, first_row, last_row, author)
+    webhook_subscriptions(id, url, secret, source, created_at)
+    webhook_deliveries(subscription_id, event_seq, document, status, attempts,
+                       next_attempt_at, claimed_by, claimed_until, last_attempt_at, last_error)
 
 Databases get there through the Alembic migrations in collab/storage/migrations
 (run at start-up); a change here needs a migration there, and
@@ -147,6 +153,76 @@ token_revocations = Table(
     Column("reason", Text),
     Column("revoked_by", Text),
     sqlite_autoincrement=True,
+)
+
+# -- Events and webhooks (collab.storage.outbox) --------------------------------
+# `events` is the outbox: a change's transaction inserts its event with no `seq`;
+# the publisher numbers events (`seq`, the feed's cursor, in commit order: the
+# `event_counter` row is locked while it numbers) and fans each out to a
+# `webhook_deliveries` row per subscription. `pending_changes` is the one row per
+# edited document that becomes a `document.updated` event once editing goes
+# quiet. None of them has a foreign key to `documents`: events outlive deletion.
+events = Table(
+    "events",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("seq", BigInteger, unique=True),  # NULL until published
+    Column("document", String(128), nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("occurred_at", Float, nullable=False),
+    Column("data", Text, nullable=False),  # JSON object
+    sqlite_autoincrement=True,
+)
+
+event_counter = Table(
+    "event_counter",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("last_seq", BigInteger, nullable=False),
+)
+
+pending_changes = Table(
+    "pending_changes",
+    metadata,
+    Column("document", String(128), primary_key=True),
+    Column("first_at", Float, nullable=False),
+    Column("last_at", Float, nullable=False),
+    Column("first_row", BigInteger, nullable=False),
+    Column("last_row", BigInteger, nullable=False),
+    Column("author", Text),
+)
+
+webhook_subscriptions = Table(
+    "webhook_subscriptions",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("url", Text, nullable=False),
+    Column("secret", Text),  # NULL: COLLAB_WEBHOOK_SECRET
+    Column("source", String(16), nullable=False),  # "config" or "api"
+    Column("created_at", Float, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column(
+        "subscription_id",
+        _Id,
+        ForeignKey("webhook_subscriptions.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("event_seq", BigInteger, primary_key=True),
+    Column("document", String(128), nullable=False),
+    Column("status", String(16), nullable=False),  # "pending" or "parked"
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("claimed_by", String(36)),
+    Column("claimed_until", Float),
+    Column("last_attempt_at", Float),
+    Column("last_error", Text),
+    Index("ix_webhook_deliveries_queue", "subscription_id", "document", "event_seq"),
+    Index("ix_webhook_deliveries_status", "status", "next_attempt_at"),
 )
 
 SNAPSHOT_INFO_COLUMNS = (

@@ -4,10 +4,11 @@ Owns what a batch does inside the single transaction `SqlStore.commit` opens:
 log rows inserted with their ids returned, snapshots saved with a
 compare-and-set on the document's snapshot sequence and exact deletion of the
 rows they contain, versions thinned, documents deleted (tombstoned), damaged
-rows quarantined. Owns the store's one cache too (`TouchCache`: which document
-rows are known to exist and be fresh), which only a committed transaction may
-update. Never commits or retries: committing is the store's business, retrying
-the writer's.
+rows quarantined; and, in the same transaction, each change's event in the
+outbox (collab.storage.outbox_writes). Owns the store's one cache too
+(`TouchCache`: which document rows are known to exist and be fresh), which only
+a committed transaction may update. Never commits or retries: committing is
+the store's business, retrying the writer's.
 
 Synchronous on purpose: a whole batch runs in ONE call on one connection (SQLite:
 a plain sqlite3 connection on the loop or on the commit thread, see
@@ -47,6 +48,14 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
+from collab.storage.events import EventType
+from collab.storage.outbox_writes import (
+    flush_pending,
+    note_changes,
+    note_compacted,
+    record_event,
+    record_version_event,
+)
 from collab.storage.sql_schema import documents, quarantine, snapshots, tombstones, updates
 from collab.storage.store import (
     AppendUpdate,
@@ -207,8 +216,17 @@ class WriteTransaction:
                 insert(updates).returning(updates.c.id, sort_by_parameter_order=True), rows
             )
             row_ids = [int(row[0]) for row in inserted]
-        for (index, _), row_id in zip(accepted, row_ids, strict=True):
+        changed: dict[str, tuple[list[int], str | None]] = {}
+        for (index, op), row_id in zip(accepted, row_ids, strict=True):
             results[index] = row_id
+            ids, _ = changed.setdefault(op.document, ([], None))
+            ids.append(row_id)
+            if op.author is not None:
+                changed[op.document] = (ids, op.author)
+        # Name order, as the document rows: two processes' batches never lock
+        # pending changes crosswise (PostgreSQL's upsert locks the row).
+        for name, (ids, author) in sorted(changed.items()):
+            note_changes(self._conn, name, ids, author, self._now)
 
     def _lock_documents(self, names: list[str]) -> dict[str, int]:
         """The incarnation of each of `names` that has a row, which no deletion
@@ -246,13 +264,15 @@ class WriteTransaction:
         if incarnation not in wanted and None not in wanted:
             return None  # deleted since those updates were made: no document for them
         dialect_insert = postgresql_insert if self._is_postgres else sqlite_insert
-        self._conn.execute(
+        created = self._conn.execute(
             dialect_insert(documents)
             .values(name=name, created_at=self._now, updated_at=self._now, incarnation=incarnation)
             # Another process may create it at the same moment (the same
             # incarnation: the advisory lock keeps deletions out meanwhile).
             .on_conflict_do_nothing(index_elements=[documents.c.name])
         )
+        if created.rowcount:  # this transaction made it, not another process's
+            record_event(self._conn, name, EventType.DOCUMENT_CREATED, self._now, {})
         self.touched[name] = self._now
         return self._lock_documents([name]).get(name)
 
@@ -304,6 +324,8 @@ class WriteTransaction:
             return SnapshotConflict(op.document, op.base_seq or 0, int(current.snapshot_seq))
         self.touched[op.document] = self._now
         snapshot_id = self._write_snapshot_row(op)
+        record_version_event(conn, op, snapshot_id, self._now)
+        note_compacted(conn, op.document, op.row_ids)  # before the rows go
         in_document = updates.c.document == op.document
         if op.row_ids is None:
             conn.execute(delete(updates).where(in_document))
@@ -362,7 +384,10 @@ class WriteTransaction:
             conn.execute(
                 select(func.pg_advisory_xact_lock(_DOCUMENT_LOCK_CLASS, func.hashtext(op.document)))
             )
-        conn.execute(delete(documents).where(documents.c.name == op.document))
+        flush_pending(conn, op.document)  # while its log is there to read
+        deleted = conn.execute(delete(documents).where(documents.c.name == op.document))
+        if deleted.rowcount:
+            record_event(conn, op.document, EventType.DOCUMENT_DELETED, self._now, {})
         dialect_insert = postgresql_insert if self._is_postgres else sqlite_insert
         tombstone = dialect_insert(tombstones).values(
             name=op.document, state_vector=op.tombstone, deleted_at=self._now, deletions=1

@@ -32,6 +32,12 @@ only has to provide the same methods with the same transaction guarantees:
   must wait for (or that waits for it). So a room that outlived a deletion -
   on this process or another one, at the same instant - can neither bring the
   document back nor write into the next one of that name.
+- Every op that changes what a document is records its event in the same
+  transaction (collab.storage.events): `document.created` with the row,
+  `version.saved` with a named version, `document.restored` with a pre-restore
+  version, `document.deleted` with the deletion; appends only bring the
+  document's pending change up to date, which becomes `document.updated` once
+  editing goes quiet (or before any other event of that document).
 - `load` returns the latest snapshot, the document's snapshot sequence and
   incarnation, and EVERY log row still present (applying a row a snapshot
   already contains is harmless: Yjs updates are idempotent).
@@ -54,11 +60,13 @@ from typing import Protocol
 class AppendUpdate:
     """One log row. `incarnation`: the document's incarnation the update was made
     in (see `DocumentStore`); None skips the check (a single process only: tools
-    and tests)."""
+    and tests). `author`: who made it, if known (the `document.updated` event
+    names the last known one)."""
 
     document: str
     update: bytes
     incarnation: int | None = None
+    author: str | None = None
 
 
 class SnapshotKind(StrEnum):
@@ -87,6 +95,9 @@ class SaveSnapshot:
     `incarnation`: the document's incarnation the state belongs to; None skips
     the check. A snapshot never creates the document: of a document with no row
     (deleted, or never written) it is declined with `DocumentDeleted`.
+
+    `restored_id` (pre-restore versions only): the version being restored; the
+    snapshot's transaction records the `document.restored` event.
     """
 
     document: str
@@ -99,6 +110,7 @@ class SaveSnapshot:
     row_ids: tuple[int, ...] | None = None
     base_seq: int | None = None
     incarnation: int | None = None
+    restored_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ RANKS = {
     "protocol": 1,
     "storage": 2, "auth": 2,
     "rooms": 3,
-    "cluster": 4, "history": 4,
+    "cluster": 4, "history": 4, "webhooks": 4,
     "runtime": 5,
     "api": 6,
     "cli": 7,

@@ -1,0 +1,136 @@
+"""The outbox on SQLite and PostgreSQL: events written by the change's own
+transaction, debounced updates, publishing once, claims won by one process."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from pycrdt import merge_updates
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from collab.storage.deliveries import DeliveryQueue
+from collab.storage.outbox import EventOutbox
+from collab.storage.sql_store import SqlStore
+from collab.storage.store import AppendUpdate, DeleteDocument, SaveSnapshot, SnapshotKind
+from tests.support.yclient import text_edits
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path, postgres_url) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'collab.db'}"
+    return postgres_url
+
+
+@pytest.fixture
+async def store(database_url):
+    store = SqlStore(database_url)
+    await store.open()
+    yield store
+    await store.close()
+
+
+async def publish_all(outbox: EventOutbox) -> int:
+    return await outbox.publish(debounce_s=0.0, max_delay_s=60.0)
+
+
+async def test_appends_make_one_pending_change_told_as_one_updated_event(store):
+    outbox = EventOutbox(store.engine, time.time)
+    edits = text_edits("a", "b", "c", "d")
+    await store.commit([AppendUpdate("doc", edits[0], author="ann")])
+    rows = await store.commit([AppendUpdate("doc", e) for e in edits[1:]])
+    # Not quiet yet: only the creation is published.
+    assert await outbox.publish(debounce_s=3600.0, max_delay_s=3600.0) == 1
+    assert await publish_all(outbox) == 1
+    created, updated = await outbox.read(after=0, limit=10)
+    assert (created.seq, created.type, updated.seq, updated.type) == (
+        1,
+        "document.created",
+        2,
+        "document.updated",
+    )
+    first_row = rows[0]
+    assert isinstance(first_row, int)
+    assert updated.data == {"author": "ann", "from_seq": first_row - 1, "seq": rows[-1]}
+    assert await publish_all(outbox) == 0
+    assert not await outbox.has_work(debounce_s=0.0, max_delay_s=60.0)
+
+
+async def test_a_document_tells_its_pending_edits_before_its_next_event(store):
+    outbox = EventOutbox(store.engine, time.time)
+    state = text_edits("a")[0]
+    await store.commit([AppendUpdate("doc", state)])
+    await store.commit(
+        [SaveSnapshot("doc", state, kind=SnapshotKind.NAMED, label="v", author="bo")]
+    )
+    results = await store.commit([AppendUpdate("doc", text_edits("b")[0]), DeleteDocument("doc")])
+    assert await outbox.publish(debounce_s=3600.0, max_delay_s=3600.0) == 5
+    events = await outbox.read(after=0, limit=10)
+    assert [e.type for e in events] == [
+        "document.created",
+        "document.updated",
+        "version.saved",
+        "document.updated",
+        "document.deleted",
+    ]
+    assert events[2].data["label"] == "v" and events[2].data["author"] == "bo"
+    assert events[3].data["seq"] == results[0]  # read before the deletion took the log
+
+
+async def test_an_updated_event_names_the_newest_row_even_once_compacted(store):
+    outbox = EventOutbox(store.engine, time.time)
+    edits = text_edits("a", "b", "c")
+    rows = [(await store.commit([AppendUpdate("doc", edit)]))[0] for edit in edits]
+    state = merge_updates(*edits)
+    await store.commit([SaveSnapshot("doc", state, row_ids=tuple(rows))])  # type: ignore[arg-type]
+    assert (await store.load("doc")).updates == []
+    await publish_all(outbox)
+    updated = (await outbox.read(after=0, limit=10))[-1]
+    assert updated.type == "document.updated"
+    assert (updated.data["from_seq"], updated.data["seq"]) == (rows[0], rows[-1])
+
+
+async def test_an_event_is_claimed_by_one_process_until_its_claim_lapses(store, database_url):
+    other_engine = create_async_engine(database_url)
+    try:
+        mine = DeliveryQueue(store.engine, time.time)
+        theirs = DeliveryQueue(other_engine, time.time)
+        await mine.subscribe("http://127.0.0.1:9/hooks", "secret-secret-secret")
+        await store.commit([AppendUpdate("doc", text_edits("a")[0])])
+        await publish_all(EventOutbox(store.engine, time.time))
+        (due,) = await mine.due(10)
+        claims = await asyncio.gather(
+            mine.claim(due, "process-a", 60.0), theirs.claim(due, "process-b", 60.0)
+        )
+        assert sorted(claims) == [False, True]
+        assert await mine.due(10) == []  # claimed, and the update waits behind it
+        await mine.failed(due, "process-a" if claims[0] else "process-b", error="x", retry_at=0.0)
+        (again,) = await theirs.due(10)
+        assert again.event.seq == due.event.seq and again.attempts == 1
+        assert await theirs.claim(again, "process-b", -1.0)  # a claim that has lapsed
+        assert await mine.claim(again, "process-a", 60.0)
+    finally:
+        await other_engine.dispose()
+
+
+async def test_publishers_of_two_processes_number_each_event_once(store, database_url):
+    other_engine = create_async_engine(database_url)
+    try:
+        queue = DeliveryQueue(store.engine, time.time)
+        await queue.subscribe("http://127.0.0.1:9/a", "secret-secret-secret")
+        await queue.subscribe("http://127.0.0.1:9/b", "secret-secret-secret")
+        for name in ("a", "b", "c", "d"):
+            await store.commit([AppendUpdate(name, text_edits(name)[0])])
+        outboxes = [EventOutbox(store.engine, time.time), EventOutbox(other_engine, time.time)]
+        counts = await asyncio.gather(*(publish_all(o) for o in outboxes))
+        assert sum(counts) == 8
+        events = await outboxes[0].read(after=0, limit=100)
+        assert [e.seq for e in events] == list(range(1, 9))
+        assert await outboxes[0].last_seq() == 8
+        assert len(await queue.due(100)) == 8  # the head of each of 2 x 4 queues
+    finally:
+        await other_engine.dispose()
