@@ -19,8 +19,9 @@ object, websockets' parser, its `Peer` and the peer's sender task:
 
 The lifecycle is the ASGI path's (collab.api.connection): handshake -> Host
 allow-list (421) -> path (404) -> accept -> name (4404) -> token and Origin
-(4401/4403) -> join (a short task) -> messages -> the sender ends (the peer was
-closed or a send failed) or the socket is lost -> leave -> close frame -> log.
+(4401/4403) (these decisions: collab.api.socket_admission) -> join (a short
+task) -> messages -> the sender ends (the peer was closed or a send failed) or
+the socket is lost -> leave -> close frame -> log.
 The server adapter (collab.cli.edge_protocols) builds one per upgrade.
 """
 
@@ -28,11 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
-import struct
 from collections import deque
 from typing import cast
-from urllib.parse import parse_qsl, unquote
 
 from websockets.datastructures import Headers
 from websockets.extensions.base import ServerExtensionFactory
@@ -41,26 +39,20 @@ from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
-from collab.api.access import admit_socket, log_auth_refusal, socket_token
 from collab.api.assembly import DeferredInflate, DeflatedFrame, MessageAssembly
 from collab.api.connection import (
-    BAD_NAME_REASON,
     TEXT_FRAME_REASON,
     WAIT_FOR_STORAGE,
     ConnectionEdge,
-    log_bad_name,
 )
-from collab.api.http_edge import host_refusal_detail, log_host_refusal
-from collab.auth.policy import AuthError
+from collab.api.socket_admission import Refused, Target, admit_connection, check_upgrade
+from collab.api.socket_liveness import Pings
 from collab.errors import CloseCode, Refusal, UnsupportedData
-from collab.protocol.codec import encode_permission_denied
-from collab.protocol.names import is_valid_document_name
 from collab.rooms.peer import Peer, PeerState
 from collab.rooms.room import Room
 
 logger = logging.getLogger(__name__)
 
-PATH_PREFIX = "/ws/"
 _MAX_CLOSE_REASON_BYTES = 123  # RFC 6455 5.5: a control frame payload is at most 125 bytes
 _GONE_CODE = 1006  # RFC 6455 7.4.1: the socket was lost without a close frame
 
@@ -85,9 +77,7 @@ class SocketConnection(asyncio.Protocol):
         "_last_read_at",
         "_loop",
         "_peer",
-        "_ping",
-        "_ping_payload",
-        "_ping_sent_at",
+        "_pings",
         "_room",
         "_sender",
         "_task",
@@ -124,9 +114,7 @@ class SocketConnection(asyncio.Protocol):
         self._assembly: MessageAssembly | None = None  # a message in frames, so far
         self._assembly_deadline: asyncio.TimerHandle | None = None
         self._inflater: DeferredInflate | None = None  # if permessage-deflate was negotiated
-        self._ping: asyncio.TimerHandle | None = None
-        self._ping_payload: bytes | None = None
-        self._ping_sent_at = 0.0
+        self._pings: Pings | None = None  # once the connection is upgraded
         self._last_read_at = 0.0
         self._close_timer: asyncio.TimerHandle | None = None
         self._is_lost = False
@@ -165,7 +153,9 @@ class SocketConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._is_lost = True
-        for timer in (self._ping, self._close_timer, self._assembly_deadline):
+        if self._pings is not None:
+            self._pings.stop()
+        for timer in (self._close_timer, self._assembly_deadline):
             if timer is not None:
                 timer.cancel()
         if self._wait is not None:
@@ -231,60 +221,39 @@ class SocketConnection(asyncio.Protocol):
     # the handshake
 
     def _handshake(self, request: Request) -> None:
-        edge, conn = self._edge, self._conn
-        raw_path, _, query = request.path.partition("?")
-        path = unquote(raw_path)
-        if edge is None or edge.access is None:
-            self._reject(503, "the server is starting")
+        edge, conn, target = self._edge, self._conn, Target.of(request)
+        rejected = check_upgrade(edge, target, request.headers, self._client)
+        if rejected is not None:
+            self._reject(rejected.status, rejected.text)
             return
-        host = _header(request.headers, "Host")
-        if edge.allowed_hosts is not None and not edge.allowed_hosts.admits(host):
-            edge.runtime.metrics.refused("host")
-            log_host_refusal(self._client, "websocket", path, host)
-            self._reject(421, host_refusal_detail(host))
-            return
-        if not path.startswith(PATH_PREFIX):
-            self._reject(404, "no WebSocket here: connect to /ws/{document}")
-            return
+        assert edge is not None
         response = conn.accept(request)
         conn.send_response(response)
         self._write_out()
         # websockets' parser keeps the request for the connection's life (a local
-        # of its generator); its headers, 2 kB an idle connection, are read above
-        # and below and then not needed.
+        # of its generator); its headers, 2 kB an idle connection, are needed only
+        # for admission.
         headers = Headers(request.headers)
         request.headers.clear()
         if response.status_code != 101:
             self._close_transport()
             return
-        self._start_pings()
+        settings = edge.runtime.settings
+        self._pings = Pings(
+            self._loop, self, settings.ws_ping_interval_s, settings.ws_ping_timeout_s
+        )
+        self._pings.start()
         for extension in conn.extensions:
             if isinstance(extension, DeferredInflate):
                 self._inflater = extension
-        name = path[len(PATH_PREFIX) :]
-        if not is_valid_document_name(name):
-            log_bad_name(name)
-            self._send_close(CloseCode.BAD_DOCUMENT_NAME, BAD_NAME_REASON)
+        admission = admit_connection(edge, target, headers, self._client)
+        if isinstance(admission, Refused):
+            if admission.message is not None:
+                conn.send_binary(admission.message)
+            self._send_close(admission.code, admission.reason)
             return
-        try:
-            grant = admit_socket(
-                edge.access,
-                origin=_header(headers, "Origin"),
-                host=host,
-                token=socket_token(
-                    dict(parse_qsl(query, keep_blank_values=True)).get("token"),
-                    _header(headers, "Authorization") or "",
-                ),
-                document=name,
-            )
-        except AuthError as exc:
-            log_auth_refusal(
-                edge.runtime.metrics, exc, document=name, client=self._client, path=path
-            )
-            conn.send_binary(encode_permission_denied(exc.message))
-            self._send_close(exc.close_code, exc.message)
-            return
-        self._peer = peer = edge.open_peer(self, name, grant, self.write_now)
+        peer = edge.open_peer(self, admission.name, admission.grant, self.write_now)
+        self._peer = peer
         self._pause_reading(None)  # until the room is joined
         self._task = self._loop.create_task(self._join(edge, peer), name=f"peer {peer.id} join")
 
@@ -339,7 +308,8 @@ class SocketConnection(asyncio.Protocol):
             if self._assembly is not None:  # else dropped: refused, or the peer is closing
                 self._add_frame(frame)
         elif opcode is Opcode.PONG:
-            self._on_pong(bytes(frame.data))
+            if self._pings is not None:
+                self._pings.on_pong(bytes(frame.data))
         elif opcode is Opcode.CLOSE:
             self._on_close()
         # PING: the parser has queued the pong already.
@@ -476,50 +446,19 @@ class SocketConnection(asyncio.Protocol):
         if transport is not None and not self._is_lost and not transport.is_closing():
             transport.resume_reading()
 
-    # keep-alive pings: half-open connections are noticed
+    # the pings' PingTarget (collab.api.socket_liveness)
 
-    def _start_pings(self) -> None:
-        settings = self._settings_ping()
-        if settings[0]:
-            self._ping = self._loop.call_later(settings[0], self._send_ping)
-
-    def _settings_ping(self) -> tuple[float, float]:
-        if self._edge is None:
-            return (0.0, 0.0)
-        settings = self._edge.runtime.settings
-        return (settings.ws_ping_interval_s, settings.ws_ping_timeout_s)
-
-    def _send_ping(self) -> None:
-        interval_s, timeout_s = self._settings_ping()
+    def send_ping(self, payload: bytes) -> bool:
         if self._conn.state is not State.OPEN or self._is_lost:
-            return
-        self._ping_payload = struct.pack("!I", random.getrandbits(32))
-        self._ping_sent_at = self._loop.time()
-        self._conn.send_ping(self._ping_payload)
+            return False
+        self._conn.send_ping(payload)
         self._write_out()
-        if timeout_s:
-            self._ping = self._loop.call_later(timeout_s, self._pong_missing)
-        else:
-            self._ping = self._loop.call_later(interval_s, self._send_ping)
+        return True
 
-    def _on_pong(self, payload: bytes) -> None:
-        if self._ping_payload is None or payload != self._ping_payload:
-            return  # unsolicited or stale
-        self._ping_payload = None
-        if self._ping is not None:
-            self._ping.cancel()
-        interval_s = self._settings_ping()[0]
-        rtt_s = self._loop.time() - self._ping_sent_at
-        self._ping = self._loop.call_later(max(0.0, interval_s - rtt_s), self._send_ping)
+    def is_alive_since(self, sent_at: float) -> bool:
+        return self._is_read_paused or self._last_read_at > sent_at
 
-    def _pong_missing(self) -> None:
-        """No pong in time. A client that sent anything since the ping, or whose
-        reading is paused (its pong waits behind its messages), is alive."""
-        timeout_s = self._settings_ping()[1]
-        if self._is_read_paused or self._last_read_at > self._ping_sent_at:
-            self._ping = self._loop.call_later(timeout_s, self._pong_missing)
-            return
-        self._ping = None
+    def ping_timed_out(self, timeout_s: float) -> None:
         if self._conn.state is not State.OPEN:
             return
         logger.info("client=%s no pong within %g s: closing", self._client, timeout_s)
@@ -555,9 +494,3 @@ class SocketConnection(asyncio.Protocol):
     def _close_transport(self) -> None:
         if self._transport is not None:
             self._transport.close()
-
-
-def _header(headers: Headers, name: str) -> str | None:
-    """The first value of header `name` (Starlette's rule), if any."""
-    values = headers.get_all(name)
-    return values[0] if values else None
