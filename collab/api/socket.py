@@ -47,7 +47,7 @@ from collab.api.connection import (
 )
 from collab.api.socket_admission import Refused, Target, admit_connection, check_upgrade
 from collab.api.socket_liveness import Pings
-from collab.errors import CloseCode, Refusal, UnsupportedData
+from collab.errors import CloseCode, Refusal, UnfinishedMessage, UnsupportedData
 from collab.rooms.peer import Peer, PeerState
 from collab.rooms.room import Room
 
@@ -302,7 +302,15 @@ class SocketConnection(asyncio.Protocol):
                 # The common case: whole and plain; `take` bounds it by its kind.
                 self._on_message(bytes(frame.data), opcode is Opcode.TEXT)
                 return
-            self._start_assembly(is_deflated, is_text=opcode is Opcode.TEXT)
+            edge = self._edge
+            if edge is None:
+                return  # refused at the handshake
+            self._assembly = MessageAssembly(
+                edge.message_limits,
+                edge.runtime.metrics,
+                self._inflater if is_deflated else None,
+                is_text=opcode is Opcode.TEXT,
+            )
             self._add_frame(frame)
         elif opcode is Opcode.CONT:
             if self._assembly is not None:  # else dropped: refused, or the peer is closing
@@ -313,16 +321,6 @@ class SocketConnection(asyncio.Protocol):
         elif opcode is Opcode.CLOSE:
             self._on_close()
         # PING: the parser has queued the pong already.
-
-    def _start_assembly(self, is_deflated: bool, *, is_text: bool) -> None:
-        edge = self._edge
-        assert edge is not None
-        self._assembly = MessageAssembly(
-            edge.message_limits,
-            edge.runtime.metrics,
-            self._inflater if is_deflated else None,
-            is_text=is_text,
-        )
 
     def _add_frame(self, frame: Frame) -> None:
         """Add a frame to the message under way: refused past its kind's limit
@@ -356,19 +354,10 @@ class SocketConnection(asyncio.Protocol):
         self._assembly_deadline = None
         self._assembly = None
         peer, edge = self._peer, self._edge
-        if peer is None or edge is None or not peer.is_open:
-            return
-        timeout_s = edge.runtime.settings.request_timeout_s
-        logger.warning(
-            "doc=%s peer=%d refused, closing with %d: a fragmented message not finished "
-            "within %g s",
-            peer.document,
-            peer.id,
-            CloseCode.IDLE_TIMEOUT,
-            timeout_s,
-        )
-        edge.runtime.metrics.refused("message_timeout")
-        peer.close(CloseCode.IDLE_TIMEOUT, f"message not finished within {timeout_s:g} s")
+        if peer is not None and edge is not None and peer.is_open:
+            edge.runtime.metrics.refused("message_timeout")
+            timeout_s = edge.runtime.settings.request_timeout_s
+            edge.refuse(peer, UnfinishedMessage(f"message not finished within {timeout_s:g} s"))
 
     def _on_message(self, data: bytes, is_text: bool) -> None:
         edge, peer, room = self._edge, self._peer, self._room

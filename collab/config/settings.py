@@ -351,7 +351,8 @@ class Settings:
         10.0,
         "an HTTP request or WebSocket handshake must send its headers within this long "
         "of its first byte (or of the connection opening), and its body within this long "
-        "of its headers; else 408 and the connection is closed",
+        "of its headers; else 408 and the connection is closed. A WebSocket message sent "
+        "in fragments must be complete within this long of its first (else 4008)",
         section="Limits",
         bound=Bound.LIMIT,
     )
