@@ -45,6 +45,7 @@ class CloseCode(IntEnum):
     UNAUTHORIZED = 4401  # token missing, malformed, badly signed, expired, or revoked
     FORBIDDEN = 4403  # document outside the token's scope, bad Origin, or a read-only edit
     BAD_DOCUMENT_NAME = 4404
+    FOREIGN_CLIENT_ID = 4409  # an update creating content under another author's client id
     DOCUMENT_DELETED = 4410
     MESSAGE_TOO_BIG = 4413
     DOCUMENT_TOO_LARGE = 4414  # the update would grow the document past its limit
@@ -113,6 +114,13 @@ class DeletedHistory(ProtocolError):
     bring the deleted content back (a client that held it reconnected)."""
 
     close_code = CloseCode.DOCUMENT_DELETED
+
+
+class ForeignClientId(ProtocolError):
+    """An update that creates content under a Yjs client id another author owns:
+    applying it would attribute this connection's edits to someone else."""
+
+    close_code = CloseCode.FOREIGN_CLIENT_ID
 
 
 class AtCapacity(Refusal):

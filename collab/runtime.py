@@ -111,6 +111,7 @@ async def open_runtime(
             grace_s=settings.room_grace_s,
             compact_after_updates=settings.compact_after_updates,
             compact_after_s=settings.compact_after_s,
+            compact_after_quiet_s=settings.compact_after_quiet_s,
             janitor_interval_s=settings.janitor_interval_s,
             auto_version_window_s=settings.auto_version_window_s,
             idle_timeout_s=settings.idle_timeout_s,

@@ -25,6 +25,7 @@ from starlette.requests import HTTPConnection
 
 from collab.auth.policy import AccessPolicy, AuthError, AuthFailure, Grant, Role, Unauthenticated
 from collab.metrics import Metrics
+from collab.storage.attribution import ANONYMOUS, Author
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +109,15 @@ def acting_subject(
     write history in someone else's name. On an open server nobody is
     authenticated, so the name the request gives (`claimed`) is all there is."""
     return claimed if access_of(connection).is_open else grant.subject
+
+
+def author_of(grant: Grant, name: str | None = None) -> Author:
+    """Whom a connection's or a request's edits are attributed to: the token's
+    subject (verified), or, on an open server or for a token with no `sub`,
+    "anonymous" with the name the client gives (unverified)."""
+    if grant.subject:
+        return Author(grant.subject, name, is_verified=True)
+    return Author(ANONYMOUS, name)
 
 
 async def refuse_request(request: Request, exc: Exception) -> JSONResponse:

@@ -22,6 +22,7 @@ from starlette.websockets import WebSocket
 
 from collab import __version__
 from collab.api.access import install_cors, refuse_request
+from collab.api.activity import router as activity_router
 from collab.api.connection import ConnectionEdge
 from collab.api.documents import router as documents_router
 from collab.api.edit_edge import EditRateLimit
@@ -139,6 +140,7 @@ def create_app(settings: Settings) -> FastAPI:
         return JSONResponse({"detail": str(exc)}, status_code=404)
 
     app.include_router(versions_router)
+    app.include_router(activity_router)
     app.include_router(documents_router)
     app.include_router(tokens_router)
     app.include_router(editing_router)

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from starlette.types import Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from collab.api.access import admit_websocket, log_refusal
+from collab.api.access import admit_websocket, author_of, log_refusal
 from collab.api.assembly import MessageLimits
 from collab.api.frames import OutgoingFrames
 from collab.api.http_edge import AllowedHosts
@@ -151,6 +151,7 @@ class ConnectionEdge:
             gate=self.gate,
             peer_id=next(self._peer_ids),
             write_now=write_now,
+            author=author_of(grant),
         )
         # Nothing awaited since admission: a revocation cannot fall in between.
         if grant.expires_at is not None:

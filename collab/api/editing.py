@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from collab.api.access import READ_ACCESS, WriteGrant, acting_subject
+from collab.api.access import READ_ACCESS, WriteGrant, author_of
 from collab.api.edit_edge import (
     EDIT_RATE,
     EditOut,
@@ -137,9 +137,7 @@ async def post_update(name: DocumentName, request: Request, grant: WriteGrant) -
     if not body:
         raise HTTPException(400, "the body is empty: send a Yjs update (v1)")
     with edit_errors():
-        result = await edits_of(request).apply_update(
-            name, body, author=acting_subject(request, grant)
-        )
+        result = await edits_of(request).apply_update(name, body, author=author_of(grant))
     return EditOut.of(name, result)
 
 
@@ -215,7 +213,7 @@ async def patch_text(
             root,
             [_delta_op(op) for op in delta],
             base=_base(base, if_match),
-            author=acting_subject(request, grant),
+            author=author_of(grant),
         )
     return EditOut.of(name, result)
 
@@ -270,7 +268,7 @@ async def put_content(
         raise HTTPException(415, "send text/markdown, text/plain or application/json")
     with edit_errors():
         result = await edits_of(request).replace_text(
-            name, root, content, base=_base(base, if_match), author=acting_subject(request, grant)
+            name, root, content, base=_base(base, if_match), author=author_of(grant)
         )
     return EditOut.of(name, result)
 

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from collab.api.access import READ_ACCESS, ReadGrant, WriteGrant, acting_subject
+from collab.api.access import READ_ACCESS, ReadGrant, WriteGrant, author_of
 from collab.api.edit_edge import (
     EDIT_RATE,
     EditOut,
@@ -110,7 +110,7 @@ async def import_document(request: Request, grant: WriteGrant) -> EditOut:
     _require_write(grant, body.name)
     with edit_errors():
         result = await edits_of(request).create(
-            body.name, body.root, body.content, author=acting_subject(request, grant)
+            body.name, body.root, body.content, author=author_of(grant)
         )
     return EditOut.of(body.name, result)
 
@@ -146,7 +146,7 @@ async def copy_document(name: DocumentName, request: Request, grant: ReadGrant) 
     _require_write(grant, body.to)
     with edit_errors():
         result = await edits_of(request).copy(
-            name, body.to, version=body.version, author=acting_subject(request, grant)
+            name, body.to, version=body.version, author=author_of(grant)
         )
     return EditOut.of(body.to, result)
 

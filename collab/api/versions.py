@@ -18,7 +18,13 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from collab.api.access import READ_ACCESS, AdminGrant, WriteGrant, acting_subject
+from collab.api.access import (
+    READ_ACCESS,
+    AdminGrant,
+    WriteGrant,
+    acting_subject,
+    author_of,
+)
 from collab.api.rest import (
     AUTH_ERRORS,
     NOT_FOUND,
@@ -95,6 +101,11 @@ class HunkOut(BaseModel):
     text: str
     old_start: int = Field(description="Offset (characters) in the snapshot's text")
     new_start: int = Field(description="Offset (characters) in the text compared against")
+    authors: list[str | None] = Field(
+        default_factory=list,
+        description="Who wrote the hunk's text (a delete's: who wrote what was deleted); "
+        "null for text older than attribution",
+    )
 
 
 class TextRootDiffOut(BaseModel):
@@ -254,7 +265,10 @@ async def restore_snapshot(
     token's `sub`) as its author."""
     with _heavy_work_errors():
         result = await runtime_of(request).history.restore(
-            name, snapshot_id, actor=acting_subject(request, grant)
+            name,
+            snapshot_id,
+            actor=acting_subject(request, grant),
+            author=author_of(grant),
         )
     return RestoreOut(
         document=name,

@@ -39,7 +39,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -80,7 +82,9 @@ return out
 class BusListener(Protocol):
     """What the bus hands on (collab.cluster.sync satisfies it). Must not block."""
 
-    def on_update(self, document: str, update: bytes, row_id: int) -> None: ...
+    def on_update(
+        self, document: str, update: bytes, row_id: int, owners: Mapping[int, str]
+    ) -> None: ...
 
     def on_awareness(self, document: str, process_id: str, payload: bytes) -> None: ...
 
@@ -195,8 +199,13 @@ class RedisBus:
 
     # -- the Cluster protocol (called by rooms and the registry) ------------
 
-    def publish_update(self, document: str, update: bytes, row_id: int) -> None:
-        self._publish(document, {b"t": b"u", b"p": update, b"i": str(row_id).encode()})
+    def publish_update(
+        self, document: str, update: bytes, row_id: int, owners: Mapping[int, str] = {}
+    ) -> None:
+        fields = {b"t": b"u", b"p": update, b"i": str(row_id).encode()}
+        if owners:  # the client ids this row claimed: {"client id": subject}
+            fields[b"c"] = json.dumps({str(c): s for c, s in owners.items()}).encode()
+        self._publish(document, fields)
 
     def publish_awareness(self, document: str, payload: bytes) -> None:
         self._publish(document, {b"t": b"a", b"p": payload})
@@ -336,7 +345,9 @@ class RedisBus:
         listener = self._listener
         try:
             if kind == b"u":
-                listener.on_update(document, fields[b"p"], int(fields[b"i"]))
+                claimed = json.loads(fields.get(b"c", b"{}"))
+                owners = {int(client_id): str(s) for client_id, s in claimed.items()}
+                listener.on_update(document, fields[b"p"], int(fields[b"i"]), owners)
             elif kind == b"a":
                 listener.on_awareness(document, origin, fields[b"p"])
             elif kind == b"q":

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 
 from collab.metrics import Metrics
 from collab.rooms.cluster_feed import ClusterFeed
@@ -35,12 +36,14 @@ class ClusterSync:
         self._due: dict[str, None] = {}  # documents to catch up, in order, once each
         self._wakeup = asyncio.Event()
 
-    def on_update(self, document: str, update: bytes, row_id: int) -> None:
+    def on_update(
+        self, document: str, update: bytes, row_id: int, owners: Mapping[int, str]
+    ) -> None:
         room = self._registry.rooms.get(document)
         if room is None:
             return
         try:
-            room.apply_remote(update)
+            room.apply_remote(update, owners)
         except (ValueError, RuntimeError):
             logger.exception(
                 "doc=%s log row %d from another process does not apply", document, row_id

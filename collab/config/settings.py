@@ -149,6 +149,14 @@ class Settings:
         flag="--compact-after",
         metavar="SECONDS",
     )
+    compact_after_quiet_s: float = setting(
+        30.0,
+        "...or once its editing has been quiet this many seconds, so a burst of "
+        "editing shows as an automatic version soon after it ends (0: not for quiet)",
+        section="Rooms and compaction",
+        flag="--compact-after-quiet",
+        metavar="SECONDS",
+    )
     janitor_interval_s: float = setting(
         1.0,
         "how often compaction, unloading and idle connections are checked",

@@ -14,11 +14,14 @@ Imports little on purpose: a worker process imports this module on its first job
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from collab.content import render_content
+from collab.history.blame import BlameRun, blame
 from collab.history.textdiff import Hunk, diff_text
+from collab.storage.attribution import EditSession
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,9 +62,18 @@ def diff_body(
     against: int | Literal["current"],
     old_state: bytes,
     new_state: bytes,
+    attribution: tuple[Sequence[EditSession], Mapping[int, str], Mapping[int, bytes]] | None = None,
 ) -> bytes:
-    """The diff response's JSON body: `old_state` (the snapshot) against `new_state`."""
+    """The diff response's JSON body: `old_state` (the snapshot) against `new_state`.
+    With `attribution` (the document's sessions, client-id owners and restored
+    versions' states, see collab.history.blame), each hunk
+    names who wrote its text (`authors`, from blame of the side it is on)."""
     diff = compare_content(render_content(old_state), render_content(new_state))
+    old_writers: dict[str, list[str | None]] = {}
+    new_writers: dict[str, list[str | None]] = {}
+    if attribution is not None:
+        old_writers = _writers(blame(old_state, *attribution))
+        new_writers = _writers(blame(new_state, *attribution))
     body = {
         "document": document,
         "snapshot_id": snapshot_id,
@@ -72,7 +84,13 @@ def diff_body(
                 "inserted_chars": root.inserted_chars,
                 "deleted_chars": root.deleted_chars,
                 "hunks": [
-                    {"op": h.op, "text": h.text, "old_start": h.old_start, "new_start": h.new_start}
+                    {
+                        "op": h.op,
+                        "text": h.text,
+                        "old_start": h.old_start,
+                        "new_start": h.new_start,
+                        **_hunk_authors(h, old_writers.get(root.root), new_writers.get(root.root)),
+                    }
                     for h in root.hunks
                 ],
             }
@@ -81,3 +99,26 @@ def diff_body(
         "other_changed_roots": diff.other_changed_roots,
     }
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _writers(runs: dict[str, list[BlameRun]]) -> dict[str, list[str | None]]:
+    """Per text root, the subject who wrote each character (None: unknown)."""
+    return {
+        root: [
+            None if run.author is None else run.author.subject
+            for run in root_runs
+            for _ in run.text
+        ]
+        for root, root_runs in runs.items()
+    }
+
+
+def _hunk_authors(
+    hunk: Hunk, old: list[str | None] | None, new: list[str | None] | None
+) -> dict[str, list[str | None]]:
+    """`{"authors": [...]}`: who wrote a hunk's text, in order of appearance."""
+    writers, start = (old, hunk.old_start) if hunk.op == "delete" else (new, hunk.new_start)
+    if writers is None:
+        return {"authors": []}  # not attributed: the same shape, nobody named
+    seen = dict.fromkeys(writers[start : start + len(hunk.text)])
+    return {"authors": list(seen)}

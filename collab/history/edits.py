@@ -18,7 +18,7 @@ document (imported or copied). The rules that make them safe with live editors:
 - a copy is built as new operations (collab.history.restore, from an empty
   Doc): the copy shares no Yjs history with its source.
 
-Who made an edit (`author`, a token's `sub`) is handed to the room with it.
+Who made an edit (`author`: the token's subject) is handed to the room with it.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from collab.history.versions import VersionHistory
 from collab.protocol.codec import decode_state_vector
 from collab.rooms.registry import RoomRegistry
 from collab.rooms.room import Room, yrs_panics_as
+from collab.storage.attribution import Author
 
 ORIGIN = "api"
 _EMPTY_STATE_VECTOR = b"\x00"
@@ -78,7 +79,7 @@ class DocumentEdits:
         self._registry = registry
         self._history = history
 
-    async def apply_update(self, name: str, update: bytes, *, author: str | None) -> EditResult:
+    async def apply_update(self, name: str, update: bytes, *, author: Author | None) -> EditResult:
         room = await self._registry.open_room(name)
         await self._check_dependencies(room, update)
         # The room may have been unloaded (and loaded again) during the check;
@@ -93,7 +94,7 @@ class DocumentEdits:
         delta: Sequence[DeltaOp],
         *,
         base: bytes | None,
-        author: str | None,
+        author: Author | None,
     ) -> EditResult:
         def edit(doc: Doc[Any]) -> None:
             _check_base(doc, base)
@@ -106,7 +107,7 @@ class DocumentEdits:
         return await _edit(room, edit, author)
 
     async def replace_text(
-        self, name: str, root: str, content: str, *, base: bytes | None, author: str | None
+        self, name: str, root: str, content: str, *, base: bytes | None, author: Author | None
     ) -> EditResult:
         def edit(doc: Doc[Any]) -> None:
             _check_base(doc, base)
@@ -118,7 +119,9 @@ class DocumentEdits:
         room = await self._registry.open_room(name)
         return await _edit(room, edit, author)
 
-    async def create(self, name: str, root: str, content: str, *, author: str | None) -> EditResult:
+    async def create(
+        self, name: str, root: str, content: str, *, author: Author | None
+    ) -> EditResult:
         """A new document whose text root `root` reads `content`."""
         if not content:
             raise TextEditRefused("the content is empty: a document is stored with its first edit")
@@ -132,7 +135,7 @@ class DocumentEdits:
         return await self._create(name, edit, author)
 
     async def copy(
-        self, name: str, to: str, *, version: int | None, author: str | None
+        self, name: str, to: str, *, version: int | None, author: Author | None
     ) -> EditResult:
         """A new document `to` with the content of `name` now, or of one of its versions."""
         if version is None:
@@ -150,7 +153,7 @@ class DocumentEdits:
         return await self._create(to, lambda room: _apply(room, update), author)
 
     async def _create(
-        self, name: str, edit: Callable[[Room], None], author: str | None
+        self, name: str, edit: Callable[[Room], None], author: Author | None
     ) -> EditResult:
         room = await self._registry.open_room(name, create=True)
 
@@ -180,7 +183,7 @@ class DocumentEdits:
             )
 
 
-async def _edit(room: Room, edit: Callable[[Doc[Any]], None], author: str | None) -> EditResult:
+async def _edit(room: Room, edit: Callable[[Doc[Any]], None], author: Author | None) -> EditResult:
     write = room.apply_server_edit(edit, author=author)
     state_vector = room.doc.get_state()  # no await since the edit: exactly its state
     seq = None if write is None else await write

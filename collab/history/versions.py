@@ -23,17 +23,20 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal
 
 from pycrdt import get_state
 
 from collab.errors import CollabError, DocumentNotFound
+from collab.history.activity import DocumentActivity
 from collab.history.compare import diff_body
 from collab.history.restore import apply_restore, restore_update
 from collab.history.retention import RetentionPolicy, select_for_deletion
 from collab.history.workers import ComputePool
 from collab.protocol.codec import decode_state_vector
 from collab.rooms.registry import RoomRegistry
+from collab.storage.attribution import SERVER, Author
 from collab.storage.store import (
     DeleteSnapshots,
     DocumentStore,
@@ -44,6 +47,9 @@ from collab.storage.store import (
 from collab.storage.writer import UpdateWriter
 
 logger = logging.getLogger(__name__)
+
+SERVER_AUTHOR = Author(SERVER, is_verified=True)
+_MAX_VERSIONS_SCANNED = 10_000
 
 
 class SnapshotNotFound(CollabError):
@@ -92,6 +98,8 @@ class VersionHistory:
         self._writer = writer
         self._retention = retention
         self._clock = clock
+        # The timeline and blame (attribution's read side) share the workers.
+        self.activity = DocumentActivity(store, registry, self.compute)
 
     async def list_versions(
         self, name: str, *, limit: int, before_id: int | None = None
@@ -131,6 +139,7 @@ class VersionHistory:
                     raise DocumentNotFound(name)
             else:
                 new_state = (await self.get_version(name, against)).state
+            attribution = await self.activity.attribution_of(name)
             largest = max(len(old_state), len(new_state))
             if self._diff_max_bytes and largest > self._diff_max_bytes:
                 raise VersionTooLarge(
@@ -146,12 +155,38 @@ class VersionHistory:
                 against,
                 old_state,
                 new_state,
+                attribution,
             )
 
+    async def resolve_version(self, name: str, spec: str) -> int | Literal["current"]:
+        """A version id, "current", or a time (ISO 8601 or Unix seconds): the
+        newest version whose content was captured at or before it."""
+        if spec == "current" or spec.isdigit():
+            return "current" if spec == "current" else int(spec)
+        try:
+            when = float(spec)
+        except ValueError:
+            try:
+                when = datetime.fromisoformat(spec.replace("Z", "+00:00")).timestamp()
+            except ValueError as exc:
+                raise SnapshotNotFound(f"{spec!r} is not a version id or a time") from exc
+        versions = await self.list_versions(name, limit=_MAX_VERSIONS_SCANNED)
+        for version in versions:  # newest first; times travel to the microsecond
+            if round(version.updated_at * 1e6) <= round(when * 1e6):
+                return version.id
+        raise SnapshotNotFound(f"document {name!r} has no version from before {spec}")
+
     async def restore(
-        self, name: str, snapshot_id: int, *, actor: str | None = None
+        self,
+        name: str,
+        snapshot_id: int,
+        *,
+        actor: str | None = None,
+        author: Author | None = None,
     ) -> RestoreResult:
-        """`actor`: who restores; the pre-restore version records them as its author."""
+        """`actor`: who restores; the pre-restore version records them as its
+        author. `author`: whom the restore's edits are attributed to (None: the
+        server)."""
         target = await self.get_version(name, snapshot_id)
         async with self._one_restore_at_a_time(name):
             room = await self._registry.open_room(name)
@@ -174,8 +209,9 @@ class VersionHistory:
             # version is exactly the state the restore's operations are applied to.
             before = room.capture()  # also submits earlier edits: they keep their own row
             if update is not None:
-                apply_restore(room.doc, update)  # stored and relayed as any edit
-            write = room.submit_edits(author=actor)
+                with room.edits_by(author or SERVER_AUTHOR, "restore", snapshot_id):
+                    apply_restore(room.doc, update)  # stored and relayed as any edit
+            write = room.submit_edits()
             pre_restore_id = await self._registry.compactor.snapshot(
                 room,
                 SnapshotKind.PRE_RESTORE,

@@ -10,13 +10,17 @@ the bus queues, and its own task does the sending.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 
 class ClusterFeed(Protocol):
-    def publish_update(self, document: str, update: bytes, row_id: int) -> None:
-        """`update` is committed as log row `row_id`: the others apply and relay it."""
+    def publish_update(
+        self, document: str, update: bytes, row_id: int, owners: Mapping[int, str] = {}
+    ) -> None:
+        """`update` is committed as log row `row_id`: the others apply and relay it.
+        `owners`: the client ids it claimed, with their authors' subjects."""
 
     def publish_awareness(self, document: str, payload: bytes) -> None:
         """Awareness states (or removals) this process's peers announced."""
@@ -41,7 +45,9 @@ class Cluster(ClusterFeed, Protocol):
 class NoCluster:
     """A server on its own: there is nobody to tell and nothing to follow."""
 
-    def publish_update(self, document: str, update: bytes, row_id: int) -> None:
+    def publish_update(
+        self, document: str, update: bytes, row_id: int, owners: Mapping[int, str] = {}
+    ) -> None:
         pass
 
     def publish_awareness(self, document: str, payload: bytes) -> None:

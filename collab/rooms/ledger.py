@@ -35,6 +35,7 @@ class CompactionLedger:
         self.snapshot_seq = snapshot_seq
         self.updates_since_compaction = 0
         self.dirty_since: float | None = None
+        self.last_edit_at: float | None = None
         self._unconfirmed: set[asyncio.Future[int | None]] = set()  # appends in flight
 
     @property
@@ -46,8 +47,18 @@ class CompactionLedger:
             return False
         return self.updates_since_compaction >= after_updates or now - self.dirty_since >= after_s
 
+    def is_quiet_for(self, now: float, quiet_s: float) -> bool:
+        """Dirty, and no edit made here for `quiet_s` (a burst of editing ended)."""
+        return (
+            quiet_s > 0
+            and self.is_dirty
+            and self.last_edit_at is not None
+            and now - self.last_edit_at >= quiet_s
+        )
+
     def note_edit(self, write: asyncio.Future[int | None]) -> None:
         """A change made here was submitted for storage (its row id comes later)."""
+        self.last_edit_at = self._clock()
         self.updates_since_compaction += 1
         if self.dirty_since is None:
             self.dirty_since = self._clock()

@@ -122,6 +122,6 @@ def catch_up(room: Room, loaded: LoadedDocument) -> bool:
     applied for that reason."""
     if room.is_closed or not is_same_incarnation(room, loaded):
         return False
-    room.apply_remote(loaded.doc.get_update(room.doc.get_state()))
+    room.apply_remote(loaded.doc.get_update(room.doc.get_state()), loaded.stored.owners)
     room.ledger.note_loaded(loaded.row_ids, loaded.stored.snapshot_seq)
     return True

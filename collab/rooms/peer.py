@@ -41,8 +41,11 @@ from collab.errors import CloseCode
 from collab.metrics import Metrics
 from collab.protocol.codec import KEEPALIVE_MESSAGE
 from collab.rooms.send_gate import BigSendGate
+from collab.storage.attribution import ANONYMOUS, Author
 
 logger = logging.getLogger(__name__)
+
+ANONYMOUS_AUTHOR = Author(ANONYMOUS)
 
 
 class Transport(Protocol):
@@ -123,6 +126,7 @@ class Peer:
         "_transport",
         "_wakeup",
         "_write_now",
+        "author",
         "client_ids",
         "close_code",
         "close_reason",
@@ -145,8 +149,10 @@ class Peer:
         gate: BigSendGate | None = None,
         peer_id: int = 0,
         write_now: Callable[[bytes], bool] | None = None,
+        author: Author = ANONYMOUS_AUTHOR,
     ) -> None:
         self.id = peer_id  # for the logs: the edge numbers its connections
+        self.author = author  # whom its edits are attributed to (collab.rooms.authorship)
         self.document = document
         self.is_read_only = is_read_only  # its token grants read: the room applies no edit of it
         self.client_ids: set[int] = set()  # awareness ids this connection announced

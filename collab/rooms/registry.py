@@ -48,6 +48,7 @@ class LifecyclePolicy:
     grace_s: float = 30.0
     compact_after_updates: int = 1000
     compact_after_s: float = 300.0
+    compact_after_quiet_s: float = 30.0  # 0: quiet makes no compaction due
     janitor_interval_s: float = 1.0
     # Compactions within this long of the newest automatic version replace it.
     auto_version_window_s: float = 300.0
@@ -199,6 +200,7 @@ class RoomRegistry:
             incarnation=stored.incarnation,
             on_write_refused=self._drop_refused,
             metrics=self._metrics,
+            owners=stored.owners,
         )
         self.rooms[name] = room
         self._cluster.follow(name, position)
@@ -371,9 +373,12 @@ class RoomRegistry:
                 continue
             is_idle = not room.peers and room.empty_since is not None
             is_unload_due = is_idle and now - room.empty_since >= policy.grace_s  # type: ignore[operator]
-            if room.ledger.is_compaction_due(
-                now, policy.compact_after_updates, policy.compact_after_s
-            ) or (is_unload_due and room.ledger.is_dirty):
+            ledger = room.ledger
+            if (
+                ledger.is_compaction_due(now, policy.compact_after_updates, policy.compact_after_s)
+                or ledger.is_quiet_for(now, policy.compact_after_quiet_s)
+                or (is_unload_due and ledger.is_dirty)
+            ):
                 self.compactor.start(room)
                 continue
             if is_unload_due and not room.has_pending_edits:

@@ -53,7 +53,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
@@ -84,18 +84,21 @@ from collab.protocol.codec import (
     encode_sync_step2,
     encode_update,
 )
+from collab.rooms.authorship import Authorship
 from collab.rooms.cluster_feed import ClusterFeed, NoCluster
 from collab.rooms.end_of_tick import EndOfTick
 from collab.rooms.ledger import CompactionLedger, SnapshotCapture
 from collab.rooms.peer import Peer
-from collab.rooms.presence import Presence, PresenceLimits
+from collab.rooms.presence import Presence, PresenceLimits, present_user
 from collab.rooms.sync_reply import SyncReplyCache
+from collab.storage.attribution import SERVER, Author
 from collab.storage.store import AppendUpdate, OpDeclined, WriteOp
 
 logger = logging.getLogger(__name__)
 
 _EMPTY_UPDATE = b"\x00\x00"
 _MAX_MERGED = 64  # updates merged into one log row at most
+_SERVER_AUTHOR = Author(SERVER, is_verified=True)
 
 
 @contextlib.contextmanager
@@ -168,6 +171,7 @@ class Room:
         incarnation: int | None = None,
         on_write_refused: Callable[[Room, Exception], None] | None = None,
         metrics: Metrics | None = None,
+        owners: Mapping[int, str] = {},
     ) -> None:
         self.name = name
         self.doc = doc
@@ -209,6 +213,12 @@ class Room:
         self.awareness = self.presence.awareness
         # joiners of a big document share one step 2
         self.sync_replies = SyncReplyCache(self._metrics.sync_replies_shared)
+        # Who owns which client id, and the sessions being made (attribution).
+        self.authorship = Authorship(name, doc.get_state(), owners)
+        self._acting: Author | None = None  # whom the change being made is for
+        self._acting_origin = "edit"
+        self._acting_source: int | None = None  # a restore's version
+        self._remote_owners: Mapping[int, str] = {}
         self._doc_subscription = doc.observe(self._on_transaction)
 
     def __repr__(self) -> str:
@@ -256,7 +266,7 @@ class Room:
             case SyncStep2() | SyncUpdate() if peer.is_read_only:
                 self._refuse_edit(peer, message)
             case SyncStep2(update) | SyncUpdate(update):
-                return self.apply_update(update)
+                return self.apply_update(update, self._author_of(peer), peer.id)
             case AwarenessUpdate():
                 self.presence.apply_from_peer(peer, message)
             case QueryAwareness():
@@ -266,6 +276,31 @@ class Room:
                 self._metrics.messages_ignored.labels("unknown_type").inc()
                 logger.debug("doc=%s peer=%d ignored %r", self.name, peer.id, message)
         return False
+
+    def _author_of(self, peer: Peer) -> Author:
+        """The peer's author, named as its awareness state announces them."""
+        author = peer.author
+        if author.is_verified and author.name:
+            return author
+        for client_id in peer.client_ids:
+            state = self.awareness.states.get(client_id)
+            user = present_user(state) if state is not None else None
+            if user is not None:
+                return Author(author.subject, user.name, author.is_verified)
+        return author
+
+    @contextlib.contextmanager
+    def edits_by(
+        self, author: Author, origin: str = "edit", source_version: int | None = None
+    ) -> Iterator[None]:
+        """Changes made to the Doc inside are attributed to `author`: the one way
+        server-side edits (restores, reverts, programs) carry who asked for them."""
+        previous = self._acting, self._acting_origin, self._acting_source
+        self._acting, self._acting_origin, self._acting_source = author, origin, source_version
+        try:
+            yield
+        finally:
+            self._acting, self._acting_origin, self._acting_source = previous
 
     def _refuse_edit(self, peer: Peer, message: SyncStep2 | SyncUpdate) -> None:
         """A read-only peer's updates are never applied, so never stored or relayed.
@@ -304,17 +339,21 @@ class Room:
     def _encode_step2(self, state_vector: bytes) -> bytes:
         return encode_sync_step2(self.doc.get_update(state_vector))
 
-    def apply_update(self, update: bytes) -> bool:
-        """Merge a Yjs update; whatever it changes is stored, then relayed.
+    def apply_update(self, update: bytes, author: Author | None = None, peer_id: int = 0) -> bool:
+        """Merge a Yjs update made by `author` (None: the server, see `edits_by`);
+        whatever it changes is stored with its attribution, then relayed.
         True if it changed the document."""
         if update == _EMPTY_UPDATE:
             return False
         if self.tombstone_clocks:
             self._refuse_deleted_history(update)
         self.ensure_room_for(len(update))
+        author = author or self._acting or _SERVER_AUTHOR
         changes_before = self._local_changes
         try:
-            with yrs_panics_as(InvalidUpdate):
+            self.authorship.check(update, author, peer_id)
+            acting = self.edits_by(author, self._acting_origin, self._acting_source)
+            with yrs_panics_as(InvalidUpdate), acting:
                 self.doc.apply_update(update)
         except (ValueError, RuntimeError) as exc:
             # yrs reports undecodable updates as ValueError and some structurally
@@ -363,10 +402,11 @@ class Room:
         if exact + incoming > limit:
             raise DocumentTooLarge(f"document of {exact} bytes would exceed {limit} bytes")
 
-    def apply_remote(self, update: bytes) -> None:
+    def apply_remote(self, update: bytes, owners: Mapping[int, str] = {}) -> None:
         """Merge an update another process made durable: it is relayed to this
         room's peers at once and never stored again. Raises ValueError or
-        RuntimeError if it does not decode (the Doc is unchanged).
+        RuntimeError if it does not decode (the Doc is unchanged). `owners`: the
+        client ids it claimed (their authors), so this room enforces them too.
 
         Its log row is left to the process that wrote it (or to whoever loads
         it from storage next) to compact: one that arrived before its causal
@@ -375,10 +415,12 @@ class Room:
         if self.is_closed:
             return
         self._is_applying_remote = True
+        self._remote_owners = owners
         try:
             self.doc.apply_update(update)
         finally:
             self._is_applying_remote = False
+            self._remote_owners = {}
 
     def _on_transaction(self, event: TransactionEvent) -> None:
         # Must not raise: pycrdt turns an observer's exception into an error of the
@@ -389,19 +431,23 @@ class Room:
             return
         self.size_bytes += len(delta)
         if self._is_applying_remote:
+            self.authorship.note_remote(delta, self._remote_owners)
             self.broadcast(encode_update(delta))  # durable already (another process)
             return
+        self.authorship.note_local(
+            delta, self._acting or _SERVER_AUTHOR, self._acting_origin, self._acting_source
+        )
         self._local_changes += 1
         self._unsubmitted.append(delta)
         self._end_of_tick.schedule()
 
     def apply_server_edit(
-        self, edit: Callable[[Doc[Any]], None], *, author: str | None
+        self, edit: Callable[[Doc[Any]], None], *, author: Author | None
     ) -> asyncio.Future[int | None] | None:
         """A change the server makes to the Doc on someone's behalf (the HTTP
         editing API): `edit` changes the Doc synchronously, and the change is
         submitted at once as its own log row, stored and relayed like a client's
-        edit. `author` is who it is made for (a token's `sub`; None if unknown).
+        edit, attributed to `author` (who it is made for; None: the server).
 
         Earlier edits are submitted first, so the row holds only this change.
         Returns the write (its result is the row id) or None if nothing changed.
@@ -413,10 +459,11 @@ class Room:
         if self._sink.is_failing:
             raise StorageUnavailable("storage is failing: the edit is not applied; retry")
         self.submit_edits()
-        edit(self.doc)
-        write = self.submit_edits(author=author)
+        with self.edits_by(author or _SERVER_AUTHOR):
+            edit(self.doc)
+        write = self.submit_edits()
         if write is not None:
-            logger.info("doc=%s server edit by %s", self.name, author or "-")
+            logger.info("doc=%s server edit by %s", self.name, (author or _SERVER_AUTHOR).label)
         return write
 
     @property
@@ -424,22 +471,29 @@ class Room:
         """Changes in the Doc that are not durable yet (unsubmitted or uncommitted)."""
         return bool(self._unsubmitted) or self._sink.pending_for(self.name) > 0
 
-    def submit_edits(self, *, author: str | None = None) -> asyncio.Future[int | None] | None:
+    def submit_edits(self) -> asyncio.Future[int | None] | None:
         """Send the changes not yet submitted to the writer, as one log row that
-        is relayed once committed; returns that write (None if there was none).
-        `author`: who made them, when one author made them all (a server edit)."""
+        is relayed once committed; returns that write (None if there was none)."""
         deltas, self._unsubmitted = self._unsubmitted, []
         if not deltas or self.is_closed:
             return None
+        # The tick's attribution rides on its first row (one transaction or the
+        # next: the writer commits in submission order).
+        claims, sessions = self.authorship.take_pending()
+        # Who the `document.updated` event names: the tick's last author.
+        subject = sessions[-1].author.subject if sessions else None
         for delta in self._merged(deltas):
-            write = self._sink.submit(
-                AppendUpdate(self.name, delta, self.incarnation, author=author)
-            )
+            op = AppendUpdate(self.name, delta, self.incarnation, claims, sessions, author=subject)
+            write = self._sink.submit(op)
             self.ledger.note_edit(write)
-            write.add_done_callback(partial(self._relay_if_committed, delta))
+            owners = {claim.client_id: claim.subject for claim in claims}
+            write.add_done_callback(partial(self._relay_if_committed, delta, owners))
+            claims, sessions = (), ()
         return write
 
-    def _relay_if_committed(self, delta: bytes, write: asyncio.Future[int | None]) -> None:
+    def _relay_if_committed(
+        self, delta: bytes, owners: Mapping[int, str], write: asyncio.Future[int | None]
+    ) -> None:
         row_id = self.ledger.note_committed(write)
         if row_id is None:
             if not write.cancelled() and isinstance(refusal := write.exception(), Exception):
@@ -448,7 +502,7 @@ class Room:
         if self.is_closed:
             return
         self.broadcast(encode_update(delta))
-        self._feed.publish_update(self.name, delta, row_id)
+        self._feed.publish_update(self.name, delta, row_id, owners)
 
     def _merged(self, deltas: list[bytes]) -> list[bytes]:
         """A few updates, each merging a bounded run of `deltas` (merging grows

@@ -8,6 +8,9 @@
     tombstones(name PK, state_vector, deleted_at, deletions)  -- what deleted documents held
     quarantine(id, document, source, source_id, data, reason, quarantined_at)
     token_revocations(id, kind, value, revoked_at, until, reason, revoked_by)
+    client_authors(document, client_id, subject, claimed_at)   -- who owns a client id
+    edit_sessions(id, document, key, subject, name, is_verified, origin,
+                  started_at, ended_at, inserted, deleted, ranges, source_version)
     events(id, seq, document, type, occurred_at, data)   -- the outbox and the feed
     event_counter(id PK, last_seq)
     pending_changes(document PK, first_at, last_at, first_row, last_row, author)
@@ -36,6 +39,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Float,
     ForeignKey,
@@ -152,6 +156,42 @@ token_revocations = Table(
     Column("until", Float),
     Column("reason", Text),
     Column("revoked_by", Text),
+    sqlite_autoincrement=True,
+)
+
+# Attribution (collab.storage.attribution): written in the transaction of the
+# log rows they describe; compaction and retention never touch them.
+client_authors = Table(
+    "client_authors",
+    metadata,
+    Column(
+        "document",
+        String(128),
+        ForeignKey("documents.name", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("client_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("subject", Text, nullable=False),
+    Column("claimed_at", Float, nullable=False),
+)
+
+edit_sessions = Table(
+    "edit_sessions",
+    metadata,
+    *_per_document_columns(),
+    Column("key", BigInteger, nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("name", Text),
+    Column("is_verified", Boolean, nullable=False),
+    Column("origin", String(16), nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("ended_at", Float, nullable=False),
+    Column("inserted", BigInteger, nullable=False),
+    Column("deleted", BigInteger, nullable=False),
+    Column("ranges", Text, nullable=False),  # JSON [[client, start, end], ...]
+    Column("source_version", BigInteger),  # a restore's: the version it restored
+    Index("ix_edit_sessions_document_key", "document", "key", unique=True),
+    Index("ix_edit_sessions_document_ended", "document", "ended_at"),
     sqlite_autoincrement=True,
 )
 

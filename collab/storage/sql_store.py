@@ -36,7 +36,9 @@ from sqlalchemy.types import LargeBinary
 
 from collab.errors import MissingDriver
 from collab.metrics import Metrics
+from collab.storage.attribution import EditSession
 from collab.storage.migrate import SchemaVersion, schema_version, upgrade_database
+from collab.storage.sql_attribution import read_owners, session_of, sessions_query
 from collab.storage.sql_schema import (
     SNAPSHOT_INFO_COLUMNS,
     documents,
@@ -274,6 +276,23 @@ class SqlStore:
             ).first()
         return Snapshot(snapshot_info(row), row.state) if row else None
 
+    async def list_sessions(
+        self,
+        document: str,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        subject: str | None = None,
+        limit: int | None = None,
+    ) -> list[EditSession]:
+        query = sessions_query(document, since=since, until=until, subject=subject, limit=limit)
+        async with self.engine.connect() as conn:
+            return [session_of(row) for row in await conn.execute(query)]
+
+    async def load_owners(self, document: str) -> dict[int, str]:
+        async with self.engine.connect() as conn:
+            return await read_owners(conn, document)
+
     async def documents_with_snapshots(self, kind: SnapshotKind) -> list[str]:
         async with self.engine.connect() as conn:
             result = await conn.execute(
@@ -374,6 +393,7 @@ class SqlStore:
         ).order_by("part", "seq")
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query)).all()
+            owners = await read_owners(conn, document)
         has_snapshot = bool(rows) and rows[0].part == 0
         log = [row for row in rows if row.part == 1]
         tombstone = next((row for row in rows if row.part == 2), None)
@@ -387,6 +407,7 @@ class SqlStore:
             tombstone=None if tombstone is None else tombstone.data,
             snapshot_seq=next((int(row.seq) for row in rows if row.part == 3), 0),
             incarnation=next((int(row.seq) for row in rows if row.part == 4), deletions),
+            owners=owners,
         )
 
     async def document_info(self, document: str) -> DocumentInfo | None:

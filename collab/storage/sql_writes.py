@@ -56,6 +56,7 @@ from collab.storage.outbox_writes import (
     record_event,
     record_version_event,
 )
+from collab.storage.sql_attribution import write_attribution
 from collab.storage.sql_schema import documents, quarantine, snapshots, tombstones, updates
 from collab.storage.store import (
     AppendUpdate,
@@ -227,6 +228,9 @@ class WriteTransaction:
         # pending changes crosswise (PostgreSQL's upsert locks the row).
         for name, (ids, author) in sorted(changed.items()):
             note_changes(self._conn, name, ids, author, self._now)
+        attributed = [op for _, op in accepted if op.claims or op.sessions]
+        if attributed:
+            write_attribution(self._conn, attributed, self._now)
 
     def _lock_documents(self, names: list[str]) -> dict[str, int]:
         """The incarnation of each of `names` that has a row, which no deletion

@@ -55,17 +55,22 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
+from collab.storage.attribution import ClientClaim, EditSession
+
 
 @dataclass(frozen=True, slots=True)
 class AppendUpdate:
     """One log row. `incarnation`: the document's incarnation the update was made
     in (see `DocumentStore`); None skips the check (a single process only: tools
-    and tests). `author`: who made it, if known (the `document.updated` event
-    names the last known one)."""
+    and tests). `claims` and `sessions`: its attribution (collab.storage.attribution),
+    written in the same transaction, and only if the row is. `author`: who made it,
+    if known (the subject the `document.updated` event names)."""
 
     document: str
     update: bytes
     incarnation: int | None = None
+    claims: tuple[ClientClaim, ...] = ()
+    sessions: tuple[EditSession, ...] = ()
     author: str | None = None
 
 
@@ -254,6 +259,8 @@ class StoredDocument:
     # The incarnation of the document (its row's, or for a document with no row
     # the one its next row will have): what the room's writes carry.
     incarnation: int = 0
+    # client id -> the subject that owns it (collab.storage.attribution)
+    owners: dict[int, str] = field(default_factory=dict)
 
     @property
     def is_empty(self) -> bool:
@@ -290,6 +297,23 @@ class DocumentStore(Protocol):
     ) -> list[SnapshotInfo]: ...
 
     async def get_snapshot(self, document: str, snapshot_id: int) -> Snapshot | None: ...
+
+    async def list_sessions(
+        self,
+        document: str,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        subject: str | None = None,
+        limit: int | None = None,
+    ) -> list[EditSession]:
+        """The document's editing sessions overlapping [since, until], newest
+        (by end) first."""
+        ...
+
+    async def load_owners(self, document: str) -> dict[int, str]:
+        """Client id -> the subject that owns it."""
+        ...
 
     async def documents_with_snapshots(self, kind: SnapshotKind) -> list[str]: ...
 

@@ -20,6 +20,9 @@
 //   --expect TEXT            wait until the text equals TEXT
 //   --expect-contains S      wait until the text contains S (repeatable)
 //   --expect-presence NAME   wait until another client's user.name is NAME (repeatable)
+//   --expect-cursor NAME     wait until the client named NAME shows a cursor in Y.Text "text";
+//                            the result's `cursors` has {NAME: {anchor, head}} as indices,
+//                            resolved by Yjs from the relative positions (repeatable)
 //   --timeout-ms MS          give up after MS (default 10000)
 //   --hold-ms MS             stay connected MS after printing (default 0)
 //   --hold-stdin             stay connected until stdin is closed by the caller
@@ -59,6 +62,7 @@ try {
       expect: { type: 'string' },
       'expect-contains': { type: 'string', multiple: true, default: [] },
       'expect-presence': { type: 'string', multiple: true, default: [] },
+      'expect-cursor': { type: 'string', multiple: true, default: [] },
       'timeout-ms': { type: 'string', default: '10000' },
       'hold-ms': { type: 'string', default: '0' },
       'hold-stdin': { type: 'boolean', default: false },
@@ -110,6 +114,17 @@ const othersStates = () =>
     .filter(([clientId]) => clientId !== ydoc.clientID)
     .map(([, state]) => state)
 
+// A relative position (JSON, from an awareness state) as an index in ytext, else null.
+const indexOf = (json) => {
+  if (json == null) return null
+  const absolute = Y.createAbsolutePositionFromRelativePosition(Y.createRelativePositionFromJSON(json), ydoc)
+  return absolute !== null && absolute.type === ytext ? absolute.index : null
+}
+
+const cursors = () => Object.fromEntries(othersStates()
+  .filter((state) => state?.user?.name && state.cursor)
+  .map((state) => [state.user.name, { anchor: indexOf(state.cursor.anchor), head: indexOf(state.cursor.head) }]))
+
 const unmet = () => {
   const text = ytext.toString()
   const missing = []
@@ -121,6 +136,9 @@ const unmet = () => {
   const names = othersStates().map((state) => state?.user?.name)
   for (const name of args['expect-presence']) {
     if (!names.includes(name)) missing.push(`presence of ${JSON.stringify(name)}`)
+  }
+  for (const name of args['expect-cursor']) {
+    if (cursors()[name]?.anchor == null) missing.push(`cursor of ${JSON.stringify(name)}`)
   }
   return missing
 }
@@ -188,7 +206,8 @@ process.stdout.write(JSON.stringify({
   text: ytext.toString(),
   synced: provider.synced,
   clientId: ydoc.clientID,
-  awarenessStates: othersStates()
+  awarenessStates: othersStates(),
+  cursors: cursors()
 }) + '\n')
 
 if (args['expect-closed']) {

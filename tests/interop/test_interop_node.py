@@ -161,3 +161,26 @@ async def test_a_deleted_document_is_not_re_uploaded_by_y_websocket(connect, ser
 
 def _loads(server: RunningServer) -> float:
     return metric_value(server.runtime.metrics, "collab_documents_loaded_total")
+
+
+async def test_the_python_clients_cursor_is_where_yjs_reads_it(server, node_client):
+    """collab.client's relative positions count UTF-16 units, as Yjs does: past an
+    emoji and an accent, Yjs still resolves them to the intended characters."""
+    from pycrdt import Text
+
+    from collab.client import connect
+
+    async with connect(f"ws://127.0.0.1:{server.port}/ws", "cursor") as session:
+        text = session.doc.get("text", type=Text)
+        text += "🚀 café au lait"
+        await session.saved()
+        session.presence.set({"user": {"name": "bot", "color": "#0e7490"}})
+        session.presence.set_cursor("text", "🚀 café au lait".index("au"), head=len(str(text)))
+        node = await node_client("cursor", expect_cursor=["bot"], insert="» ", at="0")
+        result = await node.run()
+    assert result["text"] == "» 🚀 café au lait"
+    # Yjs indices count UTF-16 units (the emoji is two); the caret stayed on "au"
+    # while the Node client typed before it
+    start = len("» 🚀 café ".encode("utf-16-le")) // 2
+    assert result["cursors"]["bot"]["anchor"] == start
+    assert result["cursors"]["bot"]["head"] == len(result["text"].encode("utf-16-le")) // 2

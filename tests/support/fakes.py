@@ -5,6 +5,7 @@ unit tests of rooms and peers run without sockets or a database.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 
 from pycrdt import Doc
 
@@ -58,7 +59,9 @@ class RecordingFeed:
         self.updates: list[tuple[bytes, int]] = []
         self.awareness: list[bytes] = []
 
-    def publish_update(self, document: str, update: bytes, row_id: int) -> None:
+    def publish_update(
+        self, document: str, update: bytes, row_id: int, owners: Mapping[int, str] = {}
+    ) -> None:
         self.updates.append((update, row_id))
 
     def publish_awareness(self, document: str, payload: bytes) -> None:

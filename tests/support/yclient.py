@@ -1,7 +1,10 @@
-"""A real Yjs client on pycrdt: its own Doc, speaking y-protocols over `websockets`.
+"""The suite's Yjs client: collab.client's `Session` (pycrdt Doc, y-websocket
+protocol, collab's codec) with reconnecting off, plus what tests look at:
+message counters, the close code, raw frames, an abort without a close frame.
 
-It uses pycrdt's sync helpers, not collab's codec, so the server is checked
-against an independent implementation of the protocol.
+One client, not two: the tests exercise the same client programs use. The
+protocol is still checked against independent implementations: the npm Yjs
+client (tests/interop) and the browser editor (tests/browser).
 """
 
 from __future__ import annotations
@@ -11,42 +14,32 @@ import contextlib
 import json
 from typing import Any
 
-import websockets
-from pycrdt import (
-    Array,
-    Awareness,
-    Doc,
-    Map,
-    Text,
-    YMessageType,
-    YSyncMessageType,
-    create_awareness_message,
-    create_sync_message,
-    create_update_message,
-    handle_sync_message,
-    read_message,
-)
-from websockets.asyncio.client import ClientConnection
+from pycrdt import Array, Awareness, Doc, Map, Text
+
+from collab.client import ClientError, Session
+from tests.support.waiting import TIMEOUT_S
+
+
+class _Session(Session):
+    """Sets `synced` at every sync step 2, as the tests' own client always did."""
+
+    def __init__(self, url: str, synced: asyncio.Event, **kwargs: Any) -> None:
+        super().__init__(url, **kwargs)
+        self._synced_event = synced
+
+    def _handle(self, frame: bytes | str) -> None:
+        super()._handle(frame)
+        if isinstance(frame, bytes) and frame[:2] == b"\x00\x01":
+            self._synced_event.set()
 
 
 class YClient:
-    def __init__(self, url: str, *, doc: Doc | None = None) -> None:
+    def __init__(self, url: str, *, doc: Doc[Any] | None = None) -> None:
         self.url = url
-        self.doc: Doc = doc or Doc()
-        self.awareness = Awareness(self.doc)
-        self.ws: ClientConnection | None = None
-        self.synced = asyncio.Event()
-        self.received_updates = 0
-        # What the server has sent, applied to a Doc of its own: this client's own
-        # edits in it have come back, which means durable (one echo may carry
-        # several edits: the server merges what arrives in one tick).
-        self._from_server: Doc = Doc()
-        self.received_messages = 0
-        self.close_code: int | None = None
-        self.close_reason: str | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._subscription = self.doc.observe(self._on_local_change)
-        self._applying_remote = False
+        self.doc: Doc[Any] = doc if doc is not None else Doc()
+        self.session: Session | None = None
+        self.synced = asyncio.Event()  # set at every sync step 2
+        self._awareness: Awareness | None = None
 
     @property
     def text(self) -> Text:
@@ -58,96 +51,83 @@ class YClient:
     def array(self, name: str = "array") -> Array:
         return self.doc.get(name, type=Array)
 
+    @property
+    def awareness(self) -> Awareness:
+        if self._awareness is not None:
+            return self._awareness
+        return self._session.presence.awareness
+
+    @awareness.setter
+    def awareness(self, awareness: Awareness) -> None:
+        self._awareness = awareness
+
+    @property
+    def _session(self) -> Session:
+        assert self.session is not None, "not connected"
+        return self.session
+
     async def connect(self, *, wait_synced: bool = True, **kwargs: Any) -> YClient:
-        kwargs.setdefault("max_size", 64 * 1024 * 1024)
-        self.ws = await websockets.connect(self.url, **kwargs)
-        self._task = asyncio.create_task(self._receive())
-        await self.ws.send(create_sync_message(self.doc))
-        if wait_synced:
-            await asyncio.wait_for(self.synced.wait(), 10)
+        """Connect (kwargs go to websockets.connect); waits for the sync, or for the socket."""
+        self.session = _Session(
+            self.url, self.synced, doc=self.doc, reconnect=None, websocket_options=kwargs
+        )
+        self.session.start()
+        await asyncio.wait_for(
+            self.session.synced() if wait_synced else self.session.connected(), TIMEOUT_S
+        )
         return self
 
-    async def _receive(self) -> None:
-        assert self.ws is not None
-        try:
-            async for message in self.ws:
-                assert isinstance(message, bytes)
-                self.received_messages += 1
-                await self._handle(message)
-        except websockets.ConnectionClosed:
-            pass
-        finally:
-            if self.ws.close_code is not None:
-                self.close_code = self.ws.close_code
-                self.close_reason = self.ws.close_reason
+    @property
+    def received_updates(self) -> int:
+        return 0 if self.session is None else self.session.stats.updates_received
 
-    async def _handle(self, message: bytes) -> None:
-        assert self.ws is not None
-        if message[0] == YMessageType.SYNC:
-            self._applying_remote = True
-            try:
-                reply = handle_sync_message(message[1:], self.doc)
-            finally:
-                self._applying_remote = False
-            if message[1] == YSyncMessageType.SYNC_STEP2:
-                self.synced.set()
-            if message[1] in (YSyncMessageType.SYNC_STEP2, YSyncMessageType.SYNC_UPDATE):
-                self._from_server.apply_update(read_message(message[2:]))
-            if message[1] == YSyncMessageType.SYNC_UPDATE:
-                self.received_updates += 1
-            if reply is not None:
-                await self.ws.send(reply)
-        elif message[0] == YMessageType.AWARENESS:
-            self.awareness.apply_awareness_update(read_message(message[1:]), "remote")
+    @property
+    def received_messages(self) -> int:
+        return 0 if self.session is None else self.session.stats.messages_received
 
-    def _on_local_change(self, event: Any) -> None:
-        if self._applying_remote or self.ws is None:
-            return
-        message = create_update_message(event.update)
-        asyncio.get_running_loop().create_task(self._send_quietly(message))
+    @property
+    def close_code(self) -> int | None:
+        return None if self.session is None else self.session.close_code
 
-    async def _send_quietly(self, message: bytes) -> None:
-        assert self.ws is not None
-        with contextlib.suppress(websockets.ConnectionClosed):
-            await self.ws.send(message)
+    @property
+    def close_reason(self) -> str | None:
+        return None if self.session is None else self.session.close_reason
 
     def is_saved(self) -> bool:
         """Every edit this client made has come back from the server: it is durable."""
-        me = self.doc.client_id
-        saved = _state_vector(self._from_server.get_state()).get(me, 0)
-        return saved >= _state_vector(self.doc.get_state()).get(me, 0)
+        return self._session.is_saved
 
     async def send_raw(self, data: bytes | str) -> None:
-        assert self.ws is not None
-        await self.ws.send(data)
+        self._session.send_frame(data)
 
     async def set_presence(self, state: dict[str, Any]) -> None:
-        self.awareness.set_local_state(state)
-        payload = self.awareness.encode_awareness_update([self.doc.client_id])
-        await self.send_raw(create_awareness_message(payload))
+        self._session.presence.set(state)
 
     def presence_of_others(self) -> dict[int, Any]:
-        return {k: v for k, v in self.awareness.states.items() if k != self.doc.client_id}
+        return self._session.presence.others
 
-    async def wait_closed(self, timeout_s: float = 10) -> int | None:
-        if self._task is not None:
-            await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
+    async def wait_closed(self, timeout_s: float = TIMEOUT_S) -> int | None:
+        with contextlib.suppress(ClientError):
+            await asyncio.wait_for(self._session.wait_closed(), timeout_s)
         return self.close_code
 
     async def close(self) -> None:
-        if self.ws is not None:
-            await self.ws.close()
-        if self._task is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._task, 5)
+        """Close the socket, like a tab going away (no presence removal of its own)."""
+        if self.session is None:
+            return
+        ws = self.session.websocket
+        if ws is not None:
+            await self.session.flush()
+            await ws.close()
+        await self.session.close()
 
     async def abort(self) -> None:
         """Drop the TCP connection with no close frame, like a crashed browser tab."""
-        assert self.ws is not None
-        self.ws.transport.abort()
-        if self._task is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._task, 5)
+        ws = self._session.websocket
+        assert ws is not None
+        ws.transport.abort()
+        with contextlib.suppress(ClientError, TimeoutError):
+            await asyncio.wait_for(self._session.wait_closed(), TIMEOUT_S)
 
     def presence_json(self) -> str:
         return json.dumps(self.presence_of_others(), sort_keys=True)
@@ -160,24 +140,6 @@ async def read_text(url: str) -> str:
         return str(client.text)
     finally:
         await client.close()
-
-
-def _state_vector(encoded: bytes) -> dict[int, int]:
-    """client id -> clock, from lib0's encoding (read here, not with collab's codec)."""
-    position = 0
-
-    def varuint() -> int:
-        nonlocal position
-        value = shift = 0
-        while True:
-            byte = encoded[position]
-            position += 1
-            value |= (byte & 0x7F) << shift
-            shift += 7
-            if byte < 0x80:
-                return value
-
-    return {varuint(): varuint() for _ in range(varuint())}
 
 
 def text_edits(*pieces: str) -> list[bytes]:

@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "collab"
 RANKS = {
     "config": 0, "errors": 0, "logs": 0, "metrics": 0, "content": 0,
     "protocol": 1,
-    "storage": 2, "auth": 2,
+    "storage": 2, "auth": 2, "client": 2,
     "rooms": 3,
     "cluster": 4, "history": 4, "webhooks": 4,
     "runtime": 5,
@@ -32,6 +32,7 @@ EXCLUSIVE = {
     "sqlalchemy": {"storage"},
     "alembic": {"storage"},
     "redis": {"cluster"},
+    "websockets": {"client"},
 }
 
 

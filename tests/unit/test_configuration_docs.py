@@ -22,6 +22,7 @@ SERVE_FLAGS = {
     "--room-grace": "room_grace_s",
     "--compact-after-updates": "compact_after_updates",
     "--compact-after": "compact_after_s",
+    "--compact-after-quiet": "compact_after_quiet_s",
     "--max-message-bytes": "max_message_bytes",
     "--allow-anonymous": "allow_anonymous",
     "--allowed-origins": "allowed_origins",

@@ -10,6 +10,7 @@ from pycrdt import Doc, Text
 from collab.errors import CloseCode, StorageUnavailable
 from collab.protocol.codec import SyncUpdate
 from collab.rooms.room import RoomClosed
+from collab.storage.attribution import Author
 from collab.storage.store import AppendUpdate
 from tests.support.fakes import make_room, next_tick, queued
 from tests.support.yclient import text_edits
@@ -24,7 +25,9 @@ async def test_a_server_edit_is_its_own_row_and_relayed_once_committed():
     room, sink, feed, peer = make_room()
     [typed] = text_edits("typed ")
     room.handle(peer, SyncUpdate(typed))  # a client's edit of this tick, not yet submitted
-    write = room.apply_server_edit(lambda doc: _append(doc, "by the server"), author="robot")
+    write = room.apply_server_edit(
+        lambda doc: _append(doc, "by the server"), author=Author("robot", is_verified=True)
+    )
     assert write is not None
     rows = [op.update for op in sink.ops if isinstance(op, AppendUpdate)]
     assert len(rows) == 2, "the client's edit keeps its own row; the server's is the second"

@@ -16,7 +16,7 @@ import { h } from './dom.js'
 const CONTEXT_LINES = 3
 const MIN_FOLDED_LINES = 4
 
-/** @typedef {{ op: 'equal' | 'delete' | 'insert', text: string }} Hunk */
+/** @typedef {{ op: 'equal' | 'delete' | 'insert', text: string, authors?: (string | null)[] }} Hunk */
 
 /** @param {Hunk[]} hunks the version's text */
 export function versionText (hunks) {

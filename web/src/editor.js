@@ -18,6 +18,7 @@ import { WebsocketProvider } from 'y-websocket'
 import * as Y from 'yjs'
 
 import { accessRole, ApiError, pageUrl, token, webSocketBase } from './api.js'
+import { authorMarks, AuthorsView } from './authors.js'
 import { remoteCursors } from './cursors.js'
 import { byId } from './dom.js'
 import { HistoryPanel } from './history.js'
@@ -107,6 +108,7 @@ const view = new EditorView({
       // cursors.js, which checks what strangers' clients say before painting it.
       yCollab(ytext, null, { undoManager }),
       remoteCursors(ytext, provider.awareness),
+      authorMarks,
       editability.of([]),
       placeholder('Start writing… (Markdown)'),
       EditorView.contentAttributes.of({ 'aria-label': `Text of ${documentName}` }),
@@ -145,6 +147,16 @@ function showPreview (visible) {
 }
 previewButton.addEventListener('click', () => showPreview(!preview.isVisible))
 showPreview(localStorage.getItem(PREVIEW_KEY) === '1')
+
+// Kept alive by the listeners it registers on its button and the text.
+new AuthorsView({
+  documentName,
+  ytext,
+  view: () => view,
+  button: byId('toggle-authors'),
+  legend: byId('author-legend'),
+  notice
+})
 
 const historyButton = byId('toggle-history')
 const history = new HistoryPanel({

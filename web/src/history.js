@@ -6,9 +6,11 @@
 // receives the restored text over its WebSocket, like any other edit.
 
 import { api, ApiError, describeError, documentApi } from './api.js'
+import { authorTag } from './authors.js'
 import { renderChanges, hasChanges, versionText } from './diffview.js'
 import { h } from './dom.js'
 import { formatExact, formatWhen } from './time.js'
+import { Timeline } from './timeline.js'
 
 const PAGE_SIZE = 30
 const MAX_PAGE_SIZE = 500 // the API's limit
@@ -58,6 +60,19 @@ export class HistoryPanel {
     this._loading = 0
 
     this.list = /** @type {HTMLElement} */ (panel.querySelector('.versions'))
+    this.timeline = new Timeline({
+      documentName,
+      list: /** @type {HTMLElement} */ (panel.querySelector('.activity')),
+      notice,
+      author,
+      onReverted: (preRevertId) => {
+        this.refresh()
+        this.notice.show([
+          'Session undone. ',
+          h('button', { type: 'button', class: 'link', onclick: () => this.undoRestore(preRevertId) }, 'Bring it back')
+        ], 'ok', 20000)
+      }
+    })
     this.moreButton = /** @type {HTMLButtonElement} */ (panel.querySelector('.more-versions'))
     this.saveForm = /** @type {HTMLFormElement} */ (panel.querySelector('form'))
     this.labelInput = /** @type {HTMLInputElement} */ (this.saveForm.elements.namedItem('label'))
@@ -115,6 +130,7 @@ export class HistoryPanel {
   // -- the list ------------------------------------------------------------
 
   async refresh () {
+    this.timeline.refresh()
     const limit = Math.min(MAX_PAGE_SIZE, Math.max(PAGE_SIZE, this.versions.length))
     const page = await this._fetchPage(`?limit=${limit}`)
     if (!page) return
@@ -245,7 +261,8 @@ export class HistoryPanel {
     const added = this.hunks.filter((x) => x.op === 'insert').reduce((n, x) => n + x.text.length, 0)
     const removed = this.hunks.filter((x) => x.op === 'delete').reduce((n, x) => n + x.text.length, 0)
     summary.replaceChildren(...(hasChanges(this.hunks)
-      ? ['Since this version: ', h('ins', {}, `${added} characters added`), ', ', h('del', {}, `${removed} removed`), '.']
+      ? ['Since this version: ', h('ins', {}, `${added} characters added`), ', ', h('del', {}, `${removed} removed`), '.',
+          ...changedBy(this.hunks)]
       : ['This version is the same as the current text.']))
     const text = versionText(this.hunks)
     if (!text && !hasChanges(this.hunks)) {
@@ -320,3 +337,32 @@ function confirm (dialog, { title, message, action }) {
   })
 }
 
+
+/**
+ * " Added by Alice (12), Bob (3). Removed text of Carol (4)." from the hunks' authors.
+ * @param {import('./diffview.js').Hunk[]} hunks
+ */
+function changedBy (hunks) {
+  const parts = []
+  for (const [op, words] of /** @type {const} */ ([['insert', 'Added by'], ['delete', 'Removed text of']])) {
+    /** @type {Map<string, { label: string, color: string, chars: number }>} */
+    const counts = new Map()
+    for (const hunk of hunks) {
+      if (hunk.op !== op) continue
+      for (const author of hunk.authors || [null]) {
+        const tag = authorTag(author, null, author !== null && !author.startsWith('anonymous'))
+        const seen = counts.get(tag.key) || { label: tag.label, color: tag.color, chars: 0 }
+        seen.chars += hunk.text.length / Math.max(1, (hunk.authors || [null]).length)
+        counts.set(tag.key, seen)
+      }
+    }
+    if (!counts.size) continue
+    parts.push(` ${words} `, ...[...counts.values()].flatMap(({ label, color, chars }, index) => [
+      index ? ', ' : '',
+      h('span', { class: 'diff-author' },
+        h('span', { class: 'swatch', style: { backgroundColor: color }, 'aria-hidden': 'true' }),
+        `${label} (${Math.round(chars)})`)
+    ]), '.')
+  }
+  return parts
+}

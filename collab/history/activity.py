@@ -1,0 +1,164 @@
+"""A document's timeline and blame, read from what attribution stored.
+
+Owns the read side of attribution: the activity (editing sessions, and versions
+and restores as events, newest first, paged by time) and blame (computed in a
+compute worker by collab.history.blame from the durable state). Reads only:
+what is written, and when, is the rooms' business (collab.rooms.authorship).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from collab.errors import CollabError, DocumentNotFound
+from collab.history.blame import blame_body, delete_set_update
+from collab.history.workers import ComputePool
+from collab.rooms.registry import RoomRegistry
+from collab.storage.attribution import Author, EditSession
+from collab.storage.store import DocumentStore, SnapshotInfo, SnapshotKind
+
+logger = logging.getLogger(__name__)
+
+
+class NothingToRevert(CollabError):
+    """No session of that author (or with that id) in that window."""
+
+
+@dataclass(frozen=True, slots=True)
+class RevertResult:
+    pre_revert_id: int
+    sessions: int  # how many sessions were undone
+    changed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityEvent:
+    """One entry of the timeline: a session, or a version (a restore's
+    pre-restore version is how a restore shows)."""
+
+    at: float  # when it ended (a session) or was made (a version)
+    session: EditSession | None = None
+    version: SnapshotInfo | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityQuery:
+    since: float | None = None
+    until: float | None = None
+    author: str | None = None  # a subject
+    limit: int = 50
+    before: float | None = None  # paging: only events strictly older
+
+
+class DocumentActivity:
+    def __init__(self, store: DocumentStore, registry: RoomRegistry, compute: ComputePool) -> None:
+        self._store = store
+        self._registry = registry
+        self._compute = compute
+
+    async def activity(self, name: str, query: ActivityQuery) -> list[ActivityEvent]:
+        """Newest first, at most `query.limit` (one more tells there is a next page)."""
+        until = query.until
+        if query.before is not None:
+            until = query.before if until is None else min(until, query.before)
+        sessions = await self._store.list_sessions(
+            name, since=query.since, until=until, subject=query.author, limit=query.limit + 1
+        )
+        events = [ActivityEvent(s.ended_at, session=s) for s in sessions]
+        for version in await self._store.list_snapshots(name):
+            if query.author is not None and version.author != query.author:
+                continue
+            if version.kind is SnapshotKind.AUTO and query.author is not None:
+                continue
+            at = version.created_at
+            if (query.since is None or at >= query.since) and (until is None or at <= until):
+                events.append(ActivityEvent(at, version=version))
+        if query.before is not None:
+            # Times travel as ISO 8601 to the microsecond: compare at that grain.
+            cursor = _microseconds(query.before)
+            events = [e for e in events if _microseconds(e.at) < cursor]
+        if not events and not await self._registry.exists(name):
+            raise DocumentNotFound(name)
+        events.sort(key=lambda e: e.at, reverse=True)
+        return events[: query.limit + 1]
+
+    async def blame(self, name: str) -> dict[str, list[dict[str, Any]]]:
+        """Every text root's current content as runs {text, author, name,
+        verified, at}. Raises `ComputeBusy` if every compute slot is taken."""
+        with self._compute.take_slot() as slot:
+            state = await self._registry.read_state(name)
+            if state is None:
+                raise DocumentNotFound(name)
+            sessions, owners, sources = await self.attribution_of(name)
+            size = len(state) + sum(map(len, sources.values()))
+            return await self._compute.run(slot, size, blame_body, state, sessions, owners, sources)
+
+    async def attribution_of(
+        self, name: str
+    ) -> tuple[list[EditSession], dict[int, str], dict[int, bytes]]:
+        """What blame needs besides a state: the sessions, the client ids'
+        owners, and the states of the versions restores restored (those that
+        retention kept)."""
+        sessions = await self._store.list_sessions(name)
+        owners = await self._store.load_owners(name)
+        sources: dict[int, bytes] = {}
+        for version in {s.source_version for s in sessions if s.source_version is not None}:
+            snapshot = await self._store.get_snapshot(name, version)
+            if snapshot is not None:
+                sources[version] = snapshot.state
+        return sessions, owners, sources
+
+    async def revert(
+        self,
+        name: str,
+        *,
+        actor: Author,
+        author: str | None = None,
+        session: int | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> RevertResult:
+        """Undo what `author` (a subject) inserted in [since, until], or what
+        session `session` inserted: their text still present is deleted, exactly
+        (by its clock ranges), as new operations attributed to `actor`, after a
+        pre-restore version of the content before. Others' edits, made before or
+        since, stay. Raises `NothingToRevert` if no such session exists."""
+        sessions = [
+            s
+            for s in await self._store.list_sessions(name, since=since, until=until, subject=author)
+            if (session is None or s.key == session) and s.origin == "edit"
+        ]
+        if not sessions:
+            if not await self._registry.exists(name):
+                raise DocumentNotFound(name)
+            raise NothingToRevert(f"document {name!r}: no such editing session to revert")
+        update = delete_set_update(r for s in sessions for r in s.ranges)
+        room = await self._registry.open_room(name)
+        before = room.capture()  # synchronous to the apply: the exact content before
+        with room.edits_by(actor, "revert"):
+            room.doc.apply_update(update)
+        write = room.submit_edits()
+        pre_revert_id = await self._registry.compactor.snapshot(
+            room,
+            SnapshotKind.PRE_RESTORE,
+            label=f"before reverting {author or f'session {session}'}",
+            author=actor.subject,
+            capture=before,
+        )
+        if write is not None:
+            await write  # durable before we say it is done
+        logger.info(
+            "doc=%s reverted %d sessions of %s by %s (pre-revert version %d)",
+            name,
+            len(sessions),
+            author or f"session {session}",
+            actor.subject,
+            pre_revert_id,
+        )
+        return RevertResult(pre_revert_id, len(sessions), write is not None)
+
+
+def _microseconds(seconds: float) -> int:
+    return round(seconds * 1_000_000)

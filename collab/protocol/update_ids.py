@@ -1,0 +1,182 @@
+"""Which CRDT ids a Yjs update (v1) creates and deletes, read without a Doc.
+
+Attribution needs, for every update, the clock range it creates per client id
+and how much it deletes. yrs's `get_state(update)` does not say: it gives the
+state a Doc would reach applying the update alone, which is empty for any
+update that does not start at clock 0 - that is, for nearly every edit.
+
+So this walks the encoding (lib0 / Yjs `UpdateEncoderV1`): per client, the
+number of structs, the client id and the first clock, then each struct -
+GC and Skip carry a length; an Item carries its info byte, its origins or
+parent, and a content whose clock length is known from its type (a string
+counts UTF-16 code units, as Yjs clocks do) - then the delete set. Pure and
+bounds-checked: anything that does not decode raises `ValueError`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+_BIT8, _BIT7, _BIT6, _BITS5 = 0x80, 0x40, 0x20, 0x1F
+_GC, _SKIP = 0, 10
+_XML_ELEMENT, _XML_HOOK = 3, 5
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateIds:
+    """`created`: client id -> (first clock, end clock) of the structs the update
+    holds; `deleted`: clock units its delete set covers."""
+
+    created: dict[int, tuple[int, int]]
+    deleted: int
+
+
+class _Reader:
+    __slots__ = ("data", "pos")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def byte(self) -> int:
+        if self.pos >= len(self.data):
+            raise ValueError("update truncated")
+        value = self.data[self.pos]
+        self.pos += 1
+        return value
+
+    def varuint(self) -> int:
+        # Inlined (locals, no call per byte): this runs for every edit.
+        data, pos = self.data, self.pos
+        value = shift = 0
+        end = min(len(data), pos + 10)
+        while pos < end:
+            byte = data[pos]
+            pos += 1
+            value |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                self.pos = pos
+                return value
+            shift += 7
+        raise ValueError("update truncated" if end == len(data) else "varuint too long")
+
+    def skip_varint(self) -> None:
+        while self.byte() & 0x80:
+            pass
+
+    def skip(self, count: int) -> None:
+        if count < 0 or self.pos + count > len(self.data):
+            raise ValueError("update truncated")
+        self.pos += count
+
+    def skip_bytes(self) -> None:
+        self.skip(self.varuint())
+
+    def string(self) -> str:
+        length = self.varuint()
+        start = self.pos
+        self.skip(length)
+        return self.data[start : self.pos].decode("utf-8", "surrogatepass")
+
+    def skip_any(self, depth: int = 0) -> None:
+        if depth > 100:
+            raise ValueError("value nested too deeply")
+        tag = self.byte()
+        if tag in (127, 126, 121, 120):  # undefined, null, false, true
+            return
+        if tag == 125:
+            self.skip_varint()
+        elif tag == 124:
+            self.skip(4)
+        elif tag in (123, 122):
+            self.skip(8)
+        elif tag in (119, 116):  # string, bytes
+            self.skip_bytes()
+        elif tag == 118:  # object
+            for _ in range(self.varuint()):
+                self.skip_bytes()
+                self.skip_any(depth + 1)
+        elif tag == 117:  # array
+            for _ in range(self.varuint()):
+                self.skip_any(depth + 1)
+        else:
+            raise ValueError(f"unknown value tag {tag}")
+
+
+def _utf16_length(text: str) -> int:
+    return len(text) + sum(1 for char in text if ord(char) > 0xFFFF)
+
+
+def _item_length(reader: _Reader, info: int) -> int:
+    """Read an Item after its info byte; its clock length."""
+    if info & _BIT8:
+        reader.varuint()
+        reader.varuint()
+    if info & _BIT7:
+        reader.varuint()
+        reader.varuint()
+    if not info & (_BIT8 | _BIT7):
+        if reader.varuint() == 1:  # parent named by its root key
+            reader.skip_bytes()
+        else:  # parent named by its id
+            reader.varuint()
+            reader.varuint()
+        if info & _BIT6:
+            reader.skip_bytes()
+    match info & _BITS5:
+        case 1:  # deleted
+            return reader.varuint()
+        case 2:  # JSON
+            count = reader.varuint()
+            for _ in range(count):
+                reader.skip_bytes()
+            return count
+        case 3 | 5:  # binary, embed
+            reader.skip_bytes()
+            return 1
+        case 4:  # string
+            return _utf16_length(reader.string())
+        case 6:  # format: key, value
+            reader.skip_bytes()
+            reader.skip_bytes()
+            return 1
+        case 7:  # a shared type
+            if reader.varuint() in (_XML_ELEMENT, _XML_HOOK):
+                reader.skip_bytes()
+            return 1
+        case 8:  # any
+            count = reader.varuint()
+            for _ in range(count):
+                reader.skip_any()
+            return count
+        case 9:  # a subdocument: guid, options
+            reader.skip_bytes()
+            reader.skip_any()
+            return 1
+    raise ValueError(f"unsupported content type {info & _BITS5}")
+
+
+def update_ids(update: bytes) -> UpdateIds:
+    """The clock ranges `update` creates per client id, and how much it deletes."""
+    reader = _Reader(update)
+    created: dict[int, tuple[int, int]] = {}
+    for _ in range(reader.varuint()):
+        structs = reader.varuint()
+        client_id = reader.varuint()
+        start = clock = reader.varuint()
+        for _ in range(structs):
+            info = reader.byte()
+            if info & _BITS5 in (_GC, _SKIP):
+                clock += reader.varuint()
+            else:
+                clock += _item_length(reader, info)
+        if clock > start:
+            first, end = created.get(client_id, (start, clock))
+            created[client_id] = (min(first, start), max(end, clock))
+    deleted = 0
+    for _ in range(reader.varuint()):
+        reader.varuint()  # client id
+        for _ in range(reader.varuint()):
+            reader.varuint()  # clock
+            deleted += reader.varuint()
+    return UpdateIds(created, deleted)

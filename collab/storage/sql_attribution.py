@@ -1,0 +1,139 @@
+"""The SQL of attribution: claims and sessions written beside their log rows, and
+read back (see collab.storage.attribution).
+
+Written inside the batch's transaction (collab.storage.sql_writes calls
+`write_attribution` for the appends it accepted), so a log row and what it says
+about its author commit together or not at all. A claim is inserted unless the
+client id is claimed already (first claim wins: the room refuses a connection
+writing under another author's client id before it gets here); a session is an
+upsert on (document, key): the room sends it again, grown, while it lasts.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Select, select, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from collab.storage.attribution import (
+    Author,
+    EditSession,
+    decode_ranges,
+    encode_ranges,
+)
+from collab.storage.sql_schema import client_authors, edit_sessions
+from collab.storage.store import AppendUpdate
+
+_CLAIM = (
+    f"INSERT INTO {client_authors.name} (document, client_id, subject, claimed_at) "
+    "VALUES (:document, :client_id, :subject, :claimed_at) "
+    "ON CONFLICT (document, client_id) DO NOTHING"
+)
+_SESSION_COLUMNS = (
+    "document",
+    "key",
+    "subject",
+    "name",
+    "is_verified",
+    "origin",
+    "started_at",
+    "ended_at",
+    "inserted",
+    "deleted",
+    "ranges",
+    "source_version",
+)
+_SESSION = (
+    f"INSERT INTO {edit_sessions.name} ({', '.join(_SESSION_COLUMNS)}) "
+    f"VALUES ({', '.join(':' + c for c in _SESSION_COLUMNS)}) "
+    "ON CONFLICT (document, key) DO UPDATE SET "
+    + ", ".join(
+        f"{c} = excluded.{c}" for c in ("name", "ended_at", "inserted", "deleted", "ranges")
+    )
+)
+
+
+def write_attribution(conn: Connection, ops: Sequence[AppendUpdate], now: float) -> None:
+    """The claims and sessions `ops` carry (appends whose rows were inserted).
+    Plain SQL that SQLite and PostgreSQL both take; on SQLite straight to the
+    driver, as the appends are (collab.storage.sql_writes): it is on the hot path."""
+    claims = {(op.document, claim.client_id): claim.subject for op in ops for claim in op.claims}
+    # The latest state of each session (a batch may hold several of one).
+    sessions = {(op.document, s.key): (op.document, s) for op in ops for s in op.sessions}
+    claim_rows = [
+        {"document": d, "client_id": c, "subject": s, "claimed_at": now}
+        for (d, c), s in claims.items()
+    ]
+    session_rows = [_session_row(document, s) for document, s in sessions.values()]
+    driver = conn.connection.driver_connection
+    for statement, rows in ((_CLAIM, claim_rows), (_SESSION, session_rows)):
+        if not rows:
+            continue
+        if isinstance(driver, sqlite3.Connection):
+            driver.executemany(statement, rows)
+        else:
+            conn.execute(text(statement), rows)
+
+
+def _session_row(document: str, session: EditSession) -> dict[str, Any]:
+    author = session.author
+    return {
+        "document": document,
+        "key": session.key,
+        "subject": author.subject,
+        "name": author.name,
+        "is_verified": author.is_verified,
+        "origin": session.origin,
+        "started_at": session.started_at,
+        "ended_at": session.ended_at,
+        "inserted": session.inserted,
+        "deleted": session.deleted,
+        "ranges": encode_ranges(session.ranges),
+        "source_version": session.source_version,
+    }
+
+
+async def read_owners(conn: AsyncConnection, document: str) -> dict[int, str]:
+    rows = await conn.execute(
+        select(client_authors.c.client_id, client_authors.c.subject).where(
+            client_authors.c.document == document
+        )
+    )
+    return {int(row.client_id): row.subject for row in rows}
+
+
+def sessions_query(
+    document: str,
+    *,
+    since: float | None,
+    until: float | None,
+    subject: str | None,
+    limit: int | None,
+) -> Select[Any]:
+    query = select(edit_sessions).where(edit_sessions.c.document == document)
+    if since is not None:
+        query = query.where(edit_sessions.c.ended_at >= since)
+    if until is not None:
+        query = query.where(edit_sessions.c.started_at <= until)
+    if subject is not None:
+        query = query.where(edit_sessions.c.subject == subject)
+    query = query.order_by(edit_sessions.c.ended_at.desc(), edit_sessions.c.id.desc())
+    return query if limit is None else query.limit(limit)
+
+
+def session_of(row: Any) -> EditSession:
+    return EditSession(
+        key=int(row.key),
+        author=Author(row.subject, row.name, bool(row.is_verified)),
+        started_at=float(row.started_at),
+        ended_at=float(row.ended_at),
+        inserted=int(row.inserted),
+        deleted=int(row.deleted),
+        ranges=decode_ranges(row.ranges),
+        origin=row.origin,
+        source_version=None if row.source_version is None else int(row.source_version),
+    )
