@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from websockets.extensions.base import Extension
+from websockets.extensions.base import Extension, ServerExtensionFactory
 from websockets.extensions.permessage_deflate import (
     PerMessageDeflate,
     ServerPerMessageDeflateFactory,
@@ -170,6 +170,27 @@ class DeferredInflateFactory(ServerPerMessageDeflateFactory):
     ) -> tuple[list[ExtensionParameter], PerMessageDeflate]:
         response, extension = super().process_request_params(params, accepted_extensions)
         return response, DeferredInflate(extension)
+
+
+# What a connection offers in its handshake (None: no extension).
+OfferedExtensions = list[ServerExtensionFactory] | None
+
+
+def offered_extensions(*, is_deflate_offered: bool) -> OfferedExtensions:
+    """permessage-deflate as uvicorn offers it (4 kB windows, a smaller memLevel:
+    memory per connection), with no context takeover for what the server sends:
+    a message then compresses to the same bytes for every recipient
+    (collab.api.frames)."""
+    if not is_deflate_offered:
+        return None
+    return [
+        DeferredInflateFactory(
+            server_no_context_takeover=True,
+            server_max_window_bits=12,
+            client_max_window_bits=12,
+            compress_settings={"memLevel": 5},
+        )
+    ]
 
 
 class MessageAssembly:

@@ -33,13 +33,17 @@ from collections import deque
 from typing import cast
 
 from websockets.datastructures import Headers
-from websockets.extensions.base import ServerExtensionFactory
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
-from collab.api.assembly import DeferredInflate, DeflatedFrame, MessageAssembly
+from collab.api.assembly import (
+    DeferredInflate,
+    DeflatedFrame,
+    MessageAssembly,
+    OfferedExtensions,
+)
 from collab.api.connection import (
     TEXT_FRAME_REASON,
     WAIT_FOR_STORAGE,
@@ -89,7 +93,7 @@ class SocketConnection(asyncio.Protocol):
     def __init__(
         self,
         edge: ConnectionEdge | None,
-        extensions: list[ServerExtensionFactory] | None,
+        extensions: OfferedExtensions,
         max_message_bytes: int,
     ) -> None:
         self._edge = edge

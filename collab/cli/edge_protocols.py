@@ -45,9 +45,8 @@ from typing import Any
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
-from websockets.extensions.base import ServerExtensionFactory
 
-from collab.api.assembly import DeferredInflateFactory
+from collab.api.assembly import OfferedExtensions, offered_extensions
 from collab.api.connection import ConnectionEdge
 from collab.api.socket import SocketConnection
 
@@ -190,7 +189,7 @@ class EdgeSocketProtocol(SocketConnection):
 
     __slots__ = ("_server_connections",)
     _app: Any = None
-    _extensions: list[ServerExtensionFactory] | None = None
+    _extensions: OfferedExtensions = None
 
     def __init__(
         self,
@@ -216,21 +215,7 @@ class EdgeSocketProtocol(SocketConnection):
 
 def edge_socket_protocol(app: Any, *, is_deflate_offered: bool) -> type[asyncio.Protocol]:
     """The protocol class for uvicorn's `ws` option, serving `app`'s /ws/ connections."""
-    # uvicorn's parameters (4 kB windows, a smaller memLevel), and no context takeover
-    # for what the server sends.
-    extensions: list[ServerExtensionFactory] | None = (
-        [
-            DeferredInflateFactory(
-                # Compressed once for every recipient (collab.api.frames).
-                server_no_context_takeover=True,
-                server_max_window_bits=12,
-                client_max_window_bits=12,
-                compress_settings={"memLevel": 5},
-            )
-        ]
-        if is_deflate_offered
-        else None
-    )
+    extensions = offered_extensions(is_deflate_offered=is_deflate_offered)
 
     class Configured(EdgeSocketProtocol):
         __slots__ = ()
