@@ -95,6 +95,12 @@ class UnsupportedData(ProtocolError):
     close_code = CloseCode.UNSUPPORTED_DATA
 
 
+class UnfinishedMessage(ProtocolError):
+    """A message sent in fragments whose last did not come in time."""
+
+    close_code = CloseCode.IDLE_TIMEOUT
+
+
 class DocumentTooLarge(ProtocolError):
     close_code = CloseCode.DOCUMENT_TOO_LARGE
 

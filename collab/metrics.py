@@ -131,6 +131,11 @@ class Metrics:
             "Messages after which a connection's next read waited for its rate limit "
             "(COLLAB_RATE_LIMIT_PER_S): backpressure, not a refusal",
         )
+        self.inflated_bytes = counter(
+            "collab_inflated_bytes",
+            "Bytes inflated from permessage-deflate messages; inflating stops at the "
+            "message type's limit (collab.api.assembly)",
+        )
         self.queue_overflows = counter(
             "collab_send_queue_overflows", "Connections closed because their send queue overflowed"
         )

@@ -46,13 +46,25 @@ def _client(connection: HTTPConnection) -> str:
 
 def log_refusal(connection: HTTPConnection, exc: AuthError, document: str | None) -> None:
     """One log line and one count (`collab_auth_failures_total{reason}`) per refusal."""
-    metrics: Metrics = connection.app.state.runtime.metrics
+    log_auth_refusal(
+        connection.app.state.runtime.metrics,
+        exc,
+        document=document,
+        client=_client(connection),
+        path=connection.url.path,
+    )
+
+
+def log_auth_refusal(
+    metrics: Metrics, exc: AuthError, *, document: str | None, client: str, path: str
+) -> None:
+    """`log_refusal` for a connection that has no Starlette request (collab.api.socket)."""
     metrics.auth_failed(exc.failure)
     logger.warning(
         "doc=%s client=%s refused %s (%s): %s",
         document or "-",
-        _client(connection),
-        connection.url.path,
+        client,
+        path,
         exc.failure,
         exc.message,
     )
@@ -121,11 +133,35 @@ async def refuse_request(request: Request, exc: Exception) -> JSONResponse:
 
 def admit_websocket(connection: HTTPConnection) -> Grant:
     """The grant for a WebSocket to `/ws/{name}`: at least read access."""
-    token = connection.query_params.get("token")
-    if token is None:
-        scheme, _, credentials = connection.headers.get("authorization", "").partition(" ")
-        token = credentials.strip() if scheme.lower() == "bearer" else None
-    return _admit(connection, token, Role.READ)
+    return admit_socket(
+        access_of(connection),
+        origin=connection.headers.get("origin"),
+        host=connection.headers.get("host"),
+        token=socket_token(
+            connection.query_params.get("token"), connection.headers.get("authorization", "")
+        ),
+        document=connection.path_params.get("name"),
+    )
+
+
+def socket_token(query_token: str | None, authorization: str) -> str | None:
+    """A WebSocket's token: `?token=`, else `Authorization: Bearer`."""
+    if query_token is not None:
+        return query_token
+    scheme, _, credentials = authorization.partition(" ")
+    return credentials.strip() if scheme.lower() == "bearer" else None
+
+
+def admit_socket(
+    access: AccessPolicy,
+    *,
+    origin: str | None,
+    host: str | None,
+    token: str | None,
+    document: str | None,
+) -> Grant:
+    """The grant for a WebSocket handshake with these headers (AuthError if none)."""
+    return access.admit(origin=origin, host=host, token=token, document=document, role=Role.READ)
 
 
 def install_cors(app: FastAPI, access: AccessPolicy) -> None:

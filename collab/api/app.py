@@ -100,6 +100,8 @@ def create_app(settings: Settings) -> FastAPI:
                     rate_per_s=settings.rate_limit_per_s,
                     rate_burst=settings.rate_limit_burst,
                 ),
+                access=access,
+                allowed_hosts=allowed_hosts,
             )
             runtime.revocations.attach_closer(app.state.connections)
             logger.info(

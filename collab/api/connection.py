@@ -23,19 +23,23 @@ import asyncio
 import itertools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from starlette.types import Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from collab.api.access import admit_websocket, author_of, log_refusal
+from collab.api.assembly import MessageLimits
+from collab.api.frames import OutgoingFrames
+from collab.api.http_edge import AllowedHosts
 from collab.api.sockets import SERVER_SEND
-from collab.auth.policy import AuthError, AuthFailure, Grant
+from collab.auth.policy import AccessPolicy, AuthError, AuthFailure, Grant
 from collab.auth.revocation import Revocation
-from collab.errors import CloseCode, MessageTooBig, ReadOnlyEdit, Refusal, UnsupportedData
+from collab.errors import CloseCode, ReadOnlyEdit, Refusal, UnsupportedData
 from collab.protocol.codec import decode_message, encode_permission_denied
 from collab.protocol.names import DOCUMENT_NAME_RULE, is_valid_document_name
-from collab.rooms.peer import Peer, PeerLimits
+from collab.rooms.peer import Peer, PeerLimits, Transport
 from collab.rooms.room import Room
 from collab.rooms.send_gate import BigSendGate
 from collab.runtime import Runtime
@@ -43,6 +47,10 @@ from collab.runtime import Runtime
 logger = logging.getLogger(__name__)
 
 _MAX_CLOSE_REASON_BYTES = 123  # RFC 6455 5.5: a control frame payload is at most 125 bytes
+# `ConnectionEdge.take`'s answer when the next read waits for the writer's backlog.
+WAIT_FOR_STORAGE = -1.0
+BAD_NAME_REASON = f"bad document name: use {DOCUMENT_NAME_RULE}"
+TEXT_FRAME_REASON = "text frames are not part of the Yjs protocol; send binary"
 
 
 class WebSocketTransport:
@@ -82,22 +90,34 @@ class ConnectionEdge:
 
     runtime: Runtime
     limits: PeerLimits
+    # Who may connect, and under which host names (collab.api.socket checks both
+    # itself; the ASGI path has the middlewares and the app's state for them).
+    access: AccessPolicy | None = None
+    allowed_hosts: AllowedHosts | None = None
     # One for the whole server: it bounds the copies of big messages in flight.
     gate: BigSendGate = field(default_factory=BigSendGate)
     _peer_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     # Connections admitted with a token (an open server's have none to watch).
     _tokens: dict[Peer, HeldToken] = field(default_factory=dict)
+    # Relays framed (and compressed) once for all recipients (collab.api.socket's).
+    frames: OutgoingFrames = field(default_factory=OutgoingFrames)
+    # Each message kind's bound, checked before decoding (collab.api.assembly).
+    message_limits: MessageLimits = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.message_limits = MessageLimits.of(self.runtime.settings)
 
     async def serve(self, websocket: WebSocket, name: str) -> None:
-        """Serve one connection to /ws/{name} until it ends."""
+        """Serve one connection to /ws/{name} through ASGI until it ends.
+
+        `collab serve` does not come here: its connections are served by
+        collab.api.socket without ASGI. This path is for the app under another
+        ASGI server; both use the steps below (admission, join, `take`, leave)."""
         # Accept first, so a refusal carries a close code and reason the client can read.
         await websocket.accept()
         if not is_valid_document_name(name):
-            logger.warning("refused connection: bad document name %r", name[:200])
-            await websocket.close(
-                CloseCode.BAD_DOCUMENT_NAME,
-                f"bad document name: use {DOCUMENT_NAME_RULE}",
-            )
+            log_bad_name(name)
+            await websocket.close(CloseCode.BAD_DOCUMENT_NAME, BAD_NAME_REASON)
             return
         try:
             grant = admit_websocket(websocket)
@@ -107,25 +127,111 @@ class ConnectionEdge:
             await transport.send_bytes(encode_permission_denied(exc.message))
             await transport.close(exc.close_code, exc.message)
             return
+        peer = self.open_peer(WebSocketTransport(websocket), name, grant)
+        try:
+            await self._serve_peer(websocket, peer)
+        finally:
+            self.release(peer)
+
+    def open_peer(
+        self,
+        transport: Transport,
+        name: str,
+        grant: Grant,
+        write_now: Callable[[bytes], bool] | None = None,
+    ) -> Peer:
+        """The peer of a connection admitted with `grant`; `release` it when it ends.
+        `write_now`: the transport's synchronous write, if it has one (Peer.send)."""
         peer = Peer(
-            WebSocketTransport(websocket),
+            transport,
             name,
             self.limits,
             self.runtime.metrics,
             is_read_only=grant.is_read_only,
             gate=self.gate,
             peer_id=next(self._peer_ids),
+            write_now=write_now,
             author=author_of(grant),
         )
         # Nothing awaited since admission: a revocation cannot fall in between.
         if grant.expires_at is not None:
             self._hold_token(peer, grant, grant.expires_at)
+        return peer
+
+    def release(self, peer: Peer) -> None:
+        """Forget the token `peer` was admitted with (its expiry timer too)."""
+        held = self._tokens.pop(peer, None)
+        if held is not None:
+            held.expiry.cancel()
+
+    async def join(self, peer: Peer) -> Room | None:
+        """Join `peer`'s room; None if refused (the peer is then closed with the code)."""
+        runtime, name = self.runtime, peer.document
+        runtime.metrics.connections_opened.inc()
         try:
-            await self._serve_peer(websocket, peer)
-        finally:
-            held = self._tokens.pop(peer, None)
-            if held is not None:
-                held.expiry.cancel()
+            room = await runtime.registry.join(name, peer)
+        except Refusal as exc:
+            logger.warning("doc=%s peer=%d refused (%d): %s", name, peer.id, exc.close_code, exc)
+            peer.close(exc.close_code, exc.reason)
+            return None
+        except Exception:  # task boundary: this client is told; the others are untouched
+            logger.exception("doc=%s peer=%d could not join", name, peer.id)
+            peer.close(CloseCode.INTERNAL_ERROR, "could not load the document")
+            return None
+        logger.info(
+            "doc=%s peer=%d connected%s (%d in room)",
+            name,
+            peer.id,
+            " read-only" if peer.is_read_only else "",
+            len(room.peers),
+        )
+        return room
+
+    def take(self, peer: Peer, room: Room, data: bytes) -> float:
+        """Hand one binary message from `peer` to its room: the seconds to wait
+        before reading the connection's next one (0.0: read on), or
+        `WAIT_FOR_STORAGE`. A refusal raises `Refusal` (see `refuse`).
+
+        Backpressure, not refusal, for a client that sends faster than it may:
+        while the edge waits it reads nothing from the socket, and TCP flow
+        control stops the client. An edit that changed the document waits for
+        storage when the writer's backlog is full; every other message is charged
+        to the connection's rate limit and waits for its next token.
+        """
+        runtime = self.runtime
+        peer.note_received()
+        runtime.metrics.received.count(data)
+        self.message_limits.check(data)
+        if room.handle(peer, decode_message(data)):
+            # An edit, stored and relayed: paced by storage alone.
+            return 0.0 if runtime.writer.has_capacity else WAIT_FOR_STORAGE
+        if delay_s := peer.rate_delay_s():
+            # Nothing stored paces this one (awareness, step 1, a duplicate...).
+            runtime.metrics.paced_reads.inc()
+            return delay_s
+        return 0.0
+
+    def refuse(self, peer: Peer, exc: Refusal) -> None:
+        """Close `peer` for a message its room or the edge refused; one log line."""
+        logger.warning(
+            "doc=%s peer=%d refused, closing with %d: %s",
+            peer.document,
+            peer.id,
+            exc.close_code,
+            exc.reason,
+        )
+        if isinstance(exc, ReadOnlyEdit):
+            self.runtime.metrics.auth_failed(AuthFailure.READ_ONLY_EDIT)
+        peer.close(exc.close_code, exc.reason)
+
+    def log_disconnected(self, peer: Peer) -> None:
+        logger.info(
+            "doc=%s peer=%d disconnected (code %s%s)",
+            peer.document,
+            peer.id,
+            int(peer.close_code) if peer.close_code else "-",
+            f", {peer.close_reason}" if peer.close_reason else "",
+        )
 
     def _hold_token(self, peer: Peer, grant: Grant, expires_at: float) -> None:
         # A reconnect with this token is refused from exp + leeway on (the
@@ -161,27 +267,11 @@ class ConnectionEdge:
         return len(closing)
 
     async def _serve_peer(self, websocket: WebSocket, peer: Peer) -> None:
-        runtime, name = self.runtime, peer.document
-        runtime.metrics.connections_opened.inc()
-        try:
-            room = await runtime.registry.join(name, peer)
-        except Refusal as exc:
-            logger.warning("doc=%s peer=%d refused (%d): %s", name, peer.id, exc.close_code, exc)
-            peer.close(exc.close_code, exc.reason)
-            await self._finish(peer)
+        room = await self.join(peer)
+        if room is None:
+            await self.finish(peer)
             return
-        except Exception:  # task boundary: this client is told; the others are untouched
-            logger.exception("doc=%s peer=%d could not join", name, peer.id)
-            peer.close(CloseCode.INTERNAL_ERROR, "could not load the document")
-            await self._finish(peer)
-            return
-        logger.info(
-            "doc=%s peer=%d connected%s (%d in room)",
-            name,
-            peer.id,
-            " read-only" if peer.is_read_only else "",
-            len(room.peers),
-        )
+        name = peer.document
         sender = asyncio.create_task(peer.run_sender(), name=f"peer {peer.id} sender")
         try:
             await self._receive_until_sender_ends(websocket, peer, room, sender)
@@ -191,24 +281,20 @@ class ConnectionEdge:
             logger.exception("doc=%s peer=%d receive loop failed", name, peer.id)
             peer.close(CloseCode.INTERNAL_ERROR, "internal error")
         finally:
-            runtime.registry.leave(room, peer)
+            self.runtime.registry.leave(room, peer)
             sender.cancel()
             (result,) = await asyncio.gather(sender, return_exceptions=True)
-            if isinstance(result, WebSocketDisconnect | OSError):
-                peer.mark_gone()  # the socket went away under a send
-            elif isinstance(result, Exception):
-                logger.error(
-                    "doc=%s peer=%d %s failed", name, peer.id, sender.get_name(), exc_info=result
-                )
-                peer.close(CloseCode.INTERNAL_ERROR, "internal error")
-            await self._finish(peer)
-            logger.info(
-                "doc=%s peer=%d disconnected (code %s%s)",
-                name,
-                peer.id,
-                int(peer.close_code) if peer.close_code else "-",
-                f", {peer.close_reason}" if peer.close_reason else "",
-            )
+            self.note_sender_end(peer, result)
+            await self.finish(peer)
+            self.log_disconnected(peer)
+
+    def note_sender_end(self, peer: Peer, result: BaseException | None) -> None:
+        """How `peer`'s sender ended: the socket gone, a failure, or asked to."""
+        if isinstance(result, WebSocketDisconnect | OSError):
+            peer.mark_gone()  # the socket went away under a send
+        elif isinstance(result, Exception):
+            logger.error("doc=%s peer=%d sender failed", peer.document, peer.id, exc_info=result)
+            peer.close(CloseCode.INTERNAL_ERROR, "internal error")
 
     async def _receive_until_sender_ends(
         self, websocket: WebSocket, peer: Peer, room: Room, sender: asyncio.Task[None]
@@ -239,25 +325,16 @@ class ConnectionEdge:
             is_reading = False
             sender.remove_done_callback(end_read)
 
-    async def _finish(self, peer: Peer) -> None:
+    async def finish(self, peer: Peer) -> None:
+        """Send `peer`'s close frame (bounded wait) and count how it closed."""
         await peer.finish()
         self.runtime.metrics.closed(peer.close_code)
 
     async def _receive_loop(self, websocket: WebSocket, peer: Peer, room: Room) -> None:
-        """Read frames until the client leaves or breaks the protocol.
-
-        Backpressure, not refusal, for a client that sends faster than it may:
-        while this loop waits it reads nothing, the server reads nothing more from
-        the socket (uvicorn pauses reading until the next `receive()`), and TCP
-        flow control stops the client. An edit that changed the document waits
-        for storage when the writer's backlog is full; every other message is
-        charged to the connection's rate limit and waits for its next token.
-        """
-        runtime = self.runtime
-        max_bytes = runtime.settings.max_message_bytes
-        writer = runtime.writer
-        count_received = runtime.metrics.received.count
-        paced_reads = runtime.metrics.paced_reads
+        """Read frames until the client leaves or breaks the protocol; waits as
+        `take` says between them (uvicorn reads nothing more from the socket
+        until the next `receive()`)."""
+        writer = self.runtime.writer
         try:
             while peer.is_open:
                 event = await websocket.receive()
@@ -265,31 +342,18 @@ class ConnectionEdge:
                     # The client is gone: no close frame to send; keep its code for the log.
                     peer.mark_gone(event.get("code"))
                     return
-                peer.note_received()
                 data = event.get("bytes")
                 if data is None:
-                    raise UnsupportedData(
-                        "text frames are not part of the Yjs protocol; send binary"
-                    )
-                count_received(data)
-                if len(data) > max_bytes:
-                    raise MessageTooBig(f"message of {len(data)} bytes exceeds {max_bytes}")
-                if room.handle(peer, decode_message(data)):
-                    # An edit, stored and relayed: paced by storage alone.
-                    if writer.pending_ops:
-                        await writer.wait_for_capacity()
-                elif delay_s := peer.rate_delay_s():
-                    # Nothing stored paces this one (awareness, step 1, a duplicate...).
-                    paced_reads.inc()
+                    peer.note_received()
+                    raise UnsupportedData(TEXT_FRAME_REASON)
+                delay_s = self.take(peer, room, data)
+                if delay_s == WAIT_FOR_STORAGE:
+                    await writer.wait_for_capacity()
+                elif delay_s:
                     await asyncio.sleep(delay_s)
         except Refusal as exc:
-            logger.warning(
-                "doc=%s peer=%d refused, closing with %d: %s",
-                peer.document,
-                peer.id,
-                exc.close_code,
-                exc.reason,
-            )
-            if isinstance(exc, ReadOnlyEdit):
-                runtime.metrics.auth_failed(AuthFailure.READ_ONLY_EDIT)
-            peer.close(exc.close_code, exc.reason)
+            self.refuse(peer, exc)
+
+
+def log_bad_name(name: str) -> None:
+    logger.warning("refused connection: bad document name %r", name[:200])

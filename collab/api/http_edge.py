@@ -159,15 +159,8 @@ class HostAllowList:
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, host: str | None) -> None:
         kind = scope["type"]
         self._count_refusal("host")
-        logger.warning(
-            "client=%s refused %s %s: Host %r is not one of this server's names "
-            "(COLLAB_ALLOWED_HOSTS)",
-            _client(scope),
-            kind,
-            scope["path"][:200],
-            (host or "")[:200],
-        )
-        detail = f"this server does not answer for host {(host or '')[:200]!r}"
+        log_host_refusal(_client(scope), kind, scope["path"], host)
+        detail = host_refusal_detail(host)
         if kind == "http":
             await _respond(send, 421, detail)
         elif "websocket.http.response" in scope.get("extensions", {}):
@@ -176,6 +169,20 @@ class HostAllowList:
         else:  # a server without denial responses: a refused handshake (403)
             await receive()
             await send({"type": "websocket.close", "code": 1008})
+
+
+def log_host_refusal(client: str, kind: str, path: str, host: str | None) -> None:
+    logger.warning(
+        "client=%s refused %s %s: Host %r is not one of this server's names (COLLAB_ALLOWED_HOSTS)",
+        client,
+        kind,
+        path[:200],
+        (host or "")[:200],
+    )
+
+
+def host_refusal_detail(host: str | None) -> str:
+    return f"this server does not answer for host {(host or '')[:200]!r}"
 
 
 class _BodyRefused(HTTPException):

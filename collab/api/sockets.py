@@ -1,4 +1,9 @@
-"""The WebSocket route to /ws/{document}, served ahead of FastAPI's stack.
+"""The WebSocket route to /ws/{document} through ASGI, served ahead of FastAPI's stack.
+
+`collab serve` does not use it: uvicorn hands its upgrades to collab.api.socket,
+which serves /ws/ without ASGI. This route is for the app under another ASGI
+server (or uvicorn with its own `ws` protocol, as the bench's transport variants
+run it).
 
 Why not `@app.websocket`: every layer a connection passes through stays
 suspended for as long as the connection lives: FastAPI's exception and

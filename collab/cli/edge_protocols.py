@@ -26,16 +26,11 @@ The hooks are httptools' parser callbacks (`on_message_begin`,
 implements; the subclass calls through to each and keeps its own state apart.
 A request's body is bounded by the application's edge (collab.api.http_edge).
 
-`PacedWebSocketProtocol`. A connection that sends faster than the server takes
-its messages is paced: the application reads its next message later, and
-uvicorn reads nothing from the socket until it does (collab.api.connection). A
-pong then waits in the socket behind the messages sent before it, and uvicorn's
-ping check would drop a client that is only fast, not gone (1011): the pong of
-a client that wrote 200,000 edits in one go arrives only after the server has
-read them all. This one gives the pong another timeout while the client is
-evidently there: it has sent something since the ping, or messages it sent wait,
-read, for the application. A half-open connection sends nothing, so the next
-timeout finds it silent and drops it as before.
+`EdgeSocketProtocol`. uvicorn hands every WebSocket upgrade to the class given
+as its `ws` option, constructed with its own arguments; this one is
+collab.api.socket's connection (no ASGI: the frames go from the socket to the
+room and back), registered in uvicorn's set of connections so a shutdown
+closes it (1012) and waits for it. Use `edge_socket_protocol(app, ...)`.
 """
 
 from __future__ import annotations
@@ -47,8 +42,13 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
+from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from uvicorn.server import ServerState
+
+from collab.api.assembly import OfferedExtensions, offered_extensions
+from collab.api.connection import ConnectionEdge
+from collab.api.socket import SocketConnection
 
 logger = logging.getLogger(__name__)
 
@@ -183,20 +183,43 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         return f"{self.client[0]}:{self.client[1]}" if self.client else "-"
 
 
-class PacedWebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's websockets-sansio protocol, whose ping check allows for pacing: a
-    client that has sent anything since the ping, or whose messages already read
-    still wait for the application, is alive; its pong is behind them."""
+class EdgeSocketProtocol(SocketConnection):
+    """collab.api.socket's connection, built the way uvicorn builds its WebSocket
+    protocols. `edge_socket_protocol` makes the configured class."""
 
-    _last_read_at = 0.0
+    __slots__ = ("_server_connections",)
+    _app: Any = None
+    _extensions: OfferedExtensions = None
 
-    def data_received(self, data: bytes) -> None:
-        self._last_read_at = self.loop.time()
-        super().data_received(data)
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        # Set by the app's lifespan, which runs before uvicorn accepts a connection.
+        edge: ConnectionEdge | None = getattr(self._app.state, "connections", None)
+        max_bytes = edge.runtime.settings.max_message_bytes if edge is not None else 0
+        super().__init__(edge, self._extensions, max_bytes)
+        self._server_connections: set[Any] = server_state.connections
 
-    def keepalive_timeout(self) -> None:
-        is_behind = self.read_paused or self._last_read_at > self.ping_sent_at
-        if is_behind and self.ping_timeout and not self.close_sent:
-            self.pong_timer = self.loop.call_later(self.ping_timeout, self.keepalive_timeout)
-            return
-        super().keepalive_timeout()
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._server_connections.add(self)
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._server_connections.discard(self)
+        super().connection_lost(exc)
+
+
+def edge_socket_protocol(app: Any, *, is_deflate_offered: bool) -> type[asyncio.Protocol]:
+    """The protocol class for uvicorn's `ws` option, serving `app`'s /ws/ connections."""
+    extensions = offered_extensions(is_deflate_offered=is_deflate_offered)
+
+    class Configured(EdgeSocketProtocol):
+        __slots__ = ()
+        _app = app
+        _extensions = extensions
+
+    return Configured

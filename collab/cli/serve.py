@@ -20,8 +20,8 @@ from collab.api.app import allowed_hosts_of, create_app, refusal_counter
 from collab.auth.tokens import build_access_policy
 from collab.cli.edge_protocols import (
     ConnectionLimits,
-    PacedWebSocketProtocol,
     bounded_http_protocol,
+    edge_socket_protocol,
 )
 from collab.config import Settings, definitions
 from collab.config.definition import SettingDefinition
@@ -92,13 +92,14 @@ def uvicorn_config(settings: Settings, **overrides: Any) -> uvicorn.Config:
                 count_refusal=refusal_counter(app),
             )
         ),
-        # websockets-sansio, whose ping check allows for pacing.
-        "ws": PacedWebSocketProtocol,
-        # Above our own limit, so an oversized message reaches our check (its 4413
-        # and log line) instead of the library's 1009, which y-websocket retries.
+        # /ws/ served without ASGI (collab.api.socket); its own size check and pings.
+        "ws": edge_socket_protocol(
+            app, is_deflate_offered=overrides.get("ws_per_message_deflate", True)
+        ),
+        # For uvicorn's own WebSocket protocols, when `ws` is overridden (the bench's
+        # transport variants; /ws/ then goes through ASGI): the message bound above
+        # ours (our 4413, not the library's 1009) and the pings of the settings.
         "ws_max_size": settings.max_message_bytes * 2 + 1,
-        # y-websocket clients keep the socket alive themselves; protocol pings stay
-        # on so half-open TCP connections are noticed (0 turns them off).
         "ws_ping_interval": settings.ws_ping_interval_s or None,
         "ws_ping_timeout": settings.ws_ping_timeout_s or None,
         "timeout_graceful_shutdown": int(settings.shutdown_timeout_s),

@@ -264,6 +264,13 @@ class Settings:
         section="Limits",
         bound=Bound.LIMIT,
     )
+    max_state_vector_entries: int = setting(
+        100_000,
+        "most clients a sync step 1's state vector may list; its size is checked before "
+        "it is inflated or decoded (4413)",
+        section="Limits",
+        bound=Bound.LIMIT,
+    )
     max_client_ids_per_connection: int = setting(
         4,
         "awareness client ids one connection may own (y-websocket uses one); its states "
@@ -352,7 +359,8 @@ class Settings:
         10.0,
         "an HTTP request or WebSocket handshake must send its headers within this long "
         "of its first byte (or of the connection opening), and its body within this long "
-        "of its headers; else 408 and the connection is closed",
+        "of its headers; else 408 and the connection is closed. A WebSocket message sent "
+        "in fragments must be complete within this long of its first (else 4008)",
         section="Limits",
         bound=Bound.LIMIT,
     )

@@ -184,6 +184,20 @@ def decode_message(frame: bytes) -> Message:
     return UnknownMessage(message_type)
 
 
+def peek_message_kind(head: bytes) -> tuple[int, int | None] | None:
+    """The message type and, for a sync message, its sync type, from a message's
+    first bytes; None while `head` is too short to tell. Decodes nothing else:
+    the edge bounds a message by its kind before it has the rest."""
+    reader = _Reader(head)
+    try:
+        message_type = reader.read_varuint()
+        if message_type != MessageType.SYNC:
+            return (message_type, None)
+        return (message_type, reader.read_varuint())
+    except MalformedMessage:
+        return None
+
+
 def _decode_sync(reader: _Reader) -> SyncStep1 | SyncStep2 | SyncUpdate:
     sync_type = reader.read_varuint()
     payload = reader.read_bytes()

@@ -1,8 +1,10 @@
 """One connected client: its bounded outbox and its sender, the task that drains it.
 
 Owns the only code that awaits a client's socket. The room calls `send()`, which
-never blocks: it appends to the outbox or, when the outbox is over its bound,
-closes this peer with `SLOW_CONSUMER`. The peer re-syncs when it reconnects, so
+never blocks: it writes through the transport's `write_now` (when the edge gave
+one) if the socket takes the message at once and nothing is queued before it,
+or appends to the outbox or, when the outbox is
+over its bound, closes this peer with `SLOW_CONSUMER`. The peer re-syncs when it reconnects, so
 dropping its queue loses nothing; the others never wait for it.
 
 Lifecycle: OPEN --close()--> CLOSING --finish()--> CLOSED, or straight to CLOSED
@@ -30,6 +32,7 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -46,7 +49,8 @@ ANONYMOUS_AUTHOR = Author(ANONYMOUS)
 
 
 class Transport(Protocol):
-    """What a peer needs from a connection; the WebSocket adapter in app.py satisfies it."""
+    """What a peer needs from a connection (collab.api.socket's connection, or
+    the ASGI adapter in collab.api.connection)."""
 
     async def send_bytes(self, data: bytes) -> None: ...
 
@@ -106,6 +110,34 @@ class Peer:
     outside sets its state.
     """
 
+    __slots__ = (
+        "__weakref__",
+        "_bucket",
+        "_gate",
+        "_is_sending",
+        "_keepalive",
+        "_limits",
+        "_metrics",
+        "_outbox",
+        "_queued_bytes",
+        "_sender",
+        "_sent",
+        "_sent_at_last_check",
+        "_transport",
+        "_wakeup",
+        "_write_now",
+        "author",
+        "client_ids",
+        "close_code",
+        "close_reason",
+        "document",
+        "has_deferred_reply",
+        "id",
+        "is_read_only",
+        "last_received",
+        "state",
+    )
+
     def __init__(
         self,
         transport: Transport,
@@ -116,6 +148,7 @@ class Peer:
         is_read_only: bool = False,
         gate: BigSendGate | None = None,
         peer_id: int = 0,
+        write_now: Callable[[bytes], bool] | None = None,
         author: Author = ANONYMOUS_AUTHOR,
     ) -> None:
         self.id = peer_id  # for the logs: the edge numbers its connections
@@ -129,6 +162,9 @@ class Peer:
         self.has_deferred_reply = False  # a sync step 2 waiting for durability
         self.last_received = time.monotonic()
         self._transport = transport
+        # Relays go straight to the socket when nothing is queued before them and
+        # it takes them: no wake-up of the sender per message per recipient.
+        self._write_now = write_now
         self._limits = limits
         self._metrics = metrics
         self._gate = gate
@@ -137,7 +173,9 @@ class Peer:
             if limits.rate_per_s > 0
             else None
         )
-        self._outbox: deque[bytes] = deque()
+        # None while empty and the sender idle: an empty deque holds a 600-byte
+        # block, and most connections are idle.
+        self._outbox: deque[bytes] | None = None
         self._queued_bytes = 0
         # The future the idle sender awaits; None while it is busy. Not an
         # asyncio.Event: an Event holds an empty deque (~760 bytes) for the life
@@ -170,25 +208,39 @@ class Peer:
         return self._bucket.take(time.monotonic())
 
     def send(self, message: bytes) -> None:
-        """Queue `message`; never blocks. Overflow closes this peer, not the caller."""
+        """Write `message` now if the transport can without waiting and nothing is
+        queued before it, else queue it; never blocks. Overflow closes this peer,
+        not the caller."""
         if not self.is_open:
+            return
+        outbox = self._outbox
+        if (
+            not outbox
+            and not self._is_sending
+            and self._write_now is not None
+            and (self._gate is None or not self._gate.is_big(message))
+            and self._write_now(message)
+        ):
+            self._note_sent(message)
             return
         # A single message larger than the byte bound is still admitted on an empty
         # queue: a big initial sync must be able to reach a fresh client.
-        if len(self._outbox) >= self._limits.max_queue_messages or (
-            self._outbox and self._queued_bytes + len(message) > self._limits.max_queue_bytes
+        if outbox is None:
+            outbox = self._outbox = deque()
+        if len(outbox) >= self._limits.max_queue_messages or (
+            outbox and self._queued_bytes + len(message) > self._limits.max_queue_bytes
         ):
             logger.warning(
                 "doc=%s peer=%d send queue overflow (%d messages, %d bytes): disconnecting",
                 self.document,
                 self.id,
-                len(self._outbox),
+                len(outbox),
                 self._queued_bytes,
             )
             self._metrics.queue_overflows.inc()
             self.close(CloseCode.SLOW_CONSUMER, "send queue overflow: reconnect to re-sync")
             return
-        self._outbox.append(message)
+        outbox.append(message)
         self._queued_bytes += len(message)
         if self._wakeup is not None:
             self._wake_sender()
@@ -200,7 +252,7 @@ class Peer:
         self.state = PeerState.CLOSING
         self.close_code = code
         self.close_reason = reason
-        self._outbox.clear()
+        self._outbox = None
         self._queued_bytes = 0
         self._wake_sender()
         if self._is_sending and self._sender is not None:
@@ -226,11 +278,13 @@ class Peer:
         self._keepalive = loop.call_later(self._keepalive_check_s, self._keepalive_due)
         try:
             while self.is_open:
-                if not self._outbox:
+                outbox = self._outbox
+                if not outbox:
+                    self._outbox = None
                     self._wakeup = loop.create_future()
                     await self._wakeup
                     continue
-                message = self._outbox.popleft()
+                message = outbox.popleft()
                 self._queued_bytes -= len(message)
                 if self._gate is not None and self._gate.is_big(message):
                     await self._send_big(message, self._gate)

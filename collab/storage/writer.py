@@ -135,6 +135,11 @@ class UpdateWriter:
         self._wakeup.set()
         return future
 
+    @property
+    def has_capacity(self) -> bool:
+        """False while the backlog is full: what `wait_for_capacity` would wait for."""
+        return self._capacity.is_set()
+
     async def wait_for_capacity(self) -> None:
         """Backpressure: a receive loop awaits this so a flood waits for the database."""
         await self._capacity.wait()

@@ -32,7 +32,7 @@ EXCLUSIVE = {
     "sqlalchemy": {"storage"},
     "alembic": {"storage"},
     "redis": {"cluster"},
-    "websockets": {"client"},
+    "websockets": {"api", "client"},
 }
 
 
