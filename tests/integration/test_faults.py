@@ -69,7 +69,9 @@ async def test_locked_database_refuses_edits_with_4503_and_recovers(settings, tm
         b = await YClient(server.ws_url("doc")).connect()
         a.text.insert(0, "before")
         await eventually(lambda: str(b.text) == "before")
-        lock = sqlite3.connect(tmp_path / "collab.db", isolation_level=None)
+        # The server commits between our attempts (webhook outbox, attribution):
+        # wait for the write lock as long as any other step of the test may.
+        lock = sqlite3.connect(tmp_path / "collab.db", isolation_level=None, timeout=TIMEOUT_S)
         lock.execute("BEGIN EXCLUSIVE")
         try:
             a.text.insert(len(a.text), " during")
