@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from collab.api.access import READ_ACCESS, AdminGrant, author_of
 from collab.api.rest import AUTH_ERRORS, NOT_FOUND, DocumentName, runtime_of, timestamp
 from collab.history.activity import ActivityEvent, ActivityQuery, NothingToRevert
+from collab.history.restore import RestoreConflict
 from collab.history.versions import VersionTooLarge
 from collab.history.workers import ComputeBusy, ComputeFailed
 
@@ -96,6 +97,16 @@ class RevertOut(BaseModel):
     pre_revert_snapshot_id: int = Field(description="Restore it to undo this revert")
     sessions: int = Field(description="How many editing sessions were undone")
     changed: bool
+    deletions_restored: bool = Field(
+        description="Whether all the text the author deleted came back (false: see the reason)"
+    )
+    deletions_not_restored_reason: str | None = Field(
+        default=None, description="Why some deleted text did not come back"
+    )
+    restored_characters: int = Field(description="Characters of deleted text brought back")
+    restored_from_version: int | None = Field(
+        default=None, description="The version the deleted text was read from"
+    )
 
 
 def _when(value: str | None, field: str) -> float | None:
@@ -201,14 +212,22 @@ async def get_blame(name: DocumentName, request: Request) -> BlameOut:
 @router.post(
     "/{name}/revert",
     response_model=RevertOut,
-    responses={**NOT_FOUND, **AUTH_ERRORS, 404: {"description": "No such document or session"}},
+    responses={
+        **NOT_FOUND,
+        **AUTH_ERRORS,
+        404: {"description": "No such document or session"},
+        409: {"description": "The document was deleted while the revert was computed"},
+        503: {"description": "A compute worker died: retry"},
+    },
 )
 async def revert(
     name: DocumentName, body: RevertIn, request: Request, grant: AdminGrant
 ) -> RevertOut:
-    """Needs the admin role. Undoes what an author inserted in a window (or one
-    session): their text still present is deleted as new operations, after a
-    pre-restore version; everyone else's edits stay. Attributed to who asks."""
+    """Needs the admin role. Undoes what an author did in a window (or one
+    session): their text still present is deleted and the text they deleted
+    comes back (read from the newest version from before), as new operations,
+    after a pre-restore version; everyone else's edits stay. Attributed to who
+    asks."""
     try:
         result = await runtime_of(request).history.activity.revert(
             name,
@@ -220,11 +239,19 @@ async def revert(
         )
     except NothingToRevert as exc:
         raise HTTPException(404, str(exc)) from exc
+    except RestoreConflict as exc:
+        raise HTTPException(409, str(exc)) from exc
+    except ComputeFailed as exc:
+        raise HTTPException(503, str(exc), headers={"Retry-After": "1"}) from exc
     return RevertOut(
         document=name,
         pre_revert_snapshot_id=result.pre_revert_id,
         sessions=result.sessions,
         changed=result.changed,
+        deletions_restored=result.deletions_missing is None,
+        deletions_not_restored_reason=result.deletions_missing,
+        restored_characters=result.restored_chars,
+        restored_from_version=result.source_version,
     )
 
 

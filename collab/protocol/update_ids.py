@@ -25,10 +25,12 @@ _XML_ELEMENT, _XML_HOOK = 3, 5
 @dataclass(frozen=True, slots=True)
 class UpdateIds:
     """`created`: client id -> (first clock, end clock) of the structs the update
-    holds; `deleted`: clock units its delete set covers."""
+    holds; `deleted`: clock units its delete set covers; `deleted_ranges`: that
+    delete set as (client id, first clock, end clock), end exclusive."""
 
     created: dict[int, tuple[int, int]]
     deleted: int
+    deleted_ranges: tuple[tuple[int, int, int], ...] = ()
 
 
 class _Reader:
@@ -157,7 +159,7 @@ def _item_length(reader: _Reader, info: int) -> int:
 
 
 def update_ids(update: bytes) -> UpdateIds:
-    """The clock ranges `update` creates per client id, and how much it deletes."""
+    """The clock ranges `update` creates per client id, and what it deletes."""
     reader = _Reader(update)
     created: dict[int, tuple[int, int]] = {}
     for _ in range(reader.varuint()):
@@ -174,9 +176,12 @@ def update_ids(update: bytes) -> UpdateIds:
             first, end = created.get(client_id, (start, clock))
             created[client_id] = (min(first, start), max(end, clock))
     deleted = 0
+    deleted_ranges: list[tuple[int, int, int]] = []
     for _ in range(reader.varuint()):
-        reader.varuint()  # client id
+        client_id = reader.varuint()
         for _ in range(reader.varuint()):
-            reader.varuint()  # clock
-            deleted += reader.varuint()
-    return UpdateIds(created, deleted)
+            clock = reader.varuint()
+            length = reader.varuint()
+            deleted += length
+            deleted_ranges.append((client_id, clock, clock + length))
+    return UpdateIds(created, deleted, tuple(deleted_ranges))

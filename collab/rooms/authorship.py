@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from collab.errors import ForeignClientId
 from collab.protocol.codec import decode_state_vector
 from collab.protocol.update_ids import update_ids
-from collab.storage.attribution import Author, ClientClaim, ClockRange, EditSession
+from collab.storage.attribution import Author, ClientClaim, ClockRange, EditSession, add_range
 
 logger = logging.getLogger(__name__)
 
@@ -47,14 +47,15 @@ class _OpenSession:
     inserted: int = 0
     deleted: int = 0
     ranges: list[ClockRange] = field(default_factory=list)
+    deleted_ranges: list[ClockRange] = field(default_factory=list)
 
     def add(self, client_id: int, start: int, end: int) -> None:
-        last = self.ranges[-1] if self.ranges else None
-        if last is not None and last[0] == client_id and last[2] == start:
-            self.ranges[-1] = (client_id, last[1], end)
-        else:
-            self.ranges.append((client_id, start, end))
+        add_range(self.ranges, client_id, start, end)
         self.inserted += end - start
+
+    def add_deleted(self, client_id: int, start: int, end: int) -> None:
+        add_range(self.deleted_ranges, client_id, start, end)
+        self.deleted += end - start
 
     def frozen(self) -> EditSession:
         return EditSession(
@@ -67,6 +68,7 @@ class _OpenSession:
             ranges=tuple(self.ranges),
             origin=self.origin,
             source_version=self.source_version,
+            deleted_ranges=tuple(self.deleted_ranges),
         )
 
 
@@ -118,7 +120,8 @@ class Authorship:
         session = self._session_for(author, origin, source, now)
         session.ended_at = now
         created, deleted = self._advance(delta)
-        session.deleted += deleted
+        for client_id, start, end in deleted:
+            session.add_deleted(client_id, start, end)
         for client_id, start, end in created:
             if client_id not in self.owners:
                 self.owners[client_id] = author.subject
@@ -141,18 +144,18 @@ class Authorship:
         self._pending_sessions = {}
         return claims, sessions
 
-    def _advance(self, delta: bytes) -> tuple[list[ClockRange], int]:
-        """The ranges `delta` creates, and how many clock units it deletes."""
+    def _advance(self, delta: bytes) -> tuple[list[ClockRange], tuple[ClockRange, ...]]:
+        """The ranges `delta` creates, and those it deletes."""
         try:
             ids = update_ids(delta)
         except ValueError:  # yrs made it; should it not decode, attribute nothing
             logger.exception("doc=%s a change does not decode", self._document)
-            return [], 0
+            return [], ()
         created = []
         for client_id, (start, end) in ids.created.items():
             created.append((client_id, start, end))
             self._clocks[client_id] = max(end, self._clocks.get(client_id, 0))
-        return created, ids.deleted
+        return created, ids.deleted_ranges
 
     def _session_for(
         self, author: Author, origin: str, source: int | None, now: float

@@ -51,6 +51,8 @@ class ClientClaim:
 
 # (client id, first clock, end clock): content created, end exclusive.
 ClockRange = tuple[int, int, int]
+# (text root, characters inserted, characters deleted), in Yjs clock units.
+RootCount = tuple[str, int, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,16 +68,43 @@ class EditSession:
     deleted: int  # characters (Yjs clock units) deleted
     ranges: tuple[ClockRange, ...] = ()
     origin: str = "edit"  # "edit", "restore" or "revert"
+    # The items it deleted (anybody's), by id: what a revert brings back.
+    deleted_ranges: tuple[ClockRange, ...] = ()
+    # Characters inserted and deleted per text root (sessions before 0007: none).
+    roots: tuple[RootCount, ...] = ()
     # A restore's: the version it restored, whose authors its text keeps (blame).
     source_version: int | None = None
+
+
+def add_range(ranges: list[ClockRange], client_id: int, start: int, end: int) -> None:
+    """Append a range, joined to the last one when they touch (typing forward,
+    and deleting backwards or forwards, each make one range)."""
+    if ranges:
+        last_client, last_start, last_end = ranges[-1]
+        if last_client == client_id and start <= last_end and end >= last_start:
+            ranges[-1] = (client_id, min(start, last_start), max(end, last_end))
+            return
+    ranges.append((client_id, start, end))
 
 
 def encode_ranges(ranges: tuple[ClockRange, ...]) -> str:
     return json.dumps([list(r) for r in ranges], separators=(",", ":"))
 
 
-def decode_ranges(text: str) -> tuple[ClockRange, ...]:
+def decode_ranges(text: str | None) -> tuple[ClockRange, ...]:
     return tuple((int(c), int(s), int(e)) for c, s, e in json.loads(text or "[]"))
+
+
+def encode_root_counts(roots: tuple[RootCount, ...]) -> str | None:
+    if not roots:
+        return None
+    return json.dumps({r: [i, d] for r, i, d in roots}, separators=(",", ":"))
+
+
+def decode_root_counts(text: str | None) -> tuple[RootCount, ...]:
+    if not text:
+        return ()
+    return tuple((str(r), int(i), int(d)) for r, (i, d) in json.loads(text).items())
 
 
 @dataclass(frozen=True, slots=True)

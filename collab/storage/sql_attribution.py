@@ -23,7 +23,9 @@ from collab.storage.attribution import (
     Author,
     EditSession,
     decode_ranges,
+    decode_root_counts,
     encode_ranges,
+    encode_root_counts,
 )
 from collab.storage.sql_schema import client_authors, edit_sessions
 from collab.storage.store import AppendUpdate
@@ -46,13 +48,16 @@ _SESSION_COLUMNS = (
     "deleted",
     "ranges",
     "source_version",
+    "deleted_ranges",
+    "roots",
 )
 _SESSION = (
     f"INSERT INTO {edit_sessions.name} ({', '.join(_SESSION_COLUMNS)}) "
     f"VALUES ({', '.join(':' + c for c in _SESSION_COLUMNS)}) "
     "ON CONFLICT (document, key) DO UPDATE SET "
     + ", ".join(
-        f"{c} = excluded.{c}" for c in ("name", "ended_at", "inserted", "deleted", "ranges")
+        f"{c} = excluded.{c}"
+        for c in ("name", "ended_at", "inserted", "deleted", "ranges", "deleted_ranges", "roots")
     )
 )
 
@@ -94,6 +99,8 @@ def _session_row(document: str, session: EditSession) -> dict[str, Any]:
         "deleted": session.deleted,
         "ranges": encode_ranges(session.ranges),
         "source_version": session.source_version,
+        "deleted_ranges": encode_ranges(session.deleted_ranges),
+        "roots": encode_root_counts(session.roots),
     }
 
 
@@ -136,4 +143,6 @@ def session_of(row: Any) -> EditSession:
         ranges=decode_ranges(row.ranges),
         origin=row.origin,
         source_version=None if row.source_version is None else int(row.source_version),
+        deleted_ranges=decode_ranges(row.deleted_ranges),
+        roots=decode_root_counts(row.roots),
     )

@@ -307,3 +307,58 @@ async def test_diffs_name_who_wrote_each_hunk_between_versions_and_times(
         assert by_time == by_id
         by_version = await _get(server, "/api/documents/doc/diff", **{"from": str(version["id"])})
         assert by_version == by_id
+
+
+async def test_reverting_an_author_brings_back_the_paragraph_they_deleted_keeping_later_edits(
+    tokened: Settings, clients: list[YClient]
+) -> None:
+    async with run_server(tokened) as server:
+        alice = await _join(server, clients, "alice")
+        alice.text.insert(0, "First paragraph.\nSecond paragraph.\n")
+        await eventually(alice.is_saved, what="alice saved")
+        version = await _post(server, "/api/documents/doc/snapshots", {"label": "v"}, "alice")
+        bob = await _join(server, clients, "bob")
+        await eventually(lambda: str(bob.text).startswith("First"), what="bob sees alice")
+        del bob.text[0:17]  # alice's first paragraph
+        bob.text.insert(0, "Bob was here. ")
+        await eventually(lambda: str(alice.text).startswith("Bob"), what="alice sees bob")
+        carol = await _join(server, clients, "carol")
+        await eventually(lambda: str(carol.text).startswith("Bob"), what="carol sees bob")
+        carol.text.insert(len(carol.text), "Carol's later line.")
+        expected = "First paragraph.\nSecond paragraph.\nCarol's later line."
+        await eventually(lambda: all(c.is_saved() for c in clients), what="saved")
+        result = await _post(server, "/api/documents/doc/revert", {"author": "bob"}, "root")
+        assert result["deletions_restored"] is True
+        assert result["deletions_not_restored_reason"] is None
+        assert result["restored_characters"] == 17
+        assert result["restored_from_version"] == version["id"]
+        for client in clients:
+            await eventually(lambda c=client: str(c.text) == expected, what="converged")
+        # The paragraph is new items made by the revert, but the same text of the
+        # version it was read from: it keeps its author.
+        await _blame_is(
+            server,
+            [("First paragraph.\nSecond paragraph.\n", "alice"), ("Carol's later line.", "carol")],
+        )
+        events = (await _get(server, "/api/documents/doc/activity"))["events"]
+        reverts = [e for e in events if e.get("origin") == "revert"]
+        assert reverts and reverts[0]["author"] == "root" and reverts[0]["inserted"] == 17
+
+
+async def test_a_revert_without_a_version_from_before_says_the_deletions_did_not_come_back(
+    tokened: Settings, clients: list[YClient]
+) -> None:
+    async with run_server(tokened) as server:
+        alice = await _join(server, clients, "alice")
+        alice.text.insert(0, "gone for good")
+        await eventually(alice.is_saved, what="alice saved")
+        bob = await _join(server, clients, "bob")
+        await eventually(lambda: str(bob.text) == "gone for good", what="bob sees alice")
+        del bob.text[0:5]
+        bob.text.insert(0, "B")
+        await eventually(bob.is_saved, what="bob saved")
+        result = await _post(server, "/api/documents/doc/revert", {"author": "bob"}, "root")
+        assert result["deletions_restored"] is False
+        assert "no version" in result["deletions_not_restored_reason"]
+        assert result["restored_characters"] == 0 and result["changed"] is True
+        await eventually(lambda: str(alice.text) == "for good", what="bob's insertion gone")
