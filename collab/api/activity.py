@@ -29,6 +29,11 @@ class AuthorOut(BaseModel):
     verified: bool = Field(description="True when `author` comes from a verified token")
 
 
+class RootCountOut(BaseModel):
+    inserted: int = Field(description="Characters (Yjs clock units) written into this text root")
+    deleted: int = Field(description="Characters deleted from it")
+
+
 class SessionOut(AuthorOut):
     kind: Literal["session"] = "session"
     id: int = Field(description="The session's key (for undoing it)")
@@ -38,7 +43,13 @@ class SessionOut(AuthorOut):
     inserted: int = Field(description="Characters (Yjs clock units) created")
     deleted: int = Field(description="Characters deleted")
     restored_version: int | None = Field(
-        default=None, description="A restore's: the version it restored"
+        default=None,
+        description="A restore's: the version it restored; a revert's: the version "
+        "the text it brought back was read from",
+    )
+    roots: dict[str, RootCountOut] = Field(
+        default_factory=dict,
+        description="The counts per text root (empty for sessions stored before they were kept)",
     )
 
 
@@ -137,6 +148,10 @@ def _event_out(event: ActivityEvent) -> SessionOut | VersionEventOut:
             inserted=s.inserted,
             deleted=s.deleted,
             restored_version=s.source_version,
+            roots={
+                root: RootCountOut(inserted=inserted, deleted=deleted)
+                for root, inserted, deleted in s.roots
+            },
         )
     assert event.version is not None
     v = event.version

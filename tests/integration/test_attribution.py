@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from pycrdt import Doc, Text, create_update_message
+from pycrdt import Doc, Map, Text, create_update_message
 
 from collab.config import Settings
 from collab.errors import CloseCode
@@ -362,3 +362,42 @@ async def test_a_revert_without_a_version_from_before_says_the_deletions_did_not
         assert "no version" in result["deletions_not_restored_reason"]
         assert result["restored_characters"] == 0 and result["changed"] is True
         await eventually(lambda: str(alice.text) == "for good", what="bob's insertion gone")
+
+
+async def test_sessions_count_characters_inserted_and_deleted_per_text_root(
+    tokened: Settings, clients: list[YClient]
+) -> None:
+    async with run_server(tokened) as server:
+        alice = await _join(server, clients, "alice")
+        title = alice.doc.get("title", type=Text)
+        title.insert(0, "My title")
+        alice.text.insert(0, "Body text here")
+        del alice.text[0:5]  # "Body "
+        alice.doc.get("meta", type=Map)["tags"] = ["not", "text"]
+        await eventually(alice.is_saved, what="saved")
+        # Content loaded from storage: the server reads its roots from the Doc.
+        await _post(server, "/api/documents/doc/snapshots", {"label": "v"}, "alice")
+        await alice.close()
+    async with run_server(tokened) as server:
+        bob = await _join(server, clients, "bob")
+        await eventually(lambda: str(bob.text) == "text here", what="bob loaded")
+        del bob.doc.get("title", type=Text)[0:3]  # "My "
+        bob.text.insert(len(bob.text), "!!")
+        await eventually(bob.is_saved, what="saved")
+
+        async def sessions() -> dict[str, dict[str, Any]]:
+            events = (await _get(server, "/api/documents/doc/activity"))["events"]
+            found = {e["author"]: e for e in events if e["kind"] == "session"}
+            return found if "bob" in found else {}
+
+        found = await eventually(sessions, what="both sessions")
+        assert found["alice"]["roots"] == {
+            "title": {"inserted": 8, "deleted": 0},
+            "text": {"inserted": 14, "deleted": 5},
+        }
+        assert found["bob"]["roots"] == {
+            "title": {"inserted": 0, "deleted": 3},
+            "text": {"inserted": 2, "deleted": 0},
+        }
+        # The totals stay, in clock units over every root.
+        assert found["bob"]["inserted"] == 2 and found["bob"]["deleted"] == 3
