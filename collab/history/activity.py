@@ -156,7 +156,9 @@ class DocumentActivity:
             raise NothingToRevert(f"document {name!r}: no such editing session to revert")
         inserted = [r for s in sessions for r in s.ranges]
         deleted = [r for s in sessions for r in s.deleted_ranges]
-        source = await self._version_before(name, min(s.started_at for s in sessions))
+        # From before the first deletion: what others wrote until then is in it.
+        deleting = [s for s in sessions if s.deleted_ranges] or sessions
+        source = await self._version_before(name, min(s.started_at for s in deleting))
         unrecorded = sum(s.deleted for s in sessions if not s.deleted_ranges)
         what = author or f"session {session}"
         async with self._one_at_a_time(name):

@@ -58,20 +58,26 @@ class RevertPlan:
 
 def subtract_ranges(ranges: Sequence[ClockRange], taken: Sequence[ClockRange]) -> list[ClockRange]:
     """`ranges` without the clocks `taken` covers (per client id)."""
-    by_client: dict[int, list[tuple[int, int]]] = {}
-    for client_id, start, end in taken:
-        by_client.setdefault(client_id, []).append((start, end))
+    cuts: dict[int, list[tuple[int, int]]] = {}
+    for client_id, start, end in sorted(taken):
+        merged = cuts.setdefault(client_id, [])
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
     left: list[ClockRange] = []
     for client_id, start, end in ranges:
-        pieces = [(start, end)]
-        for cut_start, cut_end in by_client.get(client_id, ()):
-            pieces = [
-                piece
-                for s, e in pieces
-                for piece in ((s, min(e, cut_start)), (max(s, cut_end), e))
-                if piece[1] > piece[0]
-            ]
-        left += [(client_id, s, e) for s, e in pieces]
+        merged = cuts.get(client_id, [])
+        index = max(0, bisect_right(merged, (start, start)) - 1)
+        at = start
+        for cut_start, cut_end in merged[index:]:
+            if cut_start >= end:
+                break
+            if cut_start > at:
+                left.append((client_id, at, cut_start))
+            at = max(at, cut_end)
+        if at < end:
+            left.append((client_id, at, end))
     return left
 
 
@@ -97,7 +103,10 @@ def revert_update(
         with scratch.transaction(origin=ORIGIN):
             scratch.apply_update(delete_set_update(inserted))
         if wanted and before_state is None:
-            missing = "no version from before the window is kept (retention removed it)"
+            missing = (
+                "no version from before the window is kept (none was taken, "
+                "or retention removed it)"
+            )
         elif wanted and before_state is not None:
             with scratch.transaction(origin=ORIGIN):
                 restored = _put_back(scratch, before_state, wanted)

@@ -95,16 +95,26 @@ def decode_ranges(text: str | None) -> tuple[ClockRange, ...]:
     return tuple((int(c), int(s), int(e)) for c, s, e in json.loads(text or "[]"))
 
 
-def encode_root_counts(roots: tuple[RootCount, ...]) -> str | None:
-    if not roots:
+def encode_root_counts(session: EditSession) -> str | None:
+    """JSON {root: [inserted, deleted]}; just the root's name (a JSON string)
+    when one root holds all the session's counts (the common case: one text)."""
+    if not session.roots:
         return None
-    return json.dumps({r: [i, d] for r, i, d in roots}, separators=(",", ":"))
+    if len(session.roots) == 1:
+        root, inserted, deleted = session.roots[0]
+        if (inserted, deleted) == (session.inserted, session.deleted):
+            return json.dumps(root)
+    return json.dumps({r: [i, d] for r, i, d in session.roots}, separators=(",", ":"))
 
 
-def decode_root_counts(text: str | None) -> tuple[RootCount, ...]:
+def decode_root_counts(text: str | None, inserted: int, deleted: int) -> tuple[RootCount, ...]:
+    """What `encode_root_counts` wrote, given the session's totals."""
     if not text:
         return ()
-    return tuple((str(r), int(i), int(d)) for r, (i, d) in json.loads(text).items())
+    value = json.loads(text)
+    if isinstance(value, str):
+        return ((value, inserted, deleted),)
+    return tuple((str(r), int(i), int(d)) for r, (i, d) in value.items())
 
 
 @dataclass(frozen=True, slots=True)

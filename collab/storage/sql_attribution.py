@@ -19,6 +19,7 @@ from sqlalchemy import Select, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from collab.protocol.codec import decode_id_ranges, encode_id_ranges
 from collab.storage.attribution import (
     Author,
     EditSession,
@@ -99,8 +100,10 @@ def _session_row(document: str, session: EditSession) -> dict[str, Any]:
         "deleted": session.deleted,
         "ranges": encode_ranges(session.ranges),
         "source_version": session.source_version,
-        "deleted_ranges": encode_ranges(session.deleted_ranges),
-        "roots": encode_root_counts(session.roots),
+        "deleted_ranges": (
+            encode_id_ranges(session.deleted_ranges) if session.deleted_ranges else None
+        ),
+        "roots": encode_root_counts(session),
     }
 
 
@@ -143,6 +146,8 @@ def session_of(row: Any) -> EditSession:
         ranges=decode_ranges(row.ranges),
         origin=row.origin,
         source_version=None if row.source_version is None else int(row.source_version),
-        deleted_ranges=decode_ranges(row.deleted_ranges),
-        roots=decode_root_counts(row.roots),
+        deleted_ranges=(
+            () if row.deleted_ranges is None else decode_id_ranges(bytes(row.deleted_ranges))
+        ),
+        roots=decode_root_counts(row.roots, int(row.inserted), int(row.deleted)),
     )

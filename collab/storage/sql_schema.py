@@ -191,8 +191,11 @@ edit_sessions = Table(
     Column("deleted", BigInteger, nullable=False),
     Column("ranges", Text, nullable=False),  # JSON [[client, start, end], ...]
     Column("source_version", BigInteger),  # a restore's: the version it restored
-    Column("deleted_ranges", Text),  # JSON [[client, start, end], ...] it deleted (0007)
-    Column("roots", Text),  # JSON {root: [inserted, deleted]}, text roots (0007)
+    # The items it deleted: collab.protocol.codec.encode_id_ranges (0007).
+    Column("deleted_ranges", LargeBinary),
+    # Per text root: JSON {root: [inserted, deleted]}, or one root's name when
+    # it is the only root the session touched (its counts are the totals) (0007).
+    Column("roots", Text),
     Index("ix_edit_sessions_document_key", "document", "key", unique=True),
     Index("ix_edit_sessions_document_ended", "document", "ended_at"),
     sqlite_autoincrement=True,

@@ -1,8 +1,11 @@
 """Editing sessions keep what they deleted (by item id) and counts per text root.
 
-- edit_sessions.deleted_ranges: JSON [[client, start, end], ...], the items the
-  session deleted, whoever wrote them: a revert brings that text back.
-- edit_sessions.roots: JSON {root: [inserted, deleted]}, characters per text root.
+- edit_sessions.deleted_ranges: the items the session deleted, whoever wrote
+  them, as clock ranges encoded like a Yjs delete set
+  (collab.protocol.codec.encode_id_ranges): a revert brings that text back.
+- edit_sessions.roots: characters per text root, JSON {root: [inserted,
+  deleted]}, or just the root's name when it is the only root the session
+  touched (its counts are then the session's totals).
 
 Both nullable: sessions stored before this revision have neither.
 
@@ -24,7 +27,7 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("edit_sessions") as batch:
-        batch.add_column(sa.Column("deleted_ranges", sa.Text))
+        batch.add_column(sa.Column("deleted_ranges", sa.LargeBinary))
         batch.add_column(sa.Column("roots", sa.Text))
 
 
