@@ -97,6 +97,17 @@ class RootIndex:
         return counts
 
     def _resolve(self, structs: Sequence[Struct]) -> dict[Struct, str | None]:
+        """Roots of the structs that can be resolved."""
+        resolved: dict[Struct, str | None] = {}
+        for struct in structs:  # typing: one struct, its origin indexed already
+            parent = struct.parent
+            root = self._lookup(parent[1], parent[2]) if isinstance(parent, tuple) else parent
+            if isinstance(root, _Missing):
+                return self._resolve_chains(structs)
+            resolved[struct] = root
+        return resolved
+
+    def _resolve_chains(self, structs: Sequence[Struct]) -> dict[Struct, str | None]:
         """Roots of the structs that can be resolved: an origin is looked up in
         the index, or among `structs` (in any order), following the chain."""
         local: dict[int, list[Struct]] = {}
