@@ -40,7 +40,7 @@ from collab.history.blame import delete_set_update, spans_deleted_by
 from collab.history.restore_text import TextUnits
 from collab.protocol.codec import decode_state_vector
 from collab.protocol.update_ids import update_ids
-from collab.storage.attribution import ClockRange
+from collab.storage.attribution import ClockRange, subtract_ranges
 
 ORIGIN = "revert"
 
@@ -54,31 +54,6 @@ class RevertPlan:
     update: bytes | None
     restored_chars: int
     missing: str | None
-
-
-def subtract_ranges(ranges: Sequence[ClockRange], taken: Sequence[ClockRange]) -> list[ClockRange]:
-    """`ranges` without the clocks `taken` covers (per client id)."""
-    cuts: dict[int, list[tuple[int, int]]] = {}
-    for client_id, start, end in sorted(taken):
-        merged = cuts.setdefault(client_id, [])
-        if merged and start <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
-        else:
-            merged.append((start, end))
-    left: list[ClockRange] = []
-    for client_id, start, end in ranges:
-        merged = cuts.get(client_id, [])
-        index = max(0, bisect_right(merged, (start, start)) - 1)
-        at = start
-        for cut_start, cut_end in merged[index:]:
-            if cut_start >= end:
-                break
-            if cut_start > at:
-                left.append((client_id, at, cut_start))
-            at = max(at, cut_end)
-        if at < end:
-            left.append((client_id, at, end))
-    return left
 
 
 def revert_update(

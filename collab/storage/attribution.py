@@ -20,6 +20,8 @@ docs/attribution.md for the measurements.
 from __future__ import annotations
 
 import json
+from bisect import bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 ANONYMOUS = "anonymous"  # the author of an open server's connections
@@ -68,7 +70,8 @@ class EditSession:
     deleted: int  # characters (Yjs clock units) deleted
     ranges: tuple[ClockRange, ...] = ()
     origin: str = "edit"  # "edit", "restore" or "revert"
-    # The items it deleted (anybody's), by id: what a revert brings back.
+    # The items it deleted (anybody's), by id: what a revert brings back (stored
+    # without those it wrote itself: they never come back).
     deleted_ranges: tuple[ClockRange, ...] = ()
     # Characters inserted and deleted per text root (sessions before 0007: none).
     roots: tuple[RootCount, ...] = ()
@@ -85,6 +88,31 @@ def add_range(ranges: list[ClockRange], client_id: int, start: int, end: int) ->
             ranges[-1] = (client_id, min(start, last_start), max(end, last_end))
             return
     ranges.append((client_id, start, end))
+
+
+def subtract_ranges(ranges: Sequence[ClockRange], taken: Sequence[ClockRange]) -> list[ClockRange]:
+    """`ranges` without the clocks `taken` covers (per client id)."""
+    cuts: dict[int, list[tuple[int, int]]] = {}
+    for client_id, start, end in sorted(taken):
+        merged = cuts.setdefault(client_id, [])
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    left: list[ClockRange] = []
+    for client_id, start, end in ranges:
+        merged = cuts.get(client_id, [])
+        index = max(0, bisect_right(merged, (start, start)) - 1)
+        at = start
+        for cut_start, cut_end in merged[index:]:
+            if cut_start >= end:
+                break
+            if cut_start > at:
+                left.append((client_id, at, cut_start))
+            at = max(at, cut_end)
+        if at < end:
+            left.append((client_id, at, end))
+    return left
 
 
 def encode_ranges(ranges: tuple[ClockRange, ...]) -> str:

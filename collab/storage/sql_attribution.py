@@ -27,6 +27,7 @@ from collab.storage.attribution import (
     decode_root_counts,
     encode_ranges,
     encode_root_counts,
+    subtract_ranges,
 )
 from collab.storage.sql_schema import client_authors, edit_sessions
 from collab.storage.store import AppendUpdate
@@ -87,6 +88,9 @@ def write_attribution(conn: Connection, ops: Sequence[AppendUpdate], now: float)
 
 def _session_row(document: str, session: EditSession) -> dict[str, Any]:
     author = session.author
+    # What it deleted of its own writing never comes back (a revert of it takes
+    # its insertions out too): not stored.
+    others = subtract_ranges(session.deleted_ranges, session.ranges)
     return {
         "document": document,
         "key": session.key,
@@ -100,9 +104,7 @@ def _session_row(document: str, session: EditSession) -> dict[str, Any]:
         "deleted": session.deleted,
         "ranges": encode_ranges(session.ranges),
         "source_version": session.source_version,
-        "deleted_ranges": (
-            encode_id_ranges(session.deleted_ranges) if session.deleted_ranges else None
-        ),
+        "deleted_ranges": encode_id_ranges(others) if others else None,
         "roots": encode_root_counts(session),
     }
 

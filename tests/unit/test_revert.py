@@ -7,9 +7,9 @@ from typing import Any
 
 from pycrdt import Doc, Text
 
-from collab.history.revert import revert_update, subtract_ranges
+from collab.history.revert import revert_update
 from collab.protocol.update_ids import update_ids
-from collab.storage.attribution import ClockRange
+from collab.storage.attribution import ClockRange, subtract_ranges
 
 
 def _doc(state: bytes) -> Doc[Any]:
