@@ -157,7 +157,10 @@ class Authorship:
         claims, self._pending_claims = tuple(self._pending_claims), []
         unindexed, self._unindexed = self._unindexed, []
         for session, structs, deleted in unindexed:
-            session.add_root_counts(self._roots.counts(structs, deleted))
+            try:
+                session.add_root_counts(self._roots.counts(structs, deleted))
+            except ValueError:  # the Doc's state did not decode: count nothing
+                logger.exception("doc=%s the text roots could not be read", self._document)
         sessions = tuple(s.frozen() for s in self._pending_sessions.values())
         self._pending_sessions = {}
         return claims, sessions
