@@ -401,3 +401,23 @@ async def test_sessions_count_characters_inserted_and_deleted_per_text_root(
         }
         # The totals stay, in clock units over every root.
         assert found["bob"]["inserted"] == 2 and found["bob"]["deleted"] == 3
+
+
+async def test_on_postgresql_a_revert_brings_back_deletions_and_sessions_count_per_root(
+    tokened: Settings, postgres_url: str, clients: list[YClient]
+) -> None:
+    async with run_server(tokened.replace(database_url=postgres_url)) as server:
+        alice = await _join(server, clients, "alice")
+        alice.text.insert(0, "keep this sentence")
+        await eventually(alice.is_saved, what="alice saved")
+        await _post(server, "/api/documents/doc/snapshots", {"label": "v"}, "alice")
+        bob = await _join(server, clients, "bob")
+        await eventually(lambda: str(bob.text) == "keep this sentence", what="bob sees alice")
+        del bob.text[4:9]  # " this"
+        await eventually(bob.is_saved, what="bob saved")
+        events = (await _get(server, "/api/documents/doc/activity", author="bob"))["events"]
+        assert events[0]["roots"] == {"text": {"inserted": 0, "deleted": 5}}
+        result = await _post(server, "/api/documents/doc/revert", {"author": "bob"}, "root")
+        assert result["deletions_restored"] is True and result["restored_characters"] == 5
+        await eventually(lambda: str(alice.text) == "keep this sentence", what="restored")
+        await _blame_is(server, [("keep this sentence", "alice")])
