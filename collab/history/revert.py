@@ -84,8 +84,10 @@ def revert_update(
             )
         elif wanted and before_state is not None:
             with scratch.transaction(origin=ORIGIN):
-                restored = _put_back(scratch, before_state, wanted)
-            if _is_written_after(wanted, before_state):
+                restored, skipped = _put_back(scratch, before_state, wanted)
+            if skipped:
+                missing = f"text roots left as they are (they hold embeds): {', '.join(skipped)}"
+            elif _is_written_after(wanted, before_state):
                 missing = (
                     "some of the deleted text was written after the newest version "
                     "from before the window, which does not hold it"
@@ -108,14 +110,17 @@ def _is_written_after(ranges: Sequence[ClockRange], state: bytes) -> bool:
     return any(end > clocks.get(client_id, 0) for client_id, _, end in ranges)
 
 
-def _put_back(scratch: Doc[Any], before_state: bytes, wanted: Sequence[ClockRange]) -> int:
+def _put_back(
+    scratch: Doc[Any], before_state: bytes, wanted: Sequence[ClockRange]
+) -> tuple[int, list[str]]:
     """Insert into `scratch`'s text roots the characters of `before_state` that
     the items `wanted` were, each after the character that preceded it then and
-    is still there (found by identity, not by comparing text); returns how many."""
+    is still there (found by identity, not by comparing text); returns how many,
+    and the text roots left as they are (embeds: positions are not characters)."""
     current_state = scratch.get_update()
     wanted_spans = spans_deleted_by(before_state, wanted)
     if not wanted_spans:
-        return 0
+        return 0, []
     # In the old state: which characters are gone now (the rest survive) ...
     gone_then = spans_deleted_by(before_state, update_ids(current_state).deleted_ranges)
     # ... and where, now, the survivors are: deleting every item the old state
@@ -125,17 +130,19 @@ def _put_back(scratch: Doc[Any], before_state: bytes, wanted: Sequence[ClockRang
     units = TextUnits.measured()
     before: Doc[Any] = Doc()
     before.apply_update(before_state)
-    restored = 0
+    restored, skipped = 0, []
     for name, spans in wanted_spans.items():
         old_runs, text = before.get(name, type=Text).diff(), scratch.get(name, type=Text)
         if _has_embeds(old_runs) or _has_embeds(text.diff()):
-            continue  # positions would not be characters (see the module's docstring)
+            skipped.append(name)  # positions would not be characters
+            continue
         old = "".join(chunk for chunk, _ in old_runs)
         anchors = _Anchors(old, gone_then.get(name, []), survivors_now.get(name, []))
         if not anchors.is_consistent:
+            skipped.append(name)
             continue
         restored += _insert_at_anchors(text, old, spans, anchors, _attrs_by_char(old_runs), units)
-    return restored
+    return restored, skipped
 
 
 def _has_embeds(runs: list[tuple[Any, Any]]) -> bool:

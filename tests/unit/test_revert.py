@@ -110,3 +110,16 @@ def test_subtracting_ranges_leaves_what_the_other_does_not_cover() -> None:
         (1, 5, 8),
         (2, 0, 5),
     ]
+
+
+def test_a_text_holding_an_embed_is_left_as_it_is_and_the_plan_says_so() -> None:
+    alice: Doc[Any] = Doc()
+    text = alice.get("text", type=Text)
+    text.insert(0, "ab")
+    text.insert_embed(1, {"image": "x.png"})
+    version = alice.get_update()
+    bob = _Author(version)
+    del bob.text[0:1]
+    plan = revert_update(bob.doc.get_update(), bob.inserted, bob.deleted, version)
+    assert plan.restored_chars == 0
+    assert plan.missing is not None and "embeds" in plan.missing and "text" in plan.missing
