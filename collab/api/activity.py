@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from collab.api.access import READ_ACCESS, AdminGrant, author_of
 from collab.api.rest import AUTH_ERRORS, NOT_FOUND, DocumentName, runtime_of, timestamp
 from collab.history.activity import ActivityEvent, ActivityQuery, NothingToRevert
+from collab.history.restore import RestoreConflict
 from collab.history.versions import VersionTooLarge
 from collab.history.workers import ComputeBusy, ComputeFailed
 
@@ -28,6 +29,11 @@ class AuthorOut(BaseModel):
     verified: bool = Field(description="True when `author` comes from a verified token")
 
 
+class RootCountOut(BaseModel):
+    inserted: int = Field(description="Characters (Yjs clock units) written into this text root")
+    deleted: int = Field(description="Characters deleted from it")
+
+
 class SessionOut(AuthorOut):
     kind: Literal["session"] = "session"
     id: int = Field(description="The session's key (for undoing it)")
@@ -37,7 +43,13 @@ class SessionOut(AuthorOut):
     inserted: int = Field(description="Characters (Yjs clock units) created")
     deleted: int = Field(description="Characters deleted")
     restored_version: int | None = Field(
-        default=None, description="A restore's: the version it restored"
+        default=None,
+        description="A restore's: the version it restored; a revert's: the version "
+        "the text it brought back was read from",
+    )
+    roots: dict[str, RootCountOut] = Field(
+        default_factory=dict,
+        description="The counts per text root (empty for sessions stored before they were kept)",
     )
 
 
@@ -96,6 +108,16 @@ class RevertOut(BaseModel):
     pre_revert_snapshot_id: int = Field(description="Restore it to undo this revert")
     sessions: int = Field(description="How many editing sessions were undone")
     changed: bool
+    deletions_restored: bool = Field(
+        description="Whether all the text the author deleted came back (false: see the reason)"
+    )
+    deletions_not_restored_reason: str | None = Field(
+        default=None, description="Why some deleted text did not come back"
+    )
+    restored_characters: int = Field(description="Characters of deleted text brought back")
+    restored_from_version: int | None = Field(
+        default=None, description="The version the deleted text was read from"
+    )
 
 
 def _when(value: str | None, field: str) -> float | None:
@@ -126,6 +148,10 @@ def _event_out(event: ActivityEvent) -> SessionOut | VersionEventOut:
             inserted=s.inserted,
             deleted=s.deleted,
             restored_version=s.source_version,
+            roots={
+                root: RootCountOut(inserted=inserted, deleted=deleted)
+                for root, inserted, deleted in s.roots
+            },
         )
     assert event.version is not None
     v = event.version
@@ -201,14 +227,22 @@ async def get_blame(name: DocumentName, request: Request) -> BlameOut:
 @router.post(
     "/{name}/revert",
     response_model=RevertOut,
-    responses={**NOT_FOUND, **AUTH_ERRORS, 404: {"description": "No such document or session"}},
+    responses={
+        **NOT_FOUND,
+        **AUTH_ERRORS,
+        404: {"description": "No such document or session"},
+        409: {"description": "The document was deleted while the revert was computed"},
+        503: {"description": "A compute worker died: retry"},
+    },
 )
 async def revert(
     name: DocumentName, body: RevertIn, request: Request, grant: AdminGrant
 ) -> RevertOut:
-    """Needs the admin role. Undoes what an author inserted in a window (or one
-    session): their text still present is deleted as new operations, after a
-    pre-restore version; everyone else's edits stay. Attributed to who asks."""
+    """Needs the admin role. Undoes what an author did in a window (or one
+    session): their text still present is deleted and the text they deleted
+    comes back (read from the newest version from before), as new operations,
+    after a pre-restore version; everyone else's edits stay. Attributed to who
+    asks."""
     try:
         result = await runtime_of(request).history.activity.revert(
             name,
@@ -220,11 +254,19 @@ async def revert(
         )
     except NothingToRevert as exc:
         raise HTTPException(404, str(exc)) from exc
+    except RestoreConflict as exc:
+        raise HTTPException(409, str(exc)) from exc
+    except ComputeFailed as exc:
+        raise HTTPException(503, str(exc), headers={"Retry-After": "1"}) from exc
     return RevertOut(
         document=name,
         pre_revert_snapshot_id=result.pre_revert_id,
         sessions=result.sessions,
         changed=result.changed,
+        deletions_restored=result.deletions_missing is None,
+        deletions_not_restored_reason=result.deletions_missing,
+        restored_characters=result.restored_chars,
+        restored_from_version=result.source_version,
     )
 
 

@@ -34,7 +34,8 @@ from collab.api.rest import (
     timestamp,
 )
 from collab.content import render_content
-from collab.history.versions import RestoreConflict, VersionTooLarge
+from collab.history.restore import RestoreConflict
+from collab.history.versions import VersionTooLarge
 from collab.history.workers import ComputeBusy, ComputeFailed
 from collab.storage.store import SnapshotInfo
 

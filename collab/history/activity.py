@@ -9,15 +9,19 @@ what is written, and when, is the rooms' business (collab.rooms.authorship).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
 from collab.errors import CollabError, DocumentNotFound
-from collab.history.blame import blame_body, delete_set_update
+from collab.history.blame import blame_body
+from collab.history.restore import RestoreConflict, holds_history_of
+from collab.history.revert import revert_update
 from collab.history.workers import ComputePool
 from collab.rooms.registry import RoomRegistry
 from collab.storage.attribution import Author, EditSession
-from collab.storage.store import DocumentStore, SnapshotInfo, SnapshotKind
+from collab.storage.store import DocumentStore, Snapshot, SnapshotInfo, SnapshotKind
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +35,9 @@ class RevertResult:
     pre_revert_id: int
     sessions: int  # how many sessions were undone
     changed: bool
+    restored_chars: int = 0  # characters of deleted text brought back
+    deletions_missing: str | None = None  # why some deleted text did not come back
+    source_version: int | None = None  # the version the deleted text was read from
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,10 +60,20 @@ class ActivityQuery:
 
 
 class DocumentActivity:
-    def __init__(self, store: DocumentStore, registry: RoomRegistry, compute: ComputePool) -> None:
+    def __init__(
+        self,
+        store: DocumentStore,
+        registry: RoomRegistry,
+        compute: ComputePool,
+        *,
+        one_at_a_time: Callable[[str], AbstractAsyncContextManager[None]],
+    ) -> None:
         self._store = store
         self._registry = registry
         self._compute = compute
+        # Restores and reverts of one document take turns: two computed against
+        # the same state would both apply.
+        self._one_at_a_time = one_at_a_time
 
     async def activity(self, name: str, query: ActivityQuery) -> list[ActivityEvent]:
         """Newest first, at most `query.limit` (one more tells there is a next page)."""
@@ -120,11 +137,14 @@ class DocumentActivity:
         since: float | None = None,
         until: float | None = None,
     ) -> RevertResult:
-        """Undo what `author` (a subject) inserted in [since, until], or what
-        session `session` inserted: their text still present is deleted, exactly
-        (by its clock ranges), as new operations attributed to `actor`, after a
-        pre-restore version of the content before. Others' edits, made before or
-        since, stay. Raises `NothingToRevert` if no such session exists."""
+        """Undo what `author` (a subject) did in [since, until], or what session
+        `session` did: their text still present is deleted, exactly (by its
+        clock ranges), and the text they deleted comes back, read from the
+        newest version from before their first session (collab.history.revert),
+        as new operations attributed to `actor`, after a pre-restore version of
+        the content before. Others' edits, made before or since, stay. Raises
+        `NothingToRevert` if no such session exists, `RestoreConflict` if the
+        document was deleted meanwhile."""
         sessions = [
             s
             for s in await self._store.list_sessions(name, since=since, until=until, subject=author)
@@ -134,30 +154,69 @@ class DocumentActivity:
             if not await self._registry.exists(name):
                 raise DocumentNotFound(name)
             raise NothingToRevert(f"document {name!r}: no such editing session to revert")
-        update = delete_set_update(r for s in sessions for r in s.ranges)
-        room = await self._registry.open_room(name)
-        before = room.capture()  # synchronous to the apply: the exact content before
-        with room.edits_by(actor, "revert"):
-            room.doc.apply_update(update)
-        write = room.submit_edits()
-        pre_revert_id = await self._registry.compactor.snapshot(
-            room,
-            SnapshotKind.PRE_RESTORE,
-            label=f"before reverting {author or f'session {session}'}",
-            author=actor.subject,
-            capture=before,
-        )
+        inserted = [r for s in sessions for r in s.ranges]
+        deleted = [r for s in sessions for r in s.deleted_ranges]
+        # From before the first deletion: what others wrote until then is in it.
+        deleting = [s for s in sessions if s.deleted_ranges] or sessions
+        source = await self._version_before(name, min(s.started_at for s in deleting))
+        unrecorded = sum(s.deleted for s in sessions if not s.deleted_ranges)
+        what = author or f"session {session}"
+        async with self._one_at_a_time(name):
+            room = await self._registry.open_room(name)
+            current = room.doc.get_update()
+            before_state = None if source is None else source.state
+            size = len(current) + len(before_state or b"")
+            with await self._compute.wait_for_slot() as slot:
+                plan = await self._compute.run(
+                    slot, size, revert_update, current, inserted, deleted, before_state
+                )
+            room = await self._registry.open_room(name)  # it may have been reloaded
+            if not holds_history_of(room.doc.get_state(), current):
+                raise RestoreConflict(
+                    f"document {name!r} was deleted while the revert was computed"
+                )
+            before = room.capture()  # synchronous to the apply: the exact content before
+            if plan.update is not None:
+                source_id = None if source is None or not plan.restored_chars else source.info.id
+                with room.edits_by(actor, "revert", source_id):
+                    room.doc.apply_update(plan.update)
+            write = room.submit_edits()
+            pre_revert_id = await self._registry.compactor.snapshot(
+                room,
+                SnapshotKind.PRE_RESTORE,
+                label=f"before reverting {what}",
+                author=actor.subject,
+                capture=before,
+            )
         if write is not None:
             await write  # durable before we say it is done
+        missing = plan.missing
+        if unrecorded:
+            missing = "deletions made before this server recorded them (by id) are not known"
         logger.info(
-            "doc=%s reverted %d sessions of %s by %s (pre-revert version %d)",
+            "doc=%s reverted %d sessions of %s by %s (pre-revert version %d, %d characters back)",
             name,
             len(sessions),
-            author or f"session {session}",
+            what,
             actor.subject,
             pre_revert_id,
+            plan.restored_chars,
         )
-        return RevertResult(pre_revert_id, len(sessions), write is not None)
+        return RevertResult(
+            pre_revert_id,
+            len(sessions),
+            write is not None,
+            restored_chars=plan.restored_chars,
+            deletions_missing=missing,
+            source_version=None if source is None else source.info.id,
+        )
+
+    async def _version_before(self, name: str, at: float) -> Snapshot | None:
+        """The newest version whose content was captured at or before `at`."""
+        for version in await self._store.list_snapshots(name):  # newest first
+            if _microseconds(version.updated_at) <= _microseconds(at):
+                return await self._store.get_snapshot(name, version.id)
+        return None
 
 
 def _microseconds(seconds: float) -> int:

@@ -224,6 +224,48 @@ def _runs_of(
     return {name: probe.runs() for name, probe in probes.items()}
 
 
+def spans_deleted_by(
+    state: bytes, ranges: Sequence[ClockRange]
+) -> dict[str, list[tuple[int, int]]]:
+    """Where, in each text root of `state`, the items `ranges` name are: the
+    (start, end) character spans that deleting them would remove (a delete probe
+    as blame's). Text roots they do not touch are left out."""
+    texts = [name for name, kind in root_kinds(state).items() if kind == "text"]
+    if not texts or not ranges:
+        return {}
+    scratch: Doc[Any] = Doc()
+    scratch.apply_update(state)
+    probes = {name: _Probe(str(scratch.get(name, type=Text))) for name in texts}
+    subscriptions = [
+        scratch.get(name, type=Text).observe(probe.on_event) for name, probe in probes.items()
+    ]
+    marked = Attribution(None, 0.0)
+    for probe in probes.values():
+        probe.current = marked
+    scratch.apply_update(delete_set_update(ranges))
+    del subscriptions
+    spans: dict[str, list[tuple[int, int]]] = {}
+    for name, probe in probes.items():
+        cut = sorted((start, end) for start, end, label in probe.labelled if label is marked)
+        if cut:
+            chars = _chars_at(probe.encoded, [offset for span in cut for offset in span])
+            spans[name] = [(chars[start], chars[end]) for start, end in cut]
+    return spans
+
+
+def _chars_at(encoded: bytes, offsets: list[int]) -> dict[int, int]:
+    """Byte offset -> character offset in UTF-8 `encoded`, for ascending
+    `offsets`, in one pass over the text."""
+    chars: dict[int, int] = {}
+    at = count = 0
+    for offset in offsets:
+        if offset not in chars:
+            count += len(encoded[at:offset].decode("utf-8", "replace"))
+            chars[offset] = count
+            at = offset
+    return chars
+
+
 def blame_body(
     state: bytes,
     sessions: Sequence[EditSession],

@@ -46,9 +46,10 @@ from difflib import SequenceMatcher
 from functools import partial
 from typing import Any, TypeAlias
 
-from pycrdt import Array, Doc, Map, Text, merge_updates
+from pycrdt import Array, Doc, Map, Text, get_state, merge_updates
 
 from collab.content import RootKind, root_kinds
+from collab.errors import CollabError
 from collab.history.restore_text import (
     UNTOUCHED_TYPES,
     Attrs,
@@ -57,6 +58,7 @@ from collab.history.restore_text import (
     fingerprint,
     sync_text,
 )
+from collab.protocol.codec import decode_state_vector
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +121,19 @@ def apply_restore(doc: Doc[Any], update: bytes) -> None:
     room stores and relays it as one edit)."""
     with doc.transaction(origin=ORIGIN):
         doc.apply_update(update)
+
+
+class RestoreConflict(CollabError):
+    """The document lost the history a restore (or revert) was computed against
+    (it was deleted, and maybe created again, meanwhile)."""
+
+
+def holds_history_of(state_vector: bytes, state: bytes) -> bool:
+    """Whether a Doc at `state_vector` holds everything `state` holds (a room
+    loaded again after its document was deleted does not: a restore or revert
+    computed against `state` must not be applied to it)."""
+    have, needed = decode_state_vector(state_vector), decode_state_vector(get_state(state))
+    return all(have.get(client, 0) >= clock for client, clock in needed.items())
 
 
 def _restore_root(

@@ -26,15 +26,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from pycrdt import get_state
-
 from collab.errors import CollabError, DocumentNotFound
 from collab.history.activity import DocumentActivity
 from collab.history.compare import diff_body
-from collab.history.restore import apply_restore, restore_update
+from collab.history.restore import (
+    RestoreConflict,
+    apply_restore,
+    holds_history_of,
+    restore_update,
+)
 from collab.history.retention import RetentionPolicy, select_for_deletion
 from collab.history.workers import ComputePool
-from collab.protocol.codec import decode_state_vector
 from collab.rooms.registry import RoomRegistry
 from collab.storage.attribution import SERVER, Author
 from collab.storage.store import (
@@ -58,11 +60,6 @@ class SnapshotNotFound(CollabError):
 
 class VersionTooLarge(CollabError):
     """A version (or the current content) is beyond what a diff may compare."""
-
-
-class RestoreConflict(CollabError):
-    """The document lost the history a restore was computed against (it was
-    deleted, and maybe created again, meanwhile)."""
 
 
 @dataclass(slots=True)
@@ -99,7 +96,9 @@ class VersionHistory:
         self._retention = retention
         self._clock = clock
         # The timeline and blame (attribution's read side) share the workers.
-        self.activity = DocumentActivity(store, registry, self.compute)
+        self.activity = DocumentActivity(
+            store, registry, self.compute, one_at_a_time=self._one_restore_at_a_time
+        )
 
     async def list_versions(
         self, name: str, *, limit: int, before_id: int | None = None
@@ -201,7 +200,7 @@ class VersionHistory:
                 )
             # The room may have been unloaded (and loaded again) meanwhile.
             room = await self._registry.open_room(name)
-            if not _holds_history_of(room.doc.get_state(), current):
+            if not holds_history_of(room.doc.get_state(), current):
                 raise RestoreConflict(
                     f"document {name!r} was deleted while the restore was computed"
                 )
@@ -267,9 +266,3 @@ class VersionHistory:
                 removed += len(doomed)
                 logger.info("doc=%s retention removed %d automatic versions", name, len(doomed))
         return removed
-
-
-def _holds_history_of(state_vector: bytes, state: bytes) -> bool:
-    """Whether a Doc at `state_vector` holds everything `state` holds."""
-    have, needed = decode_state_vector(state_vector), decode_state_vector(get_state(state))
-    return all(have.get(client, 0) >= clock for client, clock in needed.items())

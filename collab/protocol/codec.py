@@ -23,6 +23,7 @@ Frame layout (y-protocols, lib0 encoding):
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
@@ -231,6 +232,48 @@ def encode_state_vector(clocks: dict[int, int]) -> bytes:
         write_var_uint(client_id) + write_var_uint(clock)
         for client_id, clock in sorted(clocks.items())
     )
+
+
+def encode_id_ranges(ranges: Iterable[tuple[int, int, int]]) -> bytes:
+    """(client id, start, end) ranges, compactly: like a Yjs delete set (varuint
+    clients; per client its id, its range count, then per range the gap from
+    the previous range's end and the length), ranges sorted and joined per
+    client. Attribution stores what a session deleted this way."""
+    by_client: dict[int, list[tuple[int, int]]] = {}
+    for client_id, start, end in sorted(ranges):
+        if end <= start:
+            continue
+        spans = by_client.setdefault(client_id, [])
+        if spans and start <= spans[-1][1]:
+            spans[-1] = (spans[-1][0], max(end, spans[-1][1]))
+        else:
+            spans.append((start, end))
+    out = bytearray(write_var_uint(len(by_client)))
+    for client_id, spans in by_client.items():
+        out += write_var_uint(client_id) + write_var_uint(len(spans))
+        previous = 0
+        for start, end in spans:
+            out += write_var_uint(start - previous) + write_var_uint(end - start)
+            previous = end
+    return bytes(out)
+
+
+def decode_id_ranges(data: bytes) -> tuple[tuple[int, int, int], ...]:
+    """The ranges `encode_id_ranges` wrote. Raises `InvalidUpdate` if `data` is not that."""
+    reader = _Reader(data)
+    ranges: list[tuple[int, int, int]] = []
+    try:
+        for _ in range(reader.read_varuint()):
+            client_id = reader.read_varuint()
+            previous = 0
+            for _ in range(reader.read_varuint()):
+                start = previous + reader.read_varuint()
+                previous = start + reader.read_varuint()
+                ranges.append((client_id, start, previous))
+        reader.expect_end("id ranges")
+    except MalformedMessage as exc:
+        raise InvalidUpdate(f"invalid id ranges: {exc.reason}") from exc
+    return tuple(ranges)
 
 
 def decode_awareness_update(payload: bytes) -> tuple[AwarenessEntry, ...]:

@@ -22,13 +22,33 @@ _GC, _SKIP = 0, 10
 _XML_ELEMENT, _XML_HOOK = 3, 5
 
 
+# Where a struct hangs: a root's name, None (nested in a type, or unknown), or
+# ("origin", client, clock): wherever the item with that id hangs (an item
+# written with an origin inherits its parent from it, y-protocols).
+Parent = str | None | tuple[str, int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Struct:
+    """A run of clocks an update creates: where it hangs, and whether it is
+    characters of a text (a string content: what "characters" counts)."""
+
+    client_id: int
+    start: int
+    end: int
+    parent: Parent
+    is_string: bool
+
+
 @dataclass(frozen=True, slots=True)
 class UpdateIds:
     """`created`: client id -> (first clock, end clock) of the structs the update
-    holds; `deleted`: clock units its delete set covers."""
+    holds; `deleted`: clock units its delete set covers; `deleted_ranges`: that
+    delete set as (client id, first clock, end clock), end exclusive."""
 
     created: dict[int, tuple[int, int]]
     deleted: int
+    deleted_ranges: tuple[tuple[int, int, int], ...] = ()
 
 
 class _Reader:
@@ -107,22 +127,27 @@ def _utf16_length(text: str) -> int:
     return len(text) + sum(1 for char in text if ord(char) > 0xFFFF)
 
 
-def _item_length(reader: _Reader, info: int) -> int:
-    """Read an Item after its info byte; its clock length."""
-    if info & _BIT8:
-        reader.varuint()
-        reader.varuint()
-    if info & _BIT7:
-        reader.varuint()
-        reader.varuint()
+def _item_parent(reader: _Reader, info: int) -> Parent:
+    """Read an Item's origins or parent, after its info byte."""
+    parent: Parent = None
+    if info & _BIT8:  # left origin
+        parent = ("origin", reader.varuint(), reader.varuint())
+    if info & _BIT7:  # right origin
+        right = ("origin", reader.varuint(), reader.varuint())
+        parent = parent or right
     if not info & (_BIT8 | _BIT7):
         if reader.varuint() == 1:  # parent named by its root key
-            reader.skip_bytes()
-        else:  # parent named by its id
+            parent = reader.string()
+        else:  # parent named by its id: a nested type
             reader.varuint()
             reader.varuint()
         if info & _BIT6:
             reader.skip_bytes()
+    return parent
+
+
+def _item_length(reader: _Reader, info: int) -> int:
+    """Read an Item's content; its clock length."""
     match info & _BITS5:
         case 1:  # deleted
             return reader.varuint()
@@ -156,8 +181,9 @@ def _item_length(reader: _Reader, info: int) -> int:
     raise ValueError(f"unsupported content type {info & _BITS5}")
 
 
-def update_ids(update: bytes) -> UpdateIds:
-    """The clock ranges `update` creates per client id, and how much it deletes."""
+def update_ids(update: bytes, structs_out: list[Struct] | None = None) -> UpdateIds:
+    """The clock ranges `update` creates per client id, and what it deletes.
+    With `structs_out`, also every struct it holds (where it hangs), in order."""
     reader = _Reader(update)
     created: dict[int, tuple[int, int]] = {}
     for _ in range(reader.varuint()):
@@ -168,18 +194,26 @@ def update_ids(update: bytes) -> UpdateIds:
             info = reader.byte()
             if info & _BITS5 in (_GC, _SKIP):
                 clock += reader.varuint()
-            else:
-                clock += _item_length(reader, info)
+                continue
+            parent = _item_parent(reader, info)
+            length = _item_length(reader, info)
+            if structs_out is not None:
+                is_string = info & _BITS5 == 4
+                structs_out.append(Struct(client_id, clock, clock + length, parent, is_string))
+            clock += length
         if clock > start:
             first, end = created.get(client_id, (start, clock))
             created[client_id] = (min(first, start), max(end, clock))
     deleted = 0
+    deleted_ranges: list[tuple[int, int, int]] = []
     for _ in range(reader.varuint()):
-        reader.varuint()  # client id
+        client_id = reader.varuint()
         for _ in range(reader.varuint()):
-            reader.varuint()  # clock
-            deleted += reader.varuint()
-    return UpdateIds(created, deleted)
+            clock = reader.varuint()
+            length = reader.varuint()
+            deleted += length
+            deleted_ranges.append((client_id, clock, clock + length))
+    return UpdateIds(created, deleted, tuple(deleted_ranges))
 
 
 def collected_ranges(update: bytes) -> dict[int, list[tuple[int, int]]]:

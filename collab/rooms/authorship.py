@@ -27,11 +27,13 @@ from dataclasses import dataclass, field
 
 from collab.errors import ForeignClientId
 from collab.protocol.codec import decode_state_vector
-from collab.protocol.update_ids import update_ids
-from collab.storage.attribution import Author, ClientClaim, ClockRange, EditSession
+from collab.protocol.update_ids import Struct, update_ids
+from collab.rooms.text_roots import RootIndex, root_counts
+from collab.storage.attribution import Author, ClientClaim, ClockRange, EditSession, add_range
 
 logger = logging.getLogger(__name__)
 
+_EMPTY_UPDATE = b"\x00\x00"
 # A session ends when its author has been quiet this long; the next edit opens another.
 SESSION_GAP_S = 60.0
 
@@ -47,14 +49,21 @@ class _OpenSession:
     inserted: int = 0
     deleted: int = 0
     ranges: list[ClockRange] = field(default_factory=list)
+    deleted_ranges: list[ClockRange] = field(default_factory=list)
+    roots: dict[str, tuple[int, int]] = field(default_factory=dict)  # per text root
+
+    def add_root_counts(self, counts: dict[str, tuple[int, int]]) -> None:
+        for root, (inserted, deleted) in counts.items():
+            was_inserted, was_deleted = self.roots.get(root, (0, 0))
+            self.roots[root] = (was_inserted + inserted, was_deleted + deleted)
 
     def add(self, client_id: int, start: int, end: int) -> None:
-        last = self.ranges[-1] if self.ranges else None
-        if last is not None and last[0] == client_id and last[2] == start:
-            self.ranges[-1] = (client_id, last[1], end)
-        else:
-            self.ranges.append((client_id, start, end))
+        add_range(self.ranges, client_id, start, end)
         self.inserted += end - start
+
+    def add_deleted(self, client_id: int, start: int, end: int) -> None:
+        add_range(self.deleted_ranges, client_id, start, end)
+        self.deleted += end - start
 
     def frozen(self) -> EditSession:
         return EditSession(
@@ -67,6 +76,8 @@ class _OpenSession:
             ranges=tuple(self.ranges),
             origin=self.origin,
             source_version=self.source_version,
+            deleted_ranges=tuple(self.deleted_ranges),
+            roots=root_counts(self.roots),
         )
 
 
@@ -81,6 +92,7 @@ class Authorship:
         *,
         wall_clock: Callable[[], float] = time.time,
         gap_s: float = SESSION_GAP_S,
+        full_state: Callable[[], bytes] = lambda: _EMPTY_UPDATE,
     ) -> None:
         self._document = document
         self.owners: dict[int, str] = dict(owners)
@@ -91,6 +103,11 @@ class Authorship:
         self._sessions: dict[tuple[str, str | None, str, int | None], _OpenSession] = {}
         self._pending_claims: list[ClientClaim] = []
         self._pending_sessions: dict[int, _OpenSession] = {}
+        # Which text root each item hangs in; changes wait for it to the end of
+        # the tick (collab.rooms.text_roots: it may read the Doc, which pycrdt
+        # forbids inside the observer `note_*` runs in).
+        self._roots = RootIndex(full_state)
+        self._unindexed: list[tuple[_OpenSession, list[Struct], tuple[ClockRange, ...]]] = []
 
     def check(self, update: bytes, author: Author, peer_id: int) -> None:
         """Refuse `update` if it creates content under another author's client id.
@@ -117,8 +134,9 @@ class Authorship:
         now = self._wall_clock()
         session = self._session_for(author, origin, source, now)
         session.ended_at = now
-        created, deleted = self._advance(delta)
-        session.deleted += deleted
+        created, deleted = self._advance(delta, session)
+        for client_id, start, end in deleted:
+            session.add_deleted(client_id, start, end)
         for client_id, start, end in created:
             if client_id not in self.owners:
                 self.owners[client_id] = author.subject
@@ -129,7 +147,7 @@ class Authorship:
 
     def note_remote(self, delta: bytes, owners: Mapping[int, str]) -> None:
         """A change another process made (and attributed): only what it knows."""
-        self._advance(delta)
+        self._advance(delta, None)
         for client_id, subject in owners.items():
             self.owners.setdefault(client_id, subject)
             self._subjects.add(subject)
@@ -137,22 +155,36 @@ class Authorship:
     def take_pending(self) -> tuple[tuple[ClientClaim, ...], tuple[EditSession, ...]]:
         """The claims and sessions not yet on their way to storage."""
         claims, self._pending_claims = tuple(self._pending_claims), []
+        unindexed, self._unindexed = self._unindexed, []
+        for session, structs, deleted in unindexed:
+            try:
+                session.add_root_counts(self._roots.counts(structs, deleted))
+            except ValueError:  # the Doc's state did not decode: count nothing
+                logger.exception("doc=%s the text roots could not be read", self._document)
         sessions = tuple(s.frozen() for s in self._pending_sessions.values())
         self._pending_sessions = {}
         return claims, sessions
 
-    def _advance(self, delta: bytes) -> tuple[list[ClockRange], int]:
-        """The ranges `delta` creates, and how many clock units it deletes."""
+    def _advance(
+        self, delta: bytes, session: _OpenSession | None
+    ) -> tuple[list[ClockRange], tuple[ClockRange, ...]]:
+        """The ranges `delta` creates, and those it deletes (queued for the
+        per-root counts of `session`)."""
+        structs: list[Struct] = []
         try:
-            ids = update_ids(delta)
+            ids = update_ids(delta, structs)
         except ValueError:  # yrs made it; should it not decode, attribute nothing
             logger.exception("doc=%s a change does not decode", self._document)
-            return [], 0
+            return [], ()
         created = []
         for client_id, (start, end) in ids.created.items():
             created.append((client_id, start, end))
             self._clocks[client_id] = max(end, self._clocks.get(client_id, 0))
-        return created, ids.deleted
+        if session is None:  # another process's: indexed now, counted there
+            self._roots.add(structs, may_build=False)
+        else:
+            self._unindexed.append((session, structs, ids.deleted_ranges))
+        return created, ids.deleted_ranges
 
     def _session_for(
         self, author: Author, origin: str, source: int | None, now: float

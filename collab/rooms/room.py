@@ -214,7 +214,7 @@ class Room:
         # joiners of a big document share one step 2
         self.sync_replies = SyncReplyCache(self._metrics.sync_replies_shared)
         # Who owns which client id, and the sessions being made (attribution).
-        self.authorship = Authorship(name, doc.get_state(), owners)
+        self.authorship = Authorship(name, doc.get_state(), owners, full_state=doc.get_update)
         self._acting: Author | None = None  # whom the change being made is for
         self._acting_origin = "edit"
         self._acting_source: int | None = None  # a restore's version

@@ -20,6 +20,8 @@ docs/attribution.md for the measurements.
 from __future__ import annotations
 
 import json
+from bisect import bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 ANONYMOUS = "anonymous"  # the author of an open server's connections
@@ -51,6 +53,8 @@ class ClientClaim:
 
 # (client id, first clock, end clock): content created, end exclusive.
 ClockRange = tuple[int, int, int]
+# (text root, characters inserted, characters deleted), in Yjs clock units.
+RootCount = tuple[str, int, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,16 +70,79 @@ class EditSession:
     deleted: int  # characters (Yjs clock units) deleted
     ranges: tuple[ClockRange, ...] = ()
     origin: str = "edit"  # "edit", "restore" or "revert"
+    # The items it deleted (anybody's), by id: what a revert brings back (stored
+    # without those it wrote itself: they never come back).
+    deleted_ranges: tuple[ClockRange, ...] = ()
+    # Characters inserted and deleted per text root (sessions before 0007: none).
+    roots: tuple[RootCount, ...] = ()
     # A restore's: the version it restored, whose authors its text keeps (blame).
     source_version: int | None = None
+
+
+def add_range(ranges: list[ClockRange], client_id: int, start: int, end: int) -> None:
+    """Append a range, joined to the last one when they touch (typing forward,
+    and deleting backwards or forwards, each make one range)."""
+    if ranges:
+        last_client, last_start, last_end = ranges[-1]
+        if last_client == client_id and start <= last_end and end >= last_start:
+            ranges[-1] = (client_id, min(start, last_start), max(end, last_end))
+            return
+    ranges.append((client_id, start, end))
+
+
+def subtract_ranges(ranges: Sequence[ClockRange], taken: Sequence[ClockRange]) -> list[ClockRange]:
+    """`ranges` without the clocks `taken` covers (per client id)."""
+    cuts: dict[int, list[tuple[int, int]]] = {}
+    for client_id, start, end in sorted(taken):
+        merged = cuts.setdefault(client_id, [])
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    left: list[ClockRange] = []
+    for client_id, start, end in ranges:
+        merged = cuts.get(client_id, [])
+        index = max(0, bisect_right(merged, (start, start)) - 1)
+        at = start
+        for cut_start, cut_end in merged[index:]:
+            if cut_start >= end:
+                break
+            if cut_start > at:
+                left.append((client_id, at, cut_start))
+            at = max(at, cut_end)
+        if at < end:
+            left.append((client_id, at, end))
+    return left
 
 
 def encode_ranges(ranges: tuple[ClockRange, ...]) -> str:
     return json.dumps([list(r) for r in ranges], separators=(",", ":"))
 
 
-def decode_ranges(text: str) -> tuple[ClockRange, ...]:
+def decode_ranges(text: str | None) -> tuple[ClockRange, ...]:
     return tuple((int(c), int(s), int(e)) for c, s, e in json.loads(text or "[]"))
+
+
+def encode_root_counts(session: EditSession) -> str | None:
+    """JSON {root: [inserted, deleted]}; just the root's name (a JSON string)
+    when one root holds all the session's counts (the common case: one text)."""
+    if not session.roots:
+        return None
+    if len(session.roots) == 1:
+        root, inserted, deleted = session.roots[0]
+        if (inserted, deleted) == (session.inserted, session.deleted):
+            return json.dumps(root)
+    return json.dumps({r: [i, d] for r, i, d in session.roots}, separators=(",", ":"))
+
+
+def decode_root_counts(text: str | None, inserted: int, deleted: int) -> tuple[RootCount, ...]:
+    """What `encode_root_counts` wrote, given the session's totals."""
+    if not text:
+        return ()
+    value = json.loads(text)
+    if isinstance(value, str):
+        return ((value, inserted, deleted),)
+    return tuple((str(r), int(i), int(d)) for r, (i, d) in value.items())
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,11 +19,15 @@ from sqlalchemy import Select, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from collab.protocol.codec import decode_id_ranges, encode_id_ranges
 from collab.storage.attribution import (
     Author,
     EditSession,
     decode_ranges,
+    decode_root_counts,
     encode_ranges,
+    encode_root_counts,
+    subtract_ranges,
 )
 from collab.storage.sql_schema import client_authors, edit_sessions
 from collab.storage.store import AppendUpdate
@@ -46,13 +50,16 @@ _SESSION_COLUMNS = (
     "deleted",
     "ranges",
     "source_version",
+    "deleted_ranges",
+    "roots",
 )
 _SESSION = (
     f"INSERT INTO {edit_sessions.name} ({', '.join(_SESSION_COLUMNS)}) "
     f"VALUES ({', '.join(':' + c for c in _SESSION_COLUMNS)}) "
     "ON CONFLICT (document, key) DO UPDATE SET "
     + ", ".join(
-        f"{c} = excluded.{c}" for c in ("name", "ended_at", "inserted", "deleted", "ranges")
+        f"{c} = excluded.{c}"
+        for c in ("name", "ended_at", "inserted", "deleted", "ranges", "deleted_ranges", "roots")
     )
 )
 
@@ -81,6 +88,9 @@ def write_attribution(conn: Connection, ops: Sequence[AppendUpdate], now: float)
 
 def _session_row(document: str, session: EditSession) -> dict[str, Any]:
     author = session.author
+    # What it deleted of its own writing never comes back (a revert of it takes
+    # its insertions out too): not stored.
+    others = subtract_ranges(session.deleted_ranges, session.ranges)
     return {
         "document": document,
         "key": session.key,
@@ -94,6 +104,8 @@ def _session_row(document: str, session: EditSession) -> dict[str, Any]:
         "deleted": session.deleted,
         "ranges": encode_ranges(session.ranges),
         "source_version": session.source_version,
+        "deleted_ranges": encode_id_ranges(others) if others else None,
+        "roots": encode_root_counts(session),
     }
 
 
@@ -136,4 +148,8 @@ def session_of(row: Any) -> EditSession:
         ranges=decode_ranges(row.ranges),
         origin=row.origin,
         source_version=None if row.source_version is None else int(row.source_version),
+        deleted_ranges=(
+            () if row.deleted_ranges is None else decode_id_ranges(bytes(row.deleted_ranges))
+        ),
+        roots=decode_root_counts(row.roots, int(row.inserted), int(row.deleted)),
     )

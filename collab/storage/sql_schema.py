@@ -10,7 +10,8 @@
     token_revocations(id, kind, value, revoked_at, until, reason, revoked_by)
     client_authors(document, client_id, subject, claimed_at)   -- who owns a client id
     edit_sessions(id, document, key, subject, name, is_verified, origin,
-                  started_at, ended_at, inserted, deleted, ranges, source_version)
+                  started_at, ended_at, inserted, deleted, ranges, source_version,
+                  deleted_ranges, roots)
     events(id, seq, document, type, occurred_at, data)   -- the outbox and the feed
     event_counter(id PK, last_seq)
     pending_changes(document PK, first_at, last_at, first_row, last_row, author)
@@ -190,6 +191,11 @@ edit_sessions = Table(
     Column("deleted", BigInteger, nullable=False),
     Column("ranges", Text, nullable=False),  # JSON [[client, start, end], ...]
     Column("source_version", BigInteger),  # a restore's: the version it restored
+    # The items it deleted: collab.protocol.codec.encode_id_ranges (0007).
+    Column("deleted_ranges", LargeBinary),
+    # Per text root: JSON {root: [inserted, deleted]}, or one root's name when
+    # it is the only root the session touched (its counts are the totals) (0007).
+    Column("roots", Text),
     Index("ix_edit_sessions_document_key", "document", "key", unique=True),
     Index("ix_edit_sessions_document_ended", "document", "ended_at"),
     sqlite_autoincrement=True,

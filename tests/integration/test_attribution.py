@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from pycrdt import Doc, Text, create_update_message
+from pycrdt import Doc, Map, Text, create_update_message
 
 from collab.config import Settings
 from collab.errors import CloseCode
@@ -307,3 +307,117 @@ async def test_diffs_name_who_wrote_each_hunk_between_versions_and_times(
         assert by_time == by_id
         by_version = await _get(server, "/api/documents/doc/diff", **{"from": str(version["id"])})
         assert by_version == by_id
+
+
+async def test_reverting_an_author_brings_back_the_paragraph_they_deleted_keeping_later_edits(
+    tokened: Settings, clients: list[YClient]
+) -> None:
+    async with run_server(tokened) as server:
+        alice = await _join(server, clients, "alice")
+        alice.text.insert(0, "First paragraph.\nSecond paragraph.\n")
+        await eventually(alice.is_saved, what="alice saved")
+        version = await _post(server, "/api/documents/doc/snapshots", {"label": "v"}, "alice")
+        bob = await _join(server, clients, "bob")
+        await eventually(lambda: str(bob.text).startswith("First"), what="bob sees alice")
+        del bob.text[0:17]  # alice's first paragraph
+        bob.text.insert(0, "Bob was here. ")
+        await eventually(lambda: str(alice.text).startswith("Bob"), what="alice sees bob")
+        carol = await _join(server, clients, "carol")
+        await eventually(lambda: str(carol.text).startswith("Bob"), what="carol sees bob")
+        carol.text.insert(len(carol.text), "Carol's later line.")
+        expected = "First paragraph.\nSecond paragraph.\nCarol's later line."
+        await eventually(lambda: all(c.is_saved() for c in clients), what="saved")
+        result = await _post(server, "/api/documents/doc/revert", {"author": "bob"}, "root")
+        assert result["deletions_restored"] is True
+        assert result["deletions_not_restored_reason"] is None
+        assert result["restored_characters"] == 17
+        assert result["restored_from_version"] == version["id"]
+        for client in clients:
+            await eventually(lambda c=client: str(c.text) == expected, what="converged")
+        # The paragraph is new items made by the revert, but the same text of the
+        # version it was read from: it keeps its author.
+        await _blame_is(
+            server,
+            [("First paragraph.\nSecond paragraph.\n", "alice"), ("Carol's later line.", "carol")],
+        )
+        events = (await _get(server, "/api/documents/doc/activity"))["events"]
+        reverts = [e for e in events if e.get("origin") == "revert"]
+        assert reverts and reverts[0]["author"] == "root" and reverts[0]["inserted"] == 17
+
+
+async def test_a_revert_without_a_version_from_before_says_the_deletions_did_not_come_back(
+    tokened: Settings, clients: list[YClient]
+) -> None:
+    async with run_server(tokened) as server:
+        alice = await _join(server, clients, "alice")
+        alice.text.insert(0, "gone for good")
+        await eventually(alice.is_saved, what="alice saved")
+        bob = await _join(server, clients, "bob")
+        await eventually(lambda: str(bob.text) == "gone for good", what="bob sees alice")
+        del bob.text[0:5]
+        bob.text.insert(0, "B")
+        await eventually(bob.is_saved, what="bob saved")
+        result = await _post(server, "/api/documents/doc/revert", {"author": "bob"}, "root")
+        assert result["deletions_restored"] is False
+        assert "no version" in result["deletions_not_restored_reason"]
+        assert result["restored_characters"] == 0 and result["changed"] is True
+        await eventually(lambda: str(alice.text) == "for good", what="bob's insertion gone")
+
+
+async def test_sessions_count_characters_inserted_and_deleted_per_text_root(
+    tokened: Settings, clients: list[YClient]
+) -> None:
+    async with run_server(tokened) as server:
+        alice = await _join(server, clients, "alice")
+        title = alice.doc.get("title", type=Text)
+        title.insert(0, "My title")
+        alice.text.insert(0, "Body text here")
+        del alice.text[0:5]  # "Body "
+        alice.doc.get("meta", type=Map)["tags"] = ["not", "text"]
+        await eventually(alice.is_saved, what="saved")
+        # Content loaded from storage: the server reads its roots from the Doc.
+        await _post(server, "/api/documents/doc/snapshots", {"label": "v"}, "alice")
+        await alice.close()
+    async with run_server(tokened) as server:
+        bob = await _join(server, clients, "bob")
+        await eventually(lambda: str(bob.text) == "text here", what="bob loaded")
+        del bob.doc.get("title", type=Text)[0:3]  # "My "
+        bob.text.insert(len(bob.text), "!!")
+        await eventually(bob.is_saved, what="saved")
+
+        async def sessions() -> dict[str, dict[str, Any]]:
+            events = (await _get(server, "/api/documents/doc/activity"))["events"]
+            found = {e["author"]: e for e in events if e["kind"] == "session"}
+            return found if "bob" in found else {}
+
+        found = await eventually(sessions, what="both sessions")
+        assert found["alice"]["roots"] == {
+            "title": {"inserted": 8, "deleted": 0},
+            "text": {"inserted": 14, "deleted": 5},
+        }
+        assert found["bob"]["roots"] == {
+            "title": {"inserted": 0, "deleted": 3},
+            "text": {"inserted": 2, "deleted": 0},
+        }
+        # The totals stay, in clock units over every root.
+        assert found["bob"]["inserted"] == 2 and found["bob"]["deleted"] == 3
+
+
+async def test_on_postgresql_a_revert_brings_back_deletions_and_sessions_count_per_root(
+    tokened: Settings, postgres_url: str, clients: list[YClient]
+) -> None:
+    async with run_server(tokened.replace(database_url=postgres_url)) as server:
+        alice = await _join(server, clients, "alice")
+        alice.text.insert(0, "keep this sentence")
+        await eventually(alice.is_saved, what="alice saved")
+        await _post(server, "/api/documents/doc/snapshots", {"label": "v"}, "alice")
+        bob = await _join(server, clients, "bob")
+        await eventually(lambda: str(bob.text) == "keep this sentence", what="bob sees alice")
+        del bob.text[4:9]  # " this"
+        await eventually(bob.is_saved, what="bob saved")
+        events = (await _get(server, "/api/documents/doc/activity", author="bob"))["events"]
+        assert events[0]["roots"] == {"text": {"inserted": 0, "deleted": 5}}
+        result = await _post(server, "/api/documents/doc/revert", {"author": "bob"}, "root")
+        assert result["deletions_restored"] is True and result["restored_characters"] == 5
+        await eventually(lambda: str(alice.text) == "keep this sentence", what="restored")
+        await _blame_is(server, [("keep this sentence", "alice")])

@@ -8,7 +8,7 @@ import random
 import pytest
 from pycrdt import Array, Doc, Map, Text
 
-from collab.protocol.codec import decode_state_vector
+from collab.protocol.codec import decode_id_ranges, decode_state_vector, encode_id_ranges
 from collab.protocol.update_ids import update_ids
 
 
@@ -76,3 +76,10 @@ def test_a_deletion_counts_the_clock_units_it_removes() -> None:
 def test_a_truncated_update_raises_value_error(data: bytes) -> None:
     with pytest.raises(ValueError):
         update_ids(data)
+
+
+def test_id_ranges_round_trip_sorted_and_joined_per_client() -> None:
+    ranges = [(7, 10, 12), (2**50, 0, 3), (7, 0, 4), (7, 4, 6), (7, 11, 20), (9, 5, 5)]
+    encoded = encode_id_ranges(ranges)
+    assert decode_id_ranges(encoded) == ((7, 0, 6), (7, 10, 20), (2**50, 0, 3))
+    assert len(encoded) < 20
