@@ -49,6 +49,7 @@ from collab.api.connection import (
     WAIT_FOR_STORAGE,
     ConnectionEdge,
 )
+from collab.api.forwarded import TrustedProxies
 from collab.api.socket_admission import Refused, Target, admit_connection, check_upgrade
 from collab.api.socket_liveness import Pings
 from collab.errors import CloseCode, Refusal, UnfinishedMessage, UnsupportedData
@@ -82,6 +83,7 @@ class SocketConnection(asyncio.Protocol):
         "_loop",
         "_peer",
         "_pings",
+        "_proxies",
         "_room",
         "_sender",
         "_task",
@@ -95,8 +97,10 @@ class SocketConnection(asyncio.Protocol):
         edge: ConnectionEdge | None,
         extensions: OfferedExtensions,
         max_message_bytes: int,
+        proxies: TrustedProxies | None = None,
     ) -> None:
         self._edge = edge
+        self._proxies = proxies  # who may name the client (X-Forwarded-For)
         # Above the message limit, so an oversized message reaches the edge's
         # check (4413 and a log line) instead of the library's 1009.
         self._conn = ServerProtocol(
@@ -226,6 +230,10 @@ class SocketConnection(asyncio.Protocol):
 
     def _handshake(self, request: Request) -> None:
         edge, conn, target = self._edge, self._conn, Target.of(request)
+        if self._proxies is not None and "X-Forwarded-For" in request.headers:
+            host = self._client.rsplit(":", 1)[0]
+            forwarded = request.headers.get_all("X-Forwarded-For")
+            self._client = self._proxies.client_of(host, forwarded) or self._client
         rejected = check_upgrade(edge, target, request.headers, self._client)
         if rejected is not None:
             self._reject(rejected.status, rejected.text)

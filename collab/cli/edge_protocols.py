@@ -36,6 +36,7 @@ closes it (1012) and waits for it. Use `edge_socket_protocol(app, ...)`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ from uvicorn.server import ServerState
 
 from collab.api.assembly import OfferedExtensions, offered_extensions
 from collab.api.connection import ConnectionEdge
+from collab.api.forwarded import TrustedProxies
 from collab.api.socket import SocketConnection
 
 logger = logging.getLogger(__name__)
@@ -201,7 +203,11 @@ class EdgeSocketProtocol(SocketConnection):
         # Set by the app's lifespan, which runs before uvicorn accepts a connection.
         edge: ConnectionEdge | None = getattr(self._app.state, "connections", None)
         max_bytes = edge.runtime.settings.max_message_bytes if edge is not None else 0
-        super().__init__(edge, self._extensions, max_bytes)
+        allowed = config.forwarded_allow_ips
+        if not isinstance(allowed, str):
+            allowed = ",".join(allowed)
+        proxies = trusted_proxies(allowed) if config.proxy_headers else None
+        super().__init__(edge, self._extensions, max_bytes, proxies)
         self._server_connections: set[Any] = server_state.connections
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -211,6 +217,12 @@ class EdgeSocketProtocol(SocketConnection):
     def connection_lost(self, exc: Exception | None) -> None:
         self._server_connections.discard(self)
         super().connection_lost(exc)
+
+
+@functools.lru_cache(maxsize=4)
+def trusted_proxies(allowed: str) -> TrustedProxies:
+    """uvicorn's `forwarded_allow_ips`, parsed once (not per connection)."""
+    return TrustedProxies(allowed)
 
 
 def edge_socket_protocol(app: Any, *, is_deflate_offered: bool) -> type[asyncio.Protocol]:

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 import websockets
 from pycrdt import write_var_uint
 
+from collab.api.forwarded import TrustedProxies
 from collab.api.socket import SocketConnection
 from collab.errors import CloseCode
 from tests.integration.test_http_edge import bystander
@@ -144,3 +145,25 @@ async def test_a_relay_is_framed_and_compressed_once_for_all_recipients(settings
         finally:
             for client in clients:
                 await client.close()
+
+
+async def test_a_trusted_proxy_names_the_client_in_refusal_logs_as_for_http(settings, caplog):
+    async with run_server(settings.replace(auth_secret="s" * 32)) as server:
+        url = server.ws_url("doc") + "?token=not-a-token"
+        caplog.set_level("INFO", logger="collab")
+        # From 127.0.0.1, a trusted proxy by uvicorn's default forwarded_allow_ips.
+        forwarded = {"X-Forwarded-For": "203.0.113.7, 127.0.0.1"}
+        with contextlib.suppress(websockets.InvalidStatus, websockets.ConnectionClosed):
+            async with websockets.connect(url, additional_headers=forwarded) as ws:
+                await close_code_after(ws)
+        refusals = [r.getMessage() for r in caplog.records if " refused " in r.getMessage()]
+        assert refusals and "client=203.0.113.7 " in refusals[-1], refusals
+
+
+def test_only_a_trusted_peer_may_name_the_client():
+    proxies = TrustedProxies("127.0.0.1, 10.0.0.0/8")
+    assert proxies.client_of("127.0.0.1", ["198.51.100.1, 10.1.2.3"]) == "198.51.100.1"
+    assert proxies.client_of("192.0.2.9", ["198.51.100.1"]) is None  # not a proxy of ours
+    assert proxies.client_of("127.0.0.1", ["  "]) is None
+    assert proxies.client_of("127.0.0.1", ["10.0.0.1", "10.0.0.2"]) == "10.0.0.1"
+    assert TrustedProxies("*").client_of("192.0.2.9", ["a, b"]) == "a"
