@@ -234,5 +234,6 @@ def collected_ranges(update: bytes) -> dict[int, list[tuple[int, int]]]:
                     collected.setdefault(client_id, []).append((clock, clock + length))
                 clock += length
             else:
+                _item_parent(reader, info)
                 clock += _item_length(reader, info)
     return collected

@@ -142,7 +142,9 @@ def _asyncpg_dsn(url: str) -> str:
 async def _run_sql(url: str, *statements: str) -> None:
     """Run `statements` on the test database behind the server's back."""
     if url.startswith("sqlite"):
-        with sqlite3.connect(url.split("///", 1)[1], isolation_level=None) as db:
+        # The running server commits too (outbox, attribution): wait for the lock.
+        path = url.split("///", 1)[1]
+        with sqlite3.connect(path, isolation_level=None, timeout=TIMEOUT_S) as db:
             for statement in statements:
                 db.execute(statement)
         return
