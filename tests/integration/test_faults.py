@@ -69,10 +69,12 @@ async def test_locked_database_refuses_edits_with_4503_and_recovers(settings, tm
         b = await YClient(server.ws_url("doc")).connect()
         a.text.insert(0, "before")
         await eventually(lambda: str(b.text) == "before")
-        # The server commits between our attempts (webhook outbox, attribution):
-        # wait for the write lock as long as any other step of the test may.
-        lock = sqlite3.connect(tmp_path / "collab.db", isolation_level=None, timeout=TIMEOUT_S)
-        lock.execute("BEGIN EXCLUSIVE")
+        # Taken in a thread: the server runs on this event loop, and may be in the
+        # middle of a transaction (the events task, attribution) the loop must finish.
+        lock = sqlite3.connect(
+            tmp_path / "collab.db", isolation_level=None, timeout=TIMEOUT_S, check_same_thread=False
+        )
+        await asyncio.to_thread(lock.execute, "BEGIN EXCLUSIVE")
         try:
             a.text.insert(len(a.text), " during")
             # The write cannot commit: the room's clients are told, nothing is relayed.

@@ -142,11 +142,9 @@ def _asyncpg_dsn(url: str) -> str:
 async def _run_sql(url: str, *statements: str) -> None:
     """Run `statements` on the test database behind the server's back."""
     if url.startswith("sqlite"):
-        # The running server commits too (outbox, attribution): wait for the lock.
-        path = url.split("///", 1)[1]
-        with sqlite3.connect(path, isolation_level=None, timeout=TIMEOUT_S) as db:
-            for statement in statements:
-                db.execute(statement)
+        # In a thread: the server runs on this event loop, and may be in the middle
+        # of a transaction (the events task, attribution) that the loop must finish.
+        await asyncio.to_thread(_run_sqlite, url.split("///", 1)[1], statements)
         return
     conn = await asyncpg.connect(_asyncpg_dsn(url))
     try:
@@ -154,6 +152,12 @@ async def _run_sql(url: str, *statements: str) -> None:
             await conn.execute(statement)
     finally:
         await conn.close()
+
+
+def _run_sqlite(path: str, statements: tuple[str, ...]) -> None:
+    with sqlite3.connect(path, isolation_level=None, timeout=TIMEOUT_S) as db:
+        for statement in statements:
+            db.execute(statement)
 
 
 def _refuse_rows_of(url: str, document: str) -> list[str]:
