@@ -47,12 +47,20 @@ class _OpenSession:
     inserted: int = 0
     deleted: int = 0
     ranges: list[ClockRange] = field(default_factory=list)
+    # client id -> index in `ranges` of its latest range
+    latest: dict[int, int] = field(default_factory=dict)
 
     def add(self, client_id: int, start: int, end: int) -> None:
-        last = self.ranges[-1] if self.ranges else None
-        if last is not None and last[0] == client_id and last[2] == start:
-            self.ranges[-1] = (client_id, last[1], end)
+        """Extend the client's latest range if this one continues it, else add one.
+        Per client, not only the last range: several clients of one author (tabs,
+        anonymous users of an open server) editing in turn would otherwise add a
+        range per edit, and the session row, rewritten with every commit, would
+        grow with every edit (bench/RESULTS.md, session 6)."""
+        index = self.latest.get(client_id)
+        if index is not None and self.ranges[index][2] == start:
+            self.ranges[index] = (client_id, self.ranges[index][1], end)
         else:
+            self.latest[client_id] = len(self.ranges)
             self.ranges.append((client_id, start, end))
         self.inserted += end - start
 
