@@ -260,6 +260,8 @@ class Room:
         """Dispatch one decoded message; True if it changed the document."""
         if self.is_closed:
             return False
+        if type(message) is SyncUpdate and not peer.is_read_only:  # an edit: most messages
+            return self.apply_update(message.update, self._author_of(peer), peer.id)
         match message:
             case SyncStep1(state_vector):
                 self._answer_step1(peer, state_vector)
