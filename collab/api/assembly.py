@@ -94,6 +94,13 @@ class MessageLimits:
 
     def check(self, message: bytes) -> None:
         """Refuse a whole message over its kind's bound, before it is decoded."""
+        size = len(message)
+        if (
+            size <= self.max_update_bytes
+            and size <= self.max_awareness_bytes
+            and size <= self.max_step1_bytes
+        ):
+            return  # under every kind's bound (nearly every message): no need to peek
         limit = self.limit_for(message[:HEAD_BYTES]) or self.max_message_bytes
         if len(message) > limit:
             raise self.refusal(message[:HEAD_BYTES], len(message), limit)

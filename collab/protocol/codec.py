@@ -36,6 +36,9 @@ from collab.errors import InvalidAwareness, InvalidUpdate, MalformedMessage
 _MAX_VARUINT_BITS = 53
 
 
+_SYNC, _UPDATE = 0, 2  # MessageType.SYNC, SyncType.UPDATE as plain ints
+
+
 class MessageType(IntEnum):
     SYNC = 0
     AWARENESS = 1
@@ -170,6 +173,16 @@ class _Reader:
 
 def decode_message(frame: bytes) -> Message:
     """Decode one binary frame into one typed message, or raise a `ProtocolError`."""
+    if len(frame) > 3 and frame[0] == _SYNC and frame[1] == _UPDATE:
+        # The message of every edit, read without a reader when its length
+        # prefix (one or two bytes) matches the frame exactly; anything else
+        # takes the general path below, which says what is wrong.
+        first = frame[2]
+        if first < 0x80:
+            if first == len(frame) - 3:
+                return SyncUpdate(frame[3:])
+        elif frame[3] < 0x80 and (first & 0x7F) | (frame[3] << 7) == len(frame) - 4:
+            return SyncUpdate(frame[4:])
     reader = _Reader(frame)
     message_type = reader.read_varuint()
     if message_type == MessageType.SYNC:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 _BIT8, _BIT7, _BIT6, _BITS5 = 0x80, 0x40, 0x20, 0x1F
 _GC, _SKIP = 0, 10
 _XML_ELEMENT, _XML_HOOK = 3, 5
+_STRING = 4
 
 
 # Where a struct hangs: a root's name, None (nested in a type, or unknown), or
@@ -184,36 +185,105 @@ def _item_length(reader: _Reader, info: int) -> int:
 def update_ids(update: bytes, structs_out: list[Struct] | None = None) -> UpdateIds:
     """The clock ranges `update` creates per client id, and what it deletes.
     With `structs_out`, also every struct it holds (where it hangs), in order."""
-    reader = _Reader(update)
+    try:
+        return _update_ids(update, structs_out)
+    except IndexError:  # the inlined reads below index past the end
+        raise ValueError("update truncated") from None
+
+
+def _update_ids(data: bytes, structs_out: list[Struct] | None) -> UpdateIds:
+    # This runs for every edit a room makes (attribution), so the common shapes
+    # are read inline: a varuint under 128 is one byte, and an Item holding a
+    # string with an origin (what typing makes) is walked here; everything else
+    # goes through `_Reader`. Same walk as `_Reader`'s, bounds by IndexError.
+    reader: _Reader | None = None  # for the other contents
     created: dict[int, tuple[int, int]] = {}
-    for _ in range(reader.varuint()):
-        structs = reader.varuint()
-        client_id = reader.varuint()
-        start = clock = reader.varuint()
+    clients, pos = _varuint(data, 0)
+    for _ in range(clients):
+        structs, pos = _varuint(data, pos)
+        client_id, pos = _varuint(data, pos)
+        start, pos = _varuint(data, pos)
+        clock = start
         for _ in range(structs):
-            info = reader.byte()
-            if info & _BITS5 in (_GC, _SKIP):
-                clock += reader.varuint()
-                continue
-            parent = _item_parent(reader, info)
-            length = _item_length(reader, info)
-            if structs_out is not None:
-                is_string = info & _BITS5 == 4
-                structs_out.append(Struct(client_id, clock, clock + length, parent, is_string))
-            clock += length
+            info = data[pos]
+            pos += 1
+            kind = info & _BITS5
+            if kind == _STRING and info & (_BIT8 | _BIT7):
+                # Hangs where its origin does (left, else right): ("origin", client, clock).
+                origin_client, pos = _varuint(data, pos)
+                origin_clock, pos = _varuint(data, pos)
+                if info & _BIT8 and info & _BIT7:  # both: the right one is not needed
+                    pos = _skip_varuints(data, pos, 2)
+                length, pos = _varuint(data, pos)
+                end = pos + length
+                if end > len(data):
+                    raise ValueError("update truncated")
+                text = data[pos:end]
+                pos = end
+                size = (
+                    length
+                    if text.isascii()
+                    else _utf16_length(text.decode("utf-8", "surrogatepass"))
+                )
+                if structs_out is not None:
+                    origin: Parent = ("origin", origin_client, origin_clock)
+                    structs_out.append(Struct(client_id, clock, clock + size, origin, True))
+                clock += size
+            elif kind == _GC or kind == _SKIP:
+                length, pos = _varuint(data, pos)
+                clock += length
+            else:
+                reader = reader or _Reader(data)
+                reader.pos = pos
+                parent = _item_parent(reader, info)
+                size = _item_length(reader, info)
+                pos = reader.pos
+                if structs_out is not None:
+                    structs_out.append(
+                        Struct(client_id, clock, clock + size, parent, kind == _STRING)
+                    )
+                clock += size
         if clock > start:
             first, end = created.get(client_id, (start, clock))
             created[client_id] = (min(first, start), max(end, clock))
     deleted = 0
     deleted_ranges: list[tuple[int, int, int]] = []
-    for _ in range(reader.varuint()):
-        client_id = reader.varuint()
-        for _ in range(reader.varuint()):
-            clock = reader.varuint()
-            length = reader.varuint()
+    clients, pos = _varuint(data, pos)
+    for _ in range(clients):
+        client_id, pos = _varuint(data, pos)
+        ranges, pos = _varuint(data, pos)
+        for _ in range(ranges):
+            clock, pos = _varuint(data, pos)
+            length, pos = _varuint(data, pos)
             deleted += length
             deleted_ranges.append((client_id, clock, clock + length))
     return UpdateIds(created, deleted, tuple(deleted_ranges))
+
+
+def _varuint(data: bytes, pos: int) -> tuple[int, int]:
+    """The varuint at `pos` and the position after it (IndexError past the end)."""
+    byte = data[pos]
+    if byte < 0x80:
+        return byte, pos + 1
+    value, shift, end = byte & 0x7F, 7, pos + 10
+    pos += 1
+    while pos < end:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+    raise ValueError("varuint too long")
+
+
+def _skip_varuints(data: bytes, pos: int, count: int) -> int:
+    """The position after `count` varuints from `pos`."""
+    for _ in range(count):
+        while data[pos] & 0x80:
+            pos += 1
+        pos += 1
+    return pos
 
 
 def collected_ranges(update: bytes) -> dict[int, list[tuple[int, int]]]:

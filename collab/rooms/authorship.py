@@ -51,6 +51,8 @@ class _OpenSession:
     ranges: list[ClockRange] = field(default_factory=list)
     deleted_ranges: list[ClockRange] = field(default_factory=list)
     roots: dict[str, tuple[int, int]] = field(default_factory=dict)  # per text root
+    # client id -> index in `ranges` of its latest range
+    latest: dict[int, int] = field(default_factory=dict)
 
     def add_root_counts(self, counts: dict[str, tuple[int, int]]) -> None:
         for root, (inserted, deleted) in counts.items():
@@ -58,7 +60,17 @@ class _OpenSession:
             self.roots[root] = (was_inserted + inserted, was_deleted + deleted)
 
     def add(self, client_id: int, start: int, end: int) -> None:
-        add_range(self.ranges, client_id, start, end)
+        """Extend the client's latest range if this one continues it, else add one.
+        Per client, not only the last range: several clients of one author (tabs,
+        anonymous users of an open server) editing in turn would otherwise add a
+        range per edit, and the session row, rewritten with every commit, would
+        grow with every edit (bench/RESULTS.md, session 6)."""
+        index = self.latest.get(client_id)
+        if index is not None and self.ranges[index][2] == start:
+            self.ranges[index] = (client_id, self.ranges[index][1], end)
+        else:
+            self.latest[client_id] = len(self.ranges)
+            self.ranges.append((client_id, start, end))
         self.inserted += end - start
 
     def add_deleted(self, client_id: int, start: int, end: int) -> None:

@@ -260,6 +260,8 @@ class Room:
         """Dispatch one decoded message; True if it changed the document."""
         if self.is_closed:
             return False
+        if type(message) is SyncUpdate and not peer.is_read_only:  # an edit: most messages
+            return self.apply_update(message.update, self._author_of(peer), peer.id)
         match message:
             case SyncStep1(state_vector):
                 self._answer_step1(peer, state_vector)
@@ -350,15 +352,23 @@ class Room:
         self.ensure_room_for(len(update))
         author = author or self._acting or _SERVER_AUTHOR
         changes_before = self._local_changes
+        # `edits_by(author)` and `yrs_panics_as(InvalidUpdate)`, spelled out: this
+        # runs for every edit, and two generator context managers cost more than
+        # the rest of this method (bench/RESULTS.md, session 6).
+        previous, self._acting = self._acting, author
         try:
             self.authorship.check(update, author, peer_id)
-            acting = self.edits_by(author, self._acting_origin, self._acting_source)
-            with yrs_panics_as(InvalidUpdate), acting:
-                self.doc.apply_update(update)
+            self.doc.apply_update(update)
         except (ValueError, RuntimeError) as exc:
             # yrs reports undecodable updates as ValueError and some structurally
             # impossible ones as RuntimeError; either way the Doc is unchanged.
             raise InvalidUpdate(f"invalid Yjs update: {exc}") from exc
+        except BaseException as exc:
+            if type(exc).__name__ != "PanicException":
+                raise
+            raise InvalidUpdate(f"yrs panicked: {exc}") from exc
+        finally:
+            self._acting = previous
         is_changed = self._local_changes != changes_before
         if is_changed and self._sink.is_failing:
             # Merged and queued, so nothing is lost; but not durable, so not relayed.

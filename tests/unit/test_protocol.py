@@ -142,3 +142,17 @@ def test_the_rest_path_rule_agrees_with_the_name_rule():
         except ValidationError:
             is_accepted = False
         assert is_accepted == is_valid_document_name(name), name
+
+
+@pytest.mark.parametrize("size", [1, 2, 126, 127, 128, 129, 300, 16383, 16384, 70000])
+def test_an_update_decodes_to_its_payload_whatever_its_length_prefix(size: int) -> None:
+    payload = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
+    assert decode_message(encode_update(payload)) == SyncUpdate(payload)
+
+
+@pytest.mark.parametrize("size", [5, 200])
+def test_an_update_whose_length_prefix_does_not_match_the_frame_is_refused(size: int) -> None:
+    frame = encode_update(b"x" * size)
+    for bad in (frame[:-1], frame + b"\x00"):
+        with pytest.raises(MalformedMessage):
+            decode_message(bad)
