@@ -76,6 +76,11 @@ def bounded_http_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
     return Configured
 
 
+# How long a refused connection's late bytes are read and dropped before it is
+# closed (see BoundedHttpProtocol._refuse); the socket still counts toward the cap.
+_LINGER_S = 2.0
+
+
 class BoundedHttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, with a socket cap, a header deadline and a
     header size bound. Use `bounded_http_protocol(limits)` for a configured class."""
@@ -87,6 +92,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self._is_awaiting_headers = True  # until the first request's headers are complete
         self._header_bytes = 0
         self._header_deadline: asyncio.TimerHandle | None = None
+        self._is_lingering = False  # refused: reading only to discard, then closing
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -106,6 +112,8 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._is_lingering:
+            return  # the rest of a refused request: read and dropped
         super().data_received(data)
         limit = self._limits.max_request_header_bytes
         if not self._is_awaiting_headers or not limit or self.transport.is_closing():
@@ -122,6 +130,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
                 HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
                 f"request headers over {limit} bytes",
                 "request_headers",
+                is_sending=True,
             )
 
     # httptools parser callbacks
@@ -163,11 +172,20 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             HTTPStatus.REQUEST_TIMEOUT,
             f"request headers not complete within {self._limits.request_timeout_s:g} s",
             "request_timeout",
+            is_sending=True,
         )
 
-    def _refuse(self, status: HTTPStatus, message: str, limit: str) -> None:
+    def _refuse(
+        self, status: HTTPStatus, message: str, limit: str, *, is_sending: bool = False
+    ) -> None:
         """Answer `status` (unless a response to an earlier request is under way:
-        a pipelined request must not cut into it) and close the connection."""
+        a pipelined request must not cut into it) and close the connection.
+
+        `is_sending`: the client is still sending its request. Closing a socket
+        with unread bytes makes the kernel answer them with a reset, which can
+        destroy the response before the client reads it; so the write side is
+        shut (FIN after the response) and what still arrives is dropped for
+        `_LINGER_S` at most, as HTTP servers' "lingering close" does."""
         self._is_awaiting_headers = False
         self._disarm_header_deadline()
         self._limits.count_refusal(limit)
@@ -179,6 +197,11 @@ class BoundedHttpProtocol(HttpToolsProtocol):
                 + b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body)
                 + body
             )
+        if is_sending and self.transport.can_write_eof():
+            self._is_lingering = True
+            self.transport.write_eof()
+            self.loop.call_later(_LINGER_S, self.transport.close)
+            return
         self.transport.close()
 
     def _client_label(self) -> str:

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from collab.errors import CollabError, DocumentNotFound
@@ -24,6 +25,9 @@ from collab.storage.attribution import Author, EditSession
 from collab.storage.store import DocumentStore, Snapshot, SnapshotInfo, SnapshotKind
 
 logger = logging.getLogger(__name__)
+
+_EPOCH = datetime.fromtimestamp(0, UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 class NothingToRevert(CollabError):
@@ -220,4 +224,7 @@ class DocumentActivity:
 
 
 def _microseconds(seconds: float) -> int:
-    return round(seconds * 1_000_000)
+    """`seconds` at the grain of the ISO 8601 times the API gives, rounded exactly
+    as `datetime.fromtimestamp` rounds them (float arithmetic may round the other
+    way, and a page's last event would come back on the next page)."""
+    return (datetime.fromtimestamp(seconds, UTC) - _EPOCH) // _MICROSECOND
