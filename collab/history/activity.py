@@ -98,8 +98,8 @@ class DocumentActivity:
                 events.append(ActivityEvent(at, version=version))
         if query.before is not None:
             # Times travel as ISO 8601 to the microsecond: compare at that grain.
-            cursor = _microseconds(query.before)
-            events = [e for e in events if _microseconds(e.at) < cursor]
+            cursor = microseconds(query.before)
+            events = [e for e in events if microseconds(e.at) < cursor]
         if not events and not await self._registry.exists(name):
             raise DocumentNotFound(name)
         events.sort(key=lambda e: e.at, reverse=True)
@@ -218,12 +218,12 @@ class DocumentActivity:
     async def _version_before(self, name: str, at: float) -> Snapshot | None:
         """The newest version whose content was captured at or before `at`."""
         for version in await self._store.list_snapshots(name):  # newest first
-            if _microseconds(version.updated_at) <= _microseconds(at):
+            if microseconds(version.updated_at) <= microseconds(at):
                 return await self._store.get_snapshot(name, version.id)
         return None
 
 
-def _microseconds(seconds: float) -> int:
+def microseconds(seconds: float) -> int:
     """`seconds` at the grain of the ISO 8601 times the API gives, rounded exactly
     as `datetime.fromtimestamp` rounds them (float arithmetic may round the other
     way, and a page's last event would come back on the next page)."""

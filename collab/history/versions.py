@@ -27,7 +27,7 @@ from datetime import datetime
 from typing import Literal
 
 from collab.errors import CollabError, DocumentNotFound
-from collab.history.activity import DocumentActivity
+from collab.history.activity import DocumentActivity, microseconds
 from collab.history.compare import diff_body
 from collab.history.restore import (
     RestoreConflict,
@@ -171,7 +171,7 @@ class VersionHistory:
                 raise SnapshotNotFound(f"{spec!r} is not a version id or a time") from exc
         versions = await self.list_versions(name, limit=_MAX_VERSIONS_SCANNED)
         for version in versions:  # newest first; times travel to the microsecond
-            if round(version.updated_at * 1e6) <= round(when * 1e6):
+            if microseconds(version.updated_at) <= microseconds(when):
                 return version.id
         raise SnapshotNotFound(f"document {name!r} has no version from before {spec}")
 

@@ -23,6 +23,7 @@ import json
 from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 ANONYMOUS = "anonymous"  # the author of an open server's connections
 SERVER = "server"  # edits the server makes on nobody's behalf (none today)
@@ -116,7 +117,9 @@ def subtract_ranges(ranges: Sequence[ClockRange], taken: Sequence[ClockRange]) -
 
 
 def encode_ranges(ranges: tuple[ClockRange, ...]) -> str:
-    return json.dumps([list(r) for r in ranges], separators=(",", ":"))
+    """JSON [[client, start, end], ...]. Written out by hand, as json.dumps would
+    for integers: it runs on every commit of an edit (the session row)."""
+    return "[" + ",".join([f"[{c:d},{s:d},{e:d}]" for c, s, e in ranges]) + "]"
 
 
 def decode_ranges(text: str | None) -> tuple[ClockRange, ...]:
@@ -131,8 +134,14 @@ def encode_root_counts(session: EditSession) -> str | None:
     if len(session.roots) == 1:
         root, inserted, deleted = session.roots[0]
         if (inserted, deleted) == (session.inserted, session.deleted):
-            return json.dumps(root)
+            return _json_string(root)
     return json.dumps({r: [i, d] for r, i, d in session.roots}, separators=(",", ":"))
+
+
+@lru_cache(maxsize=256)
+def _json_string(text: str) -> str:
+    """A root's name as a JSON string (a session row names its root on every commit)."""
+    return json.dumps(text)
 
 
 def decode_root_counts(text: str | None, inserted: int, deleted: int) -> tuple[RootCount, ...]:

@@ -11,8 +11,10 @@ upsert on (document, key): the room sends it again, grown, while it lasts.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Select, select, text
@@ -32,6 +34,7 @@ from collab.storage.attribution import (
 from collab.storage.sql_schema import client_authors, edit_sessions
 from collab.storage.store import AppendUpdate
 
+_CLAIM_COLUMNS = ("document", "client_id", "subject", "claimed_at")
 _CLAIM = (
     f"INSERT INTO {client_authors.name} (document, client_id, subject, claimed_at) "
     "VALUES (:document, :client_id, :subject, :claimed_at) "
@@ -67,46 +70,59 @@ _SESSION = (
 def write_attribution(conn: Connection, ops: Sequence[AppendUpdate], now: float) -> None:
     """The claims and sessions `ops` carry (appends whose rows were inserted).
     Plain SQL that SQLite and PostgreSQL both take; on SQLite straight to the
-    driver, as the appends are (collab.storage.sql_writes): it is on the hot path."""
+    driver with positional parameters, as the appends are
+    (collab.storage.sql_writes): it runs with nearly every commit of an edit."""
     claims = {(op.document, claim.client_id): claim.subject for op in ops for claim in op.claims}
     # The latest state of each session (a batch may hold several of one).
     sessions = {(op.document, s.key): (op.document, s) for op in ops for s in op.sessions}
-    claim_rows = [
-        {"document": d, "client_id": c, "subject": s, "claimed_at": now}
-        for (d, c), s in claims.items()
-    ]
+    claim_rows = [(d, c, s, now) for (d, c), s in claims.items()]
     session_rows = [_session_row(document, s) for document, s in sessions.values()]
     driver = conn.connection.driver_connection
-    for statement, rows in ((_CLAIM, claim_rows), (_SESSION, session_rows)):
+    for statement, columns, rows in (
+        (_CLAIM, _CLAIM_COLUMNS, claim_rows),
+        (_SESSION, _SESSION_COLUMNS, session_rows),
+    ):
         if not rows:
             continue
-        if isinstance(driver, sqlite3.Connection):
-            driver.executemany(statement, rows)
+        if not isinstance(driver, sqlite3.Connection):
+            conn.execute(text(statement), [dict(zip(columns, row, strict=True)) for row in rows])
+        elif len(rows) == 1:
+            driver.execute(_positional(statement), rows[0])
         else:
-            conn.execute(text(statement), rows)
+            driver.executemany(_positional(statement), rows)
 
 
-def _session_row(document: str, session: EditSession) -> dict[str, Any]:
+@lru_cache(maxsize=4)
+def _positional(statement: str) -> str:
+    """`statement` with `?` for its `:name` parameters (in order), for sqlite3."""
+    return re.sub(r":[a-z_]+", "?", statement)
+
+
+def _session_row(document: str, session: EditSession) -> tuple[Any, ...]:
+    """The values of `_SESSION_COLUMNS`, in order."""
     author = session.author
-    # What it deleted of its own writing never comes back (a revert of it takes
-    # its insertions out too): not stored.
-    others = subtract_ranges(session.deleted_ranges, session.ranges)
-    return {
-        "document": document,
-        "key": session.key,
-        "subject": author.subject,
-        "name": author.name,
-        "is_verified": author.is_verified,
-        "origin": session.origin,
-        "started_at": session.started_at,
-        "ended_at": session.ended_at,
-        "inserted": session.inserted,
-        "deleted": session.deleted,
-        "ranges": encode_ranges(session.ranges),
-        "source_version": session.source_version,
-        "deleted_ranges": encode_id_ranges(others) if others else None,
-        "roots": encode_root_counts(session),
-    }
+    deleted = None
+    if session.deleted_ranges:
+        # What it deleted of its own writing never comes back (a revert of it
+        # takes its insertions out too): not stored.
+        others = subtract_ranges(session.deleted_ranges, session.ranges)
+        deleted = encode_id_ranges(others) if others else None
+    return (
+        document,
+        session.key,
+        author.subject,
+        author.name,
+        author.is_verified,
+        session.origin,
+        session.started_at,
+        session.ended_at,
+        session.inserted,
+        session.deleted,
+        encode_ranges(session.ranges),
+        session.source_version,
+        deleted,
+        encode_root_counts(session),
+    )
 
 
 async def read_owners(conn: AsyncConnection, document: str) -> dict[int, str]:

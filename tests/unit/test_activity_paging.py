@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime
 
-from collab.history.activity import _microseconds
+from collab.history.activity import microseconds
 
 
 def test_a_time_printed_by_the_api_and_read_back_names_the_same_microsecond():
@@ -15,4 +15,4 @@ def test_a_time_printed_by_the_api_and_read_back_names_the_same_microsecond():
         at = 1_764_648_000 + rng.random() * 86_400
         printed = datetime.fromtimestamp(at, UTC).isoformat()  # as the API answers
         read_back = datetime.fromisoformat(printed).timestamp()  # as ?before= parses it
-        assert _microseconds(read_back) == _microseconds(at), printed
+        assert microseconds(read_back) == microseconds(at), printed
