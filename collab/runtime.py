@@ -42,7 +42,7 @@ from collab.history.workers import ComputePool
 from collab.metrics import Metrics
 from collab.rooms.presence import PresenceLimits
 from collab.rooms.registry import LifecyclePolicy, RoomRegistry
-from collab.rooms.room import RoomLimits
+from collab.rooms.room_limits import RoomLimits
 from collab.storage.deliveries import DeliveryQueue
 from collab.storage.leases import renew_lease, take_lease
 from collab.storage.outbox import EventOutbox

@@ -47,7 +47,7 @@ from collab.history.edits import (
     MissingDependencies,
 )
 from collab.history.text_edits import TextEditRefused
-from collab.rooms.room import RoomClosed
+from collab.rooms.commit_path import RoomClosed
 from collab.storage.store import OpDeclined
 
 _MAX_CALLERS = 10_000

@@ -5,17 +5,18 @@ permessage-deflate; nothing here parses or builds a frame by hand).
 Why: under ASGI every connection held a scope dict, a receive queue, uvicorn's
 protocol state and a task suspended in the app for its whole life (most of the
 27 kB an idle connection cost, bench/RESULTS.md). Here a connection is this
-object, websockets' parser, its `Peer` and the peer's sender task:
+object, websockets' parser, its `Peer` and the peer's sender task.
 
-- **in**: `data_received` feeds the parser; each complete message goes straight
-  to `ConnectionEdge.take` (size check, decode, `Room.handle`), in this call.
-- **out**: the peer's sender awaits `send_bytes`, which frames the message and
-  `transport.write`s it; it waits only while the transport has paused writing
-  (its buffer is over the high-water mark).
-- **backpressure**: when `take` says wait (the writer's backlog is full, or the
-  connection is over its rate), reading is paused (`transport.pause_reading`):
-  TCP flow control stops the client. Messages already parsed from the last read
-  wait in `_backlog` and are taken, in order, when reading resumes.
+`SocketConnection` is one class in three layers, each in its own module:
+- **out** (collab.api.socket_output): the peer's sender awaits `send_bytes`,
+  which frames the message and `transport.write`s it; it waits only while the
+  transport has paused writing (its buffer is over the high-water mark).
+- **in** (collab.api.socket_input): `data_received` feeds the parser; each
+  complete message goes straight to `ConnectionEdge.take` (size check, decode,
+  `Room.handle`), in this call. When `take` says wait, reading is paused
+  (`transport.pause_reading`): TCP flow control stops the client.
+- **the lifecycle** (here): the handshake, joining and leaving the room, and
+  the end of the connection (close frames, a lost socket, missing pongs).
 
 The lifecycle is the ASGI path's (collab.api.connection): handshake -> Host
 allow-list (421) -> path (404) -> accept -> name (4404) -> token and Origin
@@ -29,32 +30,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
-from typing import cast
 
 from websockets.datastructures import Headers
-from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 from websockets.protocol import State
-from websockets.server import ServerProtocol
 
-from collab.api.assembly import (
-    DeferredInflate,
-    DeflatedFrame,
-    MessageAssembly,
-    OfferedExtensions,
-)
-from collab.api.connection import (
-    TEXT_FRAME_REASON,
-    WAIT_FOR_STORAGE,
-    ConnectionEdge,
-)
+from collab.api.assembly import DeferredInflate, OfferedExtensions
+from collab.api.connection import ConnectionEdge
 from collab.api.forwarded import TrustedProxies
 from collab.api.socket_admission import Refused, Target, admit_connection, check_upgrade
+from collab.api.socket_input import SocketInput
 from collab.api.socket_liveness import Pings
-from collab.errors import CloseCode, Refusal, UnfinishedMessage, UnsupportedData
+from collab.errors import CloseCode
 from collab.rooms.peer import Peer, PeerState
-from collab.rooms.room import Room
 
 logger = logging.getLogger(__name__)
 
@@ -62,35 +50,12 @@ _MAX_CLOSE_REASON_BYTES = 123  # RFC 6455 5.5: a control frame payload is at mos
 _GONE_CODE = 1006  # RFC 6455 7.4.1: the socket was lost without a close frame
 
 
-class SocketConnection(asyncio.Protocol):
+class SocketConnection(SocketInput):
     """One WebSocket connection to /ws/{document}; satisfies the peer's `Transport`.
 
     `edge` is None before the application has started (refused 503)."""
 
-    __slots__ = (
-        "_assembly",
-        "_assembly_deadline",
-        "_backlog",
-        "_client",
-        "_close_timer",
-        "_conn",
-        "_edge",
-        "_inflater",
-        "_is_lost",
-        "_is_read_paused",
-        "_is_write_paused",
-        "_last_read_at",
-        "_loop",
-        "_peer",
-        "_pings",
-        "_proxies",
-        "_room",
-        "_sender",
-        "_task",
-        "_transport",
-        "_wait",
-        "_writable",
-    )
+    __slots__ = ("_close_timer", "_proxies", "_sender", "_task")
 
     def __init__(
         self,
@@ -99,61 +64,13 @@ class SocketConnection(asyncio.Protocol):
         max_message_bytes: int,
         proxies: TrustedProxies | None = None,
     ) -> None:
-        self._edge = edge
+        super().__init__(edge, extensions, max_message_bytes)
         self._proxies = proxies  # who may name the client (X-Forwarded-For)
-        # Above the message limit, so an oversized message reaches the edge's
-        # check (4413 and a log line) instead of the library's 1009.
-        self._conn = ServerProtocol(
-            extensions=extensions, max_size=max_message_bytes * 2 + 1, logger=logger
-        )
-        self._loop = asyncio.get_running_loop()
-        self._transport: asyncio.Transport | None = None
-        self._client = "-"
-        self._peer: Peer | None = None
-        self._room: Room | None = None
         self._task: asyncio.Task[None] | None = None  # joining, or sending the close frame
         self._sender: asyncio.Task[None] | None = None  # the peer's, once joined
-        # Messages parsed while reading was paused, and what reading waits for.
-        self._backlog: deque[Frame] | None = None
-        self._is_read_paused = False
-        self._wait: asyncio.TimerHandle | asyncio.Task[None] | None = None
-        self._writable: asyncio.Future[None] | None = None  # set while writing is paused
-        self._is_write_paused = False
-        self._assembly: MessageAssembly | None = None  # a message in frames, so far
-        self._assembly_deadline: asyncio.TimerHandle | None = None
-        self._inflater: DeferredInflate | None = None  # if permessage-deflate was negotiated
-        self._pings: Pings | None = None  # once the connection is upgraded
-        self._last_read_at = 0.0
         self._close_timer: asyncio.TimerHandle | None = None
-        self._is_lost = False
 
     # asyncio.Protocol
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.Transport, transport)
-        peername = transport.get_extra_info("peername")
-        if isinstance(peername, tuple) and len(peername) >= 2:
-            self._client = f"{peername[0]}:{peername[1]}"
-
-    def data_received(self, data: bytes) -> None:
-        self._last_read_at = self._loop.time()
-        conn = self._conn
-        conn.receive_data(data)
-        events = conn.events_received()
-        if self._backlog is not None:
-            self._backlog.extend(cast(list[Frame], events))
-        else:
-            for index, event in enumerate(events):
-                if isinstance(event, Request):
-                    self._handshake(event)
-                else:
-                    self._on_frame(cast(Frame, event))
-                if self._is_read_paused:
-                    self._backlog = deque(cast(list[Frame], events[index + 1 :]))
-                    break
-        self._write_out()  # pongs and close replies the parser queued
-        if conn.parser_exc is not None:
-            self._on_parser_error(conn.parser_exc)
 
     def eof_received(self) -> bool | None:
         self._conn.receive_eof()
@@ -175,44 +92,6 @@ class SocketConnection(asyncio.Protocol):
             self._writable.set_result(None)  # a waiting send finds the socket gone
         received = self._conn.close_rcvd
         self._gone(received.code if received is not None else _GONE_CODE)
-
-    def pause_writing(self) -> None:
-        self._is_write_paused = True
-
-    def resume_writing(self) -> None:
-        self._is_write_paused = False
-        if self._writable is not None and not self._writable.done():
-            self._writable.set_result(None)
-        self._writable = None
-
-    # the peer's Transport
-
-    async def send_bytes(self, data: bytes) -> None:
-        while self._is_write_paused and not self._is_lost:
-            if self._writable is None or self._writable.done():
-                self._writable = self._loop.create_future()
-            await self._writable
-        transport, edge = self._transport, self._edge
-        if self._is_lost or transport is None or self._conn.state is not State.OPEN:
-            raise ConnectionResetError("the client is gone")
-        assert edge is not None  # a peer exists only once the edge admitted it
-        # Framed once for every recipient of the same message (api.frames).
-        transport.write(edge.frames.frame(data, self._inflater))
-
-    def write_now(self, data: bytes) -> bool:
-        """Write `data` now if the socket takes it without waiting (its buffer is
-        under the high-water mark); False: nothing written, use `send_bytes`."""
-        transport, edge = self._transport, self._edge
-        if (
-            self._is_write_paused
-            or self._is_lost
-            or transport is None
-            or edge is None
-            or self._conn.state is not State.OPEN
-        ):
-            return False
-        transport.write(edge.frames.frame(data, self._inflater))
-        return True
 
     async def close(self, code: int, reason: str) -> None:
         self._send_close(code, reason)
@@ -274,6 +153,8 @@ class SocketConnection(asyncio.Protocol):
         self._write_out()
         self._close_transport()
 
+    # joining and leaving the room
+
     async def _join(self, edge: ConnectionEdge, peer: Peer) -> None:
         room = await edge.join(peer)
         if room is None or not peer.is_open:
@@ -304,99 +185,7 @@ class SocketConnection(asyncio.Protocol):
             edge.release(peer)
             edge.log_disconnected(peer)
 
-    # messages in
-
-    def _on_frame(self, frame: Frame) -> None:
-        opcode = frame.opcode
-        if opcode is Opcode.BINARY or opcode is Opcode.TEXT:
-            is_deflated = isinstance(frame, DeflatedFrame)
-            if frame.fin and not is_deflated:
-                # The common case: whole and plain; `take` bounds it by its kind.
-                self._on_message(bytes(frame.data), opcode is Opcode.TEXT)
-                return
-            edge = self._edge
-            if edge is None:
-                return  # refused at the handshake
-            self._assembly = MessageAssembly(
-                edge.message_limits,
-                edge.runtime.metrics,
-                self._inflater if is_deflated else None,
-                is_text=opcode is Opcode.TEXT,
-            )
-            self._add_frame(frame)
-        elif opcode is Opcode.CONT:
-            if self._assembly is not None:  # else dropped: refused, or the peer is closing
-                self._add_frame(frame)
-        elif opcode is Opcode.PONG:
-            if self._pings is not None:
-                self._pings.on_pong(bytes(frame.data))
-        elif opcode is Opcode.CLOSE:
-            self._on_close()
-        # PING: the parser has queued the pong already.
-
-    def _add_frame(self, frame: Frame) -> None:
-        """Add a frame to the message under way: refused past its kind's limit
-        (before inflating further), and bounded in time once it spans frames."""
-        assembly = self._assembly
-        assert assembly is not None
-        try:
-            message = assembly.add(bytes(frame.data), is_final=frame.fin)
-        except Refusal as exc:
-            self._end_assembly()
-            if self._edge is not None and self._peer is not None and self._peer.is_open:
-                self._edge.refuse(self._peer, exc)
-            return
-        if message is not None:
-            self._end_assembly()
-            self._on_message(message, assembly.is_text)
-        elif self._assembly_deadline is None and self._edge is not None:
-            timeout_s = self._edge.runtime.settings.request_timeout_s
-            if timeout_s:
-                self._assembly_deadline = self._loop.call_later(timeout_s, self._assembly_late)
-
-    def _end_assembly(self) -> None:
-        self._assembly = None
-        if self._assembly_deadline is not None:
-            self._assembly_deadline.cancel()
-            self._assembly_deadline = None
-
-    def _assembly_late(self) -> None:
-        """A message begun in frames and not finished in time: its parts are
-        memory held for nothing; close."""
-        self._assembly_deadline = None
-        self._assembly = None
-        peer, edge = self._peer, self._edge
-        if peer is not None and edge is not None and peer.is_open:
-            edge.runtime.metrics.refused("message_timeout")
-            timeout_s = edge.runtime.settings.request_timeout_s
-            edge.refuse(peer, UnfinishedMessage(f"message not finished within {timeout_s:g} s"))
-
-    def _on_message(self, data: bytes, is_text: bool) -> None:
-        edge, peer, room = self._edge, self._peer, self._room
-        if edge is None or peer is None or room is None or not peer.is_open:
-            return  # refused or closing: what it still sends is dropped
-        try:
-            if is_text:
-                peer.note_received()
-                raise UnsupportedData(TEXT_FRAME_REASON)
-            delay_s = edge.take(peer, room, data)
-        except Refusal as exc:
-            edge.refuse(peer, exc)
-            return
-        except Exception:  # the connection's boundary: this client is closed, not the others
-            logger.exception("doc=%s peer=%d receive failed", peer.document, peer.id)
-            peer.close(CloseCode.INTERNAL_ERROR, "internal error")
-            return
-        if delay_s == WAIT_FOR_STORAGE:
-            waiter = self._loop.create_task(edge.runtime.writer.wait_for_capacity())
-            waiter.add_done_callback(self._waited)
-            self._pause_reading(waiter)
-        elif delay_s:
-            self._pause_reading(self._loop.call_later(delay_s, self._resume_reading))
-
-    def _waited(self, waiter: asyncio.Task[None]) -> None:
-        if not waiter.cancelled():
-            self._resume_reading()
+    # the end of the connection
 
     def _on_close(self) -> None:
         """The client's close frame: the reply is queued (or it answers ours)."""
@@ -425,39 +214,7 @@ class SocketConnection(asyncio.Protocol):
         if self._sender is not None and not self._sender.done():
             self._sender.cancel()
 
-    # reading paused and resumed
-
-    def _pause_reading(self, wait: asyncio.TimerHandle | asyncio.Task[None] | None) -> None:
-        self._wait = wait
-        if not self._is_read_paused and self._transport is not None:
-            self._is_read_paused = True
-            self._transport.pause_reading()
-
-    def _resume_reading(self) -> None:
-        """Take the messages parsed meanwhile, in order, until one says wait again."""
-        self._wait = None
-        self._is_read_paused = False
-        backlog = self._backlog
-        while backlog:
-            self._on_frame(backlog.popleft())
-            if self._is_read_paused:
-                return
-        self._backlog = None
-        transport = self._transport
-        if transport is not None and not self._is_lost and not transport.is_closing():
-            transport.resume_reading()
-
-    # the pings' PingTarget (collab.api.socket_liveness)
-
-    def send_ping(self, payload: bytes) -> bool:
-        if self._conn.state is not State.OPEN or self._is_lost:
-            return False
-        self._conn.send_ping(payload)
-        self._write_out()
-        return True
-
-    def is_alive_since(self, sent_at: float) -> bool:
-        return self._is_read_paused or self._last_read_at > sent_at
+    # the pings' PingTarget (collab.api.socket_liveness), its end
 
     def ping_timed_out(self, timeout_s: float) -> None:
         if self._conn.state is not State.OPEN:
@@ -468,7 +225,7 @@ class SocketConnection(asyncio.Protocol):
         self._write_out()
         self._close_transport()
 
-    # writing and closing
+    # our close frame
 
     def _send_close(self, code: int, reason: str) -> None:
         """Our close frame; the socket closes on the client's reply or after the timeout."""
@@ -486,12 +243,3 @@ class SocketConnection(asyncio.Protocol):
             if self._wait is not None:
                 self._wait.cancel()
             self._resume_reading()
-
-    def _write_out(self) -> None:
-        data = self._conn.data_to_send()
-        if data and self._transport is not None and not self._is_lost:
-            self._transport.write(b"".join(data))
-
-    def _close_transport(self) -> None:
-        if self._transport is not None:
-            self._transport.close()

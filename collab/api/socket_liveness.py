@@ -2,7 +2,7 @@
 noticed (COLLAB_WS_PING_INTERVAL_S, COLLAB_WS_PING_TIMEOUT_S).
 
 A pong can be late without the client being gone: a paced client's pong waits
-in its socket behind the messages it sent before it (collab.api.socket stops
+in its socket behind the messages it sent before it (collab.api.socket_input stops
 reading while it paces). So a missing pong ends the connection only if the
 client also sent nothing since the ping and its reading is not paused; else it
 gets another timeout. A half-open connection sends nothing and is dropped (1011).

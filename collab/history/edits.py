@@ -44,7 +44,8 @@ from collab.history.text_edits import (
 from collab.history.versions import VersionHistory
 from collab.protocol.codec import decode_state_vector
 from collab.rooms.registry import RoomRegistry
-from collab.rooms.room import Room, yrs_panics_as
+from collab.rooms.room import Room
+from collab.rooms.yrs_panics import yrs_panics_as
 from collab.storage.attribution import Author
 
 ORIGIN = "api"

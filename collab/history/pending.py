@@ -19,7 +19,7 @@ from typing import Any
 from pycrdt import Doc, get_update
 
 from collab.errors import InvalidUpdate
-from collab.rooms.room import yrs_panics_as
+from collab.rooms.yrs_panics import yrs_panics_as
 
 
 def is_pending_after(state: bytes, update: bytes) -> bool:

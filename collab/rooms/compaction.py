@@ -37,9 +37,10 @@ from pycrdt import Doc
 from collab.content import text_preview
 from collab.errors import CloseCode, DocumentNotFound
 from collab.metrics import Metrics
+from collab.rooms.commit_path import RoomClosed, UpdateSink
 from collab.rooms.ledger import SnapshotCapture
 from collab.rooms.loading import DocumentLoader, catch_up, is_same_incarnation
-from collab.rooms.room import Room, RoomClosed, UpdateSink
+from collab.rooms.room import Room
 from collab.storage.store import (
     CompactionBusy,
     DocumentDeleted,

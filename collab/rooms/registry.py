@@ -32,11 +32,13 @@ from collab.errors import AtCapacity, CloseCode, DocumentNotFound
 from collab.metrics import Metrics
 from collab.protocol.codec import decode_state_vector, encode_state_vector
 from collab.rooms.cluster_feed import Cluster, NoCluster
+from collab.rooms.commit_path import RoomClosed
 from collab.rooms.compaction import Compactor, SnapshotNotSaved
 from collab.rooms.loading import DocumentLoader, build_doc, catch_up, is_same_incarnation
 from collab.rooms.peer import Peer
 from collab.rooms.presence import PresentUser
-from collab.rooms.room import Room, RoomClosed, RoomLimits
+from collab.rooms.room import Room
+from collab.rooms.room_limits import RoomLimits
 from collab.storage.store import DeleteDocument, DocumentDeleted, DocumentStore
 from collab.storage.writer import UpdateWriter
 

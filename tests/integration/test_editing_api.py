@@ -320,7 +320,7 @@ async def test_html_export_is_rendered_like_the_preview_and_sanitised(server):
 
 
 async def test_tokens_decide_who_may_edit_and_the_author_is_their_subject(settings, caplog):
-    caplog.set_level(logging.INFO, logger="collab.rooms.room")
+    caplog.set_level(logging.INFO, logger="collab.rooms.edit_authors")
     async with run_server(settings.replace(auth_secret=SECRET)) as server:
         writer, reader = token("doc*", sub="importer"), token("doc*", role="read")
         async with api(server, writer) as http:

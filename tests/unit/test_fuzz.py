@@ -22,7 +22,9 @@ from collab.errors import ProtocolError, Refusal
 from collab.metrics import Metrics
 from collab.protocol.codec import Message, decode_message, decode_state_vector
 from collab.rooms.peer import Peer, PeerLimits
-from collab.rooms.room import Room, RoomLimits, yrs_panics_as
+from collab.rooms.room import Room
+from collab.rooms.room_limits import RoomLimits
+from collab.rooms.yrs_panics import yrs_panics_as
 from collab.storage.store import AppendUpdate
 from tests.support.fakes import RecordingSink, RecordingTransport
 

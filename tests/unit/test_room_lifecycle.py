@@ -9,9 +9,9 @@ from pycrdt import Doc, Text
 
 from collab.errors import CloseCode, DocumentNotFound
 from collab.metrics import Metrics
+from collab.rooms.commit_path import RoomClosed
 from collab.rooms.compaction import Compactor
 from collab.rooms.loading import LoadedDocument, catch_up
-from collab.rooms.room import RoomClosed
 from collab.storage.store import StoredDocument
 from tests.support.fakes import make_room
 from tests.support.yclient import text_edits

@@ -9,7 +9,7 @@ from pycrdt import Doc, Text
 
 from collab.errors import CloseCode, StorageUnavailable
 from collab.protocol.codec import SyncUpdate
-from collab.rooms.room import RoomClosed
+from collab.rooms.commit_path import RoomClosed
 from collab.storage.attribution import Author
 from collab.storage.store import AppendUpdate
 from tests.support.fakes import make_room, next_tick, queued

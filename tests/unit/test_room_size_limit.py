@@ -11,7 +11,8 @@ import pytest
 from pycrdt import Doc, Text
 
 from collab.errors import DocumentTooLarge
-from collab.rooms.room import Room, RoomLimits
+from collab.rooms.room import Room
+from collab.rooms.room_limits import RoomLimits
 from tests.support.fakes import RecordingSink
 
 LIMIT = 64 * 1024
