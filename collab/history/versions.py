@@ -38,7 +38,7 @@ from collab.history.restore import (
 from collab.history.retention import RetentionPolicy, select_for_deletion
 from collab.history.workers import ComputePool
 from collab.rooms.registry import RoomRegistry
-from collab.storage.attribution import SERVER, Author
+from collab.storage.attribution import SERVER_AUTHOR, Author
 from collab.storage.store import (
     DeleteSnapshots,
     DocumentStore,
@@ -50,7 +50,6 @@ from collab.storage.writer import UpdateWriter
 
 logger = logging.getLogger(__name__)
 
-SERVER_AUTHOR = Author(SERVER, is_verified=True)
 _MAX_VERSIONS_SCANNED = 10_000
 
 

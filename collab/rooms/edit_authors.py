@@ -26,11 +26,9 @@ from collab.rooms.awareness_states import AwarenessStates
 from collab.rooms.commit_path import RoomClosed, UpdateSink
 from collab.rooms.peer import Peer
 from collab.rooms.presence import present_user
-from collab.storage.attribution import SERVER, Author
+from collab.storage.attribution import SERVER_AUTHOR, Author
 
 logger = logging.getLogger(__name__)
-
-SERVER_AUTHOR = Author(SERVER, is_verified=True)
 
 
 class EditAuthors:

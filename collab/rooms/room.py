@@ -66,7 +66,7 @@ from collab.protocol.codec import (
 from collab.rooms.authorship import Authorship
 from collab.rooms.cluster_feed import ClusterFeed, NoCluster
 from collab.rooms.commit_path import CommitPath, UpdateSink, send_if_committed
-from collab.rooms.edit_authors import SERVER_AUTHOR, EditAuthors
+from collab.rooms.edit_authors import EditAuthors
 from collab.rooms.end_of_tick import EndOfTick
 from collab.rooms.ledger import CompactionLedger
 from collab.rooms.peer import Peer
@@ -74,7 +74,7 @@ from collab.rooms.presence import Presence
 from collab.rooms.room_limits import DocumentLimits, RoomLimits
 from collab.rooms.sync_reply import SyncReplyCache
 from collab.rooms.yrs_panics import yrs_panics_as
-from collab.storage.attribution import Author
+from collab.storage.attribution import SERVER_AUTHOR, Author
 
 logger = logging.getLogger(__name__)
 

@@ -80,6 +80,10 @@ class EditSession:
     source_version: int | None = None
 
 
+# Who edits the server makes on nobody's behalf are attributed to.
+SERVER_AUTHOR = Author(SERVER, is_verified=True)
+
+
 def add_range(ranges: list[ClockRange], client_id: int, start: int, end: int) -> None:
     """Append a range, joined to the last one when they touch (typing forward,
     and deleting backwards or forwards, each make one range)."""
