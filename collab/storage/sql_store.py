@@ -51,7 +51,7 @@ from collab.storage.sql_schema import (
     tombstones,
     updates,
 )
-from collab.storage.sql_writes import BatchOutcome, TouchCache, run_batch
+from collab.storage.sql_writes import BatchOutcome, run_batch
 from collab.storage.sqlite_commit import SqliteCommitter
 from collab.storage.store import (
     DocumentInfo,
@@ -66,6 +66,7 @@ from collab.storage.store import (
     WriteContention,
     WriteOp,
 )
+from collab.storage.touch_cache import TouchCache
 
 # PostgreSQL's deadlock_detected and serialization_failure: the transaction
 # collided with another process's and was aborted; running it again is expected

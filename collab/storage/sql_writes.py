@@ -1,14 +1,17 @@
 """One write transaction: the SQL behind each `WriteOp` (see collab.storage.store).
 
 Owns what a batch does inside the single transaction `SqlStore.commit` opens:
-log rows inserted with their ids returned, snapshots saved with a
-compare-and-set on the document's snapshot sequence and exact deletion of the
-rows they contain, versions thinned, documents deleted (tombstoned), damaged
-rows quarantined; and, in the same transaction, each change's event in the
-outbox (collab.storage.outbox_writes). Owns the store's one cache too
-(`TouchCache`: which document rows are known to exist and be fresh), which only
-a committed transaction may update. Never commits or retries: committing is
-the store's business, retrying the writer's.
+the dispatch of its ops in order and the appends - log rows inserted with their
+ids returned, under the document's incarnation, with their attribution
+(collab.storage.sql_attribution) - while snapshots saved with a compare-and-set
+on the document's snapshot sequence and exact deletion of the rows they
+contain, versions thinned, documents deleted (tombstoned) and damaged rows
+quarantined are `SnapshotWrites` (collab.storage.sql_snapshot_writes); and, in
+the same transaction, each change's event in the outbox
+(collab.storage.outbox_writes). It reads the store's one cache
+(collab.storage.touch_cache), which only a committed transaction may update.
+Never commits or retries: committing is the store's business, retrying the
+writer's.
 
 Synchronous on purpose: a whole batch runs in ONE call on one connection (SQLite:
 a plain sqlite3 connection on the loop or on the commit thread, see
@@ -39,45 +42,31 @@ Several processes may write one document (a cluster). What keeps that safe:
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from collab.storage.events import EventType
-from collab.storage.outbox_writes import (
-    flush_pending,
-    note_changes,
-    note_compacted,
-    record_event,
-    record_version_event,
-)
+from collab.storage.outbox_writes import note_changes, record_event
 from collab.storage.sql_attribution import write_attribution
-from collab.storage.sql_schema import documents, quarantine, snapshots, tombstones, updates
+from collab.storage.sql_schema import documents, tombstones, updates
+from collab.storage.sql_snapshot_writes import DOCUMENT_LOCK_CLASS, SnapshotWrites
 from collab.storage.store import (
     AppendUpdate,
-    CompactionBusy,
     DeleteDocument,
     DeleteSnapshots,
     DocumentDeleted,
     OpDeclined,
     QuarantineRows,
     SaveSnapshot,
-    SnapshotConflict,
-    SnapshotKind,
     WriteOp,
 )
+from collab.storage.touch_cache import TouchCache
 
-TOUCH_INTERVAL_S = 1.0
-# pg_try_advisory_xact_lock(class, hashtext(document)): the class keeps these
-# locks apart from any other advisory locks on the database.
-_COMPACTION_LOCK_CLASS = 0x636F6C6C  # "coll"
-# The same for creating and deleting a document's row (shared / exclusive).
-_DOCUMENT_LOCK_CLASS = 0x636F6C64  # "cold"
 _SQLITE_INCARNATIONS = (
     f"SELECT {documents.c.name.name}, {documents.c.incarnation.name} FROM {documents.name} "
     f"WHERE {documents.c.name.name} IN ({{}})"
@@ -86,44 +75,6 @@ _SQLITE_APPEND = (
     f"INSERT INTO {updates.name} ({updates.c.document.name}, {updates.c.data.name}, "
     f"{updates.c.created_at.name}) VALUES (?, ?, ?)"
 )
-# Rows deleted per statement (well under both engines' bound-parameter limits).
-_DELETE_CHUNK = 5000
-
-
-def storable_text(text: str | None) -> str | None:
-    """PostgreSQL text cannot hold NUL; a typed "\\0" must not make a write fail."""
-    return None if text is None else text.replace("\x00", "\ufffd")
-
-
-class TouchCache:
-    """When each document row was last written by a committed transaction.
-
-    A burst of small commits to one document then skips the UPDATE of its
-    `updated_at` (refreshed at most once per `interval_s`), the costliest part of
-    a one-update commit after the insert itself. It decides nothing else: every
-    batch reads (and locks) the rows it appends to, so a row deleted behind the
-    cache's back is noticed. Invariant: it only believes what a committed
-    transaction wrote (`note_committed`). Read by the transaction that runs on
-    the commit thread, written by the store on the loop after that transaction
-    committed: never both at once, as one writer commits.
-    """
-
-    def __init__(self, interval_s: float = TOUCH_INTERVAL_S) -> None:
-        self._interval_s = interval_s
-        self._touched_at: dict[str, float] = {}
-
-    def is_fresh(self, name: str, now: float) -> bool:
-        """The document row's `updated_at` is recent enough."""
-        touched_at = self._touched_at.get(name)
-        return touched_at is not None and now - touched_at < self._interval_s
-
-    def note_committed(self, touched: Mapping[str, float | None]) -> None:
-        """What a committed transaction wrote: a time, or None for a deleted row."""
-        for name, touched_at in touched.items():
-            if touched_at is None:
-                self._touched_at.pop(name, None)
-            else:
-                self._touched_at[name] = touched_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +97,7 @@ def run_batch(
     return BatchOutcome(results, transaction.touched, transaction.events_recorded)
 
 
-class WriteTransaction:
+class WriteTransaction(SnapshotWrites):
     """The ops of one batch, run in order on one open transaction."""
 
     def __init__(self, conn: Connection, now: float, touches: TouchCache) -> None:
@@ -263,7 +214,7 @@ class WriteTransaction:
             # Shared: creators of one name do not wait for each other, only for a
             # deletion of it (which takes the lock exclusively), and it for them.
             self._conn.execute(
-                select(func.pg_advisory_xact_lock_shared(_DOCUMENT_LOCK_CLASS, func.hashtext(name)))
+                select(func.pg_advisory_xact_lock_shared(DOCUMENT_LOCK_CLASS, func.hashtext(name)))
             )
         deletions = self._conn.scalar(
             select(tombstones.c.deletions).where(tombstones.c.name == name)
@@ -301,161 +252,3 @@ class WriteTransaction:
             return row_ids
         finally:
             cursor.close()
-
-    def _save_snapshot(self, op: SaveSnapshot) -> int | OpDeclined:
-        conn = self._conn
-        if self._is_postgres and not conn.scalar(
-            select(
-                func.pg_try_advisory_xact_lock(_COMPACTION_LOCK_CLASS, func.hashtext(op.document))
-            )
-        ):
-            return CompactionBusy(f"doc={op.document}: another process is writing a snapshot")
-        # An UPDATE, never an upsert: a snapshot that lands after its document
-        # was deleted (a save that waited for writes, another process's
-        # compaction) must not bring the document back.
-        bump = (
-            update(documents)
-            .where(documents.c.name == op.document)
-            .values(snapshot_seq=documents.c.snapshot_seq + 1, updated_at=self._now)
-        )
-        if op.base_seq is not None:
-            bump = bump.where(documents.c.snapshot_seq == op.base_seq)
-        if op.incarnation is not None:
-            bump = bump.where(documents.c.incarnation == op.incarnation)
-        if (conn.execute(bump)).rowcount == 0:
-            current = conn.execute(
-                select(documents.c.snapshot_seq, documents.c.incarnation).where(
-                    documents.c.name == op.document
-                )
-            ).first()
-            if current is None or op.incarnation not in (None, current.incarnation):
-                found = None if current is None else int(current.incarnation)
-                return DocumentDeleted(op.document, op.incarnation, found)
-            return SnapshotConflict(op.document, op.base_seq or 0, int(current.snapshot_seq))
-        self.touched[op.document] = self._now
-        snapshot_id = self._write_snapshot_row(op)
-        self.events_recorded += record_version_event(conn, op, snapshot_id, self._now)
-        note_compacted(conn, op.document, op.row_ids)  # before the rows go
-        in_document = updates.c.document == op.document
-        if op.row_ids is None:
-            conn.execute(delete(updates).where(in_document))
-        else:
-            ids = sorted(op.row_ids)
-            for start in range(0, len(ids), _DELETE_CHUNK):
-                chunk = ids[start : start + _DELETE_CHUNK]
-                conn.execute(delete(updates).where(in_document, updates.c.id.in_(chunk)))
-        return snapshot_id
-
-    def _write_snapshot_row(self, op: SaveSnapshot) -> int:
-        conn = self._conn
-        values = {
-            "updated_at": self._now,
-            "size_bytes": len(op.state),
-            "preview": storable_text(op.preview),
-            "state": op.state,
-        }
-        newest = (
-            conn.execute(
-                select(snapshots.c.id, snapshots.c.kind, snapshots.c.created_at)
-                .where(snapshots.c.document == op.document)
-                .order_by(snapshots.c.id.desc())
-                .limit(1)
-            )
-        ).first()
-        if (
-            op.kind is SnapshotKind.AUTO
-            and newest is not None
-            and newest.kind == SnapshotKind.AUTO
-            and self._now - newest.created_at < op.merge_window_s
-        ):
-            # Still inside the newest automatic version's window: it absorbs this state.
-            conn.execute(update(snapshots).where(snapshots.c.id == newest.id).values(values))
-            return int(newest.id)
-        result = conn.execute(
-            insert(snapshots).values(
-                document=op.document,
-                created_at=self._now,
-                kind=op.kind.value,
-                label=storable_text(op.label),
-                author=storable_text(op.author),
-                **values,
-            )
-        )
-        key = result.inserted_primary_key
-        assert key is not None  # a single-row INSERT always has one
-        return int(key[0])
-
-    def _delete_document(self, op: DeleteDocument) -> None:
-        conn = self._conn
-        if self._is_postgres:
-            # Waits for a process creating the row (and keeps new ones out) until
-            # this commits. Appends to the existing row hold it FOR KEY SHARE:
-            # the DELETE waits for them, then cascades to what they inserted.
-            conn.execute(
-                select(func.pg_advisory_xact_lock(_DOCUMENT_LOCK_CLASS, func.hashtext(op.document)))
-            )
-        # While its log is there to read.
-        self.events_recorded += flush_pending(conn, op.document)
-        deleted = conn.execute(delete(documents).where(documents.c.name == op.document))
-        if deleted.rowcount:
-            self.events_recorded += record_event(
-                conn, op.document, EventType.DOCUMENT_DELETED, self._now, {}
-            )
-        dialect_insert = postgresql_insert if self._is_postgres else sqlite_insert
-        tombstone = dialect_insert(tombstones).values(
-            name=op.document, state_vector=op.tombstone, deleted_at=self._now, deletions=1
-        )
-        conn.execute(
-            tombstone.on_conflict_do_update(
-                index_elements=[tombstones.c.name],
-                set_={
-                    "state_vector": tombstone.excluded.state_vector,
-                    "deleted_at": tombstone.excluded.deleted_at,
-                    # The next document of this name is a new incarnation.
-                    "deletions": tombstones.c.deletions + 1,
-                },
-            )
-        )
-        self.touched[op.document] = None
-
-    def _quarantine(self, op: QuarantineRows) -> None:
-        conn = self._conn
-        for source, table, ids in (
-            ("snapshots", snapshots, op.snapshot_ids),
-            ("updates", updates, op.row_ids),
-        ):
-            if not ids:
-                continue
-            where = (table.c.document == op.document) & table.c.id.in_(ids)
-            data = table.c.data if source == "updates" else table.c.state
-            rows = (conn.execute(select(table.c.id, data).where(where))).all()
-            if rows:
-                conn.execute(
-                    insert(quarantine),
-                    [_quarantine_row(op, source, row, self._now) for row in rows],
-                )
-            conn.execute(delete(table).where(where))
-
-    def _delete_snapshots(self, op: DeleteSnapshots) -> None:
-        conn = self._conn
-        newest_id = conn.scalar(
-            select(func.max(snapshots.c.id)).where(snapshots.c.document == op.document)
-        )
-        doomed = [i for i in op.ids if i != newest_id]  # loading needs the newest
-        if doomed:
-            conn.execute(
-                delete(snapshots).where(
-                    snapshots.c.document == op.document, snapshots.c.id.in_(doomed)
-                )
-            )
-
-
-def _quarantine_row(op: QuarantineRows, source: str, row: Any, now: float) -> dict[str, Any]:
-    return {
-        "document": op.document,
-        "source": source,
-        "source_id": row[0],
-        "data": row[1],
-        "reason": storable_text(op.reason),
-        "quarantined_at": now,
-    }

@@ -58,8 +58,9 @@ from prometheus_client import Counter
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
-from collab.storage.sql_writes import BatchOutcome, TouchCache, run_batch
+from collab.storage.sql_writes import BatchOutcome, run_batch
 from collab.storage.store import AppendUpdate, WriteOp
+from collab.storage.touch_cache import TouchCache
 
 logger = logging.getLogger(__name__)
 
