@@ -50,6 +50,7 @@ from collab.api.connection import (
     ConnectionEdge,
 )
 from collab.api.forwarded import TrustedProxies
+from collab.api.handshake import parsed_request, printed_request
 from collab.api.socket_admission import Refused, Target, admit_connection, check_upgrade
 from collab.api.socket_liveness import Pings
 from collab.errors import CloseCode, Refusal, UnfinishedMessage, UnsupportedData
@@ -81,6 +82,8 @@ class SocketConnection(asyncio.Protocol):
         "_is_write_paused",
         "_last_read_at",
         "_loop",
+        "_max_size",
+        "_offered_extensions",
         "_peer",
         "_pings",
         "_proxies",
@@ -98,14 +101,16 @@ class SocketConnection(asyncio.Protocol):
         extensions: OfferedExtensions,
         max_message_bytes: int,
         proxies: TrustedProxies | None = None,
+        *,
+        is_request_parsed: bool = False,
     ) -> None:
+        """`is_request_parsed`: the handshake request comes parsed, through
+        `upgrade`, not as bytes through `data_received`."""
         self._edge = edge
         self._proxies = proxies  # who may name the client (X-Forwarded-For)
-        # Above the message limit, so an oversized message reaches the edge's
-        # check (4413 and a log line) instead of the library's 1009.
-        self._conn = ServerProtocol(
-            extensions=extensions, max_size=max_message_bytes * 2 + 1, logger=logger
-        )
+        self._offered_extensions = extensions
+        self._max_size = max_message_bytes * 2 + 1
+        self._conn = self._new_protocol(State.OPEN if is_request_parsed else State.CONNECTING)
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self._client = "-"
@@ -126,6 +131,27 @@ class SocketConnection(asyncio.Protocol):
         self._last_read_at = 0.0
         self._close_timer: asyncio.TimerHandle | None = None
         self._is_lost = False
+
+    def _new_protocol(self, state: State) -> ServerProtocol:
+        # OPEN: the handshake request is taken parsed (`upgrade`), so websockets'
+        # parser starts at the frames. The limit is above the message limit, so
+        # an oversized message reaches the edge's check (4413 and a log line)
+        # instead of the library's 1009.
+        return ServerProtocol(
+            extensions=self._offered_extensions, state=state, max_size=self._max_size, logger=logger
+        )
+
+    def upgrade(self, method: str, target: bytes, raw_headers: list[tuple[bytes, bytes]]) -> None:
+        """The handshake request, as the server's HTTP protocol parsed it
+        (collab.api.handshake); one websockets' parser would refuse goes to that
+        parser as bytes, as before, and is answered (or dropped) by it."""
+        request = parsed_request(method, target, raw_headers)
+        if request is None:
+            self._conn = self._new_protocol(State.CONNECTING)
+            self.data_received(printed_request(method, target, raw_headers))
+            return
+        self._last_read_at = self._loop.time()
+        self._handshake(request)
 
     # asyncio.Protocol
 
@@ -240,16 +266,25 @@ class SocketConnection(asyncio.Protocol):
             return
         assert edge is not None
         response = conn.accept(request)
-        conn.send_response(response)
-        self._write_out()
-        # websockets' parser keeps the request for the connection's life (a local
-        # of its generator); its headers, 2 kB an idle connection, are needed only
-        # for admission.
-        headers = Headers(request.headers)
-        request.headers.clear()
         if response.status_code != 101:
+            conn.send_response(response)
+            self._write_out()
             self._close_transport()
             return
+        headers = request.headers
+        if conn.state is State.CONNECTING:
+            conn.send_response(response)  # -> OPEN
+            self._write_out()
+            # websockets' parser keeps the request it parsed for the connection's
+            # life (a local of its generator); its headers, 2 kB an idle
+            # connection, are needed only for admission.
+            headers = Headers(request.headers)
+            request.headers.clear()
+        elif self._transport is not None:
+            # Taken parsed (`upgrade`): the parser is at the frames already and
+            # keeps nothing of the request. Written as send_response would, less
+            # its "connection open" line (the edge logs the connection once joined).
+            self._transport.write(response.serialize())
         settings = edge.runtime.settings
         self._pings = Pings(
             self._loop, self, settings.ws_ping_interval_s, settings.ws_ping_timeout_s
