@@ -154,6 +154,10 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         protocol.connection_made(self.transport)
         protocol.upgrade(self.scope["method"], self.url, self.headers)
         self.transport.set_protocol(protocol)
+        # This protocol is done with, but its parser holds it (a cycle, which only
+        # the garbage collector would free; uvicorn breaks it in connection_lost,
+        # which the upgraded socket calls on the new protocol instead).
+        self.parser = None  # type: ignore[assignment]
 
     # httptools parser callbacks
 
