@@ -19,9 +19,10 @@ object, websockets' parser, its `Peer` and the peer's sender task:
 
 The lifecycle is the ASGI path's (collab.api.connection): handshake -> Host
 allow-list (421) -> path (404) -> accept -> name (4404) -> token and Origin
-(4401/4403) (these decisions: collab.api.socket_admission) -> join (a short
-task) -> messages -> the sender ends (the peer was closed or a send failed) or
-the socket is lost -> leave -> close frame -> log.
+(4401/4403) (these decisions: collab.api.socket_admission) -> join (at once if
+the document is loaded, else a short task: the load) -> messages -> the sender
+ends (the peer was closed or a send failed) or the socket is lost -> leave ->
+close frame -> log.
 The server adapter (collab.cli.edge_protocols) builds one per upgrade.
 """
 
@@ -301,8 +302,15 @@ class SocketConnection(asyncio.Protocol):
             return
         peer = edge.open_peer(self, admission.name, admission.grant, self.write_now)
         self._peer = peer
-        self._pause_reading(None)  # until the room is joined
-        self._task = self._loop.create_task(self._join(edge, peer), name=f"peer {peer.id} join")
+        # A loaded document is joined at once; else the join (a load) is a task.
+        room = edge.join_loaded(peer)
+        if room is not None:
+            self._start_sender(room)
+        elif not peer.is_open:  # refused
+            self._task = self._loop.create_task(self._end(edge, peer), name=f"peer {peer.id} close")
+        else:
+            self._pause_reading(None)  # until the room is joined
+            self._task = self._loop.create_task(self._join(edge, peer), name=f"peer {peer.id} join")
 
     def _reject(self, status: int, text: str) -> None:
         self._conn.send_response(self._conn.reject(status, text))
@@ -316,12 +324,18 @@ class SocketConnection(asyncio.Protocol):
                 edge.runtime.registry.leave(room, peer)
             await self._end(edge, peer)
             return
-        self._room = room
         self._task = None  # done: nothing of it is needed
+        self._start_sender(room)
+        self._resume_reading()
+
+    def _start_sender(self, room: Room) -> None:
+        """Joined: the peer's sender runs until the connection ends."""
+        peer = self._peer
+        assert peer is not None
+        self._room = room
         sender = self._loop.create_task(peer.run_sender(), name=f"peer {peer.id} sender")
         sender.add_done_callback(self._sender_ended)
         self._sender = sender
-        self._resume_reading()
 
     def _sender_ended(self, sender: asyncio.Task[None]) -> None:
         """The peer was closed or a send failed: leave the room, send the close frame."""
