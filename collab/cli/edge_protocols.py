@@ -152,8 +152,11 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             is_request_parsed=True,
         )
         protocol.connection_made(self.transport)
-        protocol.upgrade(self.scope["method"], self.url, self.headers)
+        # Before the upgrade (uvicorn sets it after): a loaded document is joined
+        # within it, and the transport's pause_writing must reach the protocol
+        # that writes the first sync messages.
         self.transport.set_protocol(protocol)
+        protocol.upgrade(self.scope["method"], self.url, self.headers)
         # This protocol is done with, but its parser holds it (a cycle, which only
         # the garbage collector would free; uvicorn breaks it in connection_lost,
         # which the upgraded socket calls on the new protocol instead).
