@@ -84,8 +84,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="py-spy collab (and its variants) during fan-out 10x10@1000, the ramp, awareness "
-        "and the trace; profiles perturb the figures, so run this apart from a measurement",
+        help="py-spy collab (and its variants) during fan-out 10x10@1000, the ramp, awareness, "
+        "idle and the trace; profiles perturb the figures, so run this apart from a measurement",
     )
     parser.add_argument(
         "--rerender",

@@ -90,6 +90,7 @@ def idle_unit(rooms: int, clients: int) -> Unit:
         f"{rooms * clients} conns / {rooms} rooms",
         {"scenario": "idle", "rooms": rooms, "clients": clients, "settleS": 2, "docChars": 100},
         timeout_s=600,
+        profile=True,
     )
 
 

@@ -384,18 +384,22 @@ async function scenarioIdle () {
   const rss0 = serverMemKb().rss
   const docChars = spec.docChars || 100
   const firsts = Array.from({ length: spec.rooms }, (_, r) => new BenchClient(ctx, `${spec.roomPrefix}-${r}`))
+  const cpu0 = serverCpuS()
   const t0 = performance.now()
   await connectAll(firsts, 100)
   for (const c of firsts) c.text.insert(0, 'x'.repeat(docChars))
   const echoed = await waitFor(() => firsts.every(c => c.updatesIn > 0), 60000, 20)
   const phase1Ms = performance.now() - t0
+  const phase1CpuS = serverCpuS() - cpu0
   await sleep(spec.settleS * 1000)
   const rss1 = serverMemKb().rss
   const rest = []
   for (let k = 1; k < spec.clients; k++) for (let r = 0; r < spec.rooms; r++) rest.push(new BenchClient(ctx, `${spec.roomPrefix}-${r}`))
+  const cpu1 = serverCpuS()
   const t1 = performance.now()
   await connectAll(rest, 100)
   const phase2Ms = performance.now() - t1
+  const phase2CpuS = serverCpuS() - cpu1
   const contentOk = rest.every(c => c.text.length === docChars)
   await sleep(spec.settleS * 1000)
   const mem = serverMemKb()
@@ -415,6 +419,9 @@ async function scenarioIdle () {
     first_per_room_ms: Math.round(phase1Ms),
     connect_rest_ms: Math.round(phase2Ms),
     connect_all_s: Math.round((phase1Ms + phase2Ms)) / 1000,
+    // the server's CPU (all its threads) while the first and the rest connected
+    cpu_first_per_room_s: Math.round(phase1CpuS * 100) / 100,
+    cpu_connect_rest_s: Math.round(phase2CpuS * 100) / 100,
     content_ok: contentOk && echoed,
     closed_by_server: ctx.stats.closedByServer,
     errors: ctx.stats.errors

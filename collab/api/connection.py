@@ -171,21 +171,45 @@ class ConnectionEdge:
         try:
             room = await runtime.registry.join(name, peer)
         except Refusal as exc:
-            logger.warning("doc=%s peer=%d refused (%d): %s", name, peer.id, exc.close_code, exc)
-            peer.close(exc.close_code, exc.reason)
+            self._refuse_join(peer, exc)
             return None
         except Exception:  # task boundary: this client is told; the others are untouched
             logger.exception("doc=%s peer=%d could not join", name, peer.id)
             peer.close(CloseCode.INTERNAL_ERROR, "could not load the document")
             return None
+        self._log_connected(peer, room)
+        return room
+
+    def join_loaded(self, peer: Peer) -> Room | None:
+        """`join`, without awaiting, if `peer`'s document is loaded: the room, or
+        None - refused (the peer is then closed, as by `join`), or not loaded
+        (the peer is still open: `join` it)."""
+        runtime, name = self.runtime, peer.document
+        try:
+            room = runtime.registry.join_loaded(name, peer)
+        except Refusal as exc:
+            runtime.metrics.connections_opened.inc()
+            self._refuse_join(peer, exc)
+            return None
+        if room is not None:
+            runtime.metrics.connections_opened.inc()
+            self._log_connected(peer, room)
+        return room
+
+    def _refuse_join(self, peer: Peer, exc: Refusal) -> None:
+        logger.warning(
+            "doc=%s peer=%d refused (%d): %s", peer.document, peer.id, exc.close_code, exc
+        )
+        peer.close(exc.close_code, exc.reason)
+
+    def _log_connected(self, peer: Peer, room: Room) -> None:
         logger.info(
             "doc=%s peer=%d connected%s (%d in room)",
-            name,
+            peer.document,
             peer.id,
             " read-only" if peer.is_read_only else "",
             len(room.peers),
         )
-        return room
 
     def take(self, peer: Peer, room: Room, data: bytes) -> float:
         """Hand one binary message from `peer` to its room: the seconds to wait

@@ -30,6 +30,7 @@ a stranger's upload costs at most the limit, and without a token, nothing.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import json
 import logging
@@ -128,6 +129,9 @@ class AllowedHosts:
         return name in self.names or name.endswith(self.suffixes) or _is_ip_address(name)
 
 
+# The same few Host values come with every request and handshake, and parsing
+# one with `ipaddress` cost more than the rest of a handshake's admission.
+@functools.lru_cache(maxsize=256)
 def _is_ip_address(name: str) -> bool:
     """An IP address is always admitted: it cannot be re-pointed (rebound)."""
     try:

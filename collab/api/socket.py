@@ -20,9 +20,10 @@ object, websockets' parser, its `Peer` and the peer's sender task.
 
 The lifecycle is the ASGI path's (collab.api.connection): handshake -> Host
 allow-list (421) -> path (404) -> accept -> name (4404) -> token and Origin
-(4401/4403) (these decisions: collab.api.socket_admission) -> join (a short
-task) -> messages -> the sender ends (the peer was closed or a send failed) or
-the socket is lost -> leave -> close frame -> log.
+(4401/4403) (these decisions: collab.api.socket_admission) -> join (at once if
+the document is loaded, else a short task: the load) -> messages -> the sender
+ends (the peer was closed or a send failed) or the socket is lost -> leave ->
+close frame -> log.
 The server adapter (collab.cli.edge_protocols) builds one per upgrade.
 """
 
@@ -38,11 +39,13 @@ from websockets.protocol import State
 from collab.api.assembly import DeferredInflate, OfferedExtensions
 from collab.api.connection import ConnectionEdge
 from collab.api.forwarded import TrustedProxies
+from collab.api.handshake import parsed_request, printed_request
 from collab.api.socket_admission import Refused, Target, admit_connection, check_upgrade
 from collab.api.socket_input import SocketInput
 from collab.api.socket_liveness import Pings
 from collab.errors import CloseCode
 from collab.rooms.peer import Peer, PeerState
+from collab.rooms.room import Room
 
 logger = logging.getLogger(__name__)
 
@@ -63,12 +66,28 @@ class SocketConnection(SocketInput):
         extensions: OfferedExtensions,
         max_message_bytes: int,
         proxies: TrustedProxies | None = None,
+        *,
+        is_request_parsed: bool = False,
     ) -> None:
-        super().__init__(edge, extensions, max_message_bytes)
+        """`is_request_parsed`: the handshake request comes parsed, through
+        `upgrade`, not as bytes through `data_received`."""
+        super().__init__(edge, extensions, max_message_bytes, is_request_parsed=is_request_parsed)
         self._proxies = proxies  # who may name the client (X-Forwarded-For)
         self._task: asyncio.Task[None] | None = None  # joining, or sending the close frame
         self._sender: asyncio.Task[None] | None = None  # the peer's, once joined
         self._close_timer: asyncio.TimerHandle | None = None
+
+    def upgrade(self, method: str, target: bytes, raw_headers: list[tuple[bytes, bytes]]) -> None:
+        """The handshake request, as the server's HTTP protocol parsed it
+        (collab.api.handshake); one websockets' parser would refuse goes to that
+        parser as bytes, as before, and is answered (or dropped) by it."""
+        request = parsed_request(method, target, raw_headers)
+        if request is None:
+            self._conn = self._new_protocol(State.CONNECTING)
+            self.data_received(printed_request(method, target, raw_headers))
+            return
+        self._last_read_at = self._loop.time()
+        self._handshake(request)
 
     # asyncio.Protocol
 
@@ -119,16 +138,25 @@ class SocketConnection(SocketInput):
             return
         assert edge is not None
         response = conn.accept(request)
-        conn.send_response(response)
-        self._write_out()
-        # websockets' parser keeps the request for the connection's life (a local
-        # of its generator); its headers, 2 kB an idle connection, are needed only
-        # for admission.
-        headers = Headers(request.headers)
-        request.headers.clear()
         if response.status_code != 101:
+            conn.send_response(response)
+            self._write_out()
             self._close_transport()
             return
+        headers = request.headers
+        if conn.state is State.CONNECTING:
+            conn.send_response(response)  # -> OPEN
+            self._write_out()
+            # websockets' parser keeps the request it parsed for the connection's
+            # life (a local of its generator); its headers, 2 kB an idle
+            # connection, are needed only for admission.
+            headers = Headers(request.headers)
+            request.headers.clear()
+        elif self._transport is not None:
+            # Taken parsed (`upgrade`): the parser is at the frames already and
+            # keeps nothing of the request. Written as send_response would, less
+            # its "connection open" line (the edge logs the connection once joined).
+            self._transport.write(response.serialize())
         settings = edge.runtime.settings
         self._pings = Pings(
             self._loop, self, settings.ws_ping_interval_s, settings.ws_ping_timeout_s
@@ -145,8 +173,15 @@ class SocketConnection(SocketInput):
             return
         peer = edge.open_peer(self, admission.name, admission.grant, self.write_now)
         self._peer = peer
-        self._pause_reading(None)  # until the room is joined
-        self._task = self._loop.create_task(self._join(edge, peer), name=f"peer {peer.id} join")
+        # A loaded document is joined at once; else the join (a load) is a task.
+        room = edge.join_loaded(peer)
+        if room is not None:
+            self._start_sender(room)
+        elif not peer.is_open:  # refused
+            self._task = self._loop.create_task(self._end(edge, peer), name=f"peer {peer.id} close")
+        else:
+            self._pause_reading(None)  # until the room is joined
+            self._task = self._loop.create_task(self._join(edge, peer), name=f"peer {peer.id} join")
 
     def _reject(self, status: int, text: str) -> None:
         self._conn.send_response(self._conn.reject(status, text))
@@ -162,12 +197,18 @@ class SocketConnection(SocketInput):
                 edge.runtime.registry.leave(room, peer)
             await self._end(edge, peer)
             return
-        self._room = room
         self._task = None  # done: nothing of it is needed
+        self._start_sender(room)
+        self._resume_reading()
+
+    def _start_sender(self, room: Room) -> None:
+        """Joined: the peer's sender runs until the connection ends."""
+        peer = self._peer
+        assert peer is not None
+        self._room = room
         sender = self._loop.create_task(peer.run_sender(), name=f"peer {peer.id} sender")
         sender.add_done_callback(self._sender_ended)
         self._sender = sender
-        self._resume_reading()
 
     def _sender_ended(self, sender: asyncio.Task[None]) -> None:
         """The peer was closed or a send failed: leave the room, send the close frame."""

@@ -65,8 +65,10 @@ class SocketInput(SocketOutput):
         edge: ConnectionEdge | None,
         extensions: OfferedExtensions,
         max_message_bytes: int,
+        *,
+        is_request_parsed: bool = False,
     ) -> None:
-        super().__init__(edge, extensions, max_message_bytes)
+        super().__init__(edge, extensions, max_message_bytes, is_request_parsed=is_request_parsed)
         self._peer: Peer | None = None
         self._room: Room | None = None
         # Messages parsed while reading was paused, and what reading waits for.

@@ -45,19 +45,24 @@ class SocketOutput(asyncio.Protocol):
         "_is_lost",
         "_is_write_paused",
         "_loop",
+        "_max_size",
+        "_offered_extensions",
         "_transport",
         "_writable",
     )
 
     def __init__(
-        self, edge: ConnectionEdge | None, extensions: OfferedExtensions, max_message_bytes: int
+        self,
+        edge: ConnectionEdge | None,
+        extensions: OfferedExtensions,
+        max_message_bytes: int,
+        *,
+        is_request_parsed: bool = False,
     ) -> None:
         self._edge = edge
-        # Above the message limit, so an oversized message reaches the edge's
-        # check (4413 and a log line) instead of the library's 1009.
-        self._conn = ServerProtocol(
-            extensions=extensions, max_size=max_message_bytes * 2 + 1, logger=logger
-        )
+        self._offered_extensions = extensions
+        self._max_size = max_message_bytes * 2 + 1
+        self._conn = self._new_protocol(State.OPEN if is_request_parsed else State.CONNECTING)
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self._client = "-"
@@ -65,6 +70,15 @@ class SocketOutput(asyncio.Protocol):
         self._is_write_paused = False
         self._inflater: DeferredInflate | None = None  # if permessage-deflate was negotiated
         self._is_lost = False
+
+    def _new_protocol(self, state: State) -> ServerProtocol:
+        # OPEN: the handshake request is taken parsed (collab.api.socket's
+        # `upgrade`), so websockets' parser starts at the frames. The limit is
+        # above the message limit, so an oversized message reaches the edge's
+        # check (4413 and a log line) instead of the library's 1009.
+        return ServerProtocol(
+            extensions=self._offered_extensions, state=state, max_size=self._max_size, logger=logger
+        )
 
     # asyncio.Protocol
 

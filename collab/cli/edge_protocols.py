@@ -27,7 +27,8 @@ implements; the subclass calls through to each and keeps its own state apart.
 A request's body is bounded by the application's edge (collab.api.http_edge).
 
 `EdgeSocketProtocol`. uvicorn hands every WebSocket upgrade to the class given
-as its `ws` option, constructed with its own arguments; this one is
+as its `ws` option (`BoundedHttpProtocol` hands this one the request httptools
+parsed, not the request printed back into bytes: one parse per handshake); this one is
 collab.api.socket's connection (no ASGI: the frames go from the socket to the
 room and back), registered in uvicorn's set of connections so a shutdown
 closes it (1012) and waits for it. Use `edge_socket_protocol(app, ...)`.
@@ -133,6 +134,34 @@ class BoundedHttpProtocol(HttpToolsProtocol):
                 is_sending=True,
             )
 
+    def handle_websocket_upgrade(self) -> None:
+        """uvicorn's, except that collab's WebSocket protocol is handed the request
+        httptools parsed (collab.api.handshake), not the request printed back
+        into bytes to be parsed again."""
+        protocol_class = self.ws_protocol_class
+        if not isinstance(protocol_class, type) or not issubclass(
+            protocol_class, EdgeSocketProtocol
+        ):
+            super().handle_websocket_upgrade()  # uvicorn's own WebSocket protocols
+            return
+        self.connections.discard(self)
+        protocol = protocol_class(
+            config=self.config,
+            server_state=self.server_state,
+            app_state=self.app_state,
+            is_request_parsed=True,
+        )
+        protocol.connection_made(self.transport)
+        # Before the upgrade (uvicorn sets it after): a loaded document is joined
+        # within it, and the transport's pause_writing must reach the protocol
+        # that writes the first sync messages.
+        self.transport.set_protocol(protocol)
+        protocol.upgrade(self.scope["method"], self.url, self.headers)
+        # This protocol is done with, but its parser holds it (a cycle, which only
+        # the garbage collector would free; uvicorn breaks it in connection_lost,
+        # which the upgraded socket calls on the new protocol instead).
+        self.parser = None  # type: ignore[assignment]
+
     # httptools parser callbacks
 
     def on_message_begin(self) -> None:
@@ -222,6 +251,8 @@ class EdgeSocketProtocol(SocketConnection):
         server_state: ServerState,
         app_state: dict[str, Any],
         _loop: asyncio.AbstractEventLoop | None = None,
+        *,
+        is_request_parsed: bool = False,
     ) -> None:
         # Set by the app's lifespan, which runs before uvicorn accepts a connection.
         edge: ConnectionEdge | None = getattr(self._app.state, "connections", None)
@@ -230,7 +261,9 @@ class EdgeSocketProtocol(SocketConnection):
         if not isinstance(allowed, str):
             allowed = ",".join(allowed)
         proxies = trusted_proxies(allowed) if config.proxy_headers else None
-        super().__init__(edge, self._extensions, max_bytes, proxies)
+        super().__init__(
+            edge, self._extensions, max_bytes, proxies, is_request_parsed=is_request_parsed
+        )
         self._server_connections: set[Any] = server_state.connections
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:

@@ -102,14 +102,7 @@ class RoomRegistry:
         self._deleting: dict[str, asyncio.Future[None]] = {}
 
     async def join(self, name: str, peer: Peer) -> Room:
-        policy = self._policy
-        if policy.max_connections and self.connections >= policy.max_connections:
-            self._metrics.refused("connections")
-            raise AtCapacity(f"server full: {policy.max_connections} connections; retry later")
-        # The slot is taken before the load is awaited, so that concurrent first
-        # joins (each awaiting a load) cannot all pass the check above together;
-        # given back if the join fails. `leave` gives back a joined peer's.
-        self.connections += 1
+        self._take_connection_slot()
         try:
             while True:
                 room = self.rooms.get(name) or await self._load_once(name)
@@ -117,15 +110,44 @@ class RoomRegistry:
                 if not room.is_closed:
                     break
                 await asyncio.sleep(0)  # let whoever closed it finish removing it
-            limit = policy.max_connections_per_document
-            if limit and len(room.peers) >= limit:
-                self._metrics.refused("connections_per_document")
-                raise AtCapacity(f"document full: {limit} connections; retry later")
+            self._check_room_for_one_more(room)
         except BaseException:  # a refusal, a failed load, or the joiner cancelled
             self.connections -= 1
             raise
         room.add_peer(peer)
         return room
+
+    def join_loaded(self, name: str, peer: Peer) -> Room | None:
+        """`join` without awaiting, when the document is loaded (the common case:
+        a room with people in it): the room, None if it is not loaded (then
+        `join`). The same limits, refused with the same `AtCapacity`."""
+        room = self.rooms.get(name)
+        if room is None or room.is_closed:
+            return None
+        self._take_connection_slot()
+        try:
+            self._check_room_for_one_more(room)
+        except AtCapacity:
+            self.connections -= 1
+            raise
+        room.add_peer(peer)
+        return room
+
+    def _take_connection_slot(self) -> None:
+        # The slot is taken before a load is awaited, so that concurrent first
+        # joins (each awaiting a load) cannot all pass the check together; given
+        # back if the join fails. `leave` gives back a joined peer's.
+        limit = self._policy.max_connections
+        if limit and self.connections >= limit:
+            self._metrics.refused("connections")
+            raise AtCapacity(f"server full: {limit} connections; retry later")
+        self.connections += 1
+
+    def _check_room_for_one_more(self, room: Room) -> None:
+        limit = self._policy.max_connections_per_document
+        if limit and len(room.peers) >= limit:
+            self._metrics.refused("connections_per_document")
+            raise AtCapacity(f"document full: {limit} connections; retry later")
 
     async def open_room(self, name: str, *, create: bool = False) -> Room:
         """The live room of an existing document, loading it if needed (no peer joins).

@@ -24,22 +24,19 @@ from sqlalchemy import (
     event,
     func,
     insert,
-    literal,
-    null,
     select,
-    union_all,
     update,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.types import LargeBinary
 
 from collab.errors import MissingDriver
 from collab.metrics import Metrics
 from collab.storage.attribution import EditSession
 from collab.storage.migrate import SchemaVersion, schema_version, upgrade_database
 from collab.storage.sql_attribution import read_owners, session_of, sessions_query
+from collab.storage.sql_load import SqliteLoads, load_on
 from collab.storage.sql_schema import (
     SNAPSHOT_INFO_COLUMNS,
     documents,
@@ -48,7 +45,6 @@ from collab.storage.sql_schema import (
     snapshot_info,
     snapshots,
     token_revocations,
-    tombstones,
     updates,
 )
 from collab.storage.sql_writes import BatchOutcome, run_batch
@@ -149,6 +145,8 @@ class SqlStore:
         self._engine: AsyncEngine | None = None
         # SQLite's write path (see collab.storage.sqlite_commit); None on PostgreSQL.
         self._sqlite_writes: SqliteCommitter | None = None
+        # SQLite's loads, on threads of their own (collab.storage.sql_load).
+        self._sqlite_loads: SqliteLoads | None = None
         # Set once a commit of this process recorded outbox events: the events
         # task (collab.webhooks.dispatcher) waits on it and clears it, so an event
         # goes out at once rather than at its next poll. A signal, not a call:
@@ -189,7 +187,8 @@ class SqlStore:
             event.listen(self._engine.sync_engine, "connect", self._set_sqlite_pragmas)
             if is_file:
                 # Writes go through the standard library's sqlite3 driver, on the
-                # loop or on the commit thread; reads stay on aiosqlite.
+                # loop or on the commit thread; loads on threads of their own
+                # (collab.storage.sql_load); other reads stay on aiosqlite.
                 write_engine = create_engine(self._url.set(drivername="sqlite"))
                 event.listen(write_engine, "connect", self._set_sqlite_pragmas)
                 self._sqlite_writes = SqliteCommitter(
@@ -198,6 +197,10 @@ class SqlStore:
                     is_inline_allowed=self._sqlite_synchronous.upper() in ("OFF", "NORMAL"),
                     commits=None if self._metrics is None else self._metrics.sqlite_commits,
                 )
+                # Loads too: one hand-off to a thread per load, not one per step.
+                read_engine = create_engine(self._url.set(drivername="sqlite"))
+                event.listen(read_engine, "connect", self._set_sqlite_pragmas)
+                self._sqlite_loads = SqliteLoads(read_engine)
         if migrate:
             self.schema = await upgrade_database(self._engine)
 
@@ -222,6 +225,9 @@ class SqlStore:
         if self._sqlite_writes is not None:
             sqlite_writes, self._sqlite_writes = self._sqlite_writes, None
             await sqlite_writes.close()
+        if self._sqlite_loads is not None:
+            sqlite_loads, self._sqlite_loads = self._sqlite_loads, None
+            await sqlite_loads.close()
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
@@ -373,51 +379,10 @@ class SqlStore:
             return [RevocationRecord(**row._mapping) for row in rows]
 
     async def load(self, document: str) -> StoredDocument:
-        # ONE statement, so the snapshot, the log and the snapshot sequence come
-        # from the same moment even if a compaction commits meanwhile (separate
-        # SELECTs could pair an old snapshot with a log that lost rows it lacks).
-        newest_id = (
-            select(func.max(snapshots.c.id))
-            .where(snapshots.c.document == document)
-            .scalar_subquery()
-        )
-        snapshot_part = select(
-            literal(0).label("part"), snapshots.c.id.label("seq"), snapshots.c.state.label("data")
-        ).where(snapshots.c.id == newest_id)
-        log_part = select(literal(1), updates.c.id, updates.c.data).where(
-            updates.c.document == document
-        )
-        no_data = null().cast(LargeBinary)
-        tombstone_part = select(
-            literal(2), tombstones.c.deletions, tombstones.c.state_vector
-        ).where(tombstones.c.name == document)
-        seq_part = select(literal(3), documents.c.snapshot_seq, no_data).where(
-            documents.c.name == document
-        )
-        incarnation_part = select(literal(4), documents.c.incarnation, no_data).where(
-            documents.c.name == document
-        )
-        query = union_all(
-            snapshot_part, log_part, tombstone_part, seq_part, incarnation_part
-        ).order_by("part", "seq")
+        if self._sqlite_loads is not None:
+            return await self._sqlite_loads.load(document)
         async with self.engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
-            owners = await read_owners(conn, document)
-        has_snapshot = bool(rows) and rows[0].part == 0
-        log = [row for row in rows if row.part == 1]
-        tombstone = next((row for row in rows if row.part == 2), None)
-        # The row's incarnation; with no row, the one the next row will have.
-        deletions = 0 if tombstone is None else int(tombstone.seq)
-        return StoredDocument(
-            snapshot=rows[0].data if has_snapshot else None,
-            updates=[row.data for row in log],
-            snapshot_id=int(rows[0].seq) if has_snapshot else None,
-            row_ids=[int(row.seq) for row in log],
-            tombstone=None if tombstone is None else tombstone.data,
-            snapshot_seq=next((int(row.seq) for row in rows if row.part == 3), 0),
-            incarnation=next((int(row.seq) for row in rows if row.part == 4), deletions),
-            owners=owners,
-        )
+            return await load_on(conn, document)
 
     async def document_info(self, document: str) -> DocumentInfo | None:
         infos = await self._document_infos(document)
