@@ -191,8 +191,13 @@ class SqliteCommitter:
         if is_catch_up:
             # Nothing else writes until this returns (one writer): this copies the
             # frames committed while the checkpoint beside ran, and with every
-            # frame copied the next write starts the WAL over.
-            _checkpoint(conn)
+            # frame copied the next write starts the WAL over. The batch is
+            # committed already: a failure here must not make the writer run it
+            # again.
+            try:
+                _checkpoint(conn)
+            except sqlite3.Error as exc:
+                logger.warning("WAL checkpoint failed (retried at the next one due): %r", exc)
         return outcome
 
     def _checkpoint_on_thread(self) -> int:
