@@ -30,6 +30,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 from collab.auth.revocation import RevocationList
@@ -44,7 +45,7 @@ from collab.rooms.presence import PresenceLimits
 from collab.rooms.registry import LifecyclePolicy, RoomRegistry
 from collab.rooms.room_limits import RoomLimits
 from collab.storage.deliveries import DeliveryQueue
-from collab.storage.leases import renew_lease, take_lease
+from collab.storage.leases import renew_lease, running_lease_ids, take_lease
 from collab.storage.outbox import EventOutbox
 from collab.storage.sql_store import SqlStore
 from collab.storage.store import ServerLease
@@ -164,6 +165,7 @@ async def open_runtime(
     ]
     lease: ServerLease | None = None
     revocation_feed: RevocationFeed | None = None
+    dispatcher: EventDispatcher | None = None
     if is_server:
         await revocations.load()  # before anyone is admitted
         background.append(
@@ -179,8 +181,8 @@ async def open_runtime(
             metrics,
             owner=lease_id,
             wake=store.events_committed,
+            live_owners=partial(running_lease_ids, store),
         )
-        background.append(asyncio.create_task(dispatcher.run(), name="events"))
     if bus is not None:
         sync = ClusterSync(registry, bus, metrics)
         bus.attach(sync)
@@ -212,6 +214,10 @@ async def open_runtime(
             lease_task = asyncio.create_task(
                 renew_lease(store, lease, settings.lease_interval_s), name="lease"
             )
+        if dispatcher is not None:
+            # Only once this process holds its lease: a claim of a process
+            # without one is taken for a dead one's and given back.
+            background.append(asyncio.create_task(dispatcher.run(), name="events"))
         yield runtime
     finally:
         for task in background:

@@ -16,7 +16,7 @@ holds the queue up.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -174,6 +174,23 @@ class DeliveryQueue:
                 .values(claimed_by=owner, claimed_until=now + lease_s)
             )
         return bool(result.rowcount)
+
+    async def release_claims(self, *, keep: Collection[str]) -> int:
+        """Give back the claims held by processes other than `keep` (the servers
+        still running); how many. A killed process's claims would otherwise hold
+        their rows until they expire (`WebhookPolicy.claim_s`)."""
+        now = self._clock()
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                update(webhook_deliveries)
+                .where(
+                    _d.status == PENDING,
+                    _d.claimed_until > now,
+                    _d.claimed_by.not_in(sorted(keep)),
+                )
+                .values(claimed_by=None, claimed_until=None)
+            )
+        return int(result.rowcount)
 
     async def release(self, delivery: Delivery, owner: str) -> None:
         """Give a claimed row back untried (this process is stopping)."""

@@ -52,6 +52,11 @@ async def running_servers(store: DocumentStore) -> list[ServerLease]:
     return [lease for lease in await store.live_leases() if _is_running_here(lease)]
 
 
+async def running_lease_ids(store: DocumentStore) -> list[str]:
+    """The lease ids of `running_servers`: who may still hold a claim on a row."""
+    return [lease.id for lease in await running_servers(store)]
+
+
 async def take_lease(
     store: DocumentStore,
     *,

@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 
 from collab import __version__
@@ -74,6 +74,7 @@ class EventDispatcher:
         *,
         owner: str,
         wake: asyncio.Event | None = None,
+        live_owners: Callable[[], Awaitable[Collection[str]]] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._outbox = outbox
@@ -81,8 +82,12 @@ class EventDispatcher:
         self._policy = policy
         self._metrics = metrics
         self._owner = owner  # this process's lease id: who holds a claim
+        # The lease ids of the servers still running (collab.storage.leases): the
+        # claims of any other are given back, at start-up and with each prune.
+        self._live_owners = live_owners
         self._clock = clock
         self._pruned_at = 0.0
+        self._released_at = 0.0  # when dead servers' claims were last given back
         # (subscription id, event seq) of the deliveries this process is making.
         self._in_flight: set[tuple[int, int]] = set()
         # Set when a pass should come now: a delivery ended (its queue's next may
@@ -111,7 +116,10 @@ class EventDispatcher:
     async def _pass(self, deliveries: asyncio.TaskGroup) -> bool:
         """Publish, start the deliveries that are due; whether it did anything."""
         policy = self._policy
-        published = 0
+        published = released = 0
+        if self._clock() - self._released_at >= _PRUNE_INTERVAL_S:
+            self._released_at = self._clock()
+            released = await self._release_dead_claims()
         if await self._outbox.has_work(
             debounce_s=policy.debounce_s, max_delay_s=policy.max_delay_s
         ):
@@ -134,7 +142,19 @@ class EventDispatcher:
             self._pruned_at = now
             await self._outbox.prune(older_than_s=policy.retention_s)
             self._metrics.webhook_parked.set(await self._queue.count_parked())
-        return bool(published or started)
+        return bool(published or started or released)
+
+    async def _release_dead_claims(self) -> int:
+        """A server killed mid-delivery left its claims behind: its events go out
+        now, not once the claims expire (the first pass after a restart does this);
+        how many were released."""
+        if self._live_owners is None:
+            return 0
+        live = {*await self._live_owners(), self._owner}
+        released = await self._queue.release_claims(keep=live)
+        if released:
+            logger.info("released %d webhook deliveries claimed by servers that are gone", released)
+        return released
 
     async def _deliver(self, delivery: Delivery, key: tuple[int, int]) -> None:
         try:

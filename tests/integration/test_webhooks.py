@@ -279,6 +279,32 @@ async def test_a_server_killed_between_commit_and_delivery_delivers_after_restar
     assert all(r.is_signed_with(SECRET, time.time()) for r in receiver.requests)
 
 
+async def test_a_delivery_claimed_by_a_killed_server_goes_out_at_restart_not_after_its_claim(
+    tmp_path, receiver
+):
+    env = {"COLLAB_WEBHOOK_URLS": receiver.url, "COLLAB_WEBHOOK_SECRET": SECRET}
+    receiver.is_hanging = True  # the first process's delivery stays in flight
+    async with server_process(tmp_path, env=env) as server:
+        client = await YClient(server.ws_url("doc")).connect()
+        client.text.insert(0, "durable")
+        await eventually(lambda: receiver.held == 1, what="a delivery in flight")
+        server.process.kill()  # type: ignore[union-attr]
+        await server.process.wait()  # type: ignore[union-attr]
+        await client.wait_closed()
+        receiver.is_hanging = False  # the held request stays held: never answered
+        server.env = {**(server.env or {}), "COLLAB_EVENTS_POLL_INTERVAL_S": "0.05"}
+        started = time.monotonic()
+        await server.start()
+        # Its claim would hold for 2 * 10 + 5 s; the killed process is gone from
+        # this host, so the restarted one gives the claim back at once.
+        await eventually(
+            lambda: "document.created" in types_of(receiver.delivered, "doc"),
+            what="delivered after restart",
+        )
+        assert time.monotonic() - started < 25.0
+    assert types_of(receiver.delivered, "doc")[0] == "document.created"
+
+
 async def test_events_and_webhooks_need_an_admin_token_and_subscriptions_one_for_every_document(
     settings, receiver
 ):
