@@ -41,7 +41,7 @@ Every batch begins with BEGIN IMMEDIATE: it holds the database's write lock
 from its first statement, so what it reads first (the incarnation of the
 documents it appends to, see collab.storage.sql_writes) cannot change before
 it writes - another process sharing the file waits, as it would for any write.
-Errors go up as the driver raised them; collab.storage.sql_store classifies
+Errors go up as the driver raised them; collab.storage.sql_write_errors classifies
 them (raw sqlite3 errors included).
 """
 

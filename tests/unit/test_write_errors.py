@@ -11,7 +11,7 @@ import sqlite3
 import pytest
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
-from collab.storage.sql_store import classify_write_error
+from collab.storage.sql_write_errors import classify_write_error
 from collab.storage.store import PermanentWriteError, WriteContention
 
 
