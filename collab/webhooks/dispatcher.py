@@ -87,7 +87,6 @@ class EventDispatcher:
         self._live_owners = live_owners
         self._clock = clock
         self._pruned_at = 0.0
-        self._released_at = 0.0  # when dead servers' claims were last given back
         # (subscription id, event seq) of the deliveries this process is making.
         self._in_flight: set[tuple[int, int]] = set()
         # Set when a pass should come now: a delivery ended (its queue's next may
@@ -117,9 +116,13 @@ class EventDispatcher:
         """Publish, start the deliveries that are due; whether it did anything."""
         policy = self._policy
         published = released = 0
-        if self._clock() - self._released_at >= _PRUNE_INTERVAL_S:
-            self._released_at = self._clock()
+        now = self._clock()
+        if now - self._pruned_at >= _PRUNE_INTERVAL_S:
+            # First, so what a dead server held is delivered in this very pass.
+            self._pruned_at = now
             released = await self._release_dead_claims()
+            await self._outbox.prune(older_than_s=policy.retention_s)
+            self._metrics.webhook_parked.set(await self._queue.count_parked())
         if await self._outbox.has_work(
             debounce_s=policy.debounce_s, max_delay_s=policy.max_delay_s
         ):
@@ -137,11 +140,6 @@ class EventDispatcher:
                 self._in_flight.add(key)
                 deliveries.create_task(self._deliver(delivery, key))
                 started += 1
-        now = self._clock()
-        if now - self._pruned_at >= _PRUNE_INTERVAL_S:
-            self._pruned_at = now
-            await self._outbox.prune(older_than_s=policy.retention_s)
-            self._metrics.webhook_parked.set(await self._queue.count_parked())
         return bool(published or started or released)
 
     async def _release_dead_claims(self) -> int:
