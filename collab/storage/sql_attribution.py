@@ -14,7 +14,6 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Sequence
-from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Select, select, text
@@ -34,8 +33,15 @@ from collab.storage.attribution import (
 from collab.storage.sql_schema import client_authors, edit_sessions
 from collab.storage.store import AppendUpdate
 
+
+def _with_positional(statement: str) -> tuple[str, str]:
+    """`statement` (`:name` parameters, for SQLAlchemy) and the same with `?`
+    for each, in order, for the sqlite3 driver."""
+    return statement, re.sub(r":[a-z_]+", "?", statement)
+
+
 _CLAIM_COLUMNS = ("document", "client_id", "subject", "claimed_at")
-_CLAIM = (
+_CLAIM = _with_positional(
     f"INSERT INTO {client_authors.name} (document, client_id, subject, claimed_at) "
     "VALUES (:document, :client_id, :subject, :claimed_at) "
     "ON CONFLICT (document, client_id) DO NOTHING"
@@ -56,7 +62,7 @@ _SESSION_COLUMNS = (
     "deleted_ranges",
     "roots",
 )
-_SESSION = (
+_SESSION = _with_positional(
     f"INSERT INTO {edit_sessions.name} ({', '.join(_SESSION_COLUMNS)}) "
     f"VALUES ({', '.join(':' + c for c in _SESSION_COLUMNS)}) "
     "ON CONFLICT (document, key) DO UPDATE SET "
@@ -78,7 +84,7 @@ def write_attribution(conn: Connection, ops: Sequence[AppendUpdate], now: float)
     claim_rows = [(d, c, s, now) for (d, c), s in claims.items()]
     session_rows = [_session_row(document, s) for document, s in sessions.values()]
     driver = conn.connection.driver_connection
-    for statement, columns, rows in (
+    for (statement, positional), columns, rows in (
         (_CLAIM, _CLAIM_COLUMNS, claim_rows),
         (_SESSION, _SESSION_COLUMNS, session_rows),
     ):
@@ -87,15 +93,9 @@ def write_attribution(conn: Connection, ops: Sequence[AppendUpdate], now: float)
         if not isinstance(driver, sqlite3.Connection):
             conn.execute(text(statement), [dict(zip(columns, row, strict=True)) for row in rows])
         elif len(rows) == 1:
-            driver.execute(_positional(statement), rows[0])
+            driver.execute(positional, rows[0])
         else:
-            driver.executemany(_positional(statement), rows)
-
-
-@lru_cache(maxsize=4)
-def _positional(statement: str) -> str:
-    """`statement` with `?` for its `:name` parameters (in order), for sqlite3."""
-    return re.sub(r":[a-z_]+", "?", statement)
+            driver.executemany(positional, rows)
 
 
 def _session_row(document: str, session: EditSession) -> tuple[Any, ...]:
