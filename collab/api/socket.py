@@ -152,12 +152,21 @@ class SocketConnection(SocketInput):
             # connection, are needed only for admission.
             headers = Headers(request.headers)
             request.headers.clear()
+            self._open(edge, target, headers)
         elif self._transport is not None:
             # Taken parsed (`upgrade`): the parser is at the frames already and
             # keeps nothing of the request. Written as send_response would, less
-            # its "connection open" line (the edge logs the connection once joined).
-            self._transport.write(response.serialize())
-        settings = edge.runtime.settings
+            # its "connection open" line (the edge logs the connection once joined),
+            # together with the room's first messages.
+            self._cork(response.serialize())
+            try:
+                self._open(edge, target, headers)
+            finally:
+                self._uncork()
+
+    def _open(self, edge: ConnectionEdge, target: Target, headers: Headers) -> None:
+        """Accepted: the pings start, and the connection is admitted or refused."""
+        conn, settings = self._conn, edge.runtime.settings
         self._pings = Pings(
             self._loop, self, settings.ws_ping_interval_s, settings.ws_ping_timeout_s
         )

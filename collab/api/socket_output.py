@@ -40,6 +40,7 @@ class SocketOutput(asyncio.Protocol):
     __slots__ = (
         "_client",
         "_conn",
+        "_corked",
         "_edge",
         "_inflater",
         "_is_lost",
@@ -70,6 +71,8 @@ class SocketOutput(asyncio.Protocol):
         self._is_write_paused = False
         self._inflater: DeferredInflate | None = None  # if permessage-deflate was negotiated
         self._is_lost = False
+        # While the handshake is answered: what is written, to go out as one write.
+        self._corked: list[bytes] | None = None
 
     def _new_protocol(self, state: State) -> ServerProtocol:
         # OPEN: the handshake request is taken parsed (collab.api.socket's
@@ -123,6 +126,9 @@ class SocketOutput(asyncio.Protocol):
             or self._conn.state is not State.OPEN
         ):
             return False
+        if self._corked is not None:
+            self._corked.append(edge.frames.frame(data, self._inflater))
+            return True
         transport.write(edge.frames.frame(data, self._inflater))
         return True
 
@@ -139,8 +145,23 @@ class SocketOutput(asyncio.Protocol):
 
     def _write_out(self) -> None:
         data = self._conn.data_to_send()
-        if data and self._transport is not None and not self._is_lost:
+        if self._corked is not None:
+            self._corked.extend(data)
+        elif data and self._transport is not None and not self._is_lost:
             self._transport.write(b"".join(data))
+
+    def _cork(self, first: bytes) -> None:
+        """Hold what is written from now on, after `first`, until `_uncork`: the
+        101 response, the room's first sync messages (and a refusal's close frame)
+        go out in one write, one TCP segment, instead of one each. The cork is
+        only held within one synchronous call (the handshake); `send_bytes`
+        cannot run meanwhile."""
+        self._corked = [first]
+
+    def _uncork(self) -> None:
+        corked, self._corked = self._corked, None
+        if corked and self._transport is not None and not self._is_lost:
+            self._transport.write(b"".join(corked))
 
     def _close_transport(self) -> None:
         if self._transport is not None:

@@ -23,12 +23,12 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from sqlalchemy import delete, exists, insert, select, update
+from sqlalchemy import bindparam, delete, exists, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from collab.storage.events import Event, event_of
-from collab.storage.outbox_writes import PendingChange, insert_updated_event, pending_changes_of
+from collab.storage.outbox_writes import PendingChange, insert_updated_events, pending_changes_of
 from collab.storage.sql_schema import (
     event_counter,
     events,
@@ -131,36 +131,41 @@ def _publish(conn: Connection, now: float, debounce_s: float, max_delay_s: float
     candidates = pending_changes_of(
         conn, first_before=_first_before(now, debounce_s, max_delay_s), skip_locked=is_postgres
     )
-    for change in candidates:
-        if _is_quiet(change, now, debounce_s, max_delay_s):
-            conn.execute(
-                delete(pending_changes).where(pending_changes.c.document == change.document)
-            )
-            insert_updated_event(conn, change)
+    # Each step one statement, however many documents went quiet at once (a
+    # statement per event cost ~0.1 ms of the event loop's time each).
+    quiet = [c for c in candidates if _is_quiet(c, now, debounce_s, max_delay_s)]
+    if quiet:
+        conn.execute(
+            delete(pending_changes).where(pending_changes.c.document == bindparam("quiet")),
+            [{"quiet": change.document} for change in quiet],
+        )
+        insert_updated_events(conn, quiet)
     unnumbered = conn.execute(
         select(events.c.id, events.c.document).where(events.c.seq.is_(None)).order_by(events.c.id)
     ).all()
     if not unnumbered:
         return 0
     subscriptions = list(conn.execute(select(webhook_subscriptions.c.id)).scalars())
-    seq = int(last_seq)
-    deliveries: list[dict[str, Any]] = []
-    for row in unnumbered:
-        seq += 1
-        conn.execute(update(events).where(events.c.id == row.id).values(seq=seq))
-        deliveries.extend(
-            {
-                "subscription_id": subscription,
-                "event_seq": seq,
-                "document": row.document,
-                "status": PENDING,
-                "attempts": 0,
-                "next_attempt_at": now,
-            }
-            for subscription in subscriptions
-        )
+    numbered = list(enumerate(unnumbered, int(last_seq) + 1))
     conn.execute(
-        update(event_counter).where(event_counter.c.id == _COUNTER_ID).values(last_seq=seq)
+        update(events).where(events.c.id == bindparam("event_id")).values(seq=bindparam("new_seq")),
+        [{"event_id": row.id, "new_seq": seq} for seq, row in numbered],
+    )
+    deliveries: list[dict[str, Any]] = [
+        {
+            "subscription_id": subscription,
+            "event_seq": seq,
+            "document": row.document,
+            "status": PENDING,
+            "attempts": 0,
+            "next_attempt_at": now,
+        }
+        for seq, row in numbered
+        for subscription in subscriptions
+    ]
+    last_seq = numbered[-1][0]
+    conn.execute(
+        update(event_counter).where(event_counter.c.id == _COUNTER_ID).values(last_seq=last_seq)
     )
     if deliveries:
         conn.execute(insert(webhook_deliveries), deliveries)

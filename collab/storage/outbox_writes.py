@@ -143,7 +143,7 @@ def flush_pending(conn: Connection, document: str) -> int:
         return 0
     log_max = conn.scalar(select(func.max(updates.c.id)).where(updates.c.document == document))
     updated_at = conn.scalar(select(documents.c.updated_at).where(documents.c.name == document))
-    insert_updated_event(conn, PendingChange.of(deleted, updated_at, log_max))
+    insert_updated_events(conn, [PendingChange.of(deleted, updated_at, log_max)])
     return 1
 
 
@@ -172,12 +172,18 @@ def pending_changes_of(
     ]
 
 
-def insert_updated_event(conn: Connection, change: PendingChange) -> None:
-    """The `document.updated` event of a pending change (deleted by the caller)."""
+def insert_updated_events(conn: Connection, changes: list[PendingChange]) -> None:
+    """The `document.updated` events of pending changes (deleted by the caller),
+    in order, in one statement (a publisher may turn a thousand at once)."""
+    if changes:
+        conn.execute(insert(events), [_updated_event_row(change) for change in changes])
+
+
+def _updated_event_row(change: PendingChange) -> dict[str, Any]:
     data = updated_data(
         author=change.author, first_row=change.first_row, last_row=change.newest_row
     )
-    _insert_event(conn, change.document, EventType.DOCUMENT_UPDATED, change.quiet_since, data)
+    return _event_row(change.document, EventType.DOCUMENT_UPDATED, change.quiet_since, data)
 
 
 def record_event(
@@ -207,11 +213,16 @@ def record_version_event(conn: Connection, op: SaveSnapshot, snapshot_id: int, n
 def _insert_event(
     conn: Connection, document: str, type_: EventType, occurred_at: float, data: dict[str, Any]
 ) -> None:
-    conn.execute(
-        insert(events).values(
-            document=document,
-            type=type_.value,
-            occurred_at=occurred_at,
-            data=json.dumps(data, separators=(",", ":"), ensure_ascii=False),
-        )
-    )
+    conn.execute(insert(events).values(**_event_row(document, type_, occurred_at, data)))
+
+
+def _event_row(
+    document: str, type_: EventType, occurred_at: float, data: dict[str, Any]
+) -> dict[str, Any]:
+    """An unnumbered event's row (the publisher gives it its `seq`)."""
+    return {
+        "document": document,
+        "type": type_.value,
+        "occurred_at": occurred_at,
+        "data": json.dumps(data, separators=(",", ":"), ensure_ascii=False),
+    }

@@ -94,6 +94,36 @@ async def test_an_updated_event_names_the_newest_row_even_once_compacted(store):
     assert (updated.data["from_seq"], updated.data["seq"]) == (rows[0], rows[-1])
 
 
+async def test_many_documents_gone_quiet_at_once_are_told_in_one_pass_in_order(store):
+    outbox = EventOutbox(store.engine, time.time)
+    queue = DeliveryQueue(store.engine, time.time)
+    await queue.subscribe("http://127.0.0.1:9/a", "secret-secret-secret")
+    await queue.subscribe("http://127.0.0.1:9/b", "secret-secret-secret")
+    names = [f"doc-{i:03d}" for i in range(120)]
+    rows = {}
+    for name in names:
+        (rows[name],) = await store.commit([AppendUpdate(name, text_edits(name)[0], author=name)])
+    assert await publish_all(outbox) == 240  # created + updated of each, one pass
+    events = await outbox.read(after=0, limit=1000)
+    assert [e.seq for e in events] == list(range(1, 241))
+    assert await outbox.last_seq() == 240
+    created = [e for e in events if e.type == "document.created"]
+    updated = [e for e in events if e.type == "document.updated"]
+    assert [e.document for e in created] == names == [e.document for e in updated]
+    assert max(e.seq for e in created) < min(e.seq for e in updated)
+    for event in updated:
+        assert event.data == {
+            "author": event.document,
+            "from_seq": rows[event.document],
+            "seq": rows[event.document],
+        }
+    assert not await outbox.has_work(debounce_s=0.0, max_delay_s=60.0)
+    # One delivery per subscription and event: each queue's head (one per document).
+    due = await queue.due(1000)
+    assert len(due) == 2 * len(names)
+    assert {d.event.type for d in due} == {"document.created"}
+
+
 async def test_an_event_is_claimed_by_one_process_until_its_claim_lapses(store, database_url):
     other_engine = create_async_engine(database_url)
     try:
