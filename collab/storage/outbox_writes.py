@@ -34,12 +34,13 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.engine import Connection
 
 from collab.storage.events import EventType, updated_data
 from collab.storage.sql_schema import documents, events, pending_changes, updates
+from collab.storage.sqlite_forms import SqliteForm
 from collab.storage.store import SaveSnapshot, SnapshotKind
 
 _P = pending_changes.name
@@ -47,6 +48,15 @@ _SQLITE_NOTE_CHANGES = (
     f"INSERT INTO {_P} (document, first_at, last_at, first_row, last_row, author) "
     "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (document) DO UPDATE SET author = excluded.author "
     f"WHERE excluded.author IS NOT NULL AND excluded.author IS NOT {_P}.author"
+)
+
+_EVENT_COLUMNS = ("document", "type", "occurred_at", "data")
+_SQLITE_INSERT_EVENT = SqliteForm(
+    insert(events).values({name: bindparam(name) for name in _EVENT_COLUMNS}), _EVENT_COLUMNS
+)
+_SQLITE_HAS_PENDING = SqliteForm(
+    select(pending_changes.c.document).where(pending_changes.c.document == bindparam("document")),
+    ["document"],
 )
 
 
@@ -134,6 +144,15 @@ def flush_pending(conn: Connection, document: str) -> int:
     how many events that recorded (0 or 1). DELETE first: on PostgreSQL it waits
     for a publisher turning the same row into an event, then finds it gone (one
     event, not two)."""
+    driver = conn.connection.driver_connection
+    if (
+        isinstance(driver, sqlite3.Connection)
+        and _SQLITE_HAS_PENDING.run(driver, document).fetchone() is None
+    ):
+        # SQLite: the common case (nothing pending: a new document) asked
+        # straight of the driver; the transaction holds the database's write
+        # lock, so nothing can add one before the event is recorded.
+        return 0
     deleted = conn.execute(
         delete(pending_changes)
         .where(pending_changes.c.document == document)
@@ -213,7 +232,12 @@ def record_version_event(conn: Connection, op: SaveSnapshot, snapshot_id: int, n
 def _insert_event(
     conn: Connection, document: str, type_: EventType, occurred_at: float, data: dict[str, Any]
 ) -> None:
-    conn.execute(insert(events).values(**_event_row(document, type_, occurred_at, data)))
+    row = _event_row(document, type_, occurred_at, data)
+    driver = conn.connection.driver_connection
+    if isinstance(driver, sqlite3.Connection):
+        _SQLITE_INSERT_EVENT.run(driver, *(row[name] for name in _EVENT_COLUMNS))
+    else:
+        conn.execute(insert(events).values(**row))
 
 
 def _event_row(

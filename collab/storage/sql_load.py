@@ -25,12 +25,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from sqlalchemy import BindParameter, String, bindparam, func, literal, null, select, union_all
-from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import LargeBinary
 
 from collab.storage.sql_schema import client_authors, documents, snapshots, tombstones, updates
+from collab.storage.sqlite_forms import SqliteForm
 from collab.storage.store import StoredDocument
 
 _DOCUMENT: BindParameter[str] = bindparam("document", type_=String())
@@ -90,25 +90,6 @@ def stored_document(rows: Sequence[Any], owner_rows: Sequence[Any]) -> StoredDoc
     )
 
 
-class _SqliteForm:
-    """A statement of this module as SQLite's driver takes it: its SQL, compiled
-    once, and its positional parameters given the document."""
-
-    def __init__(self, statement: Any) -> None:
-        compiled = statement.compile(dialect=sqlite.dialect())
-        self.sql = str(compiled)
-        values = compiled.construct_params({_DOCUMENT.key: ""})
-        names = compiled.positiontup or []
-        self._template = [None if name == _DOCUMENT.key else values[name] for name in names]
-        self._slots = [i for i, name in enumerate(names) if name == _DOCUMENT.key]
-
-    def params(self, document: str) -> list[Any]:
-        params = self._template.copy()
-        for slot in self._slots:
-            params[slot] = document
-        return params
-
-
 async def load_on(conn: AsyncConnection, document: str) -> StoredDocument:
     """A load through the async engine (PostgreSQL, an in-memory SQLite)."""
     params = {"document": document}
@@ -117,8 +98,9 @@ async def load_on(conn: AsyncConnection, document: str) -> StoredDocument:
     return stored_document(rows, owner_rows)
 
 
-_ROWS = _SqliteForm(LOAD_ROWS)
-_OWNERS = _SqliteForm(LOAD_OWNERS)
+# The same for SQLite's driver (`SqliteLoads`).
+_ROWS = SqliteForm(LOAD_ROWS, [_DOCUMENT.key])
+_OWNERS = SqliteForm(LOAD_OWNERS, [_DOCUMENT.key])
 
 
 class SqliteLoads:
@@ -142,8 +124,8 @@ class SqliteLoads:
         try:
             driver = conn.driver_connection
             assert driver is not None
-            rows = driver.execute(_ROWS.sql, _ROWS.params(document)).fetchall()
-            owner_rows = driver.execute(_OWNERS.sql, _OWNERS.params(document)).fetchall()
+            rows = _ROWS.run(driver, document).fetchall()
+            owner_rows = _OWNERS.run(driver, document).fetchall()
         finally:
             conn.close()  # back to the pool
         return stored_document(rows, owner_rows)

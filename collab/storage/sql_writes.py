@@ -44,8 +44,9 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -55,6 +56,7 @@ from collab.storage.outbox_writes import note_changes, record_event
 from collab.storage.sql_attribution import write_attribution
 from collab.storage.sql_schema import documents, tombstones, updates
 from collab.storage.sql_snapshot_writes import DOCUMENT_LOCK_CLASS, SnapshotWrites
+from collab.storage.sqlite_forms import SqliteForm
 from collab.storage.store import (
     AppendUpdate,
     DeleteDocument,
@@ -75,6 +77,24 @@ _SQLITE_APPEND = (
     f"INSERT INTO {updates.name} ({updates.c.document.name}, {updates.c.data.name}, "
     f"{updates.c.created_at.name}) VALUES (?, ?, ?)"
 )
+
+# A new document's row: its incarnation is its name's count of deletions.
+_DELETIONS = select(tombstones.c.deletions).where(tombstones.c.name == bindparam("name"))
+_SQLITE_DELETIONS = SqliteForm(_DELETIONS, ["name"])
+_CREATE_NAMES = ("name", "created_at", "updated_at", "incarnation")
+
+
+def _create_statement(dialect_insert: Any) -> Any:
+    values: dict[str, Any] = {name: bindparam(name) for name in _CREATE_NAMES}
+    return (
+        dialect_insert(documents)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=[documents.c.name])
+    )
+
+
+_POSTGRES_CREATE = _create_statement(postgresql_insert)
+_SQLITE_CREATE = SqliteForm(_create_statement(sqlite_insert), _CREATE_NAMES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,28 +229,33 @@ class WriteTransaction(SnapshotWrites):
 
     def _create_document(self, name: str, wanted: set[int | None]) -> int | None:
         """Create the row of document `name` if updates were made for the
-        incarnation it would have (or do not say); its incarnation, or None."""
-        if self._is_postgres:
+        incarnation it would have (or do not say); its incarnation, or None.
+        On SQLite straight to the driver: every new document's first commit runs it."""
+        driver = self._conn.connection.driver_connection
+        sqlite_driver = driver if isinstance(driver, sqlite3.Connection) else None
+        if sqlite_driver is not None:
+            row = _SQLITE_DELETIONS.run(sqlite_driver, name).fetchone()
+            deletions = None if row is None else row[0]
+        else:
             # Shared: creators of one name do not wait for each other, only for a
             # deletion of it (which takes the lock exclusively), and it for them.
             self._conn.execute(
                 select(func.pg_advisory_xact_lock_shared(DOCUMENT_LOCK_CLASS, func.hashtext(name)))
             )
-        deletions = self._conn.scalar(
-            select(tombstones.c.deletions).where(tombstones.c.name == name)
-        )
+            deletions = self._conn.scalar(_DELETIONS, {"name": name})
         incarnation = int(deletions or 0)
         if incarnation not in wanted and None not in wanted:
             return None  # deleted since those updates were made: no document for them
-        dialect_insert = postgresql_insert if self._is_postgres else sqlite_insert
-        created = self._conn.execute(
-            dialect_insert(documents)
-            .values(name=name, created_at=self._now, updated_at=self._now, incarnation=incarnation)
-            # Another process may create it at the same moment (the same
-            # incarnation: the advisory lock keeps deletions out meanwhile).
-            .on_conflict_do_nothing(index_elements=[documents.c.name])
-        )
-        if created.rowcount:  # this transaction made it, not another process's
+        # Another process may create it at the same moment (the same
+        # incarnation: the advisory lock keeps deletions out meanwhile).
+        values = (name, self._now, self._now, incarnation)
+        if sqlite_driver is not None:
+            created = _SQLITE_CREATE.run(sqlite_driver, *values).rowcount
+        else:
+            created = self._conn.execute(
+                _POSTGRES_CREATE, dict(zip(_CREATE_NAMES, values, strict=True))
+            ).rowcount
+        if created:  # this transaction made it, not another process's
             self.events_recorded += record_event(
                 self._conn, name, EventType.DOCUMENT_CREATED, self._now, {}
             )
