@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from datetime import UTC, datetime
 from urllib.parse import urlsplit, urlunsplit
 
@@ -62,12 +63,39 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+class TextFormatter(logging.Formatter):
+    """`TEXT_FORMAT`, its timestamp's date and time formatted once a second: the
+    server logs a line per connection and per closed connection, and
+    `time.strftime` was a fifth of a line's cost."""
+
+    _second = -1
+    _text = ""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        if datefmt is not None:
+            return super().formatTime(record, datefmt)
+        second = int(record.created)
+        if second != self._second:
+            self._text = time.strftime(self.default_time_format, self.converter(second))
+            self._second = second
+        return f"{self._text},{int(record.msecs):03d}"  # as `default_msec_format`
+
+
 def configure_logging(level: str, log_format: str) -> None:
+    # What no format of ours shows is not gathered for each record (the logging
+    # HOWTO's "Optimization"): the caller's frame, thread and process names.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler()
     if log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+        handler.setFormatter(TextFormatter())
     handler.addFilter(TokenRedactingFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
