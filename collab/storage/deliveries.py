@@ -22,9 +22,12 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Float,
+    Integer,
     Row,
     Select,
     and_,
+    bindparam,
     delete,
     func,
     insert,
@@ -134,31 +137,9 @@ class DeliveryQueue:
     async def due(self, limit: int) -> list[Delivery]:
         """Rows whose time has come, unclaimed, each the oldest pending one of its
         (subscription, document) queue; oldest first."""
-        now = self._clock()
-        earlier = webhook_deliveries.alias("earlier")
-        is_behind = (
-            select(earlier.c.event_seq)
-            .where(
-                earlier.c.subscription_id == _d.subscription_id,
-                earlier.c.document == _d.document,
-                earlier.c.status == PENDING,
-                earlier.c.event_seq < _d.event_seq,
-            )
-            .exists()
-        )
-        query = (
-            self._joined()
-            .where(
-                _d.status == PENDING,
-                _d.next_attempt_at <= now,
-                or_(_d.claimed_until.is_(None), _d.claimed_until < now),
-                ~is_behind,
-            )
-            .order_by(_d.event_seq)
-            .limit(limit)
-        )
+        params = {"now": self._clock(), "limit": limit}
         async with self._engine.connect() as conn:
-            return [_delivery(row) for row in await conn.execute(query)]
+            return [_delivery(row) for row in await conn.execute(_DUE, params)]
 
     async def claim(self, delivery: Delivery, owner: str, lease_s: float) -> bool:
         """Take the row for `lease_s`; False if another process holds it."""
@@ -296,3 +277,34 @@ def _delivery(row: Row[Any]) -> Delivery:
         r["last_attempt_at"],
         r["last_error"],
     )
+
+
+def _due_query() -> Select[Any]:
+    """`DeliveryQueue.due`'s query, built once (the events task runs it every
+    pass, at least twice a second): bound `now` and `limit`."""
+    now = bindparam("now", type_=Float())
+    earlier = webhook_deliveries.alias("earlier")
+    is_behind = (
+        select(earlier.c.event_seq)
+        .where(
+            earlier.c.subscription_id == _d.subscription_id,
+            earlier.c.document == _d.document,
+            earlier.c.status == PENDING,
+            earlier.c.event_seq < _d.event_seq,
+        )
+        .exists()
+    )
+    return (
+        DeliveryQueue._joined()
+        .where(
+            _d.status == PENDING,
+            _d.next_attempt_at <= now,
+            or_(_d.claimed_until.is_(None), _d.claimed_until < now),
+            ~is_behind,
+        )
+        .order_by(_d.event_seq)
+        .limit(bindparam("limit", type_=Integer()))
+    )
+
+
+_DUE = _due_query()

@@ -38,6 +38,7 @@ from collab.storage.sql_schema import (
 )
 
 _COUNTER_ID = 1
+_HAS_UNNUMBERED = select(exists().where(events.c.seq.is_(None)))
 PENDING = "pending"
 PARKED = "parked"
 
@@ -54,7 +55,7 @@ class EventOutbox:
         whose documents are still being edited) opens no write transaction."""
         now = self._clock()
         async with self._engine.connect() as conn:
-            if await conn.scalar(select(exists().where(events.c.seq.is_(None)))):
+            if await conn.scalar(_HAS_UNNUMBERED):
                 return True
             changes = await conn.run_sync(
                 partial(

@@ -34,7 +34,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import Float, Select, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.engine import Connection
 
@@ -172,6 +172,16 @@ def pending_changes_of(
     """The pending changes begun before `first_before` (no other can be quiet
     yet), oldest first. `skip_locked` (PostgreSQL): lock them, leaving out those
     an append's transaction holds."""
+    query = _PENDING_LOCKED if skip_locked else _PENDING
+    return [
+        PendingChange.of(row, row.document_updated_at, row.log_max)
+        for row in conn.execute(query, {"first_before": first_before})
+    ]
+
+
+def _pending_query(*, skip_locked: bool) -> Select[Any]:
+    """`pending_changes_of`'s query, built once (the events task runs it every
+    pass, at least twice a second)."""
     log_max = (
         select(func.max(updates.c.id))
         .where(updates.c.document == pending_changes.c.document)
@@ -181,14 +191,16 @@ def pending_changes_of(
         select(pending_changes, documents.c.updated_at.label("document_updated_at"))
         .add_columns(log_max.label("log_max"))
         .outerjoin(documents, documents.c.name == pending_changes.c.document)
-        .where(pending_changes.c.first_at <= first_before)
+        .where(pending_changes.c.first_at <= bindparam("first_before", type_=Float()))
         .order_by(pending_changes.c.first_at)
     )
     if skip_locked:
         query = query.with_for_update(skip_locked=True, of=pending_changes)
-    return [
-        PendingChange.of(row, row.document_updated_at, row.log_max) for row in conn.execute(query)
-    ]
+    return query
+
+
+_PENDING = _pending_query(skip_locked=False)
+_PENDING_LOCKED = _pending_query(skip_locked=True)
 
 
 def insert_updated_events(conn: Connection, changes: list[PendingChange]) -> None:
