@@ -6,6 +6,8 @@ here, into the driver's SQL with `?` parameters: SQLAlchemy's execution of a
 statement (its cache key, execution context and result) costs several times
 what SQLite spends running it. Only the values a call names change; the rest
 of the parameters (literals the compiler bound) are fixed at compile time.
+No type's bind or result processing runs: the values are what the driver
+takes as they are (str, int, float, bytes, None), and rows come back as tuples.
 """
 
 from __future__ import annotations
