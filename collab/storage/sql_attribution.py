@@ -11,7 +11,6 @@ upsert on (document, key): the room sends it again, grown, while it lasts.
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from collections.abc import Sequence
 from typing import Any
@@ -31,17 +30,11 @@ from collab.storage.attribution import (
     subtract_ranges,
 )
 from collab.storage.sql_schema import client_authors, edit_sessions
+from collab.storage.sqlite_forms import SqliteForm
 from collab.storage.store import AppendUpdate
 
-
-def _with_positional(statement: str) -> tuple[str, str]:
-    """`statement` (`:name` parameters, for SQLAlchemy) and the same with `?`
-    for each, in order, for the sqlite3 driver."""
-    return statement, re.sub(r":[a-z_]+", "?", statement)
-
-
 _CLAIM_COLUMNS = ("document", "client_id", "subject", "claimed_at")
-_CLAIM = _with_positional(
+_CLAIM = text(
     f"INSERT INTO {client_authors.name} (document, client_id, subject, claimed_at) "
     "VALUES (:document, :client_id, :subject, :claimed_at) "
     "ON CONFLICT (document, client_id) DO NOTHING"
@@ -62,7 +55,7 @@ _SESSION_COLUMNS = (
     "deleted_ranges",
     "roots",
 )
-_SESSION = _with_positional(
+_SESSION = text(
     f"INSERT INTO {edit_sessions.name} ({', '.join(_SESSION_COLUMNS)}) "
     f"VALUES ({', '.join(':' + c for c in _SESSION_COLUMNS)}) "
     "ON CONFLICT (document, key) DO UPDATE SET "
@@ -71,6 +64,9 @@ _SESSION = _with_positional(
         for c in ("name", "ended_at", "inserted", "deleted", "ranges", "deleted_ranges", "roots")
     )
 )
+# The same for SQLite's driver: a row's values are in the columns' order.
+_SQLITE_CLAIM = SqliteForm(_CLAIM, _CLAIM_COLUMNS).sql
+_SQLITE_SESSION = SqliteForm(_SESSION, _SESSION_COLUMNS).sql
 
 
 def write_attribution(conn: Connection, ops: Sequence[AppendUpdate], now: float) -> None:
@@ -84,14 +80,14 @@ def write_attribution(conn: Connection, ops: Sequence[AppendUpdate], now: float)
     claim_rows = [(d, c, s, now) for (d, c), s in claims.items()]
     session_rows = [_session_row(document, s) for document, s in sessions.values()]
     driver = conn.connection.driver_connection
-    for (statement, positional), columns, rows in (
-        (_CLAIM, _CLAIM_COLUMNS, claim_rows),
-        (_SESSION, _SESSION_COLUMNS, session_rows),
+    for statement, positional, columns, rows in (
+        (_CLAIM, _SQLITE_CLAIM, _CLAIM_COLUMNS, claim_rows),
+        (_SESSION, _SQLITE_SESSION, _SESSION_COLUMNS, session_rows),
     ):
         if not rows:
             continue
         if not isinstance(driver, sqlite3.Connection):
-            conn.execute(text(statement), [dict(zip(columns, row, strict=True)) for row in rows])
+            conn.execute(statement, [dict(zip(columns, row, strict=True)) for row in rows])
         elif len(rows) == 1:
             driver.execute(positional, rows[0])
         else:
