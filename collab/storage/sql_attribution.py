@@ -1,18 +1,22 @@
-"""The SQL of attribution: claims and sessions written beside their log rows, and
-read back (see collab.storage.attribution).
+"""The SQL of attribution: claims written beside their log rows, sessions folded
+from the log rows' deltas, and both read back (see collab.storage.attribution).
 
-Written inside the batch's transaction (collab.storage.sql_writes calls
-`write_attribution` for the appends it accepted), so a log row and what it says
-about its author commit together or not at all. A claim is inserted unless the
-client id is claimed already (first claim wins: the room refuses a connection
-writing under another author's client id before it gets here); a session is an
-upsert on (document, key): the room sends it again, grown, while it lasts.
+A claim is inserted in the batch's transaction (collab.storage.sql_writes calls
+`write_claims` for the appends it accepted), unless the client id is claimed
+already (first claim wins: the room refuses a connection writing under another
+author's client id before it gets here). A session's growth rides in the log
+rows themselves (`updates.sessions`), so a commit writes no page for it; its
+row in `edit_sessions` is brought up to date by `fold_log`, which every
+transaction that takes log rows away runs first (a snapshot, quarantine), and
+`read_sessions` folds what is still in the log onto the rows.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import Select, select, text
@@ -23,15 +27,19 @@ from collab.protocol.codec import decode_id_ranges, encode_id_ranges
 from collab.storage.attribution import (
     Author,
     EditSession,
+    GrowingSession,
+    decode_deltas,
     decode_ranges,
     decode_root_counts,
     encode_ranges,
     encode_root_counts,
-    subtract_ranges,
+    fold,
 )
-from collab.storage.sql_schema import client_authors, edit_sessions
+from collab.storage.sql_schema import client_authors, edit_sessions, updates
 from collab.storage.sqlite_forms import SqliteForm
 from collab.storage.store import AppendUpdate
+
+logger = logging.getLogger(__name__)
 
 _CLAIM_COLUMNS = ("document", "client_id", "subject", "claimed_at")
 _CLAIM = text(
@@ -39,6 +47,9 @@ _CLAIM = text(
     "VALUES (:document, :client_id, :subject, :claimed_at) "
     "ON CONFLICT (document, client_id) DO NOTHING"
 )
+# The same for SQLite's driver: a row's values are in the columns' order.
+_SQLITE_CLAIM = SqliteForm(_CLAIM, _CLAIM_COLUMNS).sql
+
 _SESSION_COLUMNS = (
     "document",
     "key",
@@ -54,55 +65,127 @@ _SESSION_COLUMNS = (
     "source_version",
     "deleted_ranges",
     "roots",
+    "through_id",
 )
+_GROWN_COLUMNS = ("name", "ended_at", "inserted", "deleted", "ranges", "deleted_ranges", "roots")
 _SESSION = text(
     f"INSERT INTO {edit_sessions.name} ({', '.join(_SESSION_COLUMNS)}) "
     f"VALUES ({', '.join(':' + c for c in _SESSION_COLUMNS)}) "
     "ON CONFLICT (document, key) DO UPDATE SET "
-    + ", ".join(
-        f"{c} = excluded.{c}"
-        for c in ("name", "ended_at", "inserted", "deleted", "ranges", "deleted_ranges", "roots")
-    )
+    + ", ".join(f"{c} = excluded.{c}" for c in (*_GROWN_COLUMNS, "through_id"))
 )
-# The same for SQLite's driver: a row's values are in the columns' order.
-_SQLITE_CLAIM = SqliteForm(_CLAIM, _CLAIM_COLUMNS).sql
-_SQLITE_SESSION = SqliteForm(_SESSION, _SESSION_COLUMNS).sql
 
 
-def write_attribution(conn: Connection, ops: Sequence[AppendUpdate], now: float) -> None:
-    """The claims and sessions `ops` carry (appends whose rows were inserted).
-    Plain SQL that SQLite and PostgreSQL both take; on SQLite straight to the
-    driver with positional parameters, as the appends are
-    (collab.storage.sql_writes): it runs with nearly every commit of an edit."""
+def write_claims(conn: Connection, ops: Sequence[AppendUpdate], now: float) -> None:
+    """The claims `ops` carry (appends whose rows were inserted). On SQLite
+    straight to the driver, as the appends are (collab.storage.sql_writes)."""
     claims = {(op.document, claim.client_id): claim.subject for op in ops for claim in op.claims}
-    # The latest state of each session (a batch may hold several of one).
-    sessions = {(op.document, s.key): (op.document, s) for op in ops for s in op.sessions}
-    claim_rows = [(d, c, s, now) for (d, c), s in claims.items()]
-    session_rows = [_session_row(document, s) for document, s in sessions.values()]
+    rows = [(d, c, s, now) for (d, c), s in claims.items()]
     driver = conn.connection.driver_connection
-    for statement, positional, columns, rows in (
-        (_CLAIM, _SQLITE_CLAIM, _CLAIM_COLUMNS, claim_rows),
-        (_SESSION, _SQLITE_SESSION, _SESSION_COLUMNS, session_rows),
-    ):
-        if not rows:
-            continue
-        if not isinstance(driver, sqlite3.Connection):
-            conn.execute(statement, [dict(zip(columns, row, strict=True)) for row in rows])
-        elif len(rows) == 1:
-            driver.execute(positional, rows[0])
-        else:
-            driver.executemany(positional, rows)
+    if not isinstance(driver, sqlite3.Connection):
+        conn.execute(_CLAIM, [dict(zip(_CLAIM_COLUMNS, row, strict=True)) for row in rows])
+    elif len(rows) == 1:
+        driver.execute(_SQLITE_CLAIM, rows[0])
+    else:
+        driver.executemany(_SQLITE_CLAIM, rows)
 
 
-def _session_row(document: str, session: EditSession) -> tuple[Any, ...]:
+def fold_log(conn: Connection, document: str, up_to: int | None) -> None:
+    """Bring the session rows of `document` up to date with the deltas of its log
+    rows up to id `up_to` (None: all), before some of those rows are deleted.
+    Runs in the transaction that deletes them, so no delta is ever in neither."""
+    query = _deltas_query(document)
+    if up_to is not None:
+        query = query.where(updates.c.id <= up_to)
+    deltas = _decoded(document, conn.execute(query))
+    if not deltas:
+        return
+    keys = {delta.key for _, delta in deltas}
+    bases = _bases(conn.execute(_bases_query(document, keys)))
+    rows = [
+        _session_row(document, session, through_id)
+        for session, through_id in fold(bases, deltas).values()
+    ]
+    if rows:
+        conn.execute(_SESSION, [dict(zip(_SESSION_COLUMNS, row, strict=True)) for row in rows])
+
+
+async def read_sessions(
+    conn: AsyncConnection,
+    document: str,
+    *,
+    since: float | None,
+    until: float | None,
+    subject: str | None,
+    limit: int | None,
+) -> list[EditSession]:
+    """The sessions of `document` overlapping [since, until], newest (by end)
+    first: the rows, with the deltas still in the log folded on. The log is read
+    first: a compaction committing in between folds and deletes the same
+    deltas, which the rows' `through_id` then says to skip."""
+    deltas = _decoded(document, await conn.execute(_deltas_query(document)))
+    if not deltas:
+        query = sessions_query(document, since=since, until=until, subject=subject, limit=limit)
+        return [session_of(row) for row in await conn.execute(query)]
+    keys = {delta.key for _, delta in deltas}
+    rows = (await conn.execute(_bases_query(document, keys))).all()
+    ids = {int(row.key): float(row.id) for row in rows}
+    bases = _bases(rows)
+    current = {key: session for key, (session, _) in bases.items()}
+    current.update((key, grown.stored()) for key, (grown, _) in fold(bases, deltas).items())
+    found = [
+        # (end, the row's id: a session not yet in a row is the newest of its end)
+        (session.ended_at, ids.get(key, math.inf), session)
+        for key, session in current.items()
+        if (since is None or session.ended_at >= since)
+        and (until is None or session.started_at <= until)
+        and (subject is None or session.author.subject == subject)
+    ]
+    others = sessions_query(
+        document, since=since, until=until, subject=subject, limit=limit, excluding=keys
+    )
+    found.extend(
+        (float(row.ended_at), float(row.id), session_of(row)) for row in await conn.execute(others)
+    )
+    found.sort(key=lambda entry: (entry[0], entry[1]), reverse=True)
+    return [session for _, _, session in found[:limit]]
+
+
+def _deltas_query(document: str) -> Select[Any]:
+    return (
+        select(updates.c.id, updates.c.sessions)
+        .where(updates.c.document == document, updates.c.sessions.is_not(None))
+        .order_by(updates.c.id)
+    )
+
+
+def _bases_query(document: str, keys: Iterable[int]) -> Select[Any]:
+    return select(edit_sessions).where(
+        edit_sessions.c.document == document, edit_sessions.c.key.in_(sorted(keys))
+    )
+
+
+def _decoded(document: str, rows: Iterable[Any]) -> list[tuple[int, EditSession]]:
+    """(row id, delta) of each log row, in id order; a row whose deltas do not
+    decode is logged and skipped (attribution is never worth a failed write)."""
+    deltas: list[tuple[int, EditSession]] = []
+    for row_id, encoded in rows:
+        try:
+            deltas.extend((int(row_id), delta) for delta in decode_deltas(encoded))
+        except (ValueError, KeyError, TypeError):
+            logger.exception("doc=%s log row %d: session deltas do not decode", document, row_id)
+    return deltas
+
+
+def _bases(rows: Iterable[Any]) -> dict[int, tuple[EditSession, int]]:
+    return {int(row.key): (session_of(row), int(row.through_id or 0)) for row in rows}
+
+
+def _session_row(document: str, grown: GrowingSession, through_id: int) -> tuple[Any, ...]:
     """The values of `_SESSION_COLUMNS`, in order."""
+    session = grown.stored()
     author = session.author
-    deleted = None
-    if session.deleted_ranges:
-        # What it deleted of its own writing never comes back (a revert of it
-        # takes its insertions out too): not stored.
-        others = subtract_ranges(session.deleted_ranges, session.ranges)
-        deleted = encode_id_ranges(others) if others else None
+    deleted = encode_id_ranges(session.deleted_ranges) if session.deleted_ranges else None
     return (
         document,
         session.key,
@@ -118,6 +201,7 @@ def _session_row(document: str, session: EditSession) -> tuple[Any, ...]:
         session.source_version,
         deleted,
         encode_root_counts(session),
+        through_id,
     )
 
 
@@ -137,8 +221,11 @@ def sessions_query(
     until: float | None,
     subject: str | None,
     limit: int | None,
+    excluding: Iterable[int] = (),
 ) -> Select[Any]:
     query = select(edit_sessions).where(edit_sessions.c.document == document)
+    if excluding:
+        query = query.where(edit_sessions.c.key.not_in(sorted(excluding)))
     if since is not None:
         query = query.where(edit_sessions.c.ended_at >= since)
     if until is not None:

@@ -4,8 +4,10 @@ restart and a restore, and a client forging another author's client id."""
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,9 +17,9 @@ from pycrdt import Doc, Map, Text, create_update_message
 
 from collab.config import Settings
 from collab.errors import CloseCode
-from tests.support.server import RunningServer, run_server
+from tests.support.server import RunningServer, run_server, server_process
 from tests.support.waiting import eventually
-from tests.support.yclient import YClient
+from tests.support.yclient import YClient, read_text
 
 SECRET = "attribution-test-secret-with-32-bytes+"
 
@@ -421,3 +423,44 @@ async def test_on_postgresql_a_revert_brings_back_deletions_and_sessions_count_p
         assert result["deletions_restored"] is True and result["restored_characters"] == 5
         await eventually(lambda: str(alice.text) == "keep this sentence", what="restored")
         await _blame_is(server, [("keep this sentence", "alice")])
+
+
+async def test_kill_9_keeps_every_session_a_commit_had_and_compaction_folds_them_exactly(
+    tmp_path: Path,
+) -> None:
+    """A session's growth is stored in its log rows (its row is folded from them
+    when they go): a crash right after the commits loses none of it, and the
+    compaction that folds them counts each once."""
+    async with server_process(tmp_path, env={"COLLAB_AUTH_SECRET": SECRET}) as server:
+        alice = await YClient(f"{server.ws_url('doc')}?token={token('alice')}").connect()
+        bob = await YClient(f"{server.ws_url('doc')}?token={token('bob')}").connect()
+        for i in range(60):
+            alice.text.insert(len(alice.text), "ab")
+            if i % 3 == 0:
+                bob.text.insert(0, "xyz")
+            await eventually(lambda: str(bob.text) == str(alice.text), what="converged")
+        del bob.text[0:4]  # "xyzx": four of his own characters
+        await eventually(lambda: str(bob.text) == str(alice.text), what="converged")
+        await eventually(lambda: alice.is_saved() and bob.is_saved(), what="saved")
+        server.process.kill()  # type: ignore[union-attr]
+        await server.process.wait()  # type: ignore[union-attr]
+        await alice.wait_closed()
+        await bob.wait_closed()
+        await server.start()
+
+        async def sessions() -> dict[str, tuple[int, int]]:
+            events = (await _get(server, "/api/documents/doc/activity"))["events"]
+            found = [e for e in events if e["kind"] == "session"]
+            return {e["author"]: (e["inserted"], e["deleted"]) for e in found}
+
+        after_crash = await sessions()
+        assert after_crash == {"alice": (120, 0), "bob": (60, 4)}
+        # A named version compacts the log: the deltas are folded into the rows.
+        await _post(server, "/api/documents/doc/snapshots", {"label": "v1"}, "alice")
+        assert await sessions() == after_crash
+        assert await server.stop(signal.SIGTERM) in (0, -signal.SIGTERM)
+        await server.start()
+        assert await sessions() == after_crash
+        assert await read_text(server.ws_url("doc") + f"?token={token('carol')}") == str(
+            alice.text
+        )
