@@ -461,6 +461,4 @@ async def test_kill_9_keeps_every_session_a_commit_had_and_compaction_folds_them
         assert await server.stop(signal.SIGTERM) in (0, -signal.SIGTERM)
         await server.start()
         assert await sessions() == after_crash
-        assert await read_text(server.ws_url("doc") + f"?token={token('carol')}") == str(
-            alice.text
-        )
+        assert await read_text(server.ws_url("doc") + f"?token={token('carol')}") == str(alice.text)
