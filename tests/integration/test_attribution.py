@@ -423,6 +423,18 @@ async def test_on_postgresql_a_revert_brings_back_deletions_and_sessions_count_p
         assert result["deletions_restored"] is True and result["restored_characters"] == 5
         await eventually(lambda: str(alice.text) == "keep this sentence", what="restored")
         await _blame_is(server, [("keep this sentence", "alice")])
+        # The revert's version compacted the log on PostgreSQL too: the sessions
+        # folded from its deltas count each edit once.
+        sessions = [
+            (e["author"], e["origin"], e["inserted"], e["deleted"])
+            for e in (await _get(server, "/api/documents/doc/activity"))["events"]
+            if e["kind"] == "session"
+        ]
+        assert sorted(sessions) == [
+            ("alice", "edit", 18, 0),
+            ("bob", "edit", 0, 5),
+            ("root", "revert", 5, 0),
+        ]
 
 
 async def test_kill_9_keeps_every_session_a_commit_had_and_compaction_folds_them_exactly(
