@@ -34,6 +34,7 @@ from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
+from typing import Any
 
 ANONYMOUS = "anonymous"  # the author of an open server's connections
 SERVER = "server"  # edits the server makes on nobody's behalf (none today)
@@ -90,6 +91,9 @@ class EditSession:
     # A restore's: the version it restored, whose authors its text keeps (blame).
     source_version: int | None = None
 
+
+# A delta's ranges or root counts as decoded: lists of three (JSON arrays).
+_Triples = Iterable[Sequence[Any]]
 
 # Who edits the server makes on nobody's behalf are attributed to.
 SERVER_AUTHOR = Author(SERVER, is_verified=True)
@@ -157,14 +161,18 @@ class GrowingSession:
             was_inserted, was_deleted = self.roots.get(root, (0, 0))
             self.roots[root] = (was_inserted + inserted, was_deleted + deleted)
 
-    def grow(self, delta: EditSession) -> None:
-        """Fold on what a later tick added to this session."""
-        self.ended_at = max(self.ended_at, delta.ended_at)
-        for client_id, start, end in delta.ranges:
+    def grow(self, ended_at: float, ranges: _Triples, deleted: _Triples, roots: _Triples) -> None:
+        """Fold on what a later tick added to this session (a delta's parts, as
+        `encode_deltas` wrote them)."""
+        if ended_at > self.ended_at:
+            self.ended_at = ended_at
+        for client_id, start, end in ranges:
             self.add(client_id, start, end)
-        for client_id, start, end in delta.deleted_ranges:
+        for client_id, start, end in deleted:
             self.add_deleted(client_id, start, end)
-        self.add_root_counts({root: (i, d) for root, i, d in delta.roots})
+        for root, inserted, removed in roots:
+            was_inserted, was_deleted = self.roots.get(root, (0, 0))
+            self.roots[root] = (was_inserted + inserted, was_deleted + removed)
 
     def frozen(self) -> EditSession:
         return EditSession(
@@ -197,29 +205,46 @@ def root_counts(counts: Mapping[str, tuple[int, int]]) -> tuple[RootCount, ...]:
 
 
 def fold(
-    bases: Mapping[int, tuple[EditSession, int]], deltas: Iterable[tuple[int, EditSession]]
-) -> dict[int, tuple[GrowingSession, int]]:
-    """Each session of `deltas` grown by them: key -> (session, the id of the
-    newest log row folded in). `bases`: key -> (stored session, its
-    `through_id`); `deltas`: (log row id, delta) in id order. A delta whose
-    row the base holds already (id <= its through_id) is skipped."""
+    bases: Mapping[int, tuple[EditSession, int]], rows: Iterable[tuple[int, list[Any]]]
+) -> tuple[dict[int, tuple[GrowingSession, int]], list[int]]:
+    """Each session the log rows' deltas grow, grown by them: key -> (session, the
+    id of the newest log row folded in); and the ids of rows holding a delta
+    that is not what `encode_deltas` writes (folded as far as they go).
+    `bases`: key -> (stored session, its `through_id`); `rows`: (log row id, its
+    deltas as `decode_rows` gives them), in id order. A delta whose row the
+    base holds already (id <= its through_id) is skipped."""
     grown: dict[int, tuple[GrowingSession, int] | None] = {}
     changed: set[int] = set()
-    for row_id, delta in deltas:
-        key = delta.key
-        if key not in grown:
-            base = bases.get(key)
-            grown[key] = None if base is None else (GrowingSession.of(base[0]), base[1])
-        current = grown[key]
-        if current is None:
-            grown[key] = (GrowingSession.of(delta), row_id)
-        elif row_id > current[1]:
-            current[0].grow(delta)
-            grown[key] = (current[0], row_id)
-        else:
-            continue
-        changed.add(key)
-    return {key: value for key in changed if (value := grown[key]) is not None}
+    bad: list[int] = []
+    for row_id, deltas in rows:
+        try:
+            for key, subject, name, verified, origin, source, started, ended, *parts in deltas:
+                if key not in grown:
+                    base = bases.get(key)
+                    grown[key] = None if base is None else (GrowingSession.of(base[0]), base[1])
+                current = grown[key]
+                if current is None:
+                    author = Author(subject, name, verified)
+                    current = (GrowingSession(key, author, started, ended, origin, source), 0)
+                elif row_id <= current[1]:
+                    continue
+                current[0].grow(ended, *parts)
+                grown[key] = (current[0], row_id)
+                changed.add(key)
+        except (TypeError, ValueError, KeyError):
+            bad.append(row_id)
+    return {key: value for key in changed if (value := grown[key]) is not None}, bad
+
+
+def delta_keys(rows: Iterable[tuple[int, list[Any]]]) -> set[int]:
+    """The sessions the rows' deltas grow (as `decode_rows` gives them)."""
+    return {
+        delta[0]
+        for _, deltas in rows
+        if isinstance(deltas, list)
+        for delta in deltas
+        if isinstance(delta, list) and delta and isinstance(delta[0], int)
+    }
 
 
 def encode_deltas(deltas: Sequence[EditSession]) -> str:
@@ -245,41 +270,28 @@ def encode_deltas(deltas: Sequence[EditSession]) -> str:
     )
 
 
-def decode_deltas(text: str) -> list[EditSession]:
-    """What `encode_deltas` wrote. Raises ValueError (or KeyError, TypeError) if
-    it is not that."""
-    deltas = []
-    for (
-        key,
-        subject,
-        name,
-        verified,
-        origin,
-        source,
-        started,
-        ended,
-        ranges,
-        deleted,
-        roots,
-    ) in json.loads(text):
-        created = tuple((int(c), int(s), int(e)) for c, s, e in ranges)
-        removed = tuple((int(c), int(s), int(e)) for c, s, e in deleted)
-        deltas.append(
-            EditSession(
-                key=int(key),
-                author=Author(str(subject), name, bool(verified)),
-                started_at=float(started),
-                ended_at=float(ended),
-                inserted=sum(e - s for _, s, e in created),
-                deleted=sum(e - s for _, s, e in removed),
-                ranges=created,
-                origin=str(origin),
-                source_version=None if source is None else int(source),
-                deleted_ranges=removed,
-                roots=tuple((str(r), int(i), int(d)) for r, i, d in roots),
-            )
-        )
-    return deltas
+def decode_rows(
+    rows: Sequence[tuple[int, str]],
+) -> tuple[list[tuple[int, list[Any]]], list[int]]:
+    """Log rows' `sessions` (what `encode_deltas` wrote), parsed for `fold`: one
+    parse for all of them (a compaction folds a thousand rows; parsing each on
+    its own cost several times more), and row by row only if that fails, to
+    find the rows that do not parse. Returns (row id, deltas) and the ids of
+    the rows that did not parse."""
+    try:
+        parsed = json.loads("[" + ",".join(text for _, text in rows) + "]")
+        if isinstance(parsed, list) and len(parsed) == len(rows):
+            return [(row_id, deltas) for (row_id, _), deltas in zip(rows, parsed, strict=True)], []
+    except ValueError:
+        pass
+    good: list[tuple[int, list[Any]]] = []
+    bad: list[int] = []
+    for row_id, text in rows:
+        try:
+            good.append((row_id, json.loads(text)))
+        except ValueError:
+            bad.append(row_id)
+    return good, bad
 
 
 def add_range(ranges: list[ClockRange], client_id: int, start: int, end: int) -> None:

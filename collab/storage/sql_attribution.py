@@ -19,7 +19,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Select, select, text
+from sqlalchemy import Select, bindparam, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -28,9 +28,10 @@ from collab.storage.attribution import (
     Author,
     EditSession,
     GrowingSession,
-    decode_deltas,
     decode_ranges,
     decode_root_counts,
+    decode_rows,
+    delta_keys,
     encode_ranges,
     encode_root_counts,
     fold,
@@ -76,6 +77,20 @@ _SESSION = text(
 )
 
 
+# A log's session deltas up to a row id, in order (`_NO_BOUND`: all).
+_NO_BOUND = 2**63 - 1
+_DELTAS = (
+    select(updates.c.id, updates.c.sessions)
+    .where(
+        updates.c.document == bindparam("document"),
+        updates.c.sessions.is_not(None),
+        updates.c.id <= bindparam("up_to"),
+    )
+    .order_by(updates.c.id)
+)
+_SQLITE_DELTAS = SqliteForm(_DELTAS, ("document", "up_to")).sql
+
+
 def write_claims(conn: Connection, ops: Sequence[AppendUpdate], now: float) -> None:
     """The claims `ops` carry (appends whose rows were inserted). On SQLite
     straight to the driver, as the appends are (collab.storage.sql_writes)."""
@@ -93,21 +108,28 @@ def write_claims(conn: Connection, ops: Sequence[AppendUpdate], now: float) -> N
 def fold_log(conn: Connection, document: str, up_to: int | None) -> None:
     """Bring the session rows of `document` up to date with the deltas of its log
     rows up to id `up_to` (None: all), before some of those rows are deleted.
-    Runs in the transaction that deletes them, so no delta is ever in neither."""
-    query = _deltas_query(document)
-    if up_to is not None:
-        query = query.where(updates.c.id <= up_to)
-    deltas = _decoded(document, conn.execute(query))
-    if not deltas:
+    Runs in the transaction that deletes them, so no delta is ever in neither.
+    On SQLite the log is read straight from the driver: a compaction folds a
+    thousand rows, and SQLAlchemy's fetch of each cost more than folding it."""
+    driver = conn.connection.driver_connection
+    bound = _NO_BOUND if up_to is None else up_to
+    rows: Sequence[Any]
+    if isinstance(driver, sqlite3.Connection):
+        cursor = driver.execute(_SQLITE_DELTAS, (document, bound))
+        try:
+            rows = cursor.fetchall()
+        finally:
+            cursor.close()
+    else:
+        rows = conn.execute(_DELTAS, {"document": document, "up_to": bound}).all()
+    parsed = _parsed(document, rows)
+    if not parsed:
         return
-    keys = {delta.key for _, delta in deltas}
-    bases = _bases(conn.execute(_bases_query(document, keys)))
-    rows = [
-        _session_row(document, session, through_id)
-        for session, through_id in fold(bases, deltas).values()
-    ]
-    if rows:
-        conn.execute(_SESSION, [dict(zip(_SESSION_COLUMNS, row, strict=True)) for row in rows])
+    bases = _bases(conn.execute(_bases_query(document, delta_keys(parsed))).all())
+    grown = _folded(document, bases, parsed)
+    if grown:
+        values = [_session_row(document, session, through) for session, through in grown.values()]
+        conn.execute(_SESSION, [dict(zip(_SESSION_COLUMNS, row, strict=True)) for row in values])
 
 
 async def read_sessions(
@@ -123,16 +145,18 @@ async def read_sessions(
     first: the rows, with the deltas still in the log folded on. The log is read
     first: a compaction committing in between folds and deletes the same
     deltas, which the rows' `through_id` then says to skip."""
-    deltas = _decoded(document, await conn.execute(_deltas_query(document)))
-    if not deltas:
+    log = (await conn.execute(_DELTAS, {"document": document, "up_to": _NO_BOUND})).all()
+    if not log:
         query = sessions_query(document, since=since, until=until, subject=subject, limit=limit)
         return [session_of(row) for row in await conn.execute(query)]
-    keys = {delta.key for _, delta in deltas}
-    rows = (await conn.execute(_bases_query(document, keys))).all()
+    parsed = _parsed(document, log)
+    rows = (await conn.execute(_bases_query(document, delta_keys(parsed)))).all()
     ids = {int(row.key): float(row.id) for row in rows}
     bases = _bases(rows)
     current = {key: session for key, (session, _) in bases.items()}
-    current.update((key, grown.stored()) for key, (grown, _) in fold(bases, deltas).items())
+    current.update(
+        (key, grown.stored()) for key, (grown, _) in _folded(document, bases, parsed).items()
+    )
     found = [
         # (end, the row's id: a session not yet in a row is the newest of its end)
         (session.ended_at, ids.get(key, math.inf), session)
@@ -142,7 +166,7 @@ async def read_sessions(
         and (subject is None or session.author.subject == subject)
     ]
     others = sessions_query(
-        document, since=since, until=until, subject=subject, limit=limit, excluding=keys
+        document, since=since, until=until, subject=subject, limit=limit, excluding=current
     )
     found.extend(
         (float(row.ended_at), float(row.id), session_of(row)) for row in await conn.execute(others)
@@ -151,30 +175,35 @@ async def read_sessions(
     return [session for _, _, session in found[:limit]]
 
 
-def _deltas_query(document: str) -> Select[Any]:
-    return (
-        select(updates.c.id, updates.c.sessions)
-        .where(updates.c.document == document, updates.c.sessions.is_not(None))
-        .order_by(updates.c.id)
-    )
-
-
 def _bases_query(document: str, keys: Iterable[int]) -> Select[Any]:
     return select(edit_sessions).where(
         edit_sessions.c.document == document, edit_sessions.c.key.in_(sorted(keys))
     )
 
 
-def _decoded(document: str, rows: Iterable[Any]) -> list[tuple[int, EditSession]]:
-    """(row id, delta) of each log row, in id order; a row whose deltas do not
-    decode is logged and skipped (attribution is never worth a failed write)."""
-    deltas: list[tuple[int, EditSession]] = []
-    for row_id, encoded in rows:
-        try:
-            deltas.extend((int(row_id), delta) for delta in decode_deltas(encoded))
-        except (ValueError, KeyError, TypeError):
-            logger.exception("doc=%s log row %d: session deltas do not decode", document, row_id)
-    return deltas
+def _parsed(document: str, rows: Sequence[Any]) -> list[tuple[int, list[Any]]]:
+    parsed, bad = decode_rows([(int(row_id), text) for row_id, text in rows])
+    _log_unreadable(document, bad)
+    return parsed
+
+
+def _folded(
+    document: str, bases: dict[int, tuple[EditSession, int]], parsed: list[tuple[int, list[Any]]]
+) -> dict[int, tuple[GrowingSession, int]]:
+    grown, bad = fold(bases, parsed)
+    _log_unreadable(document, bad)
+    return grown
+
+
+def _log_unreadable(document: str, row_ids: list[int]) -> None:
+    """Rows whose deltas do not decode are skipped, never a failed write or read
+    (attribution is not worth either), and said."""
+    if row_ids:
+        logger.error(
+            "doc=%s log rows %s: their session deltas do not decode; skipped",
+            document,
+            ", ".join(map(str, row_ids[:10])),
+        )
 
 
 def _bases(rows: Iterable[Any]) -> dict[int, tuple[EditSession, int]]:

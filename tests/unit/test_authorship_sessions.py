@@ -9,7 +9,14 @@ import random
 from pycrdt import Doc, Text
 
 from collab.rooms.authorship import Authorship
-from collab.storage.attribution import Author, EditSession, GrowingSession, fold
+from collab.storage.attribution import (
+    Author,
+    EditSession,
+    GrowingSession,
+    decode_rows,
+    encode_deltas,
+    fold,
+)
 
 ANONYMOUS = Author("anonymous")
 
@@ -61,7 +68,7 @@ def test_a_session_folded_from_each_ticks_delta_is_the_session_of_one_tick() -> 
     server.observe(lambda event: per_tick.note_local(event.update, ANONYMOUS))
     server.observe(lambda event: at_once.note_local(event.update, ANONYMOUS))
     clients = [Doc() for _ in range(3)]
-    deltas: list[tuple[int, EditSession]] = []
+    rows: list[tuple[int, str]] = []  # (log row id, its `sessions`)
     for turn in range(300):
         client = clients[turn % len(clients)]
         client.apply_update(server.get_update(client.get_state()))
@@ -73,18 +80,38 @@ def test_a_session_folded_from_each_ticks_delta_is_the_session_of_one_tick() -> 
             text.insert(rng.randint(0, len(text)), "xy"[: rng.randint(1, 2)])
         server.apply_update(client.get_update(server.get_state()))
         _, grown = per_tick.take_pending()
-        deltas.extend((turn + 1, delta) for delta in grown)
+        rows.append((turn + 1, encode_deltas(grown)))
 
     _, (whole,) = at_once.take_pending()
-    ((folded, through),) = fold({}, deltas).values()
+    deltas, unreadable = decode_rows(rows)
+    grown_once, bad = fold({}, deltas)
+    ((folded, through),) = grown_once.values()
 
-    assert through == 300
+    assert unreadable == [] and bad == [] and through == 300
     assert _same(folded.stored(), GrowingSession.of(whole).stored())
     key = folded.key
-    halfway = fold({}, deltas[:150])[key][0].stored()
-    resumed = fold({key: (halfway, 150)}, deltas)[key][0].stored()
+    halfway = fold({}, deltas[:150])[0][key][0].stored()
+    resumed = fold({key: (halfway, 150)}, deltas)[0][key][0].stored()
     assert _same(resumed, folded.stored())
-    assert fold({key: (folded.stored(), 300)}, deltas) == {}
+    assert fold({key: (folded.stored(), 300)}, deltas) == ({}, [])
+
+
+def test_log_rows_whose_deltas_do_not_decode_are_named_and_the_others_folded() -> None:
+    author = Author("alice")
+    delta = EditSession(7, author, 1.0, 2.0, 3, 0, ((5, 0, 3),), roots=(("text", 3, 0),))
+    rows = [
+        (1, encode_deltas([delta])),
+        (2, "{not json"),
+        (3, '[["x"]]'),
+        (4, encode_deltas([delta])),
+    ]
+
+    parsed, unreadable = decode_rows(rows)
+    grown, bad = fold({}, parsed)
+
+    assert unreadable == [2] and bad == [3]
+    session, through = grown[7]
+    assert through == 4 and session.stored().inserted == 6 and session.roots == {"text": (6, 0)}
 
 
 def _same(a: EditSession, b: EditSession) -> bool:
