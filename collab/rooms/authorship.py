@@ -6,9 +6,7 @@ author it is made for: the change's new content is the clock range, per client
 id, as its update's structs say (collab.protocol.update_ids: a Yjs
 transaction's update holds exactly what is new), and the characters its delete
 set removes. A client id seen for the first time is claimed for that author; the
-claim and what the tick added to the author's session (its delta) ride on the
-next log row; storage folds the deltas into the session
-(collab.storage.attribution), so nothing here grows with a session's length.
+claim and the author's grown session ride on the next log row.
 
 Ownership (docs/security.md#client-ids): `check` refuses, before it is
 applied, an update that creates content under a client id another author
@@ -25,13 +23,13 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from collab.errors import ForeignClientId
 from collab.protocol.codec import decode_state_vector
 from collab.protocol.update_ids import Struct, update_ids
-from collab.rooms.text_roots import RootIndex
-from collab.storage.attribution import Author, ClientClaim, ClockRange, EditSession, GrowingSession
+from collab.rooms.text_roots import RootIndex, root_counts
+from collab.storage.attribution import Author, ClientClaim, ClockRange, EditSession, add_range
 
 logger = logging.getLogger(__name__)
 
@@ -42,20 +40,56 @@ SESSION_GAP_S = 60.0
 
 @dataclass(slots=True)
 class _OpenSession:
-    """A session's identity while it lasts; what it holds is stored as the
-    deltas of its log rows (collab.storage.attribution)."""
-
     key: int
     author: Author
     started_at: float
     ended_at: float
     origin: str
     source_version: int | None = None
+    inserted: int = 0
+    deleted: int = 0
+    ranges: list[ClockRange] = field(default_factory=list)
+    deleted_ranges: list[ClockRange] = field(default_factory=list)
+    roots: dict[str, tuple[int, int]] = field(default_factory=dict)  # per text root
+    # client id -> index in `ranges` of its latest range
+    latest: dict[int, int] = field(default_factory=dict)
 
-    def delta(self) -> GrowingSession:
-        """An empty delta of this session, for one tick."""
-        return GrowingSession(
-            self.key, self.author, self.started_at, self.ended_at, self.origin, self.source_version
+    def add_root_counts(self, counts: dict[str, tuple[int, int]]) -> None:
+        for root, (inserted, deleted) in counts.items():
+            was_inserted, was_deleted = self.roots.get(root, (0, 0))
+            self.roots[root] = (was_inserted + inserted, was_deleted + deleted)
+
+    def add(self, client_id: int, start: int, end: int) -> None:
+        """Extend the client's latest range if this one continues it, else add one.
+        Per client, not only the last range: several clients of one author (tabs,
+        anonymous users of an open server) editing in turn would otherwise add a
+        range per edit, and the session row, rewritten with every commit, would
+        grow with every edit (bench/RESULTS.md, session 6)."""
+        index = self.latest.get(client_id)
+        if index is not None and self.ranges[index][2] == start:
+            self.ranges[index] = (client_id, self.ranges[index][1], end)
+        else:
+            self.latest[client_id] = len(self.ranges)
+            self.ranges.append((client_id, start, end))
+        self.inserted += end - start
+
+    def add_deleted(self, client_id: int, start: int, end: int) -> None:
+        add_range(self.deleted_ranges, client_id, start, end)
+        self.deleted += end - start
+
+    def frozen(self) -> EditSession:
+        return EditSession(
+            key=self.key,
+            author=self.author,
+            started_at=self.started_at,
+            ended_at=self.ended_at,
+            inserted=self.inserted,
+            deleted=self.deleted,
+            ranges=tuple(self.ranges),
+            origin=self.origin,
+            source_version=self.source_version,
+            deleted_ranges=tuple(self.deleted_ranges),
+            roots=root_counts(self.roots),
         )
 
 
@@ -80,13 +114,12 @@ class Authorship:
         self._gap_s = gap_s
         self._sessions: dict[tuple[str, str | None, str, int | None], _OpenSession] = {}
         self._pending_claims: list[ClientClaim] = []
-        # This tick's delta of each session it grew.
-        self._pending_sessions: dict[int, GrowingSession] = {}
+        self._pending_sessions: dict[int, _OpenSession] = {}
         # Which text root each item hangs in; changes wait for it to the end of
         # the tick (collab.rooms.text_roots: it may read the Doc, which pycrdt
         # forbids inside the observer `note_*` runs in).
         self._roots = RootIndex(full_state)
-        self._unindexed: list[tuple[GrowingSession, list[Struct], tuple[ClockRange, ...]]] = []
+        self._unindexed: list[tuple[_OpenSession, list[Struct], tuple[ClockRange, ...]]] = []
 
     def check(self, update: bytes, author: Author, peer_id: int) -> None:
         """Refuse `update` if it creates content under another author's client id.
@@ -113,19 +146,16 @@ class Authorship:
         now = self._wall_clock()
         session = self._session_for(author, origin, source, now)
         session.ended_at = now
-        grown = self._pending_sessions.get(session.key)
-        if grown is None:
-            grown = self._pending_sessions[session.key] = session.delta()
-        grown.ended_at = now
-        created, deleted = self._advance(delta, grown)
+        created, deleted = self._advance(delta, session)
         for client_id, start, end in deleted:
-            grown.add_deleted(client_id, start, end)
+            session.add_deleted(client_id, start, end)
         for client_id, start, end in created:
             if client_id not in self.owners:
                 self.owners[client_id] = author.subject
                 self._subjects.add(author.subject)
                 self._pending_claims.append(ClientClaim(client_id, author.subject))
-            grown.add(client_id, start, end)
+            session.add(client_id, start, end)
+        self._pending_sessions[session.key] = session
 
     def note_remote(self, delta: bytes, owners: Mapping[int, str]) -> None:
         """A change another process made (and attributed): only what it knows."""
@@ -135,8 +165,7 @@ class Authorship:
             self._subjects.add(subject)
 
     def take_pending(self) -> tuple[tuple[ClientClaim, ...], tuple[EditSession, ...]]:
-        """The claims not yet on their way to storage, and what was added to each
-        session since the last call (deltas: the log row stores them)."""
+        """The claims and sessions not yet on their way to storage."""
         claims, self._pending_claims = tuple(self._pending_claims), []
         unindexed, self._unindexed = self._unindexed, []
         for session, structs, deleted in unindexed:
@@ -149,7 +178,7 @@ class Authorship:
         return claims, sessions
 
     def _advance(
-        self, delta: bytes, session: GrowingSession | None
+        self, delta: bytes, session: _OpenSession | None
     ) -> tuple[list[ClockRange], tuple[ClockRange, ...]]:
         """The ranges `delta` creates, and those it deletes (queued for the
         per-root counts of `session`)."""

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Sequence
 from enum import Enum
 
 from collab.protocol.update_ids import Struct, update_ids
-from collab.storage.attribution import ClockRange
+from collab.storage.attribution import ClockRange, RootCount
 
 _Run = tuple[int, int, str | None]  # start, end, root (None: nested in a type)
 
@@ -189,3 +189,7 @@ class RootIndex:
 
 
 _END = 1 << 62  # sorts after any real end clock at the same start
+
+
+def root_counts(counts: dict[str, tuple[int, int]]) -> tuple[RootCount, ...]:
+    return tuple((root, inserted, deleted) for root, (inserted, deleted) in sorted(counts.items()))

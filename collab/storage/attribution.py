@@ -10,16 +10,6 @@ transaction as the log row (the writer's group commit): a row is never stored
 without its attribution, and since neither table is touched by compaction or
 retention, attribution outlives both.
 
-A session grows with every commit of its author's edits, but its row is not
-rewritten per commit: each log row carries what its tick added to each session
-(a delta, `encode_deltas`), in the row's own page, and the session rows are
-folded from those deltas (`fold`) when the log rows go (compaction,
-quarantine). A read folds the deltas still in the log onto the rows, so it is
-exact, and `kill -9` loses nothing a commit had. `through_id` on a session row
-says which log rows it holds already (every delta of it with an id up to it):
-a fold applies only the newer ones, so folding twice, or a read racing a
-compaction, never counts a delta twice.
-
 Why not pycrdt's `IdMap`/`ContentAttribute`: they hold ranges with attributes
 well, but pycrdt 0.14 offers no way to ask a Doc which item a character is,
 nor a diff rendered through an attribution map; blame needs exactly that, so
@@ -31,10 +21,9 @@ from __future__ import annotations
 
 import json
 from bisect import bisect_right
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
 
 ANONYMOUS = "anonymous"  # the author of an open server's connections
 SERVER = "server"  # edits the server makes on nobody's behalf (none today)
@@ -71,9 +60,8 @@ RootCount = tuple[str, int, int]
 
 @dataclass(frozen=True, slots=True)
 class EditSession:
-    """One author's burst of editing (a session grows until its author goes
-    quiet), as it stands; or what one log row added to it (a delta: the same
-    fields, its counts and ranges that row's only)."""
+    """One author's burst of editing, as it stands now (written as an upsert on
+    (document, `key`): a session grows until its author goes quiet)."""
 
     key: int  # random, chosen by the room, under 2**53 (exact in JSON for browsers)
     author: Author
@@ -92,206 +80,8 @@ class EditSession:
     source_version: int | None = None
 
 
-# A delta's ranges or root counts as decoded: lists of three (JSON arrays).
-_Triples = Iterable[Sequence[Any]]
-
 # Who edits the server makes on nobody's behalf are attributed to.
 SERVER_AUTHOR = Author(SERVER, is_verified=True)
-
-
-@dataclass(slots=True)
-class GrowingSession:
-    """A session being added to: one tick's delta in a room, or a stored session
-    with the deltas after it folded on (`grow`). One piece for both, so a
-    session folded from its deltas is the one the room would have made."""
-
-    key: int
-    author: Author
-    started_at: float
-    ended_at: float
-    origin: str = "edit"
-    source_version: int | None = None
-    inserted: int = 0
-    deleted: int = 0
-    ranges: list[ClockRange] = field(default_factory=list)
-    deleted_ranges: list[ClockRange] = field(default_factory=list)
-    roots: dict[str, tuple[int, int]] = field(default_factory=dict)  # per text root
-    # client id -> index in `ranges` of its latest range
-    latest: dict[int, int] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, session: EditSession) -> GrowingSession:
-        grown = cls(
-            session.key,
-            session.author,
-            session.started_at,
-            session.ended_at,
-            session.origin,
-            session.source_version,
-            session.inserted,
-            session.deleted,
-            list(session.ranges),
-            list(session.deleted_ranges),
-            {root: (inserted, deleted) for root, inserted, deleted in session.roots},
-        )
-        for index, (client_id, _, _) in enumerate(grown.ranges):
-            grown.latest[client_id] = index
-        return grown
-
-    def add(self, client_id: int, start: int, end: int) -> None:
-        """Extend the client's latest range if this one continues it, else add one.
-        Per client, not only the last range: several clients of one author (tabs,
-        anonymous users of an open server) editing in turn would otherwise add a
-        range per edit, and the session would grow with every edit
-        (bench/RESULTS.md, session 6)."""
-        index = self.latest.get(client_id)
-        if index is not None and self.ranges[index][2] == start:
-            self.ranges[index] = (client_id, self.ranges[index][1], end)
-        else:
-            self.latest[client_id] = len(self.ranges)
-            self.ranges.append((client_id, start, end))
-        self.inserted += end - start
-
-    def add_deleted(self, client_id: int, start: int, end: int) -> None:
-        add_range(self.deleted_ranges, client_id, start, end)
-        self.deleted += end - start
-
-    def add_root_counts(self, counts: Mapping[str, tuple[int, int]]) -> None:
-        for root, (inserted, deleted) in counts.items():
-            was_inserted, was_deleted = self.roots.get(root, (0, 0))
-            self.roots[root] = (was_inserted + inserted, was_deleted + deleted)
-
-    def grow(self, ended_at: float, ranges: _Triples, deleted: _Triples, roots: _Triples) -> None:
-        """Fold on what a later tick added to this session (a delta's parts, as
-        `encode_deltas` wrote them)."""
-        if ended_at > self.ended_at:
-            self.ended_at = ended_at
-        for client_id, start, end in ranges:
-            self.add(client_id, start, end)
-        for client_id, start, end in deleted:
-            self.add_deleted(client_id, start, end)
-        for root, inserted, removed in roots:
-            was_inserted, was_deleted = self.roots.get(root, (0, 0))
-            self.roots[root] = (was_inserted + inserted, was_deleted + removed)
-
-    def frozen(self) -> EditSession:
-        return EditSession(
-            key=self.key,
-            author=self.author,
-            started_at=self.started_at,
-            ended_at=self.ended_at,
-            inserted=self.inserted,
-            deleted=self.deleted,
-            ranges=tuple(self.ranges),
-            origin=self.origin,
-            source_version=self.source_version,
-            deleted_ranges=tuple(self.deleted_ranges),
-            roots=root_counts(self.roots),
-        )
-
-    def stored(self) -> EditSession:
-        """As stored and read back: what it deleted of its own writing never
-        comes back (a revert of it takes its insertions out too), so it is not
-        kept among its deletions."""
-        session = self.frozen()
-        if not session.deleted_ranges:
-            return session
-        others = tuple(subtract_ranges(session.deleted_ranges, session.ranges))
-        return replace(session, deleted_ranges=others)
-
-
-def root_counts(counts: Mapping[str, tuple[int, int]]) -> tuple[RootCount, ...]:
-    return tuple((root, inserted, deleted) for root, (inserted, deleted) in sorted(counts.items()))
-
-
-def fold(
-    bases: Mapping[int, tuple[EditSession, int]], rows: Iterable[tuple[int, list[Any]]]
-) -> tuple[dict[int, tuple[GrowingSession, int]], list[int]]:
-    """Each session the log rows' deltas grow, grown by them: key -> (session, the
-    id of the newest log row folded in); and the ids of rows holding a delta
-    that is not what `encode_deltas` writes (folded as far as they go).
-    `bases`: key -> (stored session, its `through_id`); `rows`: (log row id, its
-    deltas as `decode_rows` gives them), in id order. A delta whose row the
-    base holds already (id <= its through_id) is skipped."""
-    grown: dict[int, tuple[GrowingSession, int] | None] = {}
-    changed: set[int] = set()
-    bad: list[int] = []
-    for row_id, deltas in rows:
-        try:
-            for key, subject, name, verified, origin, source, started, ended, *parts in deltas:
-                if key not in grown:
-                    base = bases.get(key)
-                    grown[key] = None if base is None else (GrowingSession.of(base[0]), base[1])
-                current = grown[key]
-                if current is None:
-                    author = Author(subject, name, verified)
-                    current = (GrowingSession(key, author, started, ended, origin, source), 0)
-                elif row_id <= current[1]:
-                    continue
-                current[0].grow(ended, *parts)
-                grown[key] = (current[0], row_id)
-                changed.add(key)
-        except (TypeError, ValueError, KeyError):
-            bad.append(row_id)
-    return {key: value for key in changed if (value := grown[key]) is not None}, bad
-
-
-def delta_keys(rows: Iterable[tuple[int, list[Any]]]) -> set[int]:
-    """The sessions the rows' deltas grow (as `decode_rows` gives them)."""
-    return {
-        delta[0]
-        for _, deltas in rows
-        if isinstance(deltas, list)
-        for delta in deltas
-        if isinstance(delta, list) and delta and isinstance(delta[0], int)
-    }
-
-
-def encode_deltas(deltas: Sequence[EditSession]) -> str:
-    """What one log row added to each session, as JSON (the row's `sessions`)."""
-    return json.dumps(
-        [
-            [
-                d.key,
-                d.author.subject,
-                d.author.name,
-                d.author.is_verified,
-                d.origin,
-                d.source_version,
-                d.started_at,
-                d.ended_at,
-                d.ranges,
-                d.deleted_ranges,
-                d.roots,
-            ]
-            for d in deltas
-        ],
-        separators=(",", ":"),
-    )
-
-
-def decode_rows(
-    rows: Sequence[tuple[int, str]],
-) -> tuple[list[tuple[int, list[Any]]], list[int]]:
-    """Log rows' `sessions` (what `encode_deltas` wrote), parsed for `fold`: one
-    parse for all of them (a compaction folds a thousand rows; parsing each on
-    its own cost several times more), and row by row only if that fails, to
-    find the rows that do not parse. Returns (row id, deltas) and the ids of
-    the rows that did not parse."""
-    try:
-        parsed = json.loads("[" + ",".join(text for _, text in rows) + "]")
-        if isinstance(parsed, list) and len(parsed) == len(rows):
-            return [(row_id, deltas) for (row_id, _), deltas in zip(rows, parsed, strict=True)], []
-    except ValueError:
-        pass
-    good: list[tuple[int, list[Any]]] = []
-    bad: list[int] = []
-    for row_id, text in rows:
-        try:
-            good.append((row_id, json.loads(text)))
-        except ValueError:
-            bad.append(row_id)
-    return good, bad
 
 
 def add_range(ranges: list[ClockRange], client_id: int, start: int, end: int) -> None:

@@ -1,7 +1,7 @@
 """The database schema as the code expects it (SQLite and PostgreSQL alike):
 
     documents(name PK, created_at, updated_at, snapshot_seq, incarnation)
-    updates(id, document, data, created_at, sessions)  -- the append-only log
+    updates(id, document, data, created_at)          -- the append-only log
     snapshots(id, document, created_at, updated_at, kind, label, author,
               size_bytes, preview, state)
     server_leases(id, url, pid, hostname, started_at, heartbeat_at, ttl_s, cluster)
@@ -11,7 +11,7 @@
     client_authors(document, client_id, subject, claimed_at)   -- who owns a client id
     edit_sessions(id, document, key, subject, name, is_verified, origin,
                   started_at, ended_at, inserted, deleted, ranges, source_version,
-                  deleted_ranges, roots, through_id)
+                  deleted_ranges, roots)
     events(id, seq, document, type, occurred_at, data)   -- the outbox and the feed
     event_counter(id PK, last_seq)
     pending_changes(document PK, first_at, last_at, first_row, last_row, author)
@@ -89,9 +89,6 @@ updates = Table(
     *_per_document_columns(),
     Column("data", LargeBinary, nullable=False),
     Column("created_at", Float, nullable=False),
-    # What the row added to each editing session: JSON, see
-    # collab.storage.attribution.encode_deltas (0008). NULL: no edit session.
-    Column("sessions", Text),
     Index("ix_updates_document_id", "document", "id"),
     sqlite_autoincrement=True,
 )
@@ -199,9 +196,6 @@ edit_sessions = Table(
     # Per text root: JSON {root: [inserted, deleted]}, or one root's name when
     # it is the only root the session touched (its counts are the totals) (0007).
     Column("roots", Text),
-    # The newest log row whose delta the row holds (its older ones too) (0008);
-    # NULL: none in the log (rows from before 0008).
-    Column("through_id", BigInteger),
     Index("ix_edit_sessions_document_key", "document", "key", unique=True),
     Index("ix_edit_sessions_document_ended", "document", "ended_at"),
     sqlite_autoincrement=True,

@@ -26,7 +26,6 @@ from collab.storage.outbox_writes import (
     record_event,
     record_version_event,
 )
-from collab.storage.sql_attribution import fold_log
 from collab.storage.sql_schema import documents, quarantine, snapshots, tombstones, updates
 from collab.storage.store import (
     CompactionBusy,
@@ -98,8 +97,6 @@ class SnapshotWrites:
         snapshot_id = self._write_snapshot_row(op)
         self.events_recorded += record_version_event(conn, op, snapshot_id, self._now)
         note_compacted(conn, op.document, op.row_ids)  # before the rows go
-        if op.row_ids is None or op.row_ids:
-            fold_log(conn, op.document, None if op.row_ids is None else max(op.row_ids))
         in_document = updates.c.document == op.document
         if op.row_ids is None:
             conn.execute(delete(updates).where(in_document))
@@ -190,8 +187,6 @@ class SnapshotWrites:
         ):
             if not ids:
                 continue
-            if table is updates:  # what the rows add to sessions stays
-                fold_log(conn, op.document, max(ids))
             where = (table.c.document == op.document) & table.c.id.in_(ids)
             data = table.c.data if source == "updates" else table.c.state
             rows = (conn.execute(select(table.c.id, data).where(where))).all()

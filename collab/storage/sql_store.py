@@ -35,7 +35,7 @@ from collab.errors import MissingDriver
 from collab.metrics import Metrics
 from collab.storage.attribution import EditSession
 from collab.storage.migrate import SchemaVersion, schema_version, upgrade_database
-from collab.storage.sql_attribution import read_owners, read_sessions
+from collab.storage.sql_attribution import read_owners, session_of, sessions_query
 from collab.storage.sql_load import SqliteLoads, load_on
 from collab.storage.sql_schema import (
     SNAPSHOT_INFO_COLUMNS,
@@ -254,10 +254,9 @@ class SqlStore:
         subject: str | None = None,
         limit: int | None = None,
     ) -> list[EditSession]:
+        query = sessions_query(document, since=since, until=until, subject=subject, limit=limit)
         async with self.engine.connect() as conn:
-            return await read_sessions(
-                conn, document, since=since, until=until, subject=subject, limit=limit
-            )
+            return [session_of(row) for row in await conn.execute(query)]
 
     async def load_owners(self, document: str) -> dict[int, str]:
         async with self.engine.connect() as conn:

@@ -2,9 +2,8 @@
 
 Owns what a batch does inside the single transaction `SqlStore.commit` opens:
 the dispatch of its ops in order and the appends - log rows inserted with their
-ids returned, under the document's incarnation, with their attribution (the
-sessions' deltas in the row itself, the claims beside it:
-collab.storage.sql_attribution) - while snapshots saved with a compare-and-set
+ids returned, under the document's incarnation, with their attribution
+(collab.storage.sql_attribution) - while snapshots saved with a compare-and-set
 on the document's snapshot sequence and exact deletion of the rows they
 contain, versions thinned, documents deleted (tombstoned) and damaged rows
 quarantined are `SnapshotWrites` (collab.storage.sql_snapshot_writes); and, in
@@ -52,10 +51,9 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
-from collab.storage.attribution import encode_deltas
 from collab.storage.events import EventType
 from collab.storage.outbox_writes import note_changes, record_event
-from collab.storage.sql_attribution import write_claims
+from collab.storage.sql_attribution import write_attribution
 from collab.storage.sql_schema import documents, tombstones, updates
 from collab.storage.sql_snapshot_writes import DOCUMENT_LOCK_CLASS, SnapshotWrites
 from collab.storage.sqlite_forms import SqliteForm
@@ -77,7 +75,7 @@ _SQLITE_INCARNATIONS = (
 )
 _SQLITE_APPEND = (
     f"INSERT INTO {updates.name} ({updates.c.document.name}, {updates.c.data.name}, "
-    f"{updates.c.created_at.name}, {updates.c.sessions.name}) VALUES (?, ?, ?, ?)"
+    f"{updates.c.created_at.name}) VALUES (?, ?, ?)"
 )
 
 # A new document's row: its incarnation is its name's count of deletions.
@@ -187,12 +185,7 @@ class WriteTransaction(SnapshotWrites):
             row_ids = self._append_sqlite(driver, [op for _, op in accepted])
         else:
             rows = [
-                {
-                    "document": op.document,
-                    "data": op.update,
-                    "created_at": self._now,
-                    "sessions": encode_deltas(op.sessions) if op.sessions else None,
-                }
+                {"document": op.document, "data": op.update, "created_at": self._now}
                 for _, op in accepted
             ]
             inserted = self._conn.execute(
@@ -210,9 +203,9 @@ class WriteTransaction(SnapshotWrites):
         # pending changes crosswise (PostgreSQL's upsert locks the row).
         for name, (ids, author) in sorted(changed.items()):
             note_changes(self._conn, name, ids, author, self._now)
-        claimed = [op for _, op in accepted if op.claims]
-        if claimed:
-            write_claims(self._conn, claimed, self._now)
+        attributed = [op for _, op in accepted if op.claims or op.sessions]
+        if attributed:
+            write_attribution(self._conn, attributed, self._now)
 
     def _lock_documents(self, names: list[str]) -> dict[str, int]:
         """The incarnation of each of `names` that has a row, which no deletion
@@ -277,8 +270,7 @@ class WriteTransaction(SnapshotWrites):
         try:
             row_ids = []
             for op in ops:
-                sessions = encode_deltas(op.sessions) if op.sessions else None
-                cursor.execute(_SQLITE_APPEND, (op.document, op.update, self._now, sessions))
+                cursor.execute(_SQLITE_APPEND, (op.document, op.update, self._now))
                 row_id = cursor.lastrowid
                 assert row_id is not None  # set by every INSERT that succeeded
                 row_ids.append(row_id)

@@ -424,7 +424,7 @@ async def test_on_postgresql_a_revert_brings_back_deletions_and_sessions_count_p
         await eventually(lambda: str(alice.text) == "keep this sentence", what="restored")
         await _blame_is(server, [("keep this sentence", "alice")])
         # The revert's version compacted the log on PostgreSQL too: the sessions
-        # folded from its deltas count each edit once.
+        # count each edit once.
         sessions = [
             (e["author"], e["origin"], e["inserted"], e["deleted"])
             for e in (await _get(server, "/api/documents/doc/activity"))["events"]
@@ -437,12 +437,12 @@ async def test_on_postgresql_a_revert_brings_back_deletions_and_sessions_count_p
         ]
 
 
-async def test_kill_9_keeps_every_session_a_commit_had_and_compaction_folds_them_exactly(
+async def test_kill_9_keeps_every_session_a_commit_had_and_compaction_keeps_them_exact(
     tmp_path: Path,
 ) -> None:
-    """A session's growth is stored in its log rows (its row is folded from them
-    when they go): a crash right after the commits loses none of it, and the
-    compaction that folds them counts each once."""
+    """A session is written in the transaction of each log row that grows it: a
+    crash right after the commits loses none of it, and a compaction of those
+    rows after the restart counts each edit once."""
     async with server_process(tmp_path, env={"COLLAB_AUTH_SECRET": SECRET}) as server:
         alice = await YClient(f"{server.ws_url('doc')}?token={token('alice')}").connect()
         bob = await YClient(f"{server.ws_url('doc')}?token={token('bob')}").connect()
@@ -467,7 +467,7 @@ async def test_kill_9_keeps_every_session_a_commit_had_and_compaction_folds_them
 
         after_crash = await sessions()
         assert after_crash == {"alice": (120, 0), "bob": (60, 4)}
-        # A named version compacts the log: the deltas are folded into the rows.
+        # A named version compacts the log: the sessions stay as they were.
         await _post(server, "/api/documents/doc/snapshots", {"label": "v1"}, "alice")
         assert await sessions() == after_crash
         assert await server.stop(signal.SIGTERM) in (0, -signal.SIGTERM)
