@@ -168,9 +168,7 @@ class SqliteCommitter:
         if self._inline_conn is None or self._inline_conn.invalidated:
             self._inline_conn = self._connect()
             _driver(self._inline_conn).execute("PRAGMA busy_timeout=0")
-        with self._inline_conn.begin():
-            _begin_immediate(self._inline_conn)
-            return run_batch(self._inline_conn, ops, now, touches)
+        return _run_in_transaction(self._inline_conn, ops, now, touches)
 
     def _connect(self) -> Connection:
         """A connection for one thread's life (no pool checkout per batch) that
@@ -185,9 +183,7 @@ class SqliteCommitter:
         if self._thread_conn is None or self._thread_conn.invalidated:
             self._thread_conn = self._connect()
         conn = self._thread_conn
-        with conn.begin():
-            _begin_immediate(conn)
-            outcome = run_batch(conn, ops, now, touches)
+        outcome = _run_in_transaction(conn, ops, now, touches)
         if is_catch_up:
             # Nothing else writes until this returns (one writer): this copies the
             # frames committed while the checkpoint beside ran, and with every
@@ -239,10 +235,34 @@ def _checkpoint(conn: Connection) -> int:
     return int(frames)
 
 
-def _begin_immediate(conn: Connection) -> None:
-    """Take the write lock now (the driver would begin a deferred transaction at
-    the first write, after the batch's first reads)."""
-    _driver(conn).execute("BEGIN IMMEDIATE")
+def _run_in_transaction(
+    conn: Connection, ops: Sequence[WriteOp], now: float, touches: TouchCache
+) -> BatchOutcome:
+    """Run `ops` in one transaction on `conn` and commit it, or roll it back.
+
+    BEGIN IMMEDIATE takes the write lock now (the driver would begin a deferred
+    transaction at the first write, after the batch's first reads). The
+    transaction is the driver's: SQLAlchemy's begin and commit around it added
+    half again to what SQLite spends on a one-row commit (bench/RESULTS.md,
+    session 9). A batch that ran a statement through SQLAlchemy (a rare one: a document
+    created, its `updated_at` refreshed) has SQLAlchemy's own transaction begun
+    as well, so that one ends through SQLAlchemy, which ends the driver's."""
+    driver = _driver(conn)
+    driver.execute("BEGIN IMMEDIATE")
+    try:
+        outcome = run_batch(conn, ops, now, touches)
+        if conn.in_transaction():
+            conn.commit()
+        else:
+            driver.commit()
+    except BaseException:
+        with contextlib.suppress(Exception):  # the error that got here is the one to raise
+            if conn.in_transaction():
+                conn.rollback()
+            else:
+                driver.rollback()
+        raise
+    return outcome
 
 
 def _driver(conn: Connection) -> sqlite3.Connection:
