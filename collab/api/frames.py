@@ -42,7 +42,7 @@ class OutgoingFrames:
         # is kept, so its id cannot be reused while the entry lives.
         # Oldest first: an OrderedDict drops its oldest entry in O(1), where a
         # dict's first entry is found by skipping the slots of those dropped
-        # before it (3 % of the fan-out's CPU, bench/RESULTS.md, session 9).
+        # before it (bench/RESULTS.md, session 9).
         self._frames: OrderedDict[tuple[int, int], tuple[bytes, bytes]] = OrderedDict()
         self._cached_bytes = 0
         self._compressors: dict[tuple[int, tuple[tuple[str, int], ...]], PerMessageDeflate] = {}

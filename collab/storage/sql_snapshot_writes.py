@@ -47,14 +47,12 @@ from collab.storage.store import (
 _COMPACTION_LOCK_CLASS = 0x636F6C6C  # "coll"
 # The same for creating and deleting a document's row (shared / exclusive).
 DOCUMENT_LOCK_CLASS = 0x636F6C64  # "cold"
-# Log rows deleted per statement on PostgreSQL (one array parameter each).
-_DELETE_CHUNK = 5000
-_DELETE_ROW_NAMES = ("document", "id")
+# A snapshot's log rows: one by one on SQLite's driver, as one array on PostgreSQL.
 _SQLITE_DELETE_ROW = SqliteForm(
     delete(updates).where(
         updates.c.document == bindparam("document"), updates.c.id == bindparam("id")
     ),
-    _DELETE_ROW_NAMES,
+    ("document", "id"),
 ).sql
 _POSTGRES_DELETE_ROWS = delete(updates).where(
     updates.c.document == bindparam("document"),
@@ -128,9 +126,7 @@ class SnapshotWrites:
         if isinstance(driver, sqlite3.Connection):
             driver.executemany(_SQLITE_DELETE_ROW, [(document, row_id) for row_id in ids])
             return
-        for start in range(0, len(ids), _DELETE_CHUNK):
-            chunk = ids[start : start + _DELETE_CHUNK]
-            self._conn.execute(_POSTGRES_DELETE_ROWS, {"document": document, "ids": chunk})
+        self._conn.execute(_POSTGRES_DELETE_ROWS, {"document": document, "ids": ids})
 
     def _write_snapshot_row(self, op: SaveSnapshot) -> int:
         conn = self._conn
