@@ -11,7 +11,10 @@ explicit capture (a pre-restore version, which must show the state before the
 restore) is merged with the newer snapshot instead of re-read from the room.
 A snapshot that finds another process compacting the document waits its turn.
 
-Owns the janitor's compaction tasks too (at most one per document), and knows
+Owns the janitor's compaction tasks too (at most one per document, and one
+writing at a time: a snapshot holds the writer for milliseconds, and the rooms
+that fall due together - they started together - would hold every room's edits
+behind all of theirs; collab.storage.writer commits each apart), and knows
 which documents have a snapshot in progress of any kind (the janitor does not
 unload those). Each process compacts the rows it wrote (and those it loaded);
 the advisory lock keeps it to one compactor per document at a time.
@@ -76,6 +79,7 @@ class Compactor:
         self._metrics = metrics
         self._window_s = auto_version_window_s
         self._tasks: dict[str, asyncio.Task[int | None]] = {}
+        self._one_at_a_time = asyncio.Lock()  # the janitor's compactions
         self._in_progress: Counter[str] = Counter()  # snapshots of any kind, by document
 
     def is_compacting(self, name: str) -> bool:
@@ -100,7 +104,8 @@ class Compactor:
 
     async def _compact(self, room: Room) -> int | None:
         try:
-            return await self.snapshot(room)
+            async with self._one_at_a_time:
+                return await self.snapshot(room)
         except (RoomClosed, DocumentNotFound) as exc:
             logger.info("doc=%s compaction stopped: %s", room.name, exc)
             return None

@@ -53,8 +53,9 @@ class UpdateWriter:
     durable per document, the retrying of failed commits, and whether storage is
     failing.
 
-    Rooms `submit` ops without awaiting; the writer takes everything queued (up
-    to `max_batch_ops`), commits it in ONE transaction through the store, and
+    Rooms `submit` ops without awaiting; the writer takes what is queued (up to
+    `max_batch_ops`, the appends apart from the long ops: `_next_batch`),
+    commits it in ONE transaction through the store, and
     only then resolves each op's future, in submission order, to the op's result
     (an update's log row id, a snapshot's id).
 
@@ -166,9 +167,7 @@ class UpdateWriter:
                     return
                 self._wakeup.clear()
                 await self._wakeup.wait()
-            batch = [
-                self._queue.popleft() for _ in range(min(len(self._queue), self._max_batch_ops))
-            ]
+            batch = self._next_batch()
             self._in_flight = batch
             ops = [op for op, _, _ in batch if op is not None]
             results = iter(await self._commit_until_done(ops) if ops else [])
@@ -189,6 +188,27 @@ class UpdateWriter:
                     future.set_result(result)
             if self._pending_ops < self._max_pending_ops:
                 self._capacity.set()
+
+    def _next_batch(self) -> list[_Entry]:
+        """The next transaction's ops, from the head of the queue: a run of appends,
+        or a run of the long ops (snapshots, deletions), never both.
+
+        Why: a snapshot holds the writer for milliseconds (its state, the
+        deletion of a thousand log rows), and the appends in its transaction
+        would wait for all of it. Apart, the appends queued before it commit
+        first, and those behind wait for one run of long ops, which is one
+        snapshot in steady editing (the janitor compacts one room at a time:
+        collab.rooms.compaction); at shutdown every room's snapshot still
+        commits in a few transactions. Barriers go with either run."""
+        queue = self._queue
+        batch = [queue.popleft()]
+        is_long = _is_long(batch[0][0])
+        while queue and len(batch) < self._max_batch_ops:
+            op = queue[0][0]
+            if op is not None and _is_long(op) is not is_long:
+                break
+            batch.append(queue.popleft())
+        return batch
 
     async def _commit_until_done(self, ops: list[WriteOp]) -> list[_Result]:
         delay_s = self._retry_initial_s
@@ -270,3 +290,8 @@ class UpdateWriter:
             runner.cancel()
             for _, future, _ in [*self._in_flight, *self._queue]:
                 future.cancel()  # nobody waits forever on a write that will never happen
+
+
+def _is_long(op: WriteOp | None) -> bool:
+    """Anything but an append (or a barrier)."""
+    return op is not None and type(op) is not AppendUpdate

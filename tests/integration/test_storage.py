@@ -76,6 +76,80 @@ async def test_document_loads_from_thousands_of_log_entries(settings):
         await client.close()
 
 
+async def test_a_snapshot_commits_apart_from_the_appends_around_it(settings):
+    """A snapshot holds the writer for milliseconds: the appends queued before it
+    commit without waiting for it, those behind it in the next transaction, and
+    snapshots queued together still share one."""
+    updates, expected = _edits(4)
+    store = SqlStore(settings.database_url)
+    await store.open()
+    transactions: list[list[str]] = []
+    real_commit = store.commit
+
+    async def recording_commit(ops):
+        transactions.append([type(op).__name__ for op in ops])
+        return await real_commit(ops)
+
+    store.commit = recording_commit  # type: ignore[method-assign]
+    await store.commit([AppendUpdate("a", updates[0]), AppendUpdate("b", updates[0])])
+    transactions.clear()
+    writer = UpdateWriter(store)
+    head: Doc = Doc()
+    head.apply_update(updates[0])
+    futures = [
+        writer.submit(AppendUpdate("a", updates[1])),
+        writer.submit(AppendUpdate("b", updates[1])),
+        writer.submit(SaveSnapshot("a", head.get_update(), row_ids=())),
+        writer.submit(SaveSnapshot("b", head.get_update(), row_ids=())),
+        writer.submit(None),
+        writer.submit(AppendUpdate("a", updates[2])),
+        writer.submit(AppendUpdate("a", updates[3])),
+    ]
+    runner = asyncio.create_task(writer.run())
+    results = await asyncio.gather(*futures)
+    assert transactions == [
+        ["AppendUpdate", "AppendUpdate"],
+        ["SaveSnapshot", "SaveSnapshot"],
+        ["AppendUpdate", "AppendUpdate"],
+    ]
+    assert all(isinstance(result, int) for i, result in enumerate(results) if i != 4)
+    await writer.close(runner, 10)
+    assert build_doc(await store.load("a"), "a").get("text", type=Text).to_py() == expected
+    await store.close()
+
+
+async def test_rooms_due_together_are_compacted_one_transaction_each(settings):
+    """Rooms that fall due in the same sweep (they started together) do not put
+    all their snapshots in one transaction, which every room's edits would wait
+    behind."""
+    async with run_server(settings.replace(compact_after_updates=20)) as server:
+        store = server.runtime.store
+        snapshots_per_transaction: list[int] = []
+        real_commit = store.commit
+
+        async def recording_commit(ops):
+            snapshots_per_transaction.append(sum(type(op) is SaveSnapshot for op in ops))
+            return await real_commit(ops)
+
+        store.commit = recording_commit  # type: ignore[method-assign]
+        clients = [await YClient(server.ws_url(f"room{i}")).connect() for i in range(6)]
+        for n in range(25):
+            for client in clients:
+                client.text.insert(len(client.text), f"{n},")
+            await asyncio.gather(*(eventually(client.is_saved) for client in clients))
+        for i in range(6):
+            await eventually(lambda i=i: _has_snapshot(store, f"room{i}"))
+        assert sum(snapshots_per_transaction) >= 6
+        assert max(snapshots_per_transaction) == 1
+        for client in clients:
+            await client.close()
+
+
+async def _has_snapshot(store: SqlStore, name: str) -> bool:
+    info = await store.document_info(name)
+    return info is not None and info.snapshots > 0
+
+
 async def test_snapshot_then_log_loads_in_order(settings):
     updates, expected = _edits(300)
     store = SqlStore(settings.database_url)
