@@ -221,15 +221,18 @@ async def test_a_header_that_never_ends_is_refused_with_431_at_the_limit(setting
     assert sent < UPLOAD_BYTES // 4
 
 
-async def test_sockets_over_the_cap_are_answered_503_and_closed(settings):
+async def test_sockets_over_the_cap_are_answered_503_and_closed(settings, caplog):
     async with run_server(settings.replace(max_sockets=4)) as server:
         async with bystander(server):  # two sockets
             idle = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(2)]
             reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            host, port = writer.get_extra_info("sockname")[:2]
             # Refused before it sends a byte.
             refused = await asyncio.wait_for(reader.read(), TIMEOUT_S)
             writer.close()
             assert refused.startswith(b"HTTP/1.1 503 ")
+            # The log names the client by the address its socket has.
+            assert f"client={host}:{port} refused: 4 sockets open" in caplog.text
             # A socket closed is a slot free again.
             idle_writer = idle.pop()[1]
             idle_writer.close()
