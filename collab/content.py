@@ -108,7 +108,19 @@ def _render_root(views: _RootViews, name: str, kind: RootKind) -> Any:
 
 def text_preview(update: bytes, limit: int = PREVIEW_CHARS) -> str:
     """The start of the document's text roots, for listings of versions."""
-    doc = _doc_from(update, Text)
+    return live_text_preview(_doc_from(update, Text), limit)
+
+
+def live_text_preview(doc: Doc[Any], limit: int = PREVIEW_CHARS) -> str:
+    """`text_preview` of the state `doc` holds now, read from `doc` itself.
+
+    For a room's own Doc at the moment its state is captured: applying that
+    state to a fresh Doc ran on the event loop at every compaction (6.8 ms for
+    the editing trace's 100 kB text, 28 ms for a 6 MB one; read from the Doc:
+    1.0 and 9.2 ms). Reading a root
+    as a text changes nothing another reader sees: yrs reads a root's entries
+    and sequence whatever type it was first asked as (the edit API reads a
+    live root as a map, then as a text, the same way)."""
     parts: list[str] = []
     for name in sorted(doc.keys()):
         text = str(doc.get(name, type=Text))

@@ -36,6 +36,7 @@ from typing import Any, Protocol
 
 from pycrdt import Doc, merge_updates
 
+from collab.content import live_text_preview
 from collab.errors import CollabError
 from collab.protocol.codec import encode_update
 from collab.rooms.authorship import Authorship
@@ -154,8 +155,9 @@ class CommitPath:
         self.submit_edits()
         with yrs_panics_as(RuntimeError):
             state = self.doc.get_update()
+            preview = live_text_preview(self.doc)
         self.size_bytes = self._exact_size = len(state)
-        return self.ledger.capture(state)
+        return self.ledger.capture(state, preview)
 
 
 def send_if_committed(peer: Peer, message: bytes, barrier: asyncio.Future[int | None]) -> None:

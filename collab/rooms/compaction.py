@@ -132,7 +132,7 @@ class Compactor:
             SaveSnapshot(
                 room.name,
                 capture.state,
-                preview=text_preview(capture.state),
+                preview=text_preview(capture.state) if capture.preview is None else capture.preview,
                 kind=kind,
                 label=label,
                 author=author,

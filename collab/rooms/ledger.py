@@ -24,6 +24,9 @@ class SnapshotCapture:
     base_seq: int  # the snapshot sequence `state` is known to contain
     # writes of changes `state` holds that were not committed yet (see `settle`)
     pending: tuple[asyncio.Future[int | None], ...] = ()
+    # the start of its text, read from the room's Doc as it was captured (None:
+    # to be read from `state`)
+    preview: str | None = None
 
 
 class CompactionLedger:
@@ -74,13 +77,13 @@ class CompactionLedger:
         self.row_ids.add(row_id)
         return row_id
 
-    def capture(self, state: bytes) -> SnapshotCapture:
+    def capture(self, state: bytes, preview: str | None = None) -> SnapshotCapture:
         """`state` (the Doc now) with the rows it holds; restarts the compaction clock."""
         self.updates_since_compaction = 0
         self.dirty_since = None
         row_ids = tuple(self.row_ids)
         self.row_ids.clear()
-        return SnapshotCapture(state, row_ids, self.snapshot_seq, tuple(self._unconfirmed))
+        return SnapshotCapture(state, row_ids, self.snapshot_seq, tuple(self._unconfirmed), preview)
 
     async def settle(self, capture: SnapshotCapture) -> SnapshotCapture:
         """Wait until the captured changes still in flight are committed, so the
@@ -95,7 +98,9 @@ class CompactionLedger:
             if (row_id := write.result()) is not None
         ]
         self.row_ids.difference_update(ids)  # `note_committed` listed them
-        return SnapshotCapture(capture.state, capture.row_ids + tuple(ids), capture.base_seq)
+        return SnapshotCapture(
+            capture.state, capture.row_ids + tuple(ids), capture.base_seq, preview=capture.preview
+        )
 
     def after_snapshot(self, capture: SnapshotCapture, write: asyncio.Future[int | None]) -> None:
         if write.cancelled() or write.exception() is not None:
