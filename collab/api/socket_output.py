@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import cast
+from typing import Any, cast
 
 from websockets.protocol import State
 from websockets.server import ServerProtocol
@@ -29,6 +29,19 @@ from collab.api.assembly import DeferredInflate, OfferedExtensions
 from collab.api.connection import ConnectionEdge
 
 logger = logging.getLogger(__name__)
+
+
+class _ProtocolLog(logging.LoggerAdapter[logging.Logger]):
+    """Where websockets' protocol objects log: their errors and debug lines, not
+    their one INFO line, "connection closed", which says with no document or
+    peer what the edge logs of every disconnect (`doc=... peer=... disconnected
+    (code ...)`), at the cost of a second log record per connection."""
+
+    def info(self, msg: object, *args: object, **kwargs: Any) -> None:
+        return
+
+
+_protocol_log = _ProtocolLog(logger)
 
 
 class SocketOutput(asyncio.Protocol):
@@ -80,7 +93,10 @@ class SocketOutput(asyncio.Protocol):
         # above the message limit, so an oversized message reaches the edge's
         # check (4413 and a log line) instead of the library's 1009.
         return ServerProtocol(
-            extensions=self._offered_extensions, state=state, max_size=self._max_size, logger=logger
+            extensions=self._offered_extensions,
+            state=state,
+            max_size=self._max_size,
+            logger=_protocol_log,
         )
 
     # asyncio.Protocol

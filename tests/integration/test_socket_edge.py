@@ -18,7 +18,7 @@ from pycrdt import write_var_uint
 from collab.api.forwarded import TrustedProxies
 from collab.api.socket import SocketConnection
 from collab.errors import CloseCode
-from tests.integration.test_http_edge import bystander
+from tests.integration.test_http_edge import WS_HANDSHAKE, bystander
 from tests.support.server import RunningServer, metric_value, run_server
 from tests.support.waiting import TIMEOUT_S, eventually
 from tests.support.yclient import YClient
@@ -167,3 +167,17 @@ def test_only_a_trusted_peer_may_name_the_client():
     assert proxies.client_of("127.0.0.1", ["  "]) is None
     assert proxies.client_of("127.0.0.1", ["10.0.0.1", "10.0.0.2"]) == "10.0.0.1"
     assert TrustedProxies("*").client_of("192.0.2.9", ["a, b"]) == "a"
+
+
+async def test_a_dropped_connection_is_logged_once_with_its_document_and_peer(settings, caplog):
+    caplog.set_level("INFO")
+    async with run_server(settings) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(f"GET /ws/logged HTTP/1.1\r\nHost: 127.0.0.1\r\n{WS_HANDSHAKE}\r\n".encode())
+        assert (await reader.readline()).startswith(b"HTTP/1.1 101 ")
+        writer.close()  # gone without a close frame, as a client whose network dropped
+        await eventually(lambda: "disconnected (code 1006)" in caplog.text)
+    messages = [record.getMessage() for record in caplog.records]
+    assert len([m for m in messages if m.startswith("doc=logged peer=1 disconnected")]) == 1
+    # websockets' own line of it, with no document or peer, is not repeated.
+    assert "connection closed" not in messages
