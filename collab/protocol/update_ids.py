@@ -15,7 +15,7 @@ bounds-checked: anything that does not decode raises `ValueError`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 _BIT8, _BIT7, _BIT6, _BITS5 = 0x80, 0x40, 0x20, 0x1F
 _GC, _SKIP = 0, 10
@@ -29,10 +29,12 @@ _STRING = 4
 Parent = str | None | tuple[str, int, int]
 
 
-@dataclass(frozen=True, slots=True)
-class Struct:
+class Struct(NamedTuple):
     """A run of clocks an update creates: where it hangs, and whether it is
-    characters of a text (a string content: what "characters" counts)."""
+    characters of a text (a string content: what "characters" counts).
+
+    A named tuple, as `UpdateIds`: made for every edit (attribution), and a
+    frozen dataclass's `__init__` and `__hash__` cost three times a tuple's."""
 
     client_id: int
     start: int
@@ -41,8 +43,7 @@ class Struct:
     is_string: bool
 
 
-@dataclass(frozen=True, slots=True)
-class UpdateIds:
+class UpdateIds(NamedTuple):
     """`created`: client id -> (first clock, end clock) of the structs the update
     holds; `deleted`: clock units its delete set covers; `deleted_ranges`: that
     delete set as (client id, first clock, end clock), end exclusive."""
