@@ -117,10 +117,10 @@ def live_text_preview(doc: Doc[Any], limit: int = PREVIEW_CHARS) -> str:
     For a room's own Doc at the moment its state is captured: applying that
     state to a fresh Doc ran on the event loop at every compaction (6.8 ms for
     the editing trace's 100 kB text, 28 ms for a 6 MB one; read from the Doc:
-    1.0 and 9.2 ms). Reading a root
-    as a text changes nothing another reader sees: yrs reads a root's entries
-    and sequence whatever type it was first asked as (the edit API reads a
-    live root as a map, then as a text, the same way)."""
+    1.0 and 9.2 ms). Reading a root as a text changes nothing another reader
+    sees: yrs reads a root's entries and sequence whatever type it was first
+    asked as (the edit API reads a live root as a map, then as a text, the
+    same way)."""
     parts: list[str] = []
     for name in sorted(doc.keys()):
         text = str(doc.get(name, type=Text))
