@@ -37,7 +37,7 @@ from collab.api.sockets import SERVER_SEND
 from collab.auth.policy import AccessPolicy, AuthError, AuthFailure, Grant
 from collab.auth.revocation import Revocation
 from collab.errors import CloseCode, ReadOnlyEdit, Refusal, UnsupportedData
-from collab.protocol.codec import decode_message, encode_permission_denied
+from collab.protocol.codec import SyncUpdate, decode_message, encode_permission_denied
 from collab.protocol.names import DOCUMENT_NAME_RULE, is_valid_document_name
 from collab.rooms.peer import Peer, PeerLimits, Transport
 from collab.rooms.room import Room
@@ -222,16 +222,45 @@ class ConnectionEdge:
         storage when the writer's backlog is full; every other message is charged
         to the connection's rate limit and waits for its next token.
         """
-        runtime = self.runtime
         peer.note_received()
-        runtime.metrics.received.count(data)
+        self.runtime.metrics.received.count(data)
         self.message_limits.check(data)
-        if room.handle(peer, decode_message(data)):
+        return self._pace(peer, room.handle(peer, decode_message(data)), 1)
+
+    def take_edits(self, peer: Peer, room: Room, messages: list[bytes]) -> float:
+        """`take` for a run of sync updates (messages that begin 0, 2) read
+        back to back from `peer`: each counted, bounded and decoded as `take`
+        does, then applied together (`Room.handle_updates`: one Doc transaction,
+        one delta to store and relay). A message refused here or by the room
+        raises after those before it are applied, as one by one. The run is at
+        most one read from the socket, so the writer's backlog overshoots its
+        bound by at most that before reading waits."""
+        peer.note_received()
+        received, limits = self.runtime.metrics.received, self.message_limits
+        updates: list[bytes] = []
+        refusal: Refusal | None = None
+        for data in messages:
+            received.count(data)
+            try:
+                limits.check(data)
+                message = decode_message(data)
+            except Refusal as exc:
+                refusal = exc
+                break
+            assert isinstance(message, SyncUpdate)  # what a message beginning 0, 2 decodes to
+            updates.append(message.update)
+        is_changed = room.handle_updates(peer, updates)
+        if refusal is not None:
+            raise refusal
+        return self._pace(peer, is_changed, len(updates))
+
+    def _pace(self, peer: Peer, is_changed: bool, messages: int) -> float:
+        if is_changed:
             # An edit, stored and relayed: paced by storage alone.
-            return 0.0 if runtime.writer.has_capacity else WAIT_FOR_STORAGE
-        if delay_s := peer.rate_delay_s():
-            # Nothing stored paces this one (awareness, step 1, a duplicate...).
-            runtime.metrics.paced_reads.inc()
+            return 0.0 if self.runtime.writer.has_capacity else WAIT_FOR_STORAGE
+        if delay_s := peer.rate_delay_s(messages):
+            # Nothing stored paces these (awareness, step 1, a duplicate...).
+            self.runtime.metrics.paced_reads.inc()
             return delay_s
         return 0.0
 

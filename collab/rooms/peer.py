@@ -91,9 +91,10 @@ class TokenBucket:
         self._tokens = self._burst
         self._stamp = now
 
-    def take(self, now: float) -> float:
-        """Take one token; the seconds to wait before the next message (0.0 if none)."""
-        tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate) - 1.0
+    def take(self, now: float, count: int = 1) -> float:
+        """Take a token per message; the seconds to wait before the next message
+        (0.0 if none)."""
+        tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate) - count
         self._stamp = now
         self._tokens = tokens
         return 0.0 if tokens >= 0.0 else -tokens / self._rate
@@ -198,14 +199,14 @@ class Peer:
         """Called for every inbound message: the idle clock."""
         self.last_received = time.monotonic()
 
-    def rate_delay_s(self) -> float:
-        """Charge one message to the rate limit: the seconds the edge waits before
+    def rate_delay_s(self, messages: int = 1) -> float:
+        """Charge `messages` to the rate limit: the seconds the edge waits before
         reading this connection's next message (0.0 within the burst, or with no
         limit). Edits that changed the document are not charged: storage paces
         them (the writer's backlog)."""
         if self._bucket is None:
             return 0.0
-        return self._bucket.take(time.monotonic())
+        return self._bucket.take(time.monotonic(), messages)
 
     def send(self, message: bytes) -> None:
         """Write `message` now if the transport can without waiting and nothing is

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -249,21 +249,64 @@ class Room(EditAuthors, DocumentLimits, CommitPath):
     def _encode_step2(self, state_vector: bytes) -> bytes:
         return encode_sync_step2(self.doc.get_update(state_vector))
 
+    def handle_updates(self, peer: Peer, updates: Sequence[bytes]) -> bool:
+        """`handle` for a run of sync updates `peer` sent back to back (a fast
+        writer's one read holds thousands): applied together, see `apply_updates`."""
+        if self.is_closed:
+            return False
+        if peer.is_read_only:
+            for update in updates:
+                self._refuse_edit(peer, SyncUpdate(update))
+            return False
+        return self.apply_updates(updates, self._author_of(peer), peer.id)
+
     def apply_update(self, update: bytes, author: Author | None = None, peer_id: int = 0) -> bool:
         """Merge a Yjs update made by `author` (None: the server, see `edits_by`);
         whatever it changes is stored with its attribution, then relayed.
         True if it changed the document."""
-        if update == _EMPTY_UPDATE:
-            return False
-        if self.tombstone_clocks:
-            self._refuse_deleted_history(update)
-        self.ensure_room_for(len(update))
+        return self.apply_updates((update,), author, peer_id)
+
+    def apply_updates(
+        self, updates: Sequence[bytes], author: Author | None = None, peer_id: int = 0
+    ) -> bool:
+        """`apply_update` for several updates, in order, in ONE Doc transaction:
+        the observer runs once, so the run is one delta to attribute, store and
+        relay, instead of one per update (the per-update machinery, not yrs, was
+        most of a fast writer's CPU: bench/RESULTS.md, session 11). Each update
+        is checked as if alone; a refused one raises after those before it are
+        applied, exactly as one by one."""
         author = author or self._acting or SERVER_AUTHOR
         changes_before = self._local_changes
-        # `edits_by(author)` and `yrs_panics_as(InvalidUpdate)`, spelled out: this
-        # runs for every edit, and two generator context managers cost more than
-        # the rest of this method (bench/RESULTS.md, session 6).
+        # `edits_by(author)`, spelled out: this runs for every edit, and a
+        # generator context manager costs more than the rest of this method
+        # (bench/RESULTS.md, session 6).
         previous, self._acting = self._acting, author
+        try:
+            if len(updates) == 1:
+                self._apply_checked(updates[0], author, peer_id, 0)
+            else:
+                with self.doc.transaction():
+                    incoming = 0  # not in `size_bytes` until the observer runs
+                    for update in updates:
+                        self._apply_checked(update, author, peer_id, incoming)
+                        incoming += len(update)
+        finally:
+            self._acting = previous
+        is_changed = self._local_changes != changes_before
+        if is_changed and self._sink.is_failing:
+            # Merged and queued, so nothing is lost; but not durable, so not relayed.
+            raise StorageUnavailable("storage is failing: the edit is not saved yet; reconnect")
+        return is_changed
+
+    def _apply_checked(self, update: bytes, author: Author, peer_id: int, incoming: int) -> None:
+        """Check one update against the room's limits and owners, then apply it;
+        `incoming`: bytes of the same run applied before it."""
+        if update == _EMPTY_UPDATE:
+            return
+        if self.tombstone_clocks:
+            self._refuse_deleted_history(update)
+        self.ensure_room_for(incoming + len(update))
+        # `yrs_panics_as(InvalidUpdate)`, spelled out (see `apply_updates`).
         try:
             self.authorship.check(update, author, peer_id)
             self.doc.apply_update(update)
@@ -275,13 +318,6 @@ class Room(EditAuthors, DocumentLimits, CommitPath):
             if type(exc).__name__ != "PanicException":
                 raise
             raise InvalidUpdate(f"yrs panicked: {exc}") from exc
-        finally:
-            self._acting = previous
-        is_changed = self._local_changes != changes_before
-        if is_changed and self._sink.is_failing:
-            # Merged and queued, so nothing is lost; but not durable, so not relayed.
-            raise StorageUnavailable("storage is failing: the edit is not saved yet; reconnect")
-        return is_changed
 
     def apply_remote(self, update: bytes, owners: Mapping[int, str] = {}) -> None:
         """Merge an update another process made durable: it is relayed to this

@@ -109,8 +109,12 @@ class EventDispatcher:
                     logger.exception("events pass failed")
                     is_busy = False
                 if not is_busy:
+                    # Not `wait_for`: on Python 3.11 it swallows a cancellation that
+                    # comes as the wake does (it returns the result), and this loop
+                    # then outlives the shutdown that cancelled it.
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), self._policy.poll_interval_s)
+                        async with asyncio.timeout(self._policy.poll_interval_s):
+                            await self._wake.wait()
 
     async def _pass(self, deliveries: asyncio.TaskGroup) -> bool:
         """Publish, start the deliveries that are due; whether it did anything."""
