@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 
 import websockets
 from pycrdt import write_var_uint
+from websockets.frames import Frame, Opcode
 
 from collab.api.forwarded import TrustedProxies
 from collab.api.socket import SocketConnection
@@ -21,7 +22,7 @@ from collab.errors import CloseCode
 from tests.integration.test_http_edge import WS_HANDSHAKE, bystander
 from tests.support.server import RunningServer, metric_value, run_server
 from tests.support.waiting import TIMEOUT_S, eventually
-from tests.support.yclient import YClient
+from tests.support.yclient import YClient, text_edits
 
 BOMB_BYTES = 30 * 1024 * 1024  # under the 32 MiB message limit: only the kind's limit refuses it
 
@@ -181,3 +182,50 @@ async def test_a_dropped_connection_is_logged_once_with_its_document_and_peer(se
     assert len([m for m in messages if m.startswith("doc=logged peer=1 disconnected")]) == 1
     # websockets' own line of it, with no document or peer, is not repeated.
     assert "connection closed" not in messages
+
+
+def _edit_frames(*updates: bytes) -> bytes:
+    """Client frames (masked) of sync updates, back to back, for ONE write."""
+    return b"".join(
+        Frame(Opcode.BINARY, b"\x00\x02" + write_var_uint(len(u)) + u).serialize(mask=True)
+        for u in updates
+    )
+
+
+async def test_edits_read_back_to_back_are_applied_and_relayed_as_one_run(settings):
+    """A fast writer's read holds many edits: taken as one run (one Doc
+    transaction), so the room relays them in one message (a read may split the
+    burst in two), where one by one a tick's edits took a relay per 64."""
+    pieces = [f"<{i}>" for i in range(300)]
+    async with run_server(settings) as server:
+        watcher = await YClient(server.ws_url("target")).connect()
+        try:
+            async with hostile(server) as ws:
+                await ws.recv()  # the server's step 1: joined
+                ws.transport.write(_edit_frames(*text_edits(*pieces)))
+                await eventually(lambda: str(watcher.text) == "".join(pieces))
+            assert watcher.received_updates <= 2, watcher.received_updates
+        finally:
+            await watcher.close()
+
+
+async def test_a_malformed_message_in_a_run_closes_its_sender_after_the_edits_before_it(
+    settings,
+):
+    pieces = [f"<{i}>" for i in range(20)]
+    updates = text_edits(*pieces)
+    # The length says 200 bytes; the frame holds 3 (4400).
+    malformed = Frame(Opcode.BINARY, b"\x00\x02\xc8\x01abc").serialize(mask=True)
+    async with run_server(settings) as server, bystander(server):
+        watcher = await YClient(server.ws_url("target")).connect()
+        try:
+            async with hostile(server) as ws:
+                await ws.recv()
+                ws.transport.write(
+                    _edit_frames(*updates[:10]) + malformed + _edit_frames(*updates[10:])
+                )
+                assert await close_code_after(ws) == CloseCode.MALFORMED_MESSAGE
+            await eventually(lambda: str(watcher.text) == "".join(pieces[:10]))
+        finally:
+            await watcher.close()
+        assert str(watcher.text) == "".join(pieces[:10]), "nothing after it was applied"
