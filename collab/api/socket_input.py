@@ -104,8 +104,7 @@ class SocketInput(SocketOutput):
         holds thousands, and one Doc transaction for them all costs a fraction
         of one each."""
         run: list[bytes] = []
-        peer = self._peer
-        is_writer = peer is not None and not peer.is_read_only
+        is_writer = self._is_writer()
         for index, event in enumerate(events):
             if (
                 is_writer
@@ -117,21 +116,31 @@ class SocketInput(SocketOutput):
                 run.append(bytes(event.data))
                 continue
             if run:
-                self._on_message(run[0] if len(run) == 1 else run, False)
+                self._take_run(run)
                 run = []
                 if self._is_read_paused:
                     self._backlog = events[index:]
                     return
             if isinstance(event, Request):
                 self._handshake(event)
-                is_writer = self._peer is not None and not self._peer.is_read_only
+                is_writer = self._is_writer()
             else:
                 self._on_frame(event)
             if self._is_read_paused:
                 self._backlog = events[index + 1 :]
                 return
         if run:
-            self._on_message(run[0] if len(run) == 1 else run, False)
+            self._take_run(run)
+
+    def _is_writer(self) -> bool:
+        """Whether this connection's edits may form runs (a read-only one's are
+        refused one by one)."""
+        peer = self._peer
+        return peer is not None and not peer.is_read_only
+
+    def _take_run(self, run: list[bytes]) -> None:
+        # One edit alone takes the plain path (`take`): the common case of fan-out.
+        self._on_message(run[0] if len(run) == 1 else run, False)
 
     # messages in
 
