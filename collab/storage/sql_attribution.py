@@ -67,31 +67,44 @@ _SESSION = text(
 # The same for SQLite's driver: a row's values are in the columns' order.
 _SQLITE_CLAIM = SqliteForm(_CLAIM, _CLAIM_COLUMNS).sql
 _SQLITE_SESSION = SqliteForm(_SESSION, _SESSION_COLUMNS).sql
+# A session's commits after its first find its row: a plain UPDATE of what grows
+# (the `DO UPDATE` columns) costs SQLite less than an insert that conflicts.
+_GROWING = ("name", "ended_at", "inserted", "deleted", "ranges", "deleted_ranges", "roots")
+_SQLITE_SESSION_GROWN = (
+    f"UPDATE {edit_sessions.name} SET {', '.join(c + ' = ?' for c in _GROWING)} "
+    "WHERE document = ? AND key = ?"
+)
+_GROWN_ORDER = tuple(_SESSION_COLUMNS.index(c) for c in (*_GROWING, "document", "key"))
 
 
 def write_attribution(conn: Connection, ops: Sequence[AppendUpdate], now: float) -> None:
     """The claims and sessions `ops` carry (appends whose rows were inserted).
     Plain SQL that SQLite and PostgreSQL both take; on SQLite straight to the
     driver with positional parameters, as the appends are
-    (collab.storage.sql_writes): it runs with nearly every commit of an edit."""
+    (collab.storage.sql_writes): it runs with nearly every commit of an edit, and
+    a session that has its row already is updated rather than upserted (the
+    upsert stays for its first commit: on SQLite one transaction writes at a
+    time, so no other can insert the row between the two statements)."""
     claims = {(op.document, claim.client_id): claim.subject for op in ops for claim in op.claims}
     # The latest state of each session (a batch may hold several of one).
     sessions = {(op.document, s.key): (op.document, s) for op in ops for s in op.sessions}
     claim_rows = [(d, c, s, now) for (d, c), s in claims.items()]
     session_rows = [_session_row(document, s) for document, s in sessions.values()]
     driver = conn.connection.driver_connection
-    for statement, positional, columns, rows in (
-        (_CLAIM, _SQLITE_CLAIM, _CLAIM_COLUMNS, claim_rows),
-        (_SESSION, _SQLITE_SESSION, _SESSION_COLUMNS, session_rows),
-    ):
-        if not rows:
-            continue
-        if not isinstance(driver, sqlite3.Connection):
-            conn.execute(statement, [dict(zip(columns, row, strict=True)) for row in rows])
-        elif len(rows) == 1:
-            driver.execute(positional, rows[0])
-        else:
-            driver.executemany(positional, rows)
+    if not isinstance(driver, sqlite3.Connection):
+        for statement, columns, rows in (
+            (_CLAIM, _CLAIM_COLUMNS, claim_rows),
+            (_SESSION, _SESSION_COLUMNS, session_rows),
+        ):
+            if rows:
+                conn.execute(statement, [dict(zip(columns, row, strict=True)) for row in rows])
+        return
+    if claim_rows:
+        driver.executemany(_SQLITE_CLAIM, claim_rows)
+    for row in session_rows:
+        grown = driver.execute(_SQLITE_SESSION_GROWN, [row[i] for i in _GROWN_ORDER])
+        if grown.rowcount == 0:  # the session's first commit (or its row is gone)
+            driver.execute(_SQLITE_SESSION, row)
 
 
 def _session_row(document: str, session: EditSession) -> tuple[Any, ...]:
