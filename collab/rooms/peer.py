@@ -212,8 +212,17 @@ class Peer:
         """Write `message` now if the transport can without waiting and nothing is
         queued before it, else queue it; never blocks. Overflow closes this peer,
         not the caller."""
+        if self.send_copy(message):
+            self._metrics.sent.count(message)
+
+    def send_copy(self, message: bytes) -> bool:
+        """`send` one of the copies of a message many peers are sent: True if it
+        was written now, which the caller counts in the metrics (a broadcast
+        counts its copies once, `Room.broadcast`: per copy, the counting was a
+        few percent of fan-out's instructions); a queued copy is counted when
+        the sender writes it."""
         if not self.is_open:
-            return
+            return False
         outbox = self._outbox
         if (
             not outbox
@@ -222,8 +231,8 @@ class Peer:
             and (self._gate is None or not self._gate.is_big(message))
             and self._write_now(message)
         ):
-            self._note_sent(message)
-            return
+            self._sent += 1
+            return True
         # A single message larger than the byte bound is still admitted on an empty
         # queue: a big initial sync must be able to reach a fresh client.
         if outbox is None:
@@ -240,11 +249,12 @@ class Peer:
             )
             self._metrics.queue_overflows.inc()
             self.close(CloseCode.SLOW_CONSUMER, "send queue overflow: reconnect to re-sync")
-            return
+            return False
         outbox.append(message)
         self._queued_bytes += len(message)
         if self._wakeup is not None:
             self._wake_sender()
+        return False
 
     def close(self, code: CloseCode, reason: str) -> None:
         """Ask for this peer to be closed; the endpoint sends the close frame."""

@@ -178,8 +178,11 @@ class Room(EditAuthors, DocumentLimits, CommitPath):
             peer.close(code, reason)
 
     def broadcast(self, message: bytes) -> None:
+        written = 0
         for peer in list(self.peers.values()):
-            peer.send(message)
+            written += peer.send_copy(message)
+        if written:
+            self._metrics.sent.count(message, written)
 
     def close_idle_peers(self, now: float, idle_timeout_s: float) -> None:
         for peer in list(self.peers.values()):
