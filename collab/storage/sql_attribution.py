@@ -55,21 +55,19 @@ _SESSION_COLUMNS = (
     "deleted_ranges",
     "roots",
 )
+# What a session's later commits change (the rest is fixed when it starts).
+_GROWING = ("name", "ended_at", "inserted", "deleted", "ranges", "deleted_ranges", "roots")
 _SESSION = text(
     f"INSERT INTO {edit_sessions.name} ({', '.join(_SESSION_COLUMNS)}) "
     f"VALUES ({', '.join(':' + c for c in _SESSION_COLUMNS)}) "
     "ON CONFLICT (document, key) DO UPDATE SET "
-    + ", ".join(
-        f"{c} = excluded.{c}"
-        for c in ("name", "ended_at", "inserted", "deleted", "ranges", "deleted_ranges", "roots")
-    )
+    + ", ".join(f"{c} = excluded.{c}" for c in _GROWING)
 )
 # The same for SQLite's driver: a row's values are in the columns' order.
 _SQLITE_CLAIM = SqliteForm(_CLAIM, _CLAIM_COLUMNS).sql
 _SQLITE_SESSION = SqliteForm(_SESSION, _SESSION_COLUMNS).sql
 # A session's commits after its first find its row: a plain UPDATE of what grows
-# (the `DO UPDATE` columns) costs SQLite less than an insert that conflicts.
-_GROWING = ("name", "ended_at", "inserted", "deleted", "ranges", "deleted_ranges", "roots")
+# costs SQLite less than an insert that conflicts.
 _SQLITE_SESSION_GROWN = (
     f"UPDATE {edit_sessions.name} SET {', '.join(c + ' = ?' for c in _GROWING)} "
     "WHERE document = ? AND key = ?"
