@@ -13,22 +13,27 @@ Invariants: an event gets a `seq` once, and a delivery row per subscription in
 the same transaction; a pending change is turned into an event only once (the
 row is deleted by the transaction that turns it; PostgreSQL skips rows a change's
 transaction holds, which is still writing to them). Whether a document's
-editing went quiet is decided in Python from `pending_changes_of` (few: the
-documents edited in the last seconds). Never called on the hot path.
+editing went quiet is decided by the database (`outbox_writes.QUIET`), so a
+pass reads only what it publishes, however many documents are being edited.
+Never called on the hot path.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
-from sqlalchemy import bindparam, delete, exists, insert, select, update
+from sqlalchemy import bindparam, delete, exists, insert, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from collab.storage.events import Event, event_of
-from collab.storage.outbox_writes import PendingChange, insert_updated_events, pending_changes_of
+from collab.storage.outbox_writes import (
+    HAS_QUIET,
+    insert_updated_events,
+    quiet_bounds,
+    quiet_changes,
+)
 from collab.storage.sql_schema import (
     event_counter,
     events,
@@ -38,7 +43,7 @@ from collab.storage.sql_schema import (
 )
 
 _COUNTER_ID = 1
-_HAS_UNNUMBERED = select(exists().where(events.c.seq.is_(None)))
+_HAS_WORK = select(or_(exists().where(events.c.seq.is_(None)), HAS_QUIET))
 PENDING = "pending"
 PARKED = "parked"
 
@@ -51,18 +56,12 @@ class EventOutbox:
         self._clock = clock
 
     async def has_work(self, *, debounce_s: float, max_delay_s: float) -> bool:
-        """Whether `publish` has anything to do: a read, so an idle server (or one
-        whose documents are still being edited) opens no write transaction."""
-        now = self._clock()
+        """Whether `publish` has anything to do: one read of one row, so an idle
+        server (or one whose documents are still being edited) opens no write
+        transaction and reads no pending change."""
+        bounds = quiet_bounds(self._clock(), debounce_s, max_delay_s)
         async with self._engine.connect() as conn:
-            if await conn.scalar(_HAS_UNNUMBERED):
-                return True
-            changes = await conn.run_sync(
-                partial(
-                    pending_changes_of, first_before=_first_before(now, debounce_s, max_delay_s)
-                )
-            )
-        return any(_is_quiet(change, now, debounce_s, max_delay_s) for change in changes)
+            return bool(await conn.scalar(_HAS_WORK, bounds))
 
     async def publish(self, *, debounce_s: float, max_delay_s: float) -> int:
         """Number what is ready (see the module's docstring); how many events."""
@@ -103,18 +102,6 @@ class EventOutbox:
         return int(result.rowcount)
 
 
-def _is_quiet(change: PendingChange, now: float, debounce_s: float, max_delay_s: float) -> bool:
-    """A pending change whose document nobody edited for `debounce_s`, or that has
-    waited `max_delay_s` (a document edited without pause is still told)."""
-    return change.quiet_since <= now - debounce_s or change.first_at <= now - max_delay_s
-
-
-def _first_before(now: float, debounce_s: float, max_delay_s: float) -> float:
-    """A change begun after this cannot be quiet (its last edit is no older than
-    its first) nor have waited its longest."""
-    return now - min(debounce_s, max_delay_s)
-
-
 def _publish(conn: Connection, now: float, debounce_s: float, max_delay_s: float) -> int:
     is_postgres = conn.dialect.name == "postgresql"
     # Take the counter first: publishers take turns from here to the commit.
@@ -129,12 +116,9 @@ def _publish(conn: Connection, now: float, debounce_s: float, max_delay_s: float
         last_seq = 0
     # PostgreSQL: a row an append's transaction holds is being written: not
     # quiet, and waiting for it could deadlock with that transaction's batch.
-    candidates = pending_changes_of(
-        conn, first_before=_first_before(now, debounce_s, max_delay_s), skip_locked=is_postgres
-    )
+    quiet = quiet_changes(conn, quiet_bounds(now, debounce_s, max_delay_s), skip_locked=is_postgres)
     # Each step one statement, however many documents went quiet at once (a
     # statement per event cost ~0.1 ms of the event loop's time each).
-    quiet = [c for c in candidates if _is_quiet(c, now, debounce_s, max_delay_s)]
     if quiet:
         conn.execute(
             delete(pending_changes).where(pending_changes.c.document == bindparam("quiet")),

@@ -8,10 +8,12 @@ import time
 
 import pytest
 from pycrdt import merge_updates
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from collab.storage.deliveries import DeliveryQueue
 from collab.storage.outbox import EventOutbox
+from collab.storage.sql_schema import documents
 from collab.storage.sql_store import SqlStore
 from collab.storage.store import AppendUpdate, DeleteDocument, SaveSnapshot, SnapshotKind
 from tests.support.yclient import text_edits
@@ -122,6 +124,37 @@ async def test_many_documents_gone_quiet_at_once_are_told_in_one_pass_in_order(s
     due = await queue.due(1000)
     assert len(due) == 2 * len(names)
     assert {d.event.type for d in due} == {"document.created"}
+
+
+async def test_the_database_decides_when_editing_went_quiet_as_publish_does(store):
+    """`has_work` asks the database one question (the quiet test is SQL, not a read
+    of every pending change); it and `publish` agree at each moment: quiet once
+    the newer of the change's last edit and the document's `updated_at` is
+    `debounce_s` old, or once the change has waited `max_delay_s`."""
+    clock = [0.0]
+    outbox = EventOutbox(store.engine, lambda: clock[0])
+    await store.commit([AppendUpdate("doc", text_edits("a")[0])])
+    started = time.time()
+    clock[0] = started
+    assert await outbox.publish(debounce_s=3600.0, max_delay_s=3600.0) == 1  # created
+
+    async def told(at: float, *, debounce_s: float = 2.0, max_delay_s: float = 30.0) -> bool:
+        clock[0] = started + at
+        return await outbox.has_work(debounce_s=debounce_s, max_delay_s=max_delay_s)
+
+    assert not await told(1.0)
+    assert await told(3.0)
+    # Edited on since (the store refreshes `updated_at` while the pending row stays).
+    async with store.engine.begin() as conn:
+        await conn.execute(update(documents).values(updated_at=started + 10.0))
+    assert not await told(11.0)
+    assert await told(11.0, max_delay_s=5.0)  # waited long enough anyway
+    assert await outbox.publish(debounce_s=2.0, max_delay_s=30.0) == 0  # at 11.0
+    assert await told(12.5)
+    assert await outbox.publish(debounce_s=2.0, max_delay_s=30.0) == 1
+    (updated,) = await outbox.read(after=1, limit=10)
+    assert (updated.type, updated.occurred_at) == ("document.updated", started + 10.0)
+    assert not await told(100.0, debounce_s=0.0, max_delay_s=0.0)
 
 
 async def test_an_event_is_claimed_by_one_process_until_its_claim_lapses(store, database_url):
