@@ -36,6 +36,7 @@ from typing import Any
 
 from sqlalchemy import (
     Float,
+    Integer,
     Select,
     and_,
     bindparam,
@@ -186,15 +187,15 @@ def quiet_bounds(now: float, debounce_s: float, max_delay_s: float) -> dict[str,
 
 
 def quiet_changes(
-    conn: Connection, bounds: dict[str, float], *, skip_locked: bool = False
+    conn: Connection, bounds: dict[str, float], *, limit: int, skip_locked: bool = False
 ) -> list[PendingChange]:
-    """The pending changes that are quiet within `bounds` (`quiet_bounds`), oldest
-    first. `skip_locked` (PostgreSQL): lock them, leaving out those an append's
-    transaction holds."""
+    """The oldest `limit` pending changes that are quiet within `bounds`
+    (`quiet_bounds`), oldest first. `skip_locked` (PostgreSQL): lock them, leaving
+    out those an append's transaction holds."""
     query = _QUIET_LOCKED if skip_locked else _QUIET
     return [
         PendingChange.of(row, row.document_updated_at, row.log_max)
-        for row in conn.execute(query, bounds)
+        for row in conn.execute(query, {**bounds, "limit": limit})
     ]
 
 
@@ -234,7 +235,11 @@ def _quiet_query(*, skip_locked: bool) -> Select[Any]:
             log_max.label("log_max")
         )
     )
-    query = query.where(QUIET).order_by(pending_changes.c.first_at)
+    query = (
+        query.where(QUIET)
+        .order_by(pending_changes.c.first_at)
+        .limit(bindparam("limit", type_=Integer()))
+    )
     if skip_locked:
         query = query.with_for_update(skip_locked=True, of=pending_changes)
     return query

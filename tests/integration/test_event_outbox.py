@@ -126,6 +126,25 @@ async def test_many_documents_gone_quiet_at_once_are_told_in_one_pass_in_order(s
     assert {d.event.type for d in due} == {"document.created"}
 
 
+async def test_a_publish_tells_at_most_its_batch_and_the_next_passes_the_rest_in_order(store):
+    """A pass's Python work runs on the event loop: many documents gone quiet at
+    once are told a batch a pass, with `has_work` true until all are, in the
+    order one pass would have told them."""
+    outbox = EventOutbox(store.engine, time.time, batch=50)
+    names = [f"doc-{i:03d}" for i in range(120)]
+    for name in names:
+        await store.commit([AppendUpdate(name, text_edits(name)[0])])
+    counts = []
+    while await outbox.has_work(debounce_s=0.0, max_delay_s=60.0):
+        counts.append(await publish_all(outbox))
+    assert counts == [50, 50, 50, 50, 40]
+    events = await outbox.read(after=0, limit=1000)
+    assert [e.seq for e in events] == list(range(1, 241))
+    assert [(e.type, e.document) for e in events] == [
+        ("document.created", name) for name in names
+    ] + [("document.updated", name) for name in names]
+
+
 async def test_the_database_decides_when_editing_went_quiet_as_publish_does(store):
     """`has_work` asks the database one question (the quiet test is SQL, not a read
     of every pending change); it and `publish` agree at each moment: quiet once
