@@ -82,6 +82,12 @@ _SQLITE_APPEND = (
 _DELETIONS = select(tombstones.c.deletions).where(tombstones.c.name == bindparam("name"))
 _SQLITE_DELETIONS = SqliteForm(_DELETIONS, ["name"])
 _CREATE_NAMES = ("name", "created_at", "updated_at", "incarnation")
+_TOUCH = (
+    update(documents)
+    .where(documents.c.name == bindparam("document"))
+    .values(updated_at=bindparam("touched_at"))
+)
+_SQLITE_TOUCH = SqliteForm(_TOUCH, ["touched_at", "document"])
 
 
 def _create_statement(dialect_insert: Any) -> Any:
@@ -166,10 +172,7 @@ class WriteTransaction(SnapshotWrites):
                 if created is not None:
                     incarnations[name] = created
             elif name not in self.touched and not self._touches.is_fresh(name, self._now):
-                self._conn.execute(
-                    update(documents).where(documents.c.name == name).values(updated_at=self._now)
-                )
-                self.touched[name] = self._now
+                self._touch(name)
         accepted: list[tuple[int, AppendUpdate]] = []
         for index, op in appends:
             current = incarnations.get(op.document)
@@ -206,6 +209,20 @@ class WriteTransaction(SnapshotWrites):
         attributed = [op for _, op in accepted if op.claims or op.sessions]
         if attributed:
             write_attribution(self._conn, attributed, self._now)
+
+    def _touch(self, name: str) -> None:
+        """Refresh the document's `updated_at` (at most once a second, `TouchCache`).
+        On SQLite straight to the driver: through SQLAlchemy this one statement
+        (its execution context, and the transaction SQLAlchemy then begins and
+        commits around the batch) cost ~280 us a commit, nearly three times the
+        rest of a one-append commit (bench/RESULTS.md, session 13): a document
+        edited less than once a second paid it on every commit."""
+        driver = self._conn.connection.driver_connection
+        if isinstance(driver, sqlite3.Connection):
+            _SQLITE_TOUCH.run(driver, self._now, name)
+        else:
+            self._conn.execute(_TOUCH, {"touched_at": self._now, "document": name})
+        self.touched[name] = self._now
 
     def _lock_documents(self, names: list[str]) -> dict[str, int]:
         """The incarnation of each of `names` that has a row, which no deletion

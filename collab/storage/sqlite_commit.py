@@ -245,7 +245,7 @@ def _run_in_transaction(
     transaction is the driver's: SQLAlchemy's begin and commit around it added
     half again to what SQLite spends on a one-row commit (bench/RESULTS.md,
     session 9). A batch that ran a statement through SQLAlchemy (a rare one:
-    a snapshot, a document's `updated_at` refreshed) has SQLAlchemy's own
+    a snapshot, a deletion) has SQLAlchemy's own
     transaction begun as well, so that one ends through SQLAlchemy, which ends
     the driver's."""
     driver = _driver(conn)

@@ -17,8 +17,8 @@ class TouchCache:
     """When each document row was last written by a committed transaction.
 
     A burst of small commits to one document then skips the UPDATE of its
-    `updated_at` (refreshed at most once per `interval_s`), the costliest part of
-    a one-update commit after the insert itself. It decides nothing else: every
+    `updated_at` (refreshed at most once per `interval_s`): one statement and one
+    more page in the WAL a commit, saved. It decides nothing else: every
     batch reads (and locks) the rows it appends to, so a row deleted behind the
     cache's back is noticed. Invariant: it only believes what a committed
     transaction wrote (`note_committed`). Read by the transaction that runs on

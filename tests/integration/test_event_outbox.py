@@ -8,7 +8,7 @@ import time
 
 import pytest
 from pycrdt import merge_updates
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from collab.storage.deliveries import DeliveryQueue
@@ -143,6 +143,30 @@ async def test_a_publish_tells_at_most_its_batch_and_the_next_passes_the_rest_in
     assert [(e.type, e.document) for e in events] == [
         ("document.created", name) for name in names
     ] + [("document.updated", name) for name in names]
+
+
+async def test_a_documents_updated_at_follows_its_edits_at_most_once_a_second(database_url):
+    """The refresh that tells the publisher a document is still being edited
+    (and the documents list when it was last edited): written by the append's
+    own transaction, skipped within a second of the last one."""
+    clock = [1000.0]
+    store = SqlStore(database_url, clock=lambda: clock[0])
+    await store.open()
+    try:
+        edits = text_edits("a", "b", "c", "d")
+
+        async def edit_at(at: float, edit: bytes) -> float:
+            clock[0] = at
+            await store.commit([AppendUpdate("doc", edit)])
+            async with store.engine.connect() as conn:
+                return float(await conn.scalar(select(documents.c.updated_at)))
+
+        assert await edit_at(1000.0, edits[0]) == 1000.0  # created
+        assert await edit_at(1000.5, edits[1]) == 1000.0  # fresh: not written again
+        assert await edit_at(1001.5, edits[2]) == 1001.5
+        assert await edit_at(1100.0, edits[3]) == 1100.0
+    finally:
+        await store.close()
 
 
 async def test_the_database_decides_when_editing_went_quiet_as_publish_does(store):
