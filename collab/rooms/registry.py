@@ -45,6 +45,9 @@ from collab.storage.writer import UpdateWriter
 
 logger = logging.getLogger(__name__)
 
+# How often the janitor checks connections' silence: this many times per idle timeout.
+_IDLE_CHECKS_PER_TIMEOUT = 20
+
 
 @dataclass(frozen=True, slots=True)
 class LifecyclePolicy:
@@ -420,7 +423,7 @@ class RoomRegistry:
         silent connection is closed at most a twentieth of the timeout late."""
         timeout_s = self._policy.idle_timeout_s
         now = time.monotonic()  # the peers' clock (`Peer.last_received`)
-        if not timeout_s or now - self._idle_checked_at < timeout_s / 20:
+        if not timeout_s or now - self._idle_checked_at < timeout_s / _IDLE_CHECKS_PER_TIMEOUT:
             return None
         self._idle_checked_at = now
         return now

@@ -4,7 +4,7 @@ collab.storage.sql_writes.WriteTransaction).
 
 Apart from the appends because they are rare and long, and the appends are the
 hot path; they share the transaction's state (`_conn`, `_now`, `_is_postgres`,
-`touched`, `events_recorded`), which `WriteTransaction` sets. The safety rules
+`_sqlite`, `touched`, `events_recorded`), which `WriteTransaction` sets. The safety rules
 they keep - a snapshot's compare-and-set on `snapshot_seq`, exact deletion of
 the rows it holds, one compactor per document, a deletion that waits for
 appends and leaves a tombstone - are told in collab.storage.sql_writes.
@@ -72,6 +72,7 @@ class SnapshotWrites:
     _conn: Connection
     _now: float
     _is_postgres: bool
+    _sqlite: sqlite3.Connection | None
     touched: dict[str, float | None]
     events_recorded: int
 
@@ -122,9 +123,8 @@ class SnapshotWrites:
         deletions, while every room's edits waited for the writer. So SQLite's
         driver deletes them one by one through the primary key, and PostgreSQL
         takes the ids as one array parameter."""
-        driver = self._conn.connection.driver_connection
-        if isinstance(driver, sqlite3.Connection):
-            driver.executemany(_SQLITE_DELETE_ROW, [(document, row_id) for row_id in ids])
+        if self._sqlite is not None:
+            self._sqlite.executemany(_SQLITE_DELETE_ROW, [(document, row_id) for row_id in ids])
             return
         self._conn.execute(_POSTGRES_DELETE_ROWS, {"document": document, "ids": ids})
 

@@ -130,6 +130,10 @@ class WriteTransaction(SnapshotWrites):
         self._conn = conn
         self._now = now
         self._is_postgres = conn.dialect.name == "postgresql"
+        # SQLite's own connection under `conn`, for the statements sent straight
+        # to it (`SqliteForm`); None on PostgreSQL.
+        driver = conn.connection.driver_connection
+        self._sqlite = driver if isinstance(driver, sqlite3.Connection) else None
         self._touches = touches  # read only: the store updates it after the commit
         # The document rows this transaction wrote (None: deleted in it).
         self.touched: dict[str, float | None] = {}
@@ -182,10 +186,9 @@ class WriteTransaction(SnapshotWrites):
                 accepted.append((index, op))
         if not accepted:
             return
-        driver = self._conn.connection.driver_connection
         row_ids: list[int]
-        if isinstance(driver, sqlite3.Connection):
-            row_ids = self._append_sqlite(driver, [op for _, op in accepted])
+        if self._sqlite is not None:
+            row_ids = self._append_sqlite(self._sqlite, [op for _, op in accepted])
         else:
             rows = [
                 {"document": op.document, "data": op.update, "created_at": self._now}
@@ -217,9 +220,8 @@ class WriteTransaction(SnapshotWrites):
         commits around the batch) cost ~280 us a commit, nearly three times the
         rest of a one-append commit (bench/RESULTS.md, session 13): a document
         edited less than once a second paid it on every commit."""
-        driver = self._conn.connection.driver_connection
-        if isinstance(driver, sqlite3.Connection):
-            _SQLITE_TOUCH.run(driver, self._now, name)
+        if self._sqlite is not None:
+            _SQLITE_TOUCH.run(self._sqlite, self._now, name)
         else:
             self._conn.execute(_TOUCH, {"touched_at": self._now, "document": name})
         self.touched[name] = self._now
@@ -228,10 +230,10 @@ class WriteTransaction(SnapshotWrites):
         """The incarnation of each of `names` that has a row, which no deletion
         can remove before this transaction ends (PostgreSQL's FOR KEY SHARE blocks
         a DELETE, not another process's appends or snapshots)."""
-        driver = self._conn.connection.driver_connection
-        if isinstance(driver, sqlite3.Connection):
+        if self._sqlite is not None:
             # Every batch on SQLite: straight to the driver (see `_append_sqlite`).
-            cursor = driver.execute(_SQLITE_INCARNATIONS.format(",".join("?" * len(names))), names)
+            marks = ",".join("?" * len(names))
+            cursor = self._sqlite.execute(_SQLITE_INCARNATIONS.format(marks), names)
             try:
                 return {name: int(incarnation) for name, incarnation in cursor.fetchall()}
             finally:
@@ -248,8 +250,7 @@ class WriteTransaction(SnapshotWrites):
         """Create the row of document `name` if updates were made for the
         incarnation it would have (or do not say); its incarnation, or None.
         On SQLite straight to the driver: every new document's first commit runs it."""
-        driver = self._conn.connection.driver_connection
-        sqlite_driver = driver if isinstance(driver, sqlite3.Connection) else None
+        sqlite_driver = self._sqlite
         if sqlite_driver is not None:
             row = _SQLITE_DELETIONS.run(sqlite_driver, name).fetchone()
             deletions = None if row is None else row[0]
